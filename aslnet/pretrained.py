@@ -1,0 +1,301 @@
+"""ImageNet-pretrained MobileNet v1 (alpha 1.0, 224) weights in Keras layer names and layouts.
+
+The weights come from the quantization-aware-trained TFLite models of the public
+``google-coral/test_data`` repository, dequantized to float32 (see ``aslnet._tflite``).
+Batch normalization is folded into those convolutions (kernel and bias, no statistics);
+``bn_init`` of :func:`mobilenet_v1_weights` chooses how Keras's batch-norm layers are filled.
+
+Weight files are found like Keras finds its own: :func:`resolve_weights_dir` looks at an
+explicit folder, then the cache ``$ASLNET_HOME/weights`` (default ``~/.cache/aslnet``), then
+a folder named by ``$ASLNET_WEIGHTS``, and else downloads the files into the cache (base URL
+``$ASLNET_WEIGHTS_URL``, default the pinned GitHub commit), verifying SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import tempfile
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from aslnet._tflite import TFLiteModel, read_tflite
+
+__all__ = [
+    "BN_EPSILON", "BLOCK_STRIDES", "WEIGHT_FILES", "DEFAULT_WEIGHTS_URL",
+    "WeightsNotFoundError", "WeightsIntegrityError", "weights_cache_dir", "resolve_weights_dir",
+    "mobilenet_v1_weights", "imagenet_head", "imagenet_labels", "folded_bn", "bn_from_stats",
+]
+
+log = logging.getLogger(__name__)
+
+BN_EPSILON = 1e-3
+"""Epsilon of Keras MobileNet's BatchNormalization layers."""
+
+BLOCK_STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
+"""Depthwise stride of each of MobileNet v1's 13 depthwise-separable blocks."""
+
+EMBEDDING_FILE = "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+HEAD_FILE = "mobilenet_v1_1.0_224_quant_head_layers.tflite"
+LABELS_FILE = "imagenet_labels.txt"
+
+WEIGHT_FILES = {
+    EMBEDDING_FILE: "f409ef4f73fcbb9667841965623c5c8524aac33d41b9bf5f3667161fb4a76319",
+    HEAD_FILE: "65a88984b258c6f3c99d7573acac8cf85bd747293d83d51fafc1c2fb6d632286",
+    LABELS_FILE: "b8aaeb5630c62626a7d124a05c0e14230a7ffdd2136a31d0190a4fb71c1d82f1",
+}
+"""The files needed, with their SHA-256."""
+
+DEFAULT_WEIGHTS_URL = ("https://raw.githubusercontent.com/google-coral/test_data/"
+                       "104342d2d3480b3e66203073dac24f4e2dbb4c41")
+
+_DOWNLOAD_TIMEOUT_S = 60
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """The weight files are neither available locally nor downloadable."""
+
+
+class WeightsIntegrityError(ValueError):
+    """A weight file is present but its SHA-256 is not the expected one."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the files
+
+
+def weights_cache_dir() -> Path:
+    """The download cache: ``$ASLNET_HOME/weights``, ``$ASLNET_HOME`` defaulting to ``~/.cache/aslnet``."""
+    return Path(os.environ.get("ASLNET_HOME") or "~/.cache/aslnet").expanduser() / "weights"
+
+
+def resolve_weights_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Return a folder holding all of :data:`WEIGHT_FILES`, verified by SHA-256.
+
+    Order: ``explicit`` (if given it must hold the files: no fallback), the cache
+    :func:`weights_cache_dir`, the folder ``$ASLNET_WEIGHTS``, then a download of the missing
+    files into the cache. Raises :class:`WeightsIntegrityError` for a consulted file with a
+    wrong hash, :class:`WeightsNotFoundError` when the files can be neither found nor fetched.
+    """
+    if explicit is not None:
+        folder = Path(explicit).expanduser()
+        missing = _missing_files(folder)
+        if missing:
+            raise WeightsNotFoundError(
+                f"{folder} lacks the MobileNet v1 weight files {', '.join(missing)}")
+        return folder
+    cache = weights_cache_dir()
+    candidates = [cache]
+    if os.environ.get("ASLNET_WEIGHTS"):
+        candidates.append(Path(os.environ["ASLNET_WEIGHTS"]).expanduser())
+    for folder in candidates:
+        if not _missing_files(folder):
+            return folder
+    _download(_missing_files(cache), cache)
+    return cache
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _missing_files(folder: Path) -> list[str]:
+    """Names of the needed files absent from ``folder``; raise if a present one is corrupt."""
+    missing = []
+    for name, expected in WEIGHT_FILES.items():
+        path = folder / name
+        if not path.is_file():
+            missing.append(name)
+        elif _sha256(path) != expected:
+            raise WeightsIntegrityError(
+                f"{path} has the wrong SHA-256 (expected {expected}); the file is corrupt or "
+                f"not the expected version: delete or replace it")
+    return missing
+
+
+def _download(names: list[str], dest: Path) -> None:
+    """Download ``names`` into ``dest``, each verified and then atomically renamed in place."""
+    base = (os.environ.get("ASLNET_WEIGHTS_URL") or DEFAULT_WEIGHTS_URL).rstrip("/")
+    for name in names:
+        url = f"{base}/{name}"
+        log.info("downloading %s", url)
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            _fetch(url, dest / name, WEIGHT_FILES[name])
+        except (OSError, http.client.HTTPException) as e:
+            raise WeightsNotFoundError(
+                f"MobileNet v1 weights not found locally and the download of {url} failed ({e}). "
+                f"Needed files: {', '.join(WEIGHT_FILES)} (from {DEFAULT_WEIGHTS_URL}). Put them "
+                f"in {dest}, or in a folder named by $ASLNET_WEIGHTS, or pass the folder "
+                f"explicitly") from e
+
+
+def _fetch(url: str, dest: Path, sha256: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+                data = response.read()  # raises IncompleteRead on a cut connection
+            f.write(data)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sha256:
+            raise WeightsIntegrityError(
+                f"{url}: downloaded file has SHA-256 {digest}, expected {sha256}; not used")
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch-norm initialisations
+
+
+def folded_bn(bias: np.ndarray) -> list[np.ndarray]:
+    """Keras BN weights ``[gamma, beta, moving_mean, moving_variance]`` that add ``bias``.
+
+    ``gamma = 1, beta = bias, mean = 0, variance = 1 - epsilon``: in inference mode the
+    layer computes ``x + bias`` exactly (``variance + epsilon`` rounds to 1 in float32).
+    """
+    bias = np.asarray(bias, np.float32)
+    return [np.ones_like(bias), bias.copy(), np.zeros_like(bias),
+            np.full_like(bias, 1.0 - BN_EPSILON)]
+
+
+def bn_from_stats(bias: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> list[np.ndarray]:
+    """Keras BN weights that add ``bias`` in inference mode and carry measured statistics.
+
+    ``mean``/``variance`` are the per-channel statistics of the layer's input;
+    ``gamma = sqrt(variance + epsilon), beta = bias + mean`` keeps the function ``x + bias``.
+    """
+    bias, mean, variance = (np.asarray(a, np.float64) for a in (bias, mean, variance))
+    if not bias.shape == mean.shape == variance.shape:
+        raise ValueError(f"shapes differ: bias {bias.shape}, mean {mean.shape}, "
+                         f"variance {variance.shape}")
+    return [a.astype(np.float32) for a in
+            (np.sqrt(variance + BN_EPSILON), bias + mean, mean, variance)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+
+
+def _ohwi_to_hwio(kernel: np.ndarray) -> np.ndarray:
+    """TFLite conv kernel (out, h, w, in) -> Keras Conv2D kernel (h, w, in, out)."""
+    return np.ascontiguousarray(kernel.transpose(1, 2, 3, 0))
+
+
+def _depthwise_to_keras(kernel: np.ndarray, depth_multiplier: int) -> np.ndarray:
+    """TFLite depthwise kernel (1, h, w, in*mult) -> Keras (h, w, in, mult)."""
+    _, h, w, cm = kernel.shape
+    return np.ascontiguousarray(kernel.reshape(h, w, cm // depth_multiplier, depth_multiplier))
+
+
+def _structure_error(model: TFLiteModel, msg: str) -> ValueError:
+    return ValueError(f"{model.path}: not the expected MobileNet v1 layout: {msg}")
+
+
+def _conv_params(model: TFLiteModel, index: int, opcode: str, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel, bias) of operator ``index`` after checking its type, stride and activation."""
+    op = model.operators[index]
+    o = op.options
+    if op.opcode != opcode:
+        raise _structure_error(model, f"operator {index} is {op.opcode}, expected {opcode}")
+    if (o["stride_h"], o["stride_w"]) != (stride, stride) or o["padding"] != "SAME" \
+            or o["fused_activation"] != "RELU6" or o.get("depth_multiplier", 1) != 1:
+        raise _structure_error(model, f"operator {index} ({opcode}) has options {o}")
+    if index > 0 and op.inputs[0] != model.operators[index - 1].outputs[0]:
+        raise _structure_error(model, f"operator {index} does not follow operator {index - 1}")
+    kernel, bias = (model.tensors[t].data for t in op.inputs[1:3])
+    if kernel is None or bias is None:
+        raise _structure_error(model, f"operator {index} has no constant kernel and bias")
+    return kernel, bias
+
+
+def _bn_weights(name: str, bias: np.ndarray, bn_init) -> list[np.ndarray]:
+    if isinstance(bn_init, str):
+        return folded_bn(bias)
+    mean, variance = bn_init[name]
+    return bn_from_stats(bias, mean, variance)
+
+
+def mobilenet_v1_weights(path_dir: str | os.PathLike | None = None, *,
+                         bn_init: str | Mapping = "folded") -> dict[str, list[np.ndarray]]:
+    """Keras MobileNet v1 weights: layer name -> weight list in Keras order and layout (float32).
+
+    Layers: ``conv1`` [kernel (3,3,3,32)], ``conv1_bn``, then per block k = 1..13
+    ``conv_dw_k`` [depthwise kernel (3,3,C,1)], ``conv_dw_k_bn``, ``conv_pw_k``
+    [kernel (1,1,Cin,Cout)], ``conv_pw_k_bn``, and ``conv_preds`` [kernel (1,1,1024,1000),
+    bias (1000,)] with the background class dropped. Each ``*_bn`` is
+    [gamma, beta, moving_mean, moving_variance] (epsilon :data:`BN_EPSILON`).
+
+    ``path_dir``: folder with the files, resolved by :func:`resolve_weights_dir`.
+    ``bn_init``: ``'folded'`` (:func:`folded_bn`), or a mapping from every BN layer name to
+    the measured ``(mean, variance)`` of its input (:func:`bn_from_stats`). Either way the
+    network computes the same function in inference mode.
+    """
+    if isinstance(bn_init, str) and bn_init != "folded":
+        raise ValueError(f"bn_init must be 'folded' or a mapping of statistics, not {bn_init!r}")
+    folder = resolve_weights_dir(path_dir)
+    model = read_tflite(folder / EMBEDDING_FILE)
+    if len(model.operators) != 2 + 2 * len(BLOCK_STRIDES):
+        raise _structure_error(model, f"{len(model.operators)} operators")
+    if not isinstance(bn_init, str):
+        expected = {"conv1_bn"} | {f"conv_{kind}_{k}_bn" for kind in ("dw", "pw")
+                                   for k in range(1, len(BLOCK_STRIDES) + 1)}
+        missing = expected - set(bn_init)
+        if missing:
+            raise ValueError(f"bn_init lacks statistics for {sorted(missing)}")
+
+    kernel, bias = _conv_params(model, 0, "CONV_2D", 2)
+    weights = {"conv1": [_ohwi_to_hwio(kernel)], "conv1_bn": _bn_weights("conv1_bn", bias, bn_init)}
+    for k, stride in enumerate(BLOCK_STRIDES, start=1):
+        kernel, bias = _conv_params(model, 2 * k - 1, "DEPTHWISE_CONV_2D", stride)
+        weights[f"conv_dw_{k}"] = [_depthwise_to_keras(kernel, 1)]
+        weights[f"conv_dw_{k}_bn"] = _bn_weights(f"conv_dw_{k}_bn", bias, bn_init)
+        kernel, bias = _conv_params(model, 2 * k, "CONV_2D", 1)
+        if kernel.shape[1:3] != (1, 1):
+            raise _structure_error(model, f"pointwise kernel of block {k} is {kernel.shape}")
+        weights[f"conv_pw_{k}"] = [_ohwi_to_hwio(kernel)]
+        weights[f"conv_pw_{k}_bn"] = _bn_weights(f"conv_pw_{k}_bn", bias, bn_init)
+    if model.operators[-1].opcode != "AVERAGE_POOL_2D":
+        raise _structure_error(model, f"last operator is {model.operators[-1].opcode}")
+
+    head_kernel, head_bias = _read_head(folder)
+    weights["conv_preds"] = [np.ascontiguousarray(head_kernel[..., 1:]), head_bias[1:].copy()]
+    return weights
+
+
+def _read_head(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    model = read_tflite(folder / HEAD_FILE)
+    op = model.operators[0]
+    if op.opcode != "CONV_2D" or op.options["fused_activation"] != "NONE":
+        raise _structure_error(model, f"first operator is {op.opcode} {op.options}")
+    kernel, bias = (model.tensors[t].data for t in op.inputs[1:3])
+    if kernel is None or bias is None or kernel.shape[1:3] != (1, 1):
+        raise _structure_error(model, "the classifier is not a 1x1 convolution with bias")
+    return _ohwi_to_hwio(kernel), bias
+
+
+def imagenet_head(path_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The 1001-class classifier (class 0 = background): kernel (1,1,1024,1001), bias (1001,)."""
+    return _read_head(resolve_weights_dir(path_dir))
+
+
+def imagenet_labels(path_dir: str | os.PathLike | None = None, *,
+                    include_background: bool = False) -> list[str]:
+    """ImageNet class names in Keras order (1000), or the 1001 TFLite ones with 'background' first."""
+    path = resolve_weights_dir(path_dir) / LABELS_FILE
+    labels = path.read_text(encoding="utf-8").splitlines()
+    if len(labels) != 1001 or labels[0] != "background":
+        raise ValueError(f"{path}: expected 1001 labels starting with 'background'")
+    return labels if include_background else labels[1:]

@@ -1,0 +1,147 @@
+/*
+ * aslnet.h - public C API of the aslnet core.
+ *
+ * A network is a chain of layers (MobileNet v1 and the tutorial's model are
+ * chains).  Activations are float32 NHWC; a sample's shape is always (h, w, c)
+ * (a vector of n features is (1, 1, n)).  C owns activations, gradients,
+ * optimizer state and oneDNN primitives; parameters live in C-owned storage
+ * or in caller-owned storage bound with asl_net_bind_param().
+ *
+ * Every function returns an asl_status; on failure asl_net_last_error() says
+ * why.  Nothing here aborts or exits.  No global mutable state: two networks
+ * share nothing.
+ */
+#ifndef ASLNET_H
+#define ASLNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    ASL_OK = 0,
+    ASL_ERR_ARG,      /* invalid argument (message says which)         */
+    ASL_ERR_SHAPE,    /* shapes do not fit                             */
+    ASL_ERR_NOMEM,    /* an allocation failed                          */
+    ASL_ERR_DNNL,     /* oneDNN reported an error                      */
+    ASL_ERR_STATE     /* call out of order (e.g. backward w/o forward) */
+} asl_status;
+
+typedef enum {
+    ASL_LAYER_CONV2D = 1,
+    ASL_LAYER_DEPTHWISE_CONV2D,
+    ASL_LAYER_ZERO_PADDING2D,
+    ASL_LAYER_BATCH_NORM,
+    ASL_LAYER_ACTIVATION,
+    ASL_LAYER_GLOBAL_AVG_POOL,
+    ASL_LAYER_GLOBAL_MAX_POOL,
+    ASL_LAYER_DROPOUT,
+    ASL_LAYER_RESHAPE,
+    ASL_LAYER_DENSE
+} asl_layer_kind;
+
+typedef enum {
+    ASL_ACT_LINEAR = 0,
+    ASL_ACT_RELU,
+    ASL_ACT_RELU6,
+    ASL_ACT_SOFTMAX
+} asl_activation;
+
+typedef enum { ASL_PAD_VALID = 0, ASL_PAD_SAME } asl_padding;
+
+/* Description of one layer; fields not used by a kind are ignored. */
+typedef struct {
+    asl_layer_kind kind;
+    int filters;              /* conv2d: output channels; dense: units      */
+    int depth_multiplier;     /* depthwise conv (>= 1)                       */
+    int kernel[2];            /* kernel height, width                        */
+    int strides[2];           /* stride height, width                        */
+    asl_padding padding;      /* conv/depthwise: TF/Keras 'valid' / 'same'   */
+    int use_bias;             /* conv/depthwise/dense                        */
+    int pad[4];               /* zero padding: top, bottom, left, right      */
+    asl_activation activation;/* conv/depthwise/dense/activation layer       */
+    float momentum, epsilon;  /* batch norm (Keras: 0.99, 1e-3)              */
+    float rate;               /* dropout rate in [0, 1)                      */
+    uint64_t seed;            /* dropout RNG seed                            */
+    int target[3];            /* reshape: per-sample (h, w, c)               */
+} asl_layer_desc;
+
+/* Parameter description (Keras order and layout). */
+typedef struct {
+    const char *name;         /* "kernel", "bias", "gamma", ...             */
+    int ndim;
+    int dims[4];
+    size_t size;              /* number of floats                            */
+    int is_weight;            /* 1: trained by the optimizer when the layer  */
+                              /* is trainable; 0: a statistic (moving mean)  */
+} asl_param_info;
+
+typedef enum { ASL_OPT_SGD = 1, ASL_OPT_ADAM } asl_optimizer_kind;
+
+typedef struct {
+    asl_optimizer_kind kind;
+    float learning_rate;
+    float momentum;           /* SGD                                         */
+    int nesterov;             /* SGD                                         */
+    float beta_1, beta_2, epsilon; /* Adam (Keras: 0.9, 0.999, 1e-7)         */
+} asl_optimizer_desc;
+
+typedef struct asl_net asl_net;
+
+asl_status asl_net_create(asl_net **net, int h, int w, int c);
+void asl_net_destroy(asl_net *net);
+const char *asl_net_last_error(const asl_net *net);
+
+asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc);
+int asl_net_num_layers(const asl_net *net);
+asl_status asl_net_output_shape(const asl_net *net, int layer, int shape[3]);
+int asl_net_num_params(const asl_net *net, int layer);
+asl_status asl_net_param_info(const asl_net *net, int layer, int j,
+                              asl_param_info *info);
+/* Pointer to the parameter's storage (C-owned unless bound). */
+asl_status asl_net_param_data(asl_net *net, int layer, int j, float **data);
+/* Use caller-owned storage of info.size floats; it must outlive the net. */
+asl_status asl_net_bind_param(asl_net *net, int layer, int j, float *data);
+/* Gradient of the last backward pass (NULL if the param got none). */
+asl_status asl_net_param_grad(const asl_net *net, int layer, int j,
+                              const float **grad);
+asl_status asl_net_set_trainable(asl_net *net, int layer, int trainable);
+/* Tell the net parameter values were changed from outside. */
+void asl_net_weights_changed(asl_net *net);
+asl_status asl_net_set_num_threads(asl_net *net, int n);
+
+/* Forward a batch x[n,h,w,c] into y[n, output shape]. */
+asl_status asl_net_forward(asl_net *net, const float *x, int n, int training,
+                           float *y);
+/* Backward from dy (gradient of the last forward's output).  Computes
+ * gradients of trainable parameters and, if dx != NULL, of the input;
+ * stops at the earliest trainable layer otherwise. */
+asl_status asl_net_backward(asl_net *net, const float *dy, float *dx);
+
+asl_status asl_net_set_optimizer(asl_net *net, const asl_optimizer_desc *opt);
+asl_status asl_net_set_learning_rate(asl_net *net, float lr);
+/* One optimizer step with the gradients of the last backward. */
+asl_status asl_net_apply_gradients(asl_net *net);
+/* Optimizer state: iteration count and slots (Adam: m, v; SGD: velocity).
+ * Slots exist only for trainable weights. */
+int64_t asl_net_iterations(const asl_net *net);
+void asl_net_set_iterations(asl_net *net, int64_t it);
+asl_status asl_net_slot(asl_net *net, int layer, int j, int k, float **slot);
+
+/* forward(training) + categorical cross-entropy + backward + update.
+ * y_true[n, classes]; loss: batch mean; y_pred (optional): predictions. */
+asl_status asl_net_train_step(asl_net *net, const float *x,
+                              const float *y_true, int n, float *loss,
+                              float *y_pred);
+
+/* Work counters, for tests: calls of a layer's forward and backward. */
+asl_status asl_net_layer_calls(const asl_net *net, int layer,
+                               int64_t *forward, int64_t *backward);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ASLNET_H */

@@ -1,0 +1,862 @@
+/* binding.c - the Python module aslnet._core: the only file that sees
+ * Python.h and NumPy.  Each method converts and checks its arguments,
+ * releases the GIL around pure C compute and maps asl_status to
+ * exceptions. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <string.h>
+
+#include "aslnet.h"
+
+typedef struct {
+    PyObject_HEAD
+    asl_net *net;
+    PyObject *bound;     /* dict (layer, param) -> bound ndarray */
+    int busy;            /* a call is running with the GIL released */
+    int in[3];
+} NetObject;
+
+static PyObject *CoreError;
+
+static PyObject *raise_status(NetObject *self, asl_status st)
+{
+    const char *msg = self && self->net ? asl_net_last_error(self->net) : "";
+    PyObject *type;
+    switch (st) {
+    case ASL_ERR_ARG:
+    case ASL_ERR_SHAPE: type = PyExc_ValueError; break;
+    case ASL_ERR_NOMEM: type = PyExc_MemoryError; break;
+    default: type = CoreError; break;
+    }
+    PyErr_SetString(type, msg && *msg ? msg : "aslnet core error");
+    return NULL;
+}
+
+static int enter(NetObject *self)
+{
+    if (!self->net) {
+        PyErr_SetString(PyExc_RuntimeError, "Net is closed");
+        return -1;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this Net is already running in another thread");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- keyword helpers ------------------------------------------------- */
+
+static int kw_int(PyObject *kw, const char *key, int *out)
+{
+    PyObject *v = kw ? PyDict_GetItemString(kw, key) : NULL;
+    long x;
+    if (!v) return 0;
+    if (PyBool_Check(v)) {
+        *out = v == Py_True;
+        return 0;
+    }
+    x = PyLong_AsLong(v);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int", key);
+        return -1;
+    }
+    if (x < -(1L << 30) || x > (1L << 30)) {
+        PyErr_Format(PyExc_ValueError, "%s out of range", key);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int kw_float(PyObject *kw, const char *key, float *out)
+{
+    PyObject *v = kw ? PyDict_GetItemString(kw, key) : NULL;
+    double x;
+    if (!v) return 0;
+    x = PyFloat_AsDouble(v);
+    if (x == -1.0 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "%s must be a number", key);
+        return -1;
+    }
+    *out = (float)x;
+    return 0;
+}
+
+/* int or sequence of `n` ints */
+static int kw_ints(PyObject *kw, const char *key, int n, int *out)
+{
+    PyObject *v = kw ? PyDict_GetItemString(kw, key) : NULL, *seq;
+    if (!v) return 0;
+    if (PyLong_Check(v)) {
+        long x = PyLong_AsLong(v);
+        for (int i = 0; i < n; i++) out[i] = (int)x;
+        return 0;
+    }
+    seq = PySequence_Fast(v, "");
+    if (!seq || PySequence_Fast_GET_SIZE(seq) != n) {
+        Py_XDECREF(seq);
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be an int or %d ints", key, n);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        long x = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (x == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s must be an int or %d ints", key, n);
+            return -1;
+        }
+        out[i] = (int)x;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static int kw_str(PyObject *kw, const char *key, const char **out)
+{
+    PyObject *v = kw ? PyDict_GetItemString(kw, key) : NULL;
+    if (!v) return 0;
+    if (!PyUnicode_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a string", key);
+        return -1;
+    }
+    *out = PyUnicode_AsUTF8(v);
+    return *out ? 0 : -1;
+}
+
+static int parse_activation(const char *s, asl_activation *a)
+{
+    if (!s || !strcmp(s, "linear")) *a = ASL_ACT_LINEAR;
+    else if (!strcmp(s, "relu")) *a = ASL_ACT_RELU;
+    else if (!strcmp(s, "relu6")) *a = ASL_ACT_RELU6;
+    else if (!strcmp(s, "softmax")) *a = ASL_ACT_SOFTMAX;
+    else {
+        PyErr_Format(PyExc_ValueError,
+                     "unknown activation '%s' (expected linear, relu, relu6 or softmax)", s);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *const known_keys[] = {
+    "filters", "units", "kernel_size", "strides", "padding", "use_bias",
+    "depth_multiplier", "activation", "momentum", "epsilon", "rate", "seed",
+    "target_shape", NULL};
+
+/* ---- Net ------------------------------------------------------------- */
+
+static int Net_init(NetObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"input_shape", NULL};
+    int h, w, c;
+    asl_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "(iii)", kwlist, &h, &w, &c))
+        return -1;
+    if (h < 1 || w < 1 || c < 1) {
+        PyErr_Format(PyExc_ValueError, "input_shape must be positive, got (%d, %d, %d)", h, w, c);
+        return -1;
+    }
+    if (self->net) {
+        PyErr_SetString(PyExc_RuntimeError, "Net already initialised");
+        return -1;
+    }
+    st = asl_net_create(&self->net, h, w, c);
+    if (st != ASL_OK) {
+        PyErr_SetString(st == ASL_ERR_NOMEM ? PyExc_MemoryError : CoreError,
+                        "could not create the network (oneDNN engine)");
+        return -1;
+    }
+    self->in[0] = h;
+    self->in[1] = w;
+    self->in[2] = c;
+    self->bound = PyDict_New();
+    return self->bound ? 0 : -1;
+}
+
+static void Net_dealloc(NetObject *self)
+{
+    asl_net_destroy(self->net);
+    self->net = NULL;
+    Py_XDECREF(self->bound);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
+{
+    const char *kind, *padding = NULL, *act = NULL;
+    asl_layer_desc d;
+    asl_status st;
+
+    if (enter(self)) return NULL;
+    if (!PyArg_ParseTuple(args, "s", &kind)) return NULL;
+    if (kw) {
+        PyObject *key;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(kw, &pos, &key, NULL)) {
+            const char *k = PyUnicode_AsUTF8(key);
+            int ok = 0;
+            for (int i = 0; known_keys[i]; i++)
+                if (k && !strcmp(k, known_keys[i])) ok = 1;
+            if (!ok) {
+                PyErr_Format(PyExc_TypeError, "add(): unknown argument '%s'", k ? k : "?");
+                return NULL;
+            }
+        }
+    }
+    memset(&d, 0, sizeof d);
+    d.kernel[0] = d.kernel[1] = 1;
+    d.strides[0] = d.strides[1] = 1;
+    d.depth_multiplier = 1;
+    d.use_bias = 1;
+    d.momentum = 0.99f;
+    d.epsilon = 1e-3f;
+
+    if (!strcmp(kind, "conv2d")) d.kind = ASL_LAYER_CONV2D;
+    else if (!strcmp(kind, "depthwise_conv2d")) { d.kind = ASL_LAYER_DEPTHWISE_CONV2D; d.use_bias = 0; }
+    else if (!strcmp(kind, "zero_padding2d")) d.kind = ASL_LAYER_ZERO_PADDING2D;
+    else if (!strcmp(kind, "batch_normalization")) d.kind = ASL_LAYER_BATCH_NORM;
+    else if (!strcmp(kind, "activation")) d.kind = ASL_LAYER_ACTIVATION;
+    else if (!strcmp(kind, "global_average_pooling2d")) d.kind = ASL_LAYER_GLOBAL_AVG_POOL;
+    else if (!strcmp(kind, "global_max_pooling2d")) d.kind = ASL_LAYER_GLOBAL_MAX_POOL;
+    else if (!strcmp(kind, "dropout")) d.kind = ASL_LAYER_DROPOUT;
+    else if (!strcmp(kind, "reshape")) d.kind = ASL_LAYER_RESHAPE;
+    else if (!strcmp(kind, "dense")) d.kind = ASL_LAYER_DENSE;
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown layer kind '%s'", kind);
+        return NULL;
+    }
+
+    if (kw_int(kw, "filters", &d.filters) || kw_int(kw, "units", &d.filters) ||
+        kw_ints(kw, "kernel_size", 2, d.kernel) ||
+        kw_ints(kw, "strides", 2, d.strides) ||
+        kw_int(kw, "use_bias", &d.use_bias) ||
+        kw_int(kw, "depth_multiplier", &d.depth_multiplier) ||
+        kw_str(kw, "activation", &act) || parse_activation(act, &d.activation) ||
+        kw_float(kw, "momentum", &d.momentum) ||
+        kw_float(kw, "epsilon", &d.epsilon) || kw_float(kw, "rate", &d.rate) ||
+        kw_ints(kw, "target_shape", 3, d.target))
+        return NULL;
+    {
+        PyObject *seed = kw ? PyDict_GetItemString(kw, "seed") : NULL;
+        if (seed && seed != Py_None) {
+            d.seed = PyLong_AsUnsignedLongLongMask(seed);
+            if (PyErr_Occurred()) return NULL;
+        }
+    }
+    if (d.kind == ASL_LAYER_ZERO_PADDING2D) {
+        /* padding: int, (sym_h, sym_w) or ((top, bottom), (left, right)) */
+        PyObject *v = kw ? PyDict_GetItemString(kw, "padding") : NULL;
+        if (v) {
+            int t, b, l, r;
+            if (PyLong_Check(v)) {
+                t = b = l = r = (int)PyLong_AsLong(v);
+            } else if (PyArg_ParseTuple(v, "(ii)(ii)", &t, &b, &l, &r)) {
+            } else {
+                PyErr_Clear();
+                if (!PyArg_ParseTuple(v, "ii", &t, &l)) {
+                    PyErr_Clear();
+                    PyErr_SetString(PyExc_TypeError,
+                                    "padding must be an int, (h, w) or ((top, bottom), (left, right))");
+                    return NULL;
+                }
+                b = t;
+                r = l;
+            }
+            if (PyErr_Occurred()) return NULL;
+            d.pad[0] = t; d.pad[1] = b; d.pad[2] = l; d.pad[3] = r;
+        }
+    } else {
+        if (kw_str(kw, "padding", &padding)) return NULL;
+        if (padding && !strcmp(padding, "same")) d.padding = ASL_PAD_SAME;
+        else if (!padding || !strcmp(padding, "valid")) d.padding = ASL_PAD_VALID;
+        else {
+            PyErr_Format(PyExc_ValueError, "padding must be 'valid' or 'same', got '%s'", padding);
+            return NULL;
+        }
+    }
+    st = asl_net_add(self->net, &d);
+    if (st != ASL_OK) return raise_status(self, st);
+    return PyLong_FromLong(asl_net_num_layers(self->net) - 1);
+}
+
+static int layer_index(NetObject *self, int i)
+{
+    int n = asl_net_num_layers(self->net);
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) {
+        PyErr_Format(PyExc_IndexError, "layer index out of range (%d layers)", n);
+        return -1;
+    }
+    return i;
+}
+
+static PyObject *Net_output_shape(NetObject *self, PyObject *args)
+{
+    int i, s[3];
+    if (enter(self) || !PyArg_ParseTuple(args, "i", &i)) return NULL;
+    if ((i = layer_index(self, i)) < 0) return NULL;
+    asl_net_output_shape(self->net, i, s);
+    return Py_BuildValue("(iii)", s[0], s[1], s[2]);
+}
+
+static PyObject *shape_tuple(const asl_param_info *info)
+{
+    PyObject *t = PyTuple_New(info->ndim);
+    if (!t) return NULL;
+    for (int k = 0; k < info->ndim; k++)
+        PyTuple_SET_ITEM(t, k, PyLong_FromLong(info->dims[k]));
+    return t;
+}
+
+static PyObject *Net_params(NetObject *self, PyObject *args)
+{
+    int i;
+    PyObject *list;
+    if (enter(self) || !PyArg_ParseTuple(args, "i", &i)) return NULL;
+    if ((i = layer_index(self, i)) < 0) return NULL;
+    list = PyList_New(0);
+    if (!list) return NULL;
+    for (int j = 0; j < asl_net_num_params(self->net, i); j++) {
+        asl_param_info info;
+        PyObject *shape, *d;
+        asl_net_param_info(self->net, i, j, &info);
+        shape = shape_tuple(&info);
+        d = shape ? Py_BuildValue("{s:s,s:N,s:O}", "name", info.name, "shape", shape,
+                                  "is_weight", info.is_weight ? Py_True : Py_False)
+                  : NULL;
+        if (!d || PyList_Append(list, d)) {
+            Py_XDECREF(d);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(d);
+    }
+    return list;
+}
+
+static int param_index(NetObject *self, int *i, int *j, asl_param_info *info)
+{
+    asl_status st;
+    if ((*i = layer_index(self, *i)) < 0) return -1;
+    st = asl_net_param_info(self->net, *i, *j, info);
+    if (st != ASL_OK) {
+        PyErr_SetString(PyExc_IndexError, asl_net_last_error(self->net));
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *copy_out(const asl_param_info *info, const float *src)
+{
+    npy_intp dims[4];
+    PyObject *arr;
+    for (int k = 0; k < info->ndim; k++) dims[k] = info->dims[k];
+    arr = PyArray_SimpleNew(info->ndim, dims, NPY_FLOAT32);
+    if (arr) memcpy(PyArray_DATA((PyArrayObject *)arr), src, info->size * sizeof(float));
+    return arr;
+}
+
+/* A C-contiguous float32 copy/view of obj with exactly `info`'s shape. */
+static PyArrayObject *param_array(PyObject *obj, const asl_param_info *info,
+                                  const char *what, int writeable)
+{
+    int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
+    PyArrayObject *a;
+    if (writeable) flags |= NPY_ARRAY_WRITEABLE;
+    a = (PyArrayObject *)PyArray_FROMANY(obj, NPY_FLOAT32, 0, 0,
+                                         writeable ? flags : flags | NPY_ARRAY_FORCECAST);
+    if (!a) return NULL;
+    if ((size_t)PyArray_SIZE(a) != info->size || PyArray_NDIM(a) != info->ndim) {
+        PyErr_Format(PyExc_ValueError, "%s: %s expects shape %S with %zu values, got ndim %d size %zd",
+                     what, info->name, shape_tuple(info), info->size,
+                     PyArray_NDIM(a), (Py_ssize_t)PyArray_SIZE(a));
+        Py_DECREF(a);
+        return NULL;
+    }
+    for (int k = 0; k < info->ndim; k++)
+        if (PyArray_DIM(a, k) != info->dims[k]) {
+            PyErr_Format(PyExc_ValueError, "%s: %s expects shape %S, got %S", what,
+                         info->name, shape_tuple(info),
+                         PyObject_GetAttrString((PyObject *)a, "shape"));
+            Py_DECREF(a);
+            return NULL;
+        }
+    return a;
+}
+
+static PyObject *Net_get_param(NetObject *self, PyObject *args)
+{
+    int i, j;
+    asl_param_info info;
+    float *data;
+    if (enter(self) || !PyArg_ParseTuple(args, "ii", &i, &j)) return NULL;
+    if (param_index(self, &i, &j, &info)) return NULL;
+    asl_net_param_data(self->net, i, j, &data);
+    return copy_out(&info, data);
+}
+
+static PyObject *Net_set_param(NetObject *self, PyObject *args)
+{
+    int i, j;
+    PyObject *obj;
+    asl_param_info info;
+    PyArrayObject *a;
+    float *data;
+    if (enter(self) || !PyArg_ParseTuple(args, "iiO", &i, &j, &obj)) return NULL;
+    if (param_index(self, &i, &j, &info)) return NULL;
+    a = param_array(obj, &info, "set_param", 0);
+    if (!a) return NULL;
+    asl_net_param_data(self->net, i, j, &data);
+    memcpy(data, PyArray_DATA(a), info.size * sizeof(float));
+    Py_DECREF(a);
+    asl_net_weights_changed(self->net);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Net_bind_param(NetObject *self, PyObject *args)
+{
+    int i, j;
+    PyArrayObject *arr;
+    asl_param_info info;
+    PyObject *key;
+    asl_status st;
+    if (enter(self) || !PyArg_ParseTuple(args, "iiO!", &i, &j, &PyArray_Type, &arr))
+        return NULL;
+    if (param_index(self, &i, &j, &info)) return NULL;
+    if (PyArray_TYPE(arr) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(arr) ||
+        !PyArray_ISWRITEABLE(arr) || !PyArray_ISALIGNED(arr)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "bind_param needs a writeable, aligned, C-contiguous float32 array");
+        return NULL;
+    }
+    {
+        PyArrayObject *chk = param_array((PyObject *)arr, &info, "bind_param", 1);
+        if (!chk) return NULL;
+        Py_DECREF(chk);
+    }
+    key = Py_BuildValue("(ii)", i, j);
+    if (!key || PyDict_SetItem(self->bound, key, (PyObject *)arr)) {
+        Py_XDECREF(key);
+        return NULL;
+    }
+    Py_DECREF(key);
+    st = asl_net_bind_param(self->net, i, j, (float *)PyArray_DATA(arr));
+    if (st != ASL_OK) return raise_status(self, st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Net_grad(NetObject *self, PyObject *args)
+{
+    int i, j;
+    asl_param_info info;
+    const float *g;
+    if (enter(self) || !PyArg_ParseTuple(args, "ii", &i, &j)) return NULL;
+    if (param_index(self, &i, &j, &info)) return NULL;
+    asl_net_param_grad(self->net, i, j, &g);
+    if (!g) Py_RETURN_NONE;
+    return copy_out(&info, g);
+}
+
+static PyObject *Net_set_trainable(NetObject *self, PyObject *args)
+{
+    int i, t;
+    if (enter(self) || !PyArg_ParseTuple(args, "ip", &i, &t)) return NULL;
+    if ((i = layer_index(self, i)) < 0) return NULL;
+    asl_net_set_trainable(self->net, i, t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Net_weights_changed(NetObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (enter(self)) return NULL;
+    asl_net_weights_changed(self->net);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Net_set_num_threads(NetObject *self, PyObject *args)
+{
+    int n;
+    asl_status st;
+    if (enter(self) || !PyArg_ParseTuple(args, "i", &n)) return NULL;
+    st = asl_net_set_num_threads(self->net, n);
+    if (st != ASL_OK) return raise_status(self, st);
+    Py_RETURN_NONE;
+}
+
+/* Batch array [n, shape...] as C-contiguous float32; checks per-sample
+ * shape against (h, w, c) (any reshaping of the same size is refused). */
+static PyArrayObject *batch_array(PyObject *obj, const int shape[3],
+                                  const char *what)
+{
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(
+        obj, NPY_FLOAT32, 1, 4,
+        NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
+    if (!a) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError,
+                         "%s must be a numeric array of shape (batch, %d, %d, %d)",
+                         what, shape[0], shape[1], shape[2]);
+        }
+        return NULL;
+    }
+    {
+        int nd = PyArray_NDIM(a), ok;
+        npy_intp *d = PyArray_DIMS(a);
+        if (nd == 4)
+            ok = d[1] == shape[0] && d[2] == shape[1] && d[3] == shape[2];
+        else if (nd == 2)
+            ok = shape[0] == 1 && shape[1] == 1 && d[1] == shape[2];
+        else
+            ok = 0;
+        if (!ok || d[0] < 1 || d[0] > (1 << 30)) {
+            PyObject *got = PyObject_GetAttrString((PyObject *)a, "shape");
+            if (shape[0] == 1 && shape[1] == 1)
+                PyErr_Format(PyExc_ValueError, "%s must have shape (batch, %d), got %S",
+                             what, shape[2], got);
+            else
+                PyErr_Format(PyExc_ValueError,
+                             "%s must have shape (batch, %d, %d, %d), got %S", what,
+                             shape[0], shape[1], shape[2], got);
+            Py_XDECREF(got);
+            Py_DECREF(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static PyObject *new_batch(int n, const int s[3])
+{
+    npy_intp dims[4] = {n, s[0], s[1], s[2]};
+    return PyArray_SimpleNew(4, dims, NPY_FLOAT32);
+}
+
+static int out_shape(NetObject *self, int s[3])
+{
+    int n = asl_net_num_layers(self->net);
+    if (n == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the network has no layers");
+        return -1;
+    }
+    asl_net_output_shape(self->net, n - 1, s);
+    return 0;
+}
+
+static PyObject *Net_forward(NetObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"x", "training", NULL};
+    PyObject *xo, *y;
+    PyArrayObject *x;
+    int training = 0, n, s[3];
+    asl_status st;
+    if (enter(self) || !PyArg_ParseTupleAndKeywords(args, kw, "O|p", kwlist, &xo, &training))
+        return NULL;
+    if (out_shape(self, s)) return NULL;
+    if (!(x = batch_array(xo, self->in, "x"))) return NULL;
+    n = (int)PyArray_DIM(x, 0);
+    y = new_batch(n, s);
+    if (!y) {
+        Py_DECREF(x);
+        return NULL;
+    }
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = asl_net_forward(self->net, PyArray_DATA(x), n, training,
+                         PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    Py_DECREF(x);
+    if (st != ASL_OK) {
+        Py_DECREF(y);
+        return raise_status(self, st);
+    }
+    return y;
+}
+
+static PyObject *Net_backward(NetObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"dy", "need_dx", NULL};
+    PyObject *dyo, *dx = NULL;
+    PyArrayObject *dy;
+    int need_dx = 0, s[3], n;
+    asl_status st;
+    if (enter(self) || !PyArg_ParseTupleAndKeywords(args, kw, "O|p", kwlist, &dyo, &need_dx))
+        return NULL;
+    if (out_shape(self, s)) return NULL;
+    if (!(dy = batch_array(dyo, s, "dy"))) return NULL;
+    n = (int)PyArray_DIM(dy, 0);
+    if (need_dx && !(dx = new_batch(n, self->in))) {
+        Py_DECREF(dy);
+        return NULL;
+    }
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = asl_net_backward(self->net, PyArray_DATA(dy),
+                          dx ? PyArray_DATA((PyArrayObject *)dx) : NULL);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    Py_DECREF(dy);
+    if (st != ASL_OK) {
+        Py_XDECREF(dx);
+        return raise_status(self, st);
+    }
+    if (!dx) Py_RETURN_NONE;
+    return dx;
+}
+
+static PyObject *Net_set_optimizer(NetObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"name", "learning_rate", "momentum", "nesterov",
+                             "beta_1", "beta_2", "epsilon", NULL};
+    const char *name;
+    asl_optimizer_desc o = {0};
+    asl_status st;
+    o.learning_rate = 0.001f;
+    o.beta_1 = 0.9f;
+    o.beta_2 = 0.999f;
+    o.epsilon = 1e-7f;
+    if (enter(self) ||
+        !PyArg_ParseTupleAndKeywords(args, kw, "s|ffpfff", kwlist, &name, &o.learning_rate,
+                                     &o.momentum, &o.nesterov, &o.beta_1, &o.beta_2,
+                                     &o.epsilon))
+        return NULL;
+    if (!strcmp(name, "adam")) o.kind = ASL_OPT_ADAM;
+    else if (!strcmp(name, "sgd")) o.kind = ASL_OPT_SGD;
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown optimizer '%s' (expected 'adam' or 'sgd')", name);
+        return NULL;
+    }
+    st = asl_net_set_optimizer(self->net, &o);
+    if (st != ASL_OK) return raise_status(self, st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Net_set_learning_rate(NetObject *self, PyObject *args)
+{
+    float lr;
+    asl_status st;
+    if (enter(self) || !PyArg_ParseTuple(args, "f", &lr)) return NULL;
+    st = asl_net_set_learning_rate(self->net, lr);
+    if (st != ASL_OK) return raise_status(self, st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Net_apply_gradients(NetObject *self, PyObject *unused)
+{
+    asl_status st;
+    (void)unused;
+    if (enter(self)) return NULL;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = asl_net_apply_gradients(self->net);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (st != ASL_OK) return raise_status(self, st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Net_slot(NetObject *self, PyObject *args)
+{
+    int i, j, k;
+    asl_param_info info;
+    float *slot;
+    asl_status st;
+    if (enter(self) || !PyArg_ParseTuple(args, "iii", &i, &j, &k)) return NULL;
+    if (param_index(self, &i, &j, &info)) return NULL;
+    st = asl_net_slot(self->net, i, j, k, &slot);
+    if (st != ASL_OK) return raise_status(self, st);
+    if (!slot) Py_RETURN_NONE;
+    return copy_out(&info, slot);
+}
+
+static PyObject *Net_set_slot(NetObject *self, PyObject *args)
+{
+    int i, j, k;
+    PyObject *obj;
+    asl_param_info info;
+    PyArrayObject *a;
+    float *slot;
+    asl_status st;
+    if (enter(self) || !PyArg_ParseTuple(args, "iiiO", &i, &j, &k, &obj)) return NULL;
+    if (param_index(self, &i, &j, &info)) return NULL;
+    st = asl_net_slot(self->net, i, j, k, &slot);
+    if (st != ASL_OK) return raise_status(self, st);
+    if (!slot) {
+        PyErr_Format(PyExc_ValueError,
+                     "no optimizer slot %d for layer %d param %d (frozen, a statistic, or "
+                     "the optimizer has fewer slots)", k, i, j);
+        return NULL;
+    }
+    if (!(a = param_array(obj, &info, "set_slot", 0))) return NULL;
+    memcpy(slot, PyArray_DATA(a), info.size * sizeof(float));
+    Py_DECREF(a);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Net_train_step(NetObject *self, PyObject *args)
+{
+    PyObject *xo, *yo, *pred;
+    PyArrayObject *x, *y;
+    int n, s[3];
+    float loss = 0.f;
+    asl_status st;
+    if (enter(self) || !PyArg_ParseTuple(args, "OO", &xo, &yo)) return NULL;
+    if (out_shape(self, s)) return NULL;
+    if (!(x = batch_array(xo, self->in, "x"))) return NULL;
+    if (!(y = batch_array(yo, s, "y"))) {
+        Py_DECREF(x);
+        return NULL;
+    }
+    n = (int)PyArray_DIM(x, 0);
+    if (PyArray_DIM(y, 0) != n) {
+        PyErr_Format(PyExc_ValueError, "x and y batch sizes differ: %d vs %zd", n,
+                     (Py_ssize_t)PyArray_DIM(y, 0));
+        Py_DECREF(x);
+        Py_DECREF(y);
+        return NULL;
+    }
+    pred = new_batch(n, s);
+    if (!pred) {
+        Py_DECREF(x);
+        Py_DECREF(y);
+        return NULL;
+    }
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = asl_net_train_step(self->net, PyArray_DATA(x), PyArray_DATA(y), n, &loss,
+                            PyArray_DATA((PyArrayObject *)pred));
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    Py_DECREF(x);
+    Py_DECREF(y);
+    if (st != ASL_OK) {
+        Py_DECREF(pred);
+        return raise_status(self, st);
+    }
+    return Py_BuildValue("(dN)", (double)loss, pred);
+}
+
+static PyObject *Net_layer_calls(NetObject *self, PyObject *args)
+{
+    int i;
+    int64_t f, b;
+    if (enter(self) || !PyArg_ParseTuple(args, "i", &i)) return NULL;
+    if ((i = layer_index(self, i)) < 0) return NULL;
+    asl_net_layer_calls(self->net, i, &f, &b);
+    return Py_BuildValue("(LL)", (long long)f, (long long)b);
+}
+
+static PyObject *Net_get_iterations(NetObject *self, void *closure)
+{
+    (void)closure;
+    if (enter(self)) return NULL;
+    return PyLong_FromLongLong(asl_net_iterations(self->net));
+}
+
+static int Net_set_iterations(NetObject *self, PyObject *v, void *closure)
+{
+    long long it;
+    (void)closure;
+    if (enter(self)) return -1;
+    if (!v) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete iterations");
+        return -1;
+    }
+    it = PyLong_AsLongLong(v);
+    if (it == -1 && PyErr_Occurred()) return -1;
+    if (it < 0) {
+        PyErr_SetString(PyExc_ValueError, "iterations must be >= 0");
+        return -1;
+    }
+    asl_net_set_iterations(self->net, it);
+    return 0;
+}
+
+static PyObject *Net_get_num_layers(NetObject *self, void *closure)
+{
+    (void)closure;
+    if (enter(self)) return NULL;
+    return PyLong_FromLong(asl_net_num_layers(self->net));
+}
+
+static PyObject *Net_get_input_shape(NetObject *self, void *closure)
+{
+    (void)closure;
+    return Py_BuildValue("(iii)", self->in[0], self->in[1], self->in[2]);
+}
+
+static PyMethodDef Net_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))Net_add, METH_VARARGS | METH_KEYWORDS,
+     "add(kind, **config) -> layer index"},
+    {"output_shape", (PyCFunction)Net_output_shape, METH_VARARGS, "per-sample (h, w, c) of layer i"},
+    {"params", (PyCFunction)Net_params, METH_VARARGS, "parameter descriptions of layer i"},
+    {"get_param", (PyCFunction)Net_get_param, METH_VARARGS, "copy of parameter j of layer i"},
+    {"set_param", (PyCFunction)Net_set_param, METH_VARARGS, "copy values into parameter j of layer i"},
+    {"bind_param", (PyCFunction)Net_bind_param, METH_VARARGS,
+     "use a float32 ndarray as the storage of parameter j of layer i"},
+    {"grad", (PyCFunction)Net_grad, METH_VARARGS, "gradient of the last backward, or None"},
+    {"set_trainable", (PyCFunction)Net_set_trainable, METH_VARARGS, "freeze/unfreeze layer i"},
+    {"weights_changed", (PyCFunction)Net_weights_changed, METH_NOARGS,
+     "invalidate cached weight layouts after changing bound arrays"},
+    {"set_num_threads", (PyCFunction)Net_set_num_threads, METH_VARARGS, "0 = all cores"},
+    {"forward", (PyCFunction)(void (*)(void))Net_forward, METH_VARARGS | METH_KEYWORDS,
+     "forward(x, training=False) -> y"},
+    {"backward", (PyCFunction)(void (*)(void))Net_backward, METH_VARARGS | METH_KEYWORDS,
+     "backward(dy, need_dx=False) -> dx or None"},
+    {"set_optimizer", (PyCFunction)(void (*)(void))Net_set_optimizer, METH_VARARGS | METH_KEYWORDS,
+     "set_optimizer('adam'|'sgd', learning_rate=..., ...)"},
+    {"set_learning_rate", (PyCFunction)Net_set_learning_rate, METH_VARARGS, ""},
+    {"apply_gradients", (PyCFunction)Net_apply_gradients, METH_NOARGS, "one optimizer step"},
+    {"slot", (PyCFunction)Net_slot, METH_VARARGS, "copy of optimizer slot k of (i, j), or None"},
+    {"set_slot", (PyCFunction)Net_set_slot, METH_VARARGS, "set optimizer slot k of (i, j)"},
+    {"train_step", (PyCFunction)Net_train_step, METH_VARARGS,
+     "train_step(x, y_onehot) -> (loss, y_pred)"},
+    {"layer_calls", (PyCFunction)Net_layer_calls, METH_VARARGS, "(forward, backward) call counts"},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Net_getset[] = {
+    {"iterations", (getter)Net_get_iterations, (setter)Net_set_iterations, "optimizer steps", NULL},
+    {"num_layers", (getter)Net_get_num_layers, NULL, "number of layers", NULL},
+    {"input_shape", (getter)Net_get_input_shape, NULL, "per-sample input shape", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject NetType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aslnet._core.Net",
+    .tp_basicsize = sizeof(NetObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Net(input_shape): a chain of layers computed by the aslnet C core.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Net_init,
+    .tp_dealloc = (destructor)Net_dealloc,
+    .tp_methods = Net_methods,
+    .tp_getset = Net_getset,
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT, "_core",
+    "The aslnet C core (oneDNN + OpenBLAS).", -1, NULL, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    PyObject *m;
+    import_array();
+    if (PyType_Ready(&NetType) < 0) return NULL;
+    m = PyModule_Create(&core_module);
+    if (!m) return NULL;
+    CoreError = PyErr_NewException("aslnet._core.CoreError", PyExc_RuntimeError, NULL);
+    if (!CoreError || PyModule_AddObjectRef(m, "CoreError", CoreError) < 0 ||
+        PyModule_AddObjectRef(m, "Net", (PyObject *)&NetType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

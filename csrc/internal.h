@@ -1,0 +1,204 @@
+/*
+ * internal.h - what layer files and the executor share.  Plain C11, no
+ * Python.  One file per layer kind implements an asl_layer_ops table:
+ *
+ *   init     validate l->d against l->in, set l->out, declare l->p[] with
+ *            asl_param_declare() (which allocates zeroed storage) and fill
+ *            parameter defaults (batch norm gamma = 1, moving_variance = 1)
+ *   plan     build oneDNN primitives for batch size l->n (called again when
+ *            n changes; release() runs first).  Data pointers are NOT known
+ *            here: bind them at execution time (dnnl_memory_set_data_handle).
+ *   forward  y = f(x).  `training` is the network's mode; a frozen layer
+ *            (l->trainable == 0) runs in inference mode (batch norm).
+ *   backward given dy (gradient w.r.t. y): if l->trainable, write the
+ *            gradients of weight params into l->p[j].grad (overwrite, not
+ *            accumulate); if l->dx != NULL, write the gradient w.r.t. x.
+ *            If l->fused_softmax_ce, dy already is the gradient w.r.t. the
+ *            pre-softmax logits (the executor fused softmax+cross-entropy).
+ *   release  free what plan() made (primitives, memories); idempotent.
+ *   destroy  free priv entirely (after release).
+ */
+#ifndef ASLNET_INTERNAL_H
+#define ASLNET_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "aslnet.h"
+
+#define ASL_MAX_PARAMS 4
+#define ASL_MAX_ARGS 16
+#define ASL_ERRLEN 512
+
+/* Per-network runtime context; never shared between networks. */
+typedef struct asl_ctx {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    dnnl_primitive_attr_t attr;   /* user-managed scratchpad mode        */
+    void *scratch;                /* one scratchpad for every primitive  */
+    size_t scratch_size;          /* bytes allocated                     */
+    size_t scratch_need;          /* bytes reserved by plan()            */
+    int num_threads;
+    char err[ASL_ERRLEN];
+} asl_ctx;
+
+typedef struct {
+    char name[16];
+    int ndim;
+    int dims[4];
+    size_t size;
+    int is_weight;
+    float *data;      /* storage in use (own or bound)            */
+    float *own;       /* C-owned storage, NULL when bound          */
+    float *grad;      /* allocated by the executor when trainable  */
+    float *slot[2];   /* optimizer state, allocated on first step  */
+} asl_param;
+
+typedef struct asl_layer asl_layer;
+
+typedef struct {
+    const char *name;
+    int alias;        /* output is the input (reshape): no buffers   */
+    asl_status (*init)(asl_layer *l, asl_ctx *c);
+    asl_status (*plan)(asl_layer *l, asl_ctx *c);
+    asl_status (*forward)(asl_layer *l, asl_ctx *c, int training);
+    asl_status (*backward)(asl_layer *l, asl_ctx *c, int training);
+    void (*release)(asl_layer *l);
+    void (*destroy)(asl_layer *l);
+} asl_layer_ops;
+
+struct asl_layer {
+    asl_layer_desc d;
+    const asl_layer_ops *ops;
+    int in[3], out[3];      /* per-sample (h, w, c)                       */
+    int n;                  /* planned batch size                         */
+    int trainable;
+    int nparams;
+    asl_param p[ASL_MAX_PARAMS];
+    uint64_t weights_version; /* bumped whenever parameter values change  */
+    const float *x;         /* input  [n, in]   (set by executor)         */
+    float *y;               /* output [n, out]                            */
+    float *dx;              /* grad wrt input, NULL when not needed       */
+    const float *dy;        /* grad wrt output                            */
+    int fused_softmax_ce;
+    uint64_t rng;           /* dropout state                              */
+    int64_t calls_fwd, calls_bwd;
+    void *priv;
+};
+
+/* ---- errors -------------------------------------------------------- */
+asl_status asl_fail(asl_ctx *c, asl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *asl_dnnl_str(dnnl_status_t s);
+
+/* Return on oneDNN failure (use where nothing needs cleanup). */
+#define ASL_DNNL(c, call)                                                  \
+    do {                                                                   \
+        dnnl_status_t s_ = (call);                                         \
+        if (s_ != dnnl_success)                                            \
+            return asl_fail((c), ASL_ERR_DNNL, "oneDNN: %s: %s (%s:%d)",   \
+                            #call, asl_dnnl_str(s_), __FILE__, __LINE__);  \
+    } while (0)
+
+/* Jump to `label` on oneDNN failure, with `st` set. */
+#define ASL_DNNL_GOTO(c, st, call, label)                                  \
+    do {                                                                   \
+        dnnl_status_t s_ = (call);                                         \
+        if (s_ != dnnl_success) {                                          \
+            (st) = asl_fail((c), ASL_ERR_DNNL, "oneDNN: %s: %s (%s:%d)",   \
+                            #call, asl_dnnl_str(s_), __FILE__, __LINE__);  \
+            goto label;                                                    \
+        }                                                                  \
+    } while (0)
+
+#define ASL_TRY(expr)                                                      \
+    do {                                                                   \
+        asl_status t_ = (expr);                                            \
+        if (t_ != ASL_OK) return t_;                                       \
+    } while (0)
+
+/* ---- memory ------------------------------------------------------- */
+void *asl_alloc(size_t bytes);            /* 64-byte aligned, NULL on fail */
+void *asl_calloc(size_t bytes);           /* zeroed                        */
+void asl_free(void *p);
+
+/* Memory descriptor of an NHWC activation of logical dims (n, c, h, w). */
+asl_status asl_md_nhwc(asl_ctx *c, dnnl_memory_desc_t *md, int n, int h,
+                       int w, int ch);
+
+/* A oneDNN primitive with its scratchpad wiring. */
+typedef struct {
+    dnnl_primitive_t prim;
+    dnnl_memory_t scratch;   /* NULL when the primitive needs none */
+} asl_prim;
+
+/* Create the primitive of pd (made with c->attr or an attr in user
+ * scratchpad mode) and reserve its scratchpad.  pd is not destroyed. */
+asl_status asl_prim_create(asl_ctx *c, asl_prim *p,
+                           const_dnnl_primitive_desc_t pd);
+/* Execute with args (+ the scratchpad), synchronously. */
+asl_status asl_prim_exec(asl_ctx *c, asl_prim *p, int nargs,
+                         dnnl_exec_arg_t *args);
+void asl_prim_destroy(asl_prim *p);
+
+/* A memory object whose data handle is set right before each use. */
+asl_status asl_mem_create(asl_ctx *c, dnnl_memory_t *m,
+                          const_dnnl_memory_desc_t md);
+asl_status asl_mem_bind(asl_ctx *c, dnnl_memory_t m, const void *data);
+
+/* Weights kept in Keras layout by the net, in `prim_md` layout for a
+ * primitive: reordered when (and only when) the version changes. */
+typedef struct {
+    dnnl_memory_t user;      /* Keras layout, bound to the param data  */
+    dnnl_memory_t prim;      /* primitive layout (== user if same md)   */
+    void *prim_buf;          /* owned buffer of prim when it differs    */
+    asl_prim reorder;        /* user -> prim                            */
+    asl_prim reorder_back;   /* prim -> user (for gradients)            */
+    uint64_t version;        /* version of data in prim                 */
+    int same;                /* no reorder needed                       */
+} asl_wmem;
+
+asl_status asl_wmem_init(asl_ctx *c, asl_wmem *w, const_dnnl_memory_desc_t user_md,
+                         const_dnnl_memory_desc_t prim_md, int need_back);
+/* Memory holding `data` in primitive layout (reorders if stale). */
+asl_status asl_wmem_get(asl_ctx *c, asl_wmem *w, const float *data,
+                        uint64_t version, dnnl_memory_t *out);
+void asl_wmem_destroy(asl_wmem *w);
+
+/* ---- BLAS ----------------------------------------------------------- */
+/* Row-major C = alpha * op(A) op(B) + beta * C (OpenBLAS). */
+void asl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+               const float *a, int lda, const float *b, int ldb, float beta,
+               float *cm, int ldc);
+
+/* ---- layer kinds ------------------------------------------------------ */
+extern const asl_layer_ops asl_conv2d_ops;
+extern const asl_layer_ops asl_depthwise_conv2d_ops;
+extern const asl_layer_ops asl_zero_padding2d_ops;
+extern const asl_layer_ops asl_batch_norm_ops;
+extern const asl_layer_ops asl_activation_ops;
+extern const asl_layer_ops asl_global_avg_pool_ops;
+extern const asl_layer_ops asl_global_max_pool_ops;
+extern const asl_layer_ops asl_dropout_ops;
+extern const asl_layer_ops asl_reshape_ops;
+extern const asl_layer_ops asl_dense_ops;
+
+/* Declare parameter j of l and allocate its C-owned storage, zeroed (init
+ * may then fill defaults, e.g. batch norm gamma = 1).  Sets l->nparams. */
+asl_status asl_param_declare(asl_ctx *c, asl_layer *l, int j,
+                             const char *name, int is_weight, int ndim,
+                             const int *dims);
+
+/* In-place activations on n*size floats (row softmax over `classes`). */
+void asl_act_forward(asl_activation a, float *y, size_t count, int classes);
+/* dz = act'(.) * dy, given the activation output y. */
+void asl_act_backward(asl_activation a, const float *y, const float *dy,
+                      float *dz, size_t count, int classes);
+
+/* TF 'same' padding: total = max((ceil(in/s)-1)*s + k - in, 0). */
+void asl_same_padding(int in, int k, int s, int *before, int *after);
+
+#endif /* ASLNET_INTERNAL_H */

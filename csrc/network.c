@@ -1,0 +1,657 @@
+/* network.c - the executor: a chain of layers, its buffers, forward,
+ * backward (stopping at the earliest trainable layer), loss and optimizer
+ * steps.  One call runs a whole batch. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "internal.h"
+
+#ifdef ASL_SCIPY_OPENBLAS
+void scipy_openblas_set_num_threads(int num_threads);
+#define ASL_BLAS_THREADS scipy_openblas_set_num_threads
+#else
+void openblas_set_num_threads(int num_threads);
+#define ASL_BLAS_THREADS openblas_set_num_threads
+#endif
+
+struct asl_net {
+    asl_ctx ctx;
+    int in[3];
+    int nlayers, cap;
+    asl_layer *layers;
+    int n;                   /* planned batch size, 0 = none            */
+    int forward_done;        /* a forward ran since the last plan        */
+    int last_training;       /* mode of that forward                     */
+    float *acts;             /* one block: every layer's output          */
+    float *grads;            /* one block: every layer's output gradient */
+    uint64_t version;        /* parameter version (see weights_changed)  */
+    asl_optimizer_desc opt;
+    int has_opt;
+    int64_t iterations;
+};
+
+static const asl_layer_ops *ops_for(asl_layer_kind k)
+{
+    switch (k) {
+    case ASL_LAYER_CONV2D: return &asl_conv2d_ops;
+    case ASL_LAYER_DEPTHWISE_CONV2D: return &asl_depthwise_conv2d_ops;
+    case ASL_LAYER_ZERO_PADDING2D: return &asl_zero_padding2d_ops;
+    case ASL_LAYER_BATCH_NORM: return &asl_batch_norm_ops;
+    case ASL_LAYER_ACTIVATION: return &asl_activation_ops;
+    case ASL_LAYER_GLOBAL_AVG_POOL: return &asl_global_avg_pool_ops;
+    case ASL_LAYER_GLOBAL_MAX_POOL: return &asl_global_max_pool_ops;
+    case ASL_LAYER_DROPOUT: return &asl_dropout_ops;
+    case ASL_LAYER_RESHAPE: return &asl_reshape_ops;
+    case ASL_LAYER_DENSE: return &asl_dense_ops;
+    }
+    return NULL;
+}
+
+static size_t numel(const int s[3]) { return (size_t)s[0] * s[1] * s[2]; }
+
+static const int *net_out(const asl_net *net)
+{
+    return net->nlayers ? net->layers[net->nlayers - 1].out : net->in;
+}
+
+asl_status asl_net_create(asl_net **out, int h, int w, int c)
+{
+    asl_net *net;
+    dnnl_status_t s;
+
+    *out = NULL;
+    if (h < 1 || w < 1 || c < 1) return ASL_ERR_ARG;
+    net = calloc(1, sizeof *net);
+    if (!net) return ASL_ERR_NOMEM;
+    net->in[0] = h;
+    net->in[1] = w;
+    net->in[2] = c;
+    net->ctx.num_threads = 0;
+    s = dnnl_engine_create(&net->ctx.engine, dnnl_cpu, 0);
+    if (s == dnnl_success)
+        s = dnnl_stream_create(&net->ctx.stream, net->ctx.engine,
+                               dnnl_stream_default_flags);
+    if (s == dnnl_success) s = dnnl_primitive_attr_create(&net->ctx.attr);
+    if (s == dnnl_success)
+        s = dnnl_primitive_attr_set_scratchpad_mode(net->ctx.attr,
+                                                    dnnl_scratchpad_mode_user);
+    if (s != dnnl_success) {
+        asl_net_destroy(net);
+        return ASL_ERR_DNNL;
+    }
+    *out = net;
+    return ASL_OK;
+}
+
+static void unplan(asl_net *net)
+{
+    for (int i = 0; i < net->nlayers; i++)
+        if (net->layers[i].ops->release) net->layers[i].ops->release(&net->layers[i]);
+    asl_free(net->acts);
+    asl_free(net->grads);
+    net->acts = net->grads = NULL;
+    net->n = 0;
+    net->forward_done = 0;
+}
+
+void asl_net_destroy(asl_net *net)
+{
+    if (!net) return;
+    unplan(net);
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        if (l->ops->destroy) l->ops->destroy(l);
+        for (int j = 0; j < l->nparams; j++) {
+            asl_free(l->p[j].own);
+            asl_free(l->p[j].grad);
+            asl_free(l->p[j].slot[0]);
+            asl_free(l->p[j].slot[1]);
+        }
+    }
+    free(net->layers);
+    asl_free(net->ctx.scratch);
+    if (net->ctx.attr) dnnl_primitive_attr_destroy(net->ctx.attr);
+    if (net->ctx.stream) dnnl_stream_destroy(net->ctx.stream);
+    if (net->ctx.engine) dnnl_engine_destroy(net->ctx.engine);
+    free(net);
+}
+
+const char *asl_net_last_error(const asl_net *net)
+{
+    return net ? net->ctx.err : "no network";
+}
+
+static void free_layer_params(asl_layer *l)
+{
+    for (int j = 0; j < ASL_MAX_PARAMS; j++) {
+        asl_free(l->p[j].own);
+        l->p[j].own = NULL;
+    }
+}
+
+asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc)
+{
+    asl_ctx *c = &net->ctx;
+    asl_layer *l;
+    const asl_layer_ops *ops = ops_for(desc->kind);
+    asl_status st;
+
+    if (!ops) return asl_fail(c, ASL_ERR_ARG, "unknown layer kind %d", (int)desc->kind);
+    if (net->nlayers == net->cap) {
+        int cap = net->cap ? 2 * net->cap : 16;
+        asl_layer *nl = realloc(net->layers, sizeof *nl * (size_t)cap);
+        if (!nl) return asl_fail(c, ASL_ERR_NOMEM, "out of memory (layer list)");
+        net->layers = nl;
+        net->cap = cap;
+    }
+    unplan(net);   /* buffers depend on the layer list */
+    l = &net->layers[net->nlayers];
+    memset(l, 0, sizeof *l);
+    l->d = *desc;
+    l->ops = ops;
+    l->trainable = 1;
+    memcpy(l->in, net_out(net), sizeof l->in);
+    l->rng = desc->seed;
+    st = ops->init(l, c);
+    if (st != ASL_OK) {
+        if (ops->destroy) ops->destroy(l);
+        free_layer_params(l);
+        return st;
+    }
+    if (l->out[0] < 1 || l->out[1] < 1 || l->out[2] < 1) {
+        if (ops->destroy) ops->destroy(l);
+        free_layer_params(l);
+        return asl_fail(c, ASL_ERR_SHAPE, "%s: empty output", ops->name);
+    }
+    net->nlayers++;
+    return ASL_OK;
+}
+
+int asl_net_num_layers(const asl_net *net) { return net->nlayers; }
+
+static asl_status check_layer(const asl_net *net, int i)
+{
+    if (i < 0 || i >= net->nlayers) {
+        asl_fail((asl_ctx *)&net->ctx, ASL_ERR_ARG,
+                 "layer index %d out of range [0, %d)", i, net->nlayers);
+        return ASL_ERR_ARG;
+    }
+    return ASL_OK;
+}
+
+static asl_status check_param(const asl_net *net, int i, int j)
+{
+    ASL_TRY(check_layer(net, i));
+    if (j < 0 || j >= net->layers[i].nparams) {
+        asl_fail((asl_ctx *)&net->ctx, ASL_ERR_ARG,
+                 "parameter index %d out of range for layer %d (%d params)",
+                 j, i, net->layers[i].nparams);
+        return ASL_ERR_ARG;
+    }
+    return ASL_OK;
+}
+
+asl_status asl_net_output_shape(const asl_net *net, int i, int shape[3])
+{
+    ASL_TRY(check_layer(net, i));
+    memcpy(shape, net->layers[i].out, 3 * sizeof(int));
+    return ASL_OK;
+}
+
+int asl_net_num_params(const asl_net *net, int i)
+{
+    return (i >= 0 && i < net->nlayers) ? net->layers[i].nparams : 0;
+}
+
+asl_status asl_net_param_info(const asl_net *net, int i, int j,
+                              asl_param_info *info)
+{
+    const asl_param *p;
+    ASL_TRY(check_param(net, i, j));
+    p = &net->layers[i].p[j];
+    info->name = p->name;
+    info->ndim = p->ndim;
+    memcpy(info->dims, p->dims, sizeof info->dims);
+    info->size = p->size;
+    info->is_weight = p->is_weight;
+    return ASL_OK;
+}
+
+asl_status asl_net_param_data(asl_net *net, int i, int j, float **data)
+{
+    ASL_TRY(check_param(net, i, j));
+    *data = net->layers[i].p[j].data;
+    return ASL_OK;
+}
+
+asl_status asl_net_bind_param(asl_net *net, int i, int j, float *data)
+{
+    asl_param *p;
+    ASL_TRY(check_param(net, i, j));
+    if (!data) return asl_fail(&net->ctx, ASL_ERR_ARG, "bind_param: NULL data");
+    p = &net->layers[i].p[j];
+    asl_free(p->own);
+    p->own = NULL;
+    p->data = data;
+    asl_net_weights_changed(net);
+    return ASL_OK;
+}
+
+asl_status asl_net_param_grad(const asl_net *net, int i, int j,
+                              const float **grad)
+{
+    ASL_TRY(check_param(net, i, j));
+    *grad = net->layers[i].p[j].grad;
+    return ASL_OK;
+}
+
+asl_status asl_net_set_trainable(asl_net *net, int i, int trainable)
+{
+    ASL_TRY(check_layer(net, i));
+    net->layers[i].trainable = trainable != 0;
+    net->forward_done = 0;   /* a training-mode forward may differ now */
+    return ASL_OK;
+}
+
+void asl_net_weights_changed(asl_net *net)
+{
+    net->version++;
+    for (int i = 0; i < net->nlayers; i++)
+        net->layers[i].weights_version = net->version;
+}
+
+asl_status asl_net_set_num_threads(asl_net *net, int n)
+{
+    if (n < 0) return asl_fail(&net->ctx, ASL_ERR_ARG, "num_threads must be >= 0");
+    net->ctx.num_threads = n;
+    return ASL_OK;
+}
+
+static void apply_threads(asl_net *net)
+{
+#ifdef _OPENMP
+    int n = net->ctx.num_threads > 0 ? net->ctx.num_threads : omp_get_num_procs();
+    omp_set_num_threads(n);
+    ASL_BLAS_THREADS(n);
+#else
+    (void)net;
+#endif
+}
+
+/* Build primitives and activation buffers for batch size n. */
+static asl_status plan(asl_net *net, int n)
+{
+    asl_ctx *c = &net->ctx;
+    size_t total = 0, off = 0;
+
+    if (net->n == n) return ASL_OK;
+    unplan(net);
+    for (int i = 0; i < net->nlayers; i++)
+        if (!net->layers[i].ops->alias) total += (size_t)n * numel(net->layers[i].out);
+    net->acts = asl_alloc(total * sizeof(float));
+    if (!net->acts)
+        return asl_fail(c, ASL_ERR_NOMEM,
+                        "out of memory: activations of batch %d need %zu MiB",
+                        n, total * sizeof(float) >> 20);
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        asl_status st;
+        l->n = n;
+        l->y = NULL;
+        if (!l->ops->alias) {
+            l->y = net->acts + off;
+            off += (size_t)n * numel(l->out);
+        }
+        st = l->ops->plan ? l->ops->plan(l, c) : ASL_OK;
+        if (st != ASL_OK) {
+            unplan(net);
+            return st;
+        }
+    }
+    if (c->scratch_need > c->scratch_size) {
+        asl_free(c->scratch);
+        c->scratch = asl_alloc(c->scratch_need);
+        c->scratch_size = c->scratch ? c->scratch_need : 0;
+        if (!c->scratch) {
+            unplan(net);
+            return asl_fail(c, ASL_ERR_NOMEM, "out of memory (scratchpad of %zu bytes)",
+                            c->scratch_need);
+        }
+    }
+    net->n = n;
+    return ASL_OK;
+}
+
+/* Gradient buffers: dy of every layer, allocated on the first backward. */
+static asl_status plan_grads(asl_net *net)
+{
+    size_t total = 0, off = 0;
+    if (net->grads) return ASL_OK;
+    for (int i = 0; i < net->nlayers; i++)
+        total += (size_t)net->n * numel(net->layers[i].out);
+    net->grads = asl_alloc(total * sizeof(float));
+    if (!net->grads)
+        return asl_fail(&net->ctx, ASL_ERR_NOMEM,
+                        "out of memory: gradients of batch %d need %zu MiB",
+                        net->n, total * sizeof(float) >> 20);
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        l->dy = net->grads + off;
+        off += (size_t)net->n * numel(l->out);
+    }
+    return ASL_OK;
+}
+
+/* Parameter gradients of trainable layers. */
+static asl_status alloc_param_grads(asl_net *net)
+{
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        if (!l->trainable) continue;
+        for (int j = 0; j < l->nparams; j++) {
+            asl_param *p = &l->p[j];
+            if (!p->is_weight || p->grad) continue;
+            p->grad = asl_calloc(p->size * sizeof(float));
+            if (!p->grad)
+                return asl_fail(&net->ctx, ASL_ERR_NOMEM,
+                                "out of memory (gradient of %s)", p->name);
+        }
+    }
+    return ASL_OK;
+}
+
+/* Run every layer; the output stays in the last layer's buffer. */
+static asl_status run_forward(asl_net *net, const float *x, int n, int training)
+{
+    asl_ctx *c = &net->ctx;
+    const float *cur = x;
+
+    if (n < 1) return asl_fail(c, ASL_ERR_ARG, "batch size must be >= 1, got %d", n);
+    if (!x) return asl_fail(c, ASL_ERR_ARG, "forward: NULL input");
+    apply_threads(net);
+    ASL_TRY(plan(net, n));
+    net->forward_done = 0;
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        l->x = cur;
+        if (l->ops->alias) l->y = (float *)cur;
+        ASL_TRY(l->ops->forward(l, c, training));
+        l->calls_fwd++;
+        cur = l->y;
+    }
+    net->forward_done = 1;
+    net->last_training = training;
+    return ASL_OK;
+}
+
+asl_status asl_net_forward(asl_net *net, const float *x, int n, int training,
+                           float *y)
+{
+    if (!y) return asl_fail(&net->ctx, ASL_ERR_ARG, "forward: NULL output");
+    if (net->nlayers == 0) return asl_fail(&net->ctx, ASL_ERR_STATE, "empty network");
+    ASL_TRY(run_forward(net, x, n, training));
+    memcpy(y, net->layers[net->nlayers - 1].y,
+           (size_t)n * numel(net_out(net)) * sizeof(float));
+    return ASL_OK;
+}
+
+static int first_trainable(const asl_net *net)
+{
+    for (int i = 0; i < net->nlayers; i++) {
+        const asl_layer *l = &net->layers[i];
+        if (!l->trainable) continue;
+        for (int j = 0; j < l->nparams; j++)
+            if (l->p[j].is_weight) return i;
+    }
+    return net->nlayers;
+}
+
+/* Backward from the gradient already in layer `from`'s dy. */
+static asl_status run_backward(asl_net *net, int from, float *dx_user)
+{
+    asl_ctx *c = &net->ctx;
+    int stop = dx_user ? 0 : first_trainable(net);
+
+    for (int i = from; i >= stop; i--) {
+        asl_layer *l = &net->layers[i];
+        float *dx;
+        if (i > stop || dx_user)
+            dx = i > 0 ? (float *)net->layers[i - 1].dy : dx_user;
+        else
+            dx = NULL;
+        if (l->ops->alias) {   /* output is the input: pass dy through */
+            if (dx)
+                memcpy(dx, l->dy, (size_t)net->n * numel(l->in) * sizeof(float));
+            l->calls_bwd++;
+            continue;
+        }
+        l->dx = dx;
+        ASL_TRY(l->ops->backward(l, c, net->last_training));
+        l->calls_bwd++;
+    }
+    return ASL_OK;
+}
+
+static asl_status begin_backward(asl_net *net)
+{
+    if (!net->forward_done)
+        return asl_fail(&net->ctx, ASL_ERR_STATE,
+                        "backward needs a forward pass first (since the last "
+                        "change of batch size or trainable flags)");
+    ASL_TRY(plan_grads(net));
+    ASL_TRY(alloc_param_grads(net));
+    for (int i = 0; i < net->nlayers; i++) net->layers[i].fused_softmax_ce = 0;
+    return ASL_OK;
+}
+
+asl_status asl_net_backward(asl_net *net, const float *dy, float *dx)
+{
+    asl_layer *last;
+    if (!dy) return asl_fail(&net->ctx, ASL_ERR_ARG, "backward: NULL dy");
+    if (net->nlayers == 0) return asl_fail(&net->ctx, ASL_ERR_STATE, "empty network");
+    apply_threads(net);
+    ASL_TRY(begin_backward(net));
+    last = &net->layers[net->nlayers - 1];
+    memcpy((float *)last->dy, dy, (size_t)net->n * numel(last->out) * sizeof(float));
+    return run_backward(net, net->nlayers - 1, dx);
+}
+
+/* ---- optimizer -------------------------------------------------------- */
+
+asl_status asl_net_set_optimizer(asl_net *net, const asl_optimizer_desc *o)
+{
+    asl_ctx *c = &net->ctx;
+    if (o->kind != ASL_OPT_SGD && o->kind != ASL_OPT_ADAM)
+        return asl_fail(c, ASL_ERR_ARG, "unknown optimizer kind %d", (int)o->kind);
+    if (!(o->learning_rate >= 0.f) || !isfinite(o->learning_rate))
+        return asl_fail(c, ASL_ERR_ARG, "learning_rate must be finite and >= 0");
+    if (o->kind == ASL_OPT_SGD && !(o->momentum >= 0.f && o->momentum <= 1.f))
+        return asl_fail(c, ASL_ERR_ARG, "momentum must be in [0, 1]");
+    if (o->kind == ASL_OPT_ADAM &&
+        !(o->beta_1 >= 0.f && o->beta_1 < 1.f && o->beta_2 >= 0.f &&
+          o->beta_2 < 1.f && o->epsilon > 0.f))
+        return asl_fail(c, ASL_ERR_ARG,
+                        "Adam needs 0 <= beta_1, beta_2 < 1 and epsilon > 0");
+    net->opt = *o;
+    net->has_opt = 1;
+    return ASL_OK;
+}
+
+asl_status asl_net_set_learning_rate(asl_net *net, float lr)
+{
+    if (!(lr >= 0.f) || !isfinite(lr))
+        return asl_fail(&net->ctx, ASL_ERR_ARG, "learning_rate must be finite and >= 0");
+    net->opt.learning_rate = lr;
+    return ASL_OK;
+}
+
+int64_t asl_net_iterations(const asl_net *net) { return net->iterations; }
+void asl_net_set_iterations(asl_net *net, int64_t it) { net->iterations = it; }
+
+static int nslots(const asl_net *net)
+{
+    if (!net->has_opt) return 0;
+    if (net->opt.kind == ASL_OPT_ADAM) return 2;
+    return net->opt.momentum > 0.f ? 1 : 0;
+}
+
+static asl_status ensure_slots(asl_net *net, asl_param *p)
+{
+    for (int k = 0; k < nslots(net); k++) {
+        if (p->slot[k]) continue;
+        p->slot[k] = asl_calloc(p->size * sizeof(float));
+        if (!p->slot[k])
+            return asl_fail(&net->ctx, ASL_ERR_NOMEM, "out of memory (optimizer state)");
+    }
+    return ASL_OK;
+}
+
+asl_status asl_net_slot(asl_net *net, int i, int j, int k, float **slot)
+{
+    asl_layer *l;
+    ASL_TRY(check_param(net, i, j));
+    l = &net->layers[i];
+    if (k < 0 || k >= nslots(net) || !l->trainable || !l->p[j].is_weight) {
+        *slot = NULL;
+        return ASL_OK;
+    }
+    ASL_TRY(ensure_slots(net, &l->p[j]));
+    *slot = l->p[j].slot[k];
+    return ASL_OK;
+}
+
+static void sgd_update(const asl_optimizer_desc *o, asl_param *p)
+{
+    float lr = o->learning_rate, mom = o->momentum;
+    float *w = p->data, *v = p->slot[0];
+    const float *g = p->grad;
+    size_t n = p->size;
+    if (mom == 0.f) {
+        for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
+    } else if (o->nesterov) {
+        for (size_t i = 0; i < n; i++) {
+            v[i] = mom * v[i] - lr * g[i];
+            w[i] += mom * v[i] - lr * g[i];
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            v[i] = mom * v[i] - lr * g[i];
+            w[i] += v[i];
+        }
+    }
+}
+
+/* Keras Adam: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t);
+ * w -= alpha * m / (sqrt(v) + eps). */
+static void adam_update(const asl_optimizer_desc *o, int64_t t, asl_param *p)
+{
+    double b1 = o->beta_1, b2 = o->beta_2;
+    float alpha = (float)(o->learning_rate * sqrt(1.0 - pow(b2, (double)t)) /
+                          (1.0 - pow(b1, (double)t)));
+    float fb1 = o->beta_1, fb2 = o->beta_2, eps = o->epsilon;
+    float *w = p->data, *m = p->slot[0], *v = p->slot[1];
+    const float *g = p->grad;
+    size_t n = p->size;
+    for (size_t i = 0; i < n; i++) {
+        m[i] += (g[i] - m[i]) * (1.f - fb1);
+        v[i] += (g[i] * g[i] - v[i]) * (1.f - fb2);
+        w[i] -= alpha * m[i] / (sqrtf(v[i]) + eps);
+    }
+}
+
+asl_status asl_net_apply_gradients(asl_net *net)
+{
+    if (!net->has_opt)
+        return asl_fail(&net->ctx, ASL_ERR_STATE, "no optimizer set");
+    net->iterations++;
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        int touched = 0;
+        if (!l->trainable) continue;
+        for (int j = 0; j < l->nparams; j++) {
+            asl_param *p = &l->p[j];
+            if (!p->is_weight || !p->grad) continue;
+            ASL_TRY(ensure_slots(net, p));
+            if (net->opt.kind == ASL_OPT_ADAM) adam_update(&net->opt, net->iterations, p);
+            else sgd_update(&net->opt, p);
+            touched = 1;
+        }
+        if (touched) l->weights_version = ++net->version;
+    }
+    return ASL_OK;
+}
+
+/* ---- loss ------------------------------------------------------------- */
+
+#define ASL_CCE_EPS 1e-7f
+
+static int softmax_output(const asl_net *net)
+{
+    const asl_layer *l;
+    int k = net->nlayers - 1;
+    while (k >= 0 && net->layers[k].ops->alias) k--;
+    if (k < 0) return -1;
+    l = &net->layers[k];
+    if ((l->d.kind == ASL_LAYER_DENSE || l->d.kind == ASL_LAYER_ACTIVATION ||
+         l->d.kind == ASL_LAYER_CONV2D) && l->d.activation == ASL_ACT_SOFTMAX)
+        return k;
+    return -1;
+}
+
+asl_status asl_net_train_step(asl_net *net, const float *x,
+                              const float *y_true, int n, float *loss,
+                              float *y_pred)
+{
+    asl_ctx *c = &net->ctx;
+    int k = softmax_output(net), classes;
+    const float *p;
+    float *g;
+    double total = 0.0;
+
+    if (k < 0)
+        return asl_fail(c, ASL_ERR_STATE,
+                        "train_step needs a softmax output layer "
+                        "(categorical cross-entropy)");
+    if (!net->has_opt) return asl_fail(c, ASL_ERR_STATE, "no optimizer set");
+    if (!y_true || !loss) return asl_fail(c, ASL_ERR_ARG, "train_step: NULL buffer");
+    classes = (int)numel(net_out(net));
+    ASL_TRY(run_forward(net, x, n, 1));
+    p = net->layers[k].y;
+    if (y_pred) memcpy(y_pred, p, (size_t)n * classes * sizeof(float));
+    ASL_TRY(begin_backward(net));
+    g = (float *)net->layers[k].dy;
+    /* Keras: loss = -sum(y * log(clip(p, eps, 1 - eps))), batch mean;
+     * fused gradient w.r.t. the logits: (p * sum(y) - y) / n. */
+    for (int s = 0; s < n; s++) {
+        const float *ps = p + (size_t)s * classes, *ys = y_true + (size_t)s * classes;
+        float *gs = g + (size_t)s * classes;
+        double ls = 0.0, ysum = 0.0;
+        for (int j = 0; j < classes; j++) {
+            float pj = ps[j];
+            pj = pj < ASL_CCE_EPS ? ASL_CCE_EPS : (pj > 1.f - ASL_CCE_EPS ? 1.f - ASL_CCE_EPS : pj);
+            if (ys[j] != 0.f) ls -= (double)ys[j] * log((double)pj);
+            ysum += ys[j];
+        }
+        for (int j = 0; j < classes; j++)
+            gs[j] = (float)((ps[j] * ysum - ys[j]) / n);
+        total += ls;
+    }
+    *loss = (float)(total / n);
+    net->layers[k].fused_softmax_ce = 1;
+    ASL_TRY(run_backward(net, k, NULL));
+    return asl_net_apply_gradients(net);
+}
+
+asl_status asl_net_layer_calls(const asl_net *net, int i, int64_t *fwd,
+                               int64_t *bwd)
+{
+    ASL_TRY(check_layer(net, i));
+    *fwd = net->layers[i].calls_fwd;
+    *bwd = net->layers[i].calls_bwd;
+    return ASL_OK;
+}

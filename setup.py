@@ -1,0 +1,74 @@
+"""Build of aslnet's C core, the extension ``aslnet._core``.
+
+oneDNN and OpenBLAS come from PyPI wheels by default (``onednn-devel-cpu-gomp``
+and ``scipy-openblas32``, listed as build requirements in pyproject.toml), so
+``pip install .`` needs nothing but a C compiler.  To build against system
+copies instead, set ``ASLNET_DNNL_ROOT`` (a prefix with include/ and lib/)
+and/or ``ASLNET_OPENBLAS=system`` (links ``-lopenblas``).
+"""
+import glob
+import os
+import sys
+from importlib import metadata
+
+import numpy
+from setuptools import Extension, setup
+
+
+def _dist_file_dir(dist_name, suffix):
+    """Directory of the first file of installed distribution ending in suffix."""
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        return None
+    for f in dist.files or ():
+        if str(f).replace("\\", "/").endswith(suffix):
+            return os.path.dirname(os.path.realpath(dist.locate_file(f)))
+    return None
+
+
+def _dnnl_dirs():
+    root = os.environ.get("ASLNET_DNNL_ROOT")
+    if root:
+        return os.path.join(root, "include"), os.path.join(root, "lib")
+    inc = _dist_file_dir("onednn-devel-cpu-gomp", "oneapi/dnnl/dnnl.h")
+    lib = _dist_file_dir("onednn-cpu-gomp", "libdnnl.so.3")
+    if inc is None or lib is None:
+        sys.exit("aslnet: oneDNN not found: pip install onednn-devel-cpu-gomp, "
+                 "or set ASLNET_DNNL_ROOT to a prefix with include/oneapi/dnnl/dnnl.h")
+    return os.path.dirname(os.path.dirname(inc)), lib
+
+
+def _openblas():
+    if os.environ.get("ASLNET_OPENBLAS") == "system":
+        return [], [], ["openblas"], []
+    try:
+        import scipy_openblas32 as sob
+    except ImportError:
+        sys.exit("aslnet: OpenBLAS not found: pip install scipy-openblas32, "
+                 "or set ASLNET_OPENBLAS=system")
+    return ([sob.get_include_dir()], [sob.get_lib_dir()], [sob.get_library()],
+            [("ASL_SCIPY_OPENBLAS", "1")])
+
+
+dnnl_inc, dnnl_lib = _dnnl_dirs()
+blas_inc, blas_lib, blas_libs, blas_macros = _openblas()
+
+# Where the shared libraries are at run time, relative to aslnet/_core*.so:
+# wheels put libdnnl in <prefix>/lib and OpenBLAS in site-packages.  The
+# absolute build-time directories cover in-place (development) builds.
+rpaths = ["$ORIGIN/../../..", "$ORIGIN/../scipy_openblas32/lib", dnnl_lib, *blas_lib]
+
+core = Extension(
+    "aslnet._core",
+    sources=sorted(glob.glob("csrc/*.c")),
+    include_dirs=["csrc", dnnl_inc, numpy.get_include(), *blas_inc],
+    library_dirs=[dnnl_lib, *blas_lib],
+    libraries=["dnnl", *blas_libs],
+    define_macros=blas_macros,
+    extra_compile_args=["-std=c11", "-O3", "-fopenmp", "-Wall", "-Wextra",
+                        "-fvisibility=hidden"],
+    extra_link_args=["-fopenmp", *[f"-Wl,-rpath,{p}" for p in rpaths]],
+)
+
+setup(ext_modules=[core])
