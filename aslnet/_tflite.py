@@ -63,7 +63,8 @@ _OPTIONS = {
     tflite.BuiltinOptions.ConcatenationOptions: (tflite.ConcatenationOptions, [
         ("axis", "Axis"), ("fused_activation", "FusedActivationFunction")]),
     tflite.BuiltinOptions.SoftmaxOptions: (tflite.SoftmaxOptions, [("beta", "Beta")]),
-    tflite.BuiltinOptions.ReshapeOptions: (tflite.ReshapeOptions, [("new_shape", "NewShapeAsNumpy")]),
+    tflite.BuiltinOptions.ReshapeOptions: (tflite.ReshapeOptions, [
+        ("new_shape", "NewShapeAsNumpy")]),
 }
 
 
@@ -192,11 +193,13 @@ def _quantization(name: str, q, shape) -> Quantization | None:
     if q is None or q.ScaleLength() == 0:
         return None
     scale = q.ScaleAsNumpy().astype(np.float32)
-    zero_point = q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength() else np.zeros(1, np.int64)
+    zero_point = (q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength()
+                  else np.zeros(1, np.int64))
     if scale.size == 1:
         return Quantization(scale, zero_point, None)
     axis = q.QuantizedDimension()
-    if not 0 <= axis < len(shape) or shape[axis] != scale.size or zero_point.size not in (1, scale.size):
+    if (not 0 <= axis < len(shape) or shape[axis] != scale.size
+            or zero_point.size not in (1, scale.size)):
         raise ValueError(f"tensor {name!r}: per-channel quantization does not match shape {shape}")
     return Quantization(scale, zero_point, axis)
 

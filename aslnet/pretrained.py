@@ -27,7 +27,7 @@ import numpy as np
 from aslnet._tflite import TFLiteModel, read_tflite
 
 __all__ = [
-    "BN_EPSILON", "BLOCK_STRIDES", "WEIGHT_FILES", "DEFAULT_WEIGHTS_URL",
+    "BN_EPSILON", "BLOCK_STRIDES", "BN_LAYERS", "WEIGHT_FILES", "DEFAULT_WEIGHTS_URL",
     "WeightsNotFoundError", "WeightsIntegrityError", "weights_cache_dir", "resolve_weights_dir",
     "mobilenet_v1_weights", "imagenet_head", "imagenet_labels", "folded_bn", "bn_from_stats",
 ]
@@ -39,6 +39,10 @@ BN_EPSILON = 1e-3
 
 BLOCK_STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
 """Depthwise stride of each of MobileNet v1's 13 depthwise-separable blocks."""
+
+BN_LAYERS = ("conv1_bn",) + tuple(f"conv_{kind}_{k}_bn" for k in range(1, len(BLOCK_STRIDES) + 1)
+                                  for kind in ("dw", "pw"))
+"""Names of the batch-norm layers, in network order."""
 
 EMBEDDING_FILE = "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 HEAD_FILE = "mobilenet_v1_1.0_224_quant_head_layers.tflite"
@@ -70,7 +74,7 @@ class WeightsIntegrityError(ValueError):
 
 
 def weights_cache_dir() -> Path:
-    """The download cache: ``$ASLNET_HOME/weights``, ``$ASLNET_HOME`` defaulting to ``~/.cache/aslnet``."""
+    """The download cache, ``$ASLNET_HOME/weights`` (default ``~/.cache/aslnet/weights``)."""
     return Path(os.environ.get("ASLNET_HOME") or "~/.cache/aslnet").expanduser() / "weights"
 
 
@@ -78,9 +82,10 @@ def resolve_weights_dir(explicit: str | os.PathLike | None = None) -> Path:
     """Return a folder holding all of :data:`WEIGHT_FILES`, verified by SHA-256.
 
     Order: ``explicit`` (if given it must hold the files: no fallback), the cache
-    :func:`weights_cache_dir`, the folder ``$ASLNET_WEIGHTS``, then a download of the missing
-    files into the cache. Raises :class:`WeightsIntegrityError` for a consulted file with a
-    wrong hash, :class:`WeightsNotFoundError` when the files can be neither found nor fetched.
+    :func:`weights_cache_dir`, the folder ``$ASLNET_WEIGHTS`` (each used if it holds all the
+    files), then a download of the files missing from the cache into the cache.
+    Raises :class:`WeightsIntegrityError` for a consulted file with a wrong hash and
+    :class:`WeightsNotFoundError` when the files can be neither found nor fetched.
     """
     if explicit is not None:
         folder = Path(explicit).expanduser()
@@ -140,16 +145,19 @@ def _download(names: list[str], dest: Path) -> None:
 
 
 def _fetch(url: str, dest: Path, sha256: str) -> None:
+    """Download ``url`` to ``dest`` if its SHA-256 matches (temp file in its folder, rename)."""
+    with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+        data = response.read()  # raises IncompleteRead on a cut connection
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise WeightsIntegrityError(
+            f"{url}: downloaded file has SHA-256 {digest}, expected {sha256}; not used")
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-                data = response.read()  # raises IncompleteRead on a cut connection
             f.write(data)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != sha256:
-            raise WeightsIntegrityError(
-                f"{url}: downloaded file has SHA-256 {digest}, expected {sha256}; not used")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, dest)
     except BaseException:
         os.unlink(tmp)
@@ -194,24 +202,24 @@ def _ohwi_to_hwio(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(kernel.transpose(1, 2, 3, 0))
 
 
-def _depthwise_to_keras(kernel: np.ndarray, depth_multiplier: int) -> np.ndarray:
-    """TFLite depthwise kernel (1, h, w, in*mult) -> Keras (h, w, in, mult)."""
-    _, h, w, cm = kernel.shape
-    return np.ascontiguousarray(kernel.reshape(h, w, cm // depth_multiplier, depth_multiplier))
+def _depthwise_to_keras(kernel: np.ndarray) -> np.ndarray:
+    """TFLite depthwise kernel (1, h, w, C), multiplier 1 -> Keras (h, w, C, 1)."""
+    return np.ascontiguousarray(kernel[0, :, :, :, None])
 
 
 def _structure_error(model: TFLiteModel, msg: str) -> ValueError:
     return ValueError(f"{model.path}: not the expected MobileNet v1 layout: {msg}")
 
 
-def _conv_params(model: TFLiteModel, index: int, opcode: str, stride: int) -> tuple[np.ndarray, np.ndarray]:
+def _conv_params(model: TFLiteModel, index: int, opcode: str,
+                 stride: int) -> tuple[np.ndarray, np.ndarray]:
     """(kernel, bias) of operator ``index`` after checking its type, stride and activation."""
     op = model.operators[index]
     o = op.options
     if op.opcode != opcode:
         raise _structure_error(model, f"operator {index} is {op.opcode}, expected {opcode}")
-    if (o["stride_h"], o["stride_w"]) != (stride, stride) or o["padding"] != "SAME" \
-            or o["fused_activation"] != "RELU6" or o.get("depth_multiplier", 1) != 1:
+    if ((o["stride_h"], o["stride_w"]) != (stride, stride) or o["padding"] != "SAME"
+            or o["fused_activation"] != "RELU6" or o.get("depth_multiplier", 1) != 1):
         raise _structure_error(model, f"operator {index} ({opcode}) has options {o}")
     if index > 0 and op.inputs[0] != model.operators[index - 1].outputs[0]:
         raise _structure_error(model, f"operator {index} does not follow operator {index - 1}")
@@ -243,24 +251,23 @@ def mobilenet_v1_weights(path_dir: str | os.PathLike | None = None, *,
     the measured ``(mean, variance)`` of its input (:func:`bn_from_stats`). Either way the
     network computes the same function in inference mode.
     """
-    if isinstance(bn_init, str) and bn_init != "folded":
-        raise ValueError(f"bn_init must be 'folded' or a mapping of statistics, not {bn_init!r}")
+    if isinstance(bn_init, str):
+        if bn_init != "folded":
+            raise ValueError(f"bn_init must be 'folded' or a mapping of statistics: {bn_init!r}")
+    else:
+        missing = [name for name in BN_LAYERS if name not in bn_init]
+        if missing:
+            raise ValueError(f"bn_init lacks statistics for {missing}")
     folder = resolve_weights_dir(path_dir)
     model = read_tflite(folder / EMBEDDING_FILE)
     if len(model.operators) != 2 + 2 * len(BLOCK_STRIDES):
         raise _structure_error(model, f"{len(model.operators)} operators")
-    if not isinstance(bn_init, str):
-        expected = {"conv1_bn"} | {f"conv_{kind}_{k}_bn" for kind in ("dw", "pw")
-                                   for k in range(1, len(BLOCK_STRIDES) + 1)}
-        missing = expected - set(bn_init)
-        if missing:
-            raise ValueError(f"bn_init lacks statistics for {sorted(missing)}")
 
     kernel, bias = _conv_params(model, 0, "CONV_2D", 2)
     weights = {"conv1": [_ohwi_to_hwio(kernel)], "conv1_bn": _bn_weights("conv1_bn", bias, bn_init)}
     for k, stride in enumerate(BLOCK_STRIDES, start=1):
         kernel, bias = _conv_params(model, 2 * k - 1, "DEPTHWISE_CONV_2D", stride)
-        weights[f"conv_dw_{k}"] = [_depthwise_to_keras(kernel, 1)]
+        weights[f"conv_dw_{k}"] = [_depthwise_to_keras(kernel)]
         weights[f"conv_dw_{k}_bn"] = _bn_weights(f"conv_dw_{k}_bn", bias, bn_init)
         kernel, bias = _conv_params(model, 2 * k, "CONV_2D", 1)
         if kernel.shape[1:3] != (1, 1):
@@ -277,6 +284,8 @@ def mobilenet_v1_weights(path_dir: str | os.PathLike | None = None, *,
 
 def _read_head(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     model = read_tflite(folder / HEAD_FILE)
+    if not model.operators:
+        raise _structure_error(model, "no operators")
     op = model.operators[0]
     if op.opcode != "CONV_2D" or op.options["fused_activation"] != "NONE":
         raise _structure_error(model, f"first operator is {op.opcode} {op.options}")
@@ -293,7 +302,7 @@ def imagenet_head(path_dir: str | os.PathLike | None = None) -> tuple[np.ndarray
 
 def imagenet_labels(path_dir: str | os.PathLike | None = None, *,
                     include_background: bool = False) -> list[str]:
-    """ImageNet class names in Keras order (1000), or the 1001 TFLite ones with 'background' first."""
+    """ImageNet class names in Keras order (1000), or the 1001 of TFLite ('background' first)."""
     path = resolve_weights_dir(path_dir) / LABELS_FILE
     labels = path.read_text(encoding="utf-8").splitlines()
     if len(labels) != 1001 or labels[0] != "background":

@@ -90,14 +90,16 @@ void asl_act_backward(asl_activation a, const float *y, const float *dy,
     switch (a) {
     case ASL_ACT_RELU:
 #pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
-        for (long long i = 0; i < nn; i++)
-            dz[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        for (long long i = 0; i < nn; i++) {
+            float g = dy[i];   /* unconditional loads: branch-free select */
+            dz[i] = y[i] > 0.0f ? g : 0.0f;
+        }
         break;
     case ASL_ACT_RELU6:
 #pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
         for (long long i = 0; i < nn; i++) {
-            float v = y[i];
-            dz[i] = (v > 0.0f && v < 6.0f) ? dy[i] : 0.0f;
+            float v = y[i], g = dy[i];
+            dz[i] = ((v > 0.0f) & (v < 6.0f)) ? g : 0.0f;
         }
         break;
     case ASL_ACT_SOFTMAX: {

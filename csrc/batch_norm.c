@@ -37,10 +37,10 @@ typedef struct {
     asl_prim fwd_train;     /* forward_training, batch stats           */
     asl_prim fwd_infer;     /* forward_inference, global stats         */
     asl_prim bwd_train;     /* backward, batch stats                   */
-    asl_prim bwd_infer;     /* backward, global stats (+ dgamma/dbeta) */
-    asl_prim bwd_infer_data;/* backward_data, global stats             */
+    asl_prim bwd_infer;     /* backward, global stats                  */
     dnnl_memory_t m[M_COUNT];
     float *bmean, *bvar;    /* batch statistics of the last forward    */
+    float *dsink;           /* [2c] diff_scale/shift of a frozen layer */
     float *dx_tmp;          /* diff_src sink when l->dx == NULL        */
     int mode;               /* BN_* of the last forward                */
 } bn_priv;
@@ -82,7 +82,8 @@ static asl_status bn_init(asl_layer *l, asl_ctx *c)
     l->priv = p;
     p->bmean = asl_alloc((size_t)ch * sizeof(float));
     p->bvar = asl_alloc((size_t)ch * sizeof(float));
-    if (!p->bmean || !p->bvar)
+    p->dsink = asl_alloc(2 * (size_t)ch * sizeof(float));
+    if (!p->bmean || !p->bvar || !p->dsink)
         return asl_fail(c, ASL_ERR_NOMEM,
                         "batch_normalization: out of memory (%d channels)", ch);
     return ASL_OK;
@@ -97,7 +98,6 @@ static void bn_release(asl_layer *l)
     asl_prim_destroy(&p->fwd_infer);
     asl_prim_destroy(&p->bwd_train);
     asl_prim_destroy(&p->bwd_infer);
-    asl_prim_destroy(&p->bwd_infer_data);
     for (int i = 0; i < M_COUNT; i++) {
         if (p->m[i]) dnnl_memory_destroy(p->m[i]);
         p->m[i] = NULL;
@@ -115,6 +115,7 @@ static void bn_destroy(asl_layer *l)
     bn_release(l);
     asl_free(p->bmean);
     asl_free(p->bvar);
+    asl_free(p->dsink);
     asl_free(p);
     l->priv = NULL;
 }
@@ -175,14 +176,6 @@ static asl_status bn_plan(asl_layer *l, asl_ctx *c)
                       &pd, c->engine, dnnl_backward, md, md, md, eps, gss,
                       fwd_t, c->attr), done);
     st = asl_prim_create(c, &p->bwd_infer, pd);
-    dnnl_primitive_desc_destroy(pd);
-    pd = NULL;
-    if (st != ASL_OK) goto done;
-
-    ASL_DNNL_GOTO(c, st, dnnl_batch_normalization_backward_primitive_desc_create(
-                      &pd, c->engine, dnnl_backward_data, md, md, md, eps, gss,
-                      fwd_t, c->attr), done);
-    st = asl_prim_create(c, &p->bwd_infer_data, pd);
     if (st != ASL_OK) goto done;
 
 done:
@@ -253,6 +246,7 @@ static asl_status bn_backward(asl_layer *l, asl_ctx *c, int training)
     bn_priv *p = l->priv;
     dnnl_exec_arg_t args[8];
     const int want_grads = l->trainable;
+    const int ch = l->in[2];
     float *dsrc = l->dx;
     asl_prim *prim;
 
@@ -265,10 +259,6 @@ static asl_status bn_backward(asl_layer *l, asl_ctx *c, int training)
         return asl_fail(c, ASL_ERR_STATE,
                         "batch_normalization: trainable layer without "
                         "gradient storage for gamma/beta");
-    if (p->mode == BN_TRAIN && !want_grads)
-        return asl_fail(c, ASL_ERR_STATE,
-                        "batch_normalization: layer frozen between a training "
-                        "forward and its backward");
     if (!dsrc) {
         /* oneDNN always writes diff_src; give it a sink. */
         if (!p->dx_tmp) {
@@ -284,10 +274,10 @@ static asl_status bn_backward(asl_layer *l, asl_ctx *c, int training)
         dsrc = p->dx_tmp;
     }
 
-    if (p->mode == BN_TRAIN)
-        prim = &p->bwd_train;
-    else
-        prim = want_grads ? &p->bwd_infer : &p->bwd_infer_data;
+    /* oneDNN v3.2's backward_data still counts diff_scale/diff_shift as
+     * outputs when use_scale is set, so a frozen layer runs the full
+     * backward with its gamma/beta gradients going to a private sink. */
+    prim = p->mode == BN_TRAIN ? &p->bwd_train : &p->bwd_infer;
 
     {
         const int arg[8] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC,
@@ -299,10 +289,10 @@ static asl_status bn_backward(asl_layer *l, asl_ctx *c, int training)
         const void *data[8] = {l->x, l->dy, dsrc, l->p[0].data,
                                train ? (const void *)p->bmean : l->p[2].data,
                                train ? (const void *)p->bvar : l->p[3].data,
-                               l->p[0].grad, l->p[1].grad};
-        int nargs = want_grads ? 8 : 6;
-        ASL_TRY(bn_bind(c, p, nargs, arg, idx, data, args));
-        ASL_TRY(asl_prim_exec(c, prim, nargs, args));
+                               want_grads ? l->p[0].grad : p->dsink,
+                               want_grads ? l->p[1].grad : p->dsink + ch};
+        ASL_TRY(bn_bind(c, p, 8, arg, idx, data, args));
+        ASL_TRY(asl_prim_exec(c, prim, 8, args));
     }
     return ASL_OK;
 }

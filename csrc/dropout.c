@@ -2,9 +2,9 @@
  * dropout.c - Keras Dropout (inverted dropout).
  *
  * Training (network training and rate > 0): each element is kept with
- * probability 1 - rate and scaled by 1 / (1 - rate) (as tf.nn.dropout:
- * y = x * scale where kept, 0 elsewhere); the keep mask is stored for
- * backward (dx = dy * scale where kept, 0 elsewhere).  Inference, or rate 0:
+ * probability 1 - rate and scaled by 1 / (1 - rate), computed as TF does,
+ * y = x * scale * mask (mask 0/1 as float); the keep mask is stored for
+ * backward, dx = dy * scale * mask.  Inference, or rate 0:
  * identity.  Like Keras, the layer's trainable flag plays no part.
  *
  * Random numbers: splitmix64 on the per-layer state l->rng (seeded from
@@ -118,7 +118,7 @@ static asl_status drop_forward(asl_layer *l, asl_ctx *c, int training)
             uint64_t r = splitmix_mix(s0 + (uint64_t)(i + 1) * SPLITMIX_GAMMA);
             uint8_t keep = (r >> 32) >= thr;
             m[i] = keep;
-            y[i] = keep ? x[i] * scale : 0.0f;
+            y[i] = x[i] * scale * (float)keep;
         }
         l->rng = s0 + (uint64_t)count * SPLITMIX_GAMMA;
     }
@@ -148,7 +148,7 @@ static asl_status drop_backward(asl_layer *l, asl_ctx *c, int training)
 
 #pragma omp parallel for simd schedule(static) if (count >= ASL_DROP_PAR)
         for (long long i = 0; i < nn; i++)
-            dx[i] = m[i] ? dy[i] * scale : 0.0f;
+            dx[i] = dy[i] * scale * (float)m[i];
     }
     return ASL_OK;
 }

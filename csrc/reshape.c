@@ -10,23 +10,41 @@
 static asl_status reshape_init(asl_layer *l, asl_ctx *c)
 {
     const int *t = l->d.target;
-    long long in, out;
+    long long in, known = 1;
+    int infer = -1, out[3];
 
-    if (t[0] <= 0 || t[1] <= 0 || t[2] <= 0)
-        return asl_fail(c, ASL_ERR_ARG,
-                        "reshape: target shape (%d, %d, %d) must be positive",
-                        t[0], t[1], t[2]);
+    /* Keras: one target dimension may be -1, inferred from the rest. */
+    for (int i = 0; i < 3; i++) {
+        if (t[i] == -1 && infer < 0) {
+            infer = i;
+            continue;
+        }
+        if (t[i] <= 0)
+            return asl_fail(c, ASL_ERR_ARG,
+                            "reshape: target shape (%d, %d, %d) must be "
+                            "positive (one dimension may be -1)",
+                            t[0], t[1], t[2]);
+        known *= t[i];
+    }
     in = (long long)l->in[0] * l->in[1] * l->in[2];
-    out = (long long)t[0] * t[1] * t[2];
-    if (in != out)
+    for (int i = 0; i < 3; i++) out[i] = t[i];
+    if (infer >= 0) {
+        if (in % known != 0 || in / known > 0x7fffffffLL)
+            return asl_fail(c, ASL_ERR_SHAPE,
+                            "reshape: cannot reshape (%d, %d, %d) (%lld "
+                            "values) to (%d, %d, %d)",
+                            l->in[0], l->in[1], l->in[2], in, t[0], t[1],
+                            t[2]);
+        out[infer] = (int)(in / known);
+        known = in;
+    }
+    if (in != known)
         return asl_fail(c, ASL_ERR_SHAPE,
                         "reshape: cannot reshape (%d, %d, %d) (%lld values) "
                         "to (%d, %d, %d) (%lld values)",
                         l->in[0], l->in[1], l->in[2], in, t[0], t[1], t[2],
-                        out);
-    l->out[0] = t[0];
-    l->out[1] = t[1];
-    l->out[2] = t[2];
+                        known);
+    for (int i = 0; i < 3; i++) l->out[i] = out[i];
     l->nparams = 0;
     return ASL_OK;
 }

@@ -1,0 +1,34 @@
+"""aslnet: fine-tune and run MobileNet from Python with Keras's API; the
+compute runs in C on oneDNN and OpenBLAS.
+
+    import aslnet
+    model = aslnet.load_pretrained("mobilenet", num_classes=10)
+    model.compile(optimizer=aslnet.optimizers.Adam(1e-4),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+"""
+from . import _core, backend, layers, models, optimizers
+from .backend import clear_session, get_num_threads, set_num_threads, set_random_seed
+from .models import Model, Sequential, load_model
+
+__version__ = "0.1.0"
+
+__all__ = ["layers", "models", "optimizers", "Model", "Sequential", "load_model",
+           "load_pretrained", "set_num_threads", "get_num_threads", "set_random_seed",
+           "clear_session"]
+
+
+def load_pretrained(name="mobilenet", num_classes=10, trainable_layers=23, weights="imagenet",
+                    input_shape=(224, 224, 3), weights_dir=None):
+    """The tutorial's model in one line: ImageNet MobileNet, its classifier
+    cut at the pooled features (``layers[-6]``), a new ``num_classes``-way
+    softmax ``Dense``, and all but the last ``trainable_layers`` layers frozen."""
+    if name.lower() != "mobilenet":
+        raise ValueError(f"Unknown pretrained model {name!r}; available: 'mobilenet'")
+    from .applications.mobilenet import MobileNet
+    mobile = MobileNet(input_shape=input_shape, weights=weights, weights_dir=weights_dir)
+    x = mobile.layers[-6].output
+    output = layers.Dense(units=num_classes, activation="softmax")(x)
+    model = Model(inputs=mobile.input, outputs=output)
+    if trainable_layers is not None:
+        model.freeze(upto=-trainable_layers if trainable_layers else None)
+    return model

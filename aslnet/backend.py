@@ -1,0 +1,65 @@
+"""Process-wide settings: thread count, random seed, layer-name counters.
+
+These are user settings, as in Keras (``keras.utils.set_random_seed``,
+``tf.config.threading``); model state never lives here.
+"""
+import collections
+import os
+
+import numpy as np
+
+_num_threads = 0                 # 0: all cores
+_rng = np.random.default_rng()
+_name_counts = collections.Counter()
+_weights_version = 0             # bumped when parameter arrays change in place
+
+
+def set_num_threads(n):
+    """Threads used by the C core for every model (0 or None: all cores)."""
+    global _num_threads
+    n = 0 if n is None else int(n)
+    if n < 0:
+        raise ValueError(f"num_threads must be >= 0, got {n}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """Threads the C core uses (the number of cores when left at 0)."""
+    return _num_threads or os.cpu_count() or 1
+
+
+def set_random_seed(seed):
+    """Seed weight initialisation, dropout and shuffling, like Keras's."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+    np.random.seed(seed % (2 ** 32))
+
+
+def rng():
+    return _rng
+
+
+def unique_name(base, zero_based=True):
+    """Keras-style auto names: 'dense', 'dense_1', ... (zero_based) or
+    'input_1', 'input_2', ... (as tf.keras names inputs)."""
+    n = _name_counts[base]
+    _name_counts[base] += 1
+    if not zero_based:
+        return f"{base}_{n + 1}"
+    return base if n == 0 else f"{base}_{n}"
+
+
+def clear_session():
+    """Reset the layer-name counters (as keras.backend.clear_session)."""
+    _name_counts.clear()
+
+
+def weights_changed():
+    """Record that some parameter arrays changed outside the C core."""
+    global _weights_version
+    _weights_version += 1
+    return _weights_version
+
+
+def weights_version():
+    return _weights_version

@@ -1,0 +1,391 @@
+"""Keras-shaped functional ``Model``: a chain of layers computed by one C
+network (``aslnet._core.Net``), one C call per batch."""
+import math
+
+import numpy as np
+
+from . import _core, backend
+from . import optimizers as optimizers_mod
+from .layers import InputLayer, KerasTensor, Layer, core_shape
+
+__all__ = ["Model", "Sequential", "load_model"]
+
+_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
+_CCE_EPS = 1e-7
+
+
+def _loss_name(loss):
+    name = getattr(loss, "__name__", None) or getattr(loss, "name", None) or loss
+    name = {"CategoricalCrossentropy": "categorical_crossentropy",
+            "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy"}.get(
+                type(loss).__name__, name)
+    if name not in _LOSSES:
+        raise ValueError(f"Unsupported loss {loss!r}; aslnet supports {_LOSSES}")
+    return name
+
+
+def categorical_crossentropy(y_true, y_pred):
+    """Keras's categorical cross-entropy per sample (probabilities clipped
+    to [1e-7, 1 - 1e-7])."""
+    p = np.clip(y_pred, _CCE_EPS, 1 - _CCE_EPS)
+    return -np.sum(y_true * np.log(p), axis=-1)
+
+
+class Model:
+    """``Model(inputs, outputs)`` over a chain of layers, as built with the
+    Keras functional API (e.g. ``Model(mobile.input, Dense(10)(x))``)."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"Model: unexpected arguments {sorted(kwargs)}")
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != 1:
+                raise NotImplementedError("aslnet models have exactly one input")
+            inputs = inputs[0]
+        if isinstance(outputs, (list, tuple)):
+            if len(outputs) != 1:
+                raise NotImplementedError("aslnet models have exactly one output")
+            outputs = outputs[0]
+        if not isinstance(inputs, KerasTensor) or not isinstance(outputs, KerasTensor):
+            raise TypeError("Model(inputs, outputs) takes the symbolic tensors of layers, "
+                            "e.g. Input(shape=...) and a layer's output")
+        chain, t = [], outputs
+        while t is not None and t is not inputs:
+            chain.append(t._layer)
+            t = t._inbound
+        if t is None:
+            raise ValueError("outputs is not computed from inputs")
+        chain.append(inputs._layer)
+        self.layers = chain[::-1]
+        self.name = name or backend.unique_name("model")
+        self._input, self._output = inputs, outputs
+        self._net = None
+        self._net_version = None
+        self.optimizer = None
+        self.loss = None
+        self.compiled_metrics = []
+        self.stop_training = False
+        self.history = None
+
+    # -- structure ------------------------------------------------------
+    input = property(lambda self: self._input)
+    output = property(lambda self: self._output)
+    inputs = property(lambda self: [self._input])
+    outputs = property(lambda self: [self._output])
+    input_shape = property(lambda self: self._input.shape)
+    output_shape = property(lambda self: self._output.shape)
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: "
+                         f"{[l.name for l in self.layers]}")
+
+    @property
+    def weights(self):
+        return [v for l in self.layers for v in l.weights]
+
+    @property
+    def trainable_weights(self):
+        return [v for l in self.layers for v in l.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [v for l in self.layers for v in l.non_trainable_weights]
+
+    def count_params(self):
+        return sum(l.count_params() for l in self.layers)
+
+    def get_weights(self):
+        """All weights, layer by layer, each layer's in Keras order."""
+        return [w for l in self.layers for w in l.get_weights()]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = sum(len(l.weights) for l in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"Model '{self.name}' expects {expected} weight arrays, "
+                             f"got {len(weights)}")
+        for l in self.layers:
+            k = len(l.weights)
+            l.set_weights(weights[:k])
+            weights = weights[k:]
+
+    def freeze(self, upto):
+        """Freeze layers before ``upto`` (an index, e.g. -23, or a layer name),
+        unfreeze the rest: the tutorial's ``for layer in model.layers[:-23]:
+        layer.trainable = False`` in one call."""
+        if isinstance(upto, str):
+            upto = self.layers.index(self.get_layer(upto))
+        for i, layer in enumerate(self.layers):
+            layer.trainable = i >= range(len(self.layers))[upto] if upto is not None else False
+        return self
+
+    def summary(self, line_length=None, positions=None, print_fn=None):
+        from .utils.summary import print_summary
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
+
+    # -- the C network ------------------------------------------------------
+    def _core(self):
+        """The C network, built on first use; synchronised with the layers'
+        trainable flags and with weights changed from Python."""
+        if self._net is None:
+            net = _core.Net(core_shape(self._input.shape[1:]))
+            self._core_index = {}
+            for layer in self.layers[1:]:
+                idx = []
+                for kind, cfg in layer._core_ops():
+                    idx.append(net.add(kind, **cfg))
+                self._core_index[layer.name] = idx
+                holders = [i for i in idx if net.params(i)]
+                if layer.weights:
+                    if len(holders) != 1:
+                        raise RuntimeError(f"internal: layer '{layer.name}' maps to "
+                                           f"{len(holders)} parametrised core ops")
+                    for j, (var, info) in enumerate(zip(layer.weights, net.params(holders[0]))):
+                        net.bind_param(holders[0], j, var._value.reshape(info["shape"]))
+            self._net = net
+            self._net_version = backend.weights_version()
+            if self.optimizer is not None:
+                net.set_optimizer(self.optimizer._core_name, **self.optimizer._core_config())
+        net = self._net
+        for layer in self.layers[1:]:
+            for i in self._core_index[layer.name]:
+                net.set_trainable(i, layer.trainable)
+        if self._net_version != backend.weights_version():
+            net.weights_changed()
+            self._net_version = backend.weights_version()
+        net.set_num_threads(backend._num_threads)
+        return net
+
+    def _after_update(self):
+        """Our C net changed weights in place: other models sharing these
+        layers must refresh their cached layouts; this one need not."""
+        self._net_version = backend.weights_changed()
+
+    def _to_input(self, x):
+        x = np.asarray(x, dtype=np.float32)
+        expected = self._input.shape[1:]
+        if x.shape[1:] != expected:
+            if x.shape == expected:
+                raise ValueError(f"Model '{self.name}' expects a batch of shape "
+                                 f"(batch, {', '.join(map(str, expected))}); got one sample "
+                                 f"{x.shape} — add a batch axis (x[None])")
+            raise ValueError(f"Model '{self.name}' expects input shape "
+                             f"(None, {', '.join(map(str, expected))}), got {x.shape}")
+        return np.ascontiguousarray(x.reshape((x.shape[0],) + core_shape(expected)))
+
+    def _to_target(self, y, n):
+        y = np.asarray(y)
+        classes = self._output.shape[-1]
+        if self.loss == "sparse_categorical_crossentropy":
+            y = y.reshape(-1).astype(np.int64)
+            if y.size and (y.min() < 0 or y.max() >= classes):
+                raise ValueError(f"labels must be in [0, {classes}), got {y.min()}..{y.max()}")
+            y = np.eye(classes, dtype=np.float32)[y]
+        if y.shape != (n, classes):
+            raise ValueError(f"targets must have shape ({n}, {classes}), got {y.shape}")
+        return np.ascontiguousarray(y, dtype=np.float32).reshape(n, 1, 1, classes)
+
+    # -- compile / train ----------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        if optimizer == "rmsprop":
+            raise ValueError("aslnet has no RMSprop yet; use 'adam' or 'sgd'")
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = _loss_name(loss)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in ("accuracy", "acc", "categorical_accuracy"):
+                raise ValueError(f"Unsupported metric {m!r}; aslnet has 'accuracy'")
+        self.compiled_metrics = metrics
+        if self._net is not None:
+            self._net.set_optimizer(self.optimizer._core_name, **self.optimizer._core_config())
+
+    def _require_compiled(self):
+        if self.loss is None:
+            raise RuntimeError("You must compile your model before training/testing. "
+                               "Use `model.compile(optimizer, loss)`.")
+
+    def _logs(self, loss_sum, correct, n, prefix=""):
+        logs = {prefix + "loss": loss_sum / max(n, 1)}
+        for m in self.compiled_metrics:
+            logs[prefix + m] = correct / max(n, 1)
+        return logs
+
+    def _sync_lr(self, net):
+        net.set_learning_rate(self.optimizer.learning_rate)
+
+    def train_on_batch(self, x, y, return_dict=False):
+        self._require_compiled()
+        net = self._core()
+        self._sync_lr(net)
+        xb = self._to_input(x)
+        yb = self._to_target(y, xb.shape[0])
+        loss, pred = net.train_step(xb, yb)
+        self._after_update()
+        logs = self._logs(loss * len(xb), self._correct(yb, pred), len(xb))
+        return logs if return_dict else (logs["loss"] if len(logs) == 1 else list(logs.values()))
+
+    @staticmethod
+    def _correct(y, pred):
+        n = len(y)
+        return int(np.sum(np.argmax(y.reshape(n, -1), 1) == np.argmax(pred.reshape(n, -1), 1)))
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None,
+            validation_steps=None, validation_batch_size=None):
+        from .callbacks import CallbackList, History
+        from .utils.data import batches, num_steps
+        self._require_compiled()
+        verbose = 1 if verbose == "auto" else int(verbose)
+        steps = num_steps(x, batch_size, steps_per_epoch)
+        history = History()
+        cbs = CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
+                           model=self, verbose=verbose, epochs=epochs, steps=steps)
+        cbs.append(history) if hasattr(cbs, "append") else cbs.callbacks.append(history)
+        history.set_model(self)
+        history.set_params({"verbose": verbose, "epochs": epochs, "steps": steps})
+        net = self._core()
+        self.stop_training = False
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle, steps)):
+                cbs.on_train_batch_begin(step)
+                self._sync_lr(net)
+                xb = self._to_input(xb)
+                yb = self._to_target(yb, len(xb))
+                loss, pred = net.train_step(xb, yb)
+                self._after_update()
+                loss_sum += loss * len(xb)
+                correct += self._correct(yb, pred)
+                seen += len(xb)
+                cbs.on_train_batch_end(step, self._logs(loss_sum, correct, seen))
+                if self.stop_training:
+                    break
+            logs = self._logs(loss_sum, correct, seen)
+            if validation_data is not None:
+                vx, vy = (validation_data, None) if not isinstance(validation_data, tuple) \
+                    else validation_data
+                val = self.evaluate(vx, vy, batch_size=validation_batch_size or batch_size,
+                                    steps=validation_steps, verbose=0, return_dict=True)
+                logs.update({"val_" + k: v for k, v in val.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        self.history = history
+        return history
+
+    # -- inference ----------------------------------------------------------
+    def _forward_batches(self, x, y, batch_size, steps, with_targets):
+        from .utils.data import batches
+        net = self._core()
+        for xb, yb in batches(x, y, batch_size, False, steps, with_targets=with_targets):
+            xb = self._to_input(xb)
+            out = net.forward(xb, training=False)
+            yield xb, yb, out.reshape((len(xb),) + self._output.shape[1:])
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        from .utils.data import num_steps
+        n_steps = num_steps(x, batch_size, steps)
+        bar = _progbar(n_steps, verbose)
+        outs = []
+        for i, (_, _, out) in enumerate(self._forward_batches(x, None, batch_size, n_steps,
+                                                                False)):
+            outs.append(out)
+            if bar:
+                bar.update(i + 1)
+        if not outs:
+            return np.zeros((0,) + self._output.shape[1:], np.float32)
+        return np.concatenate(outs)
+
+    def predict_on_batch(self, x):
+        xb = self._to_input(x)
+        return self._core().forward(xb).reshape((len(xb),) + self._output.shape[1:])
+
+    def __call__(self, x):
+        return self.predict_on_batch(x)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None,
+                 return_dict=False, callbacks=None):
+        from .utils.data import num_steps
+        self._require_compiled()
+        n_steps = num_steps(x, batch_size, steps)
+        bar = _progbar(n_steps, verbose)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i, (xb, yb, out) in enumerate(self._forward_batches(x, y, batch_size, n_steps,
+                                                                  True)):
+            yb = self._to_target(yb, len(xb)).reshape(len(xb), -1)
+            p = out.reshape(len(xb), -1)
+            loss_sum += float(np.sum(categorical_crossentropy(yb, p)))
+            correct += self._correct(yb, p)
+            seen += len(xb)
+            if bar:
+                bar.update(i + 1, list(self._logs(loss_sum, correct, seen).items()))
+        logs = self._logs(loss_sum, correct, seen)
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    def test_on_batch(self, x, y, return_dict=False):
+        return self.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=return_dict)
+
+    # -- persistence --------------------------------------------------------
+    def save(self, filepath, overwrite=True, include_optimizer=True):
+        from .saving import save_model
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath, overwrite=True):
+        from .saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        from .saving import load_weights
+        load_weights(self, filepath)
+
+    def get_config(self):
+        return {"name": self.name,
+                "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
+                           for l in self.layers]}
+
+
+def _progbar(steps, verbose):
+    verbose = 1 if verbose == "auto" else int(verbose)
+    if verbose != 1 or not steps:
+        return None
+    from .utils.progbar import Progbar
+    return Progbar(steps)
+
+
+class Sequential(Model):
+    """``Sequential([Input(...) or layers with input_shape, ...])``."""
+
+    def __init__(self, layers=None, name=None):
+        layers = list(layers or [])
+        if not layers:
+            raise ValueError("Sequential needs at least an input and one layer")
+        first = layers[0]
+        if isinstance(first, KerasTensor):
+            t = first
+            layers = layers[1:]
+        elif isinstance(first, InputLayer):
+            t = first.output
+            layers = layers[1:]
+        else:
+            raise ValueError("Start a Sequential with Input(shape=...)")
+        inputs = t
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential takes layers, got {type(layer).__name__}")
+            t = layer(t)
+        super().__init__(inputs, t, name=name or backend.unique_name("sequential"))
+
+
+def load_model(filepath, compile=True):
+    from .saving import load_model as _load
+    return _load(filepath, compile=compile)

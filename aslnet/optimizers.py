@@ -1,0 +1,70 @@
+"""Keras-shaped optimizers.  They only carry hyper-parameters: the update
+rule and its state run in C (see csrc/network.c)."""
+
+__all__ = ["Optimizer", "SGD", "Adam", "get"]
+
+
+class Optimizer:
+    _core_name = None
+
+    def __init__(self, learning_rate):
+        self.learning_rate = float(learning_rate)
+
+    def _core_config(self):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"name": self._core_name, **self._core_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("name", None)
+        return cls(**config)
+
+
+class SGD(Optimizer):
+    """Keras SGD: v = momentum*v - lr*g; w += v (nesterov: w += momentum*v - lr*g)."""
+
+    _core_name = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def _core_config(self):
+        return dict(learning_rate=self.learning_rate, momentum=self.momentum,
+                    nesterov=self.nesterov)
+
+
+class Adam(Optimizer):
+    """Keras Adam (defaults beta_1 0.9, beta_2 0.999, epsilon 1e-7)."""
+
+    _core_name = "adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def _core_config(self):
+        return dict(learning_rate=self.learning_rate, beta_1=self.beta_1,
+                    beta_2=self.beta_2, epsilon=self.epsilon)
+
+
+def get(identifier):
+    """'adam' / 'sgd' / an Optimizer / a config dict -> an Optimizer."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key == "adam":
+            return Adam()
+        if key == "sgd":
+            return SGD()
+    if isinstance(identifier, dict):
+        cls = {"adam": Adam, "sgd": SGD}.get(str(identifier.get("name", "")).lower())
+        if cls:
+            return cls.from_config(identifier)
+    raise ValueError(f"Unknown optimizer {identifier!r}; aslnet has 'adam' and 'sgd'")

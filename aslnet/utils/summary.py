@@ -1,0 +1,40 @@
+"""``model.summary()`` in tf.keras 2.x's table format."""
+import math
+
+
+def _shape_str(layer):
+    from ..layers import InputLayer
+    shape = (None,) + tuple(layer.output_shape)
+    return f"[{shape}]" if isinstance(layer, InputLayer) else str(shape)
+
+
+def print_summary(model, line_length=None, positions=None, print_fn=None):
+    line_length = line_length or 65
+    positions = positions or [0.45, 0.85, 1.0]
+    if positions[-1] <= 1:
+        positions = [int(line_length * p) for p in positions]
+    print_fn = print_fn or print
+
+    def row(fields):
+        line = ""
+        for i, field in enumerate(fields):
+            if i > 0:
+                line = line[:-1] + " "
+            line += str(field)
+            line = line[:positions[i]]
+            line += " " * (positions[i] - len(line))
+        print_fn(line)
+
+    print_fn(f'Model: "{model.name}"')
+    print_fn("_" * line_length)
+    row(["Layer (type)", "Output Shape", "Param #"])
+    print_fn("=" * line_length)
+    for i, layer in enumerate(model.layers):
+        row([f"{layer.name} ({type(layer).__name__})", _shape_str(layer), layer.count_params()])
+        print_fn("=" * line_length if i == len(model.layers) - 1 else "_" * line_length)
+    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+    total = model.count_params()
+    print_fn(f"Total params: {total:,}")
+    print_fn(f"Trainable params: {trainable:,}")
+    print_fn(f"Non-trainable params: {total - trainable:,}")
+    print_fn("_" * line_length)
