@@ -335,6 +335,42 @@ class Model:
     def test_on_batch(self, x, y, return_dict=False):
         return self.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=return_dict)
 
+    # -- optimizer state (for saving) ----------------------------------------
+    def _param_holder(self, layer):
+        """Core index of the op that holds ``layer``'s parameters."""
+        net = self._core()
+        return next(i for i in self._core_index[layer.name] if net.params(i))
+
+    def get_optimizer_state(self):
+        """{'iterations': int, 'slots': {(layer name, weight index, slot): array}}
+        (Adam: slots 0 = m, 1 = v; SGD with momentum: 0 = velocity).  Only
+        trainable weights that the optimizer has seen have slots."""
+        if self.optimizer is None or self._net is None:
+            return {"iterations": 0, "slots": {}}
+        net, slots = self._core(), {}
+        for layer in self.layers:
+            if not layer.weights or not layer.trainable:
+                continue
+            i = self._param_holder(layer)
+            for j, var in enumerate(layer.weights):
+                for k in range(2):
+                    if var.trainable:
+                        value = net.slot(i, j, k)
+                        if value is not None:
+                            slots[(layer.name, j, k)] = value.reshape(var.shape)
+        return {"iterations": net.iterations, "slots": slots}
+
+    def set_optimizer_state(self, state):
+        if self.optimizer is None:
+            raise RuntimeError("compile the model before restoring optimizer state")
+        net = self._core()
+        for (name, j, k), value in state["slots"].items():
+            layer = self.get_layer(name)
+            info = net.params(self._param_holder(layer))[j]
+            net.set_slot(self._param_holder(layer), j, k,
+                         np.asarray(value, np.float32).reshape(info["shape"]))
+        net.iterations = int(state["iterations"])
+
     # -- persistence --------------------------------------------------------
     def save(self, filepath, overwrite=True, include_optimizer=True):
         from .saving import save_model

@@ -82,7 +82,17 @@ asl_status asl_prim_create(asl_ctx *c, asl_prim *p,
             return asl_fail(c, ASL_ERR_DNNL, "oneDNN: scratchpad memory: %s",
                             asl_dnnl_str(s));
         }
-        if (bytes > c->scratch_need) c->scratch_need = bytes;
+        if (bytes > c->scratch_size) {   /* grow the one shared scratchpad */
+            void *grown = asl_alloc(bytes);
+            if (!grown) {
+                asl_prim_destroy(p);
+                return asl_fail(c, ASL_ERR_NOMEM,
+                                "out of memory (scratchpad of %zu bytes)", bytes);
+            }
+            asl_free(c->scratch);
+            c->scratch = grown;
+            c->scratch_size = bytes;
+        }
     }
     return ASL_OK;
 }
@@ -96,9 +106,6 @@ asl_status asl_prim_exec(asl_ctx *c, asl_prim *p, int nargs,
         return asl_fail(c, ASL_ERR_ARG, "internal: too many primitive args");
     memcpy(all, args, sizeof(*args) * (size_t)nargs);
     if (p->scratch) {
-        if (c->scratch_size < c->scratch_need)
-            return asl_fail(c, ASL_ERR_STATE,
-                            "internal: scratchpad not allocated");
         ASL_DNNL(c, dnnl_memory_set_data_handle(p->scratch, c->scratch));
         all[nargs].arg = DNNL_ARG_SCRATCHPAD;
         all[nargs].memory = p->scratch;

@@ -381,22 +381,6 @@ done:
     return st;
 }
 
-/* The executor sizes the shared scratchpad after plan(); primitives made
- * later (the lazy backward ones) may need a bigger one. */
-static asl_status conv_scratch_fit(asl_layer *l, asl_ctx *c)
-{
-    void *s;
-    if (c->scratch_need <= c->scratch_size) return ASL_OK;
-    s = asl_alloc(c->scratch_need);
-    if (!s)
-        return asl_fail(c, ASL_ERR_NOMEM, "%s: out of memory (scratchpad of "
-                        "%zu bytes for the backward pass)", conv_kind(l),
-                        c->scratch_need);
-    asl_free(c->scratch);
-    c->scratch = s;
-    c->scratch_size = c->scratch_need;
-    return ASL_OK;
-}
 
 /* Backward-data and backward-weights primitives, hinted by the forward. */
 static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
@@ -469,8 +453,6 @@ static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
         st = asl_prim_create(c, &p->dw_reorder, rpd);
         if (st != ASL_OK) goto done;
     }
-    st = conv_scratch_fit(l, c);
-    if (st != ASL_OK) goto done;
     p->bwd_ok = 1;
 done:
     if (rpd) dnnl_primitive_desc_destroy(rpd);

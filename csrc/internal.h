@@ -38,9 +38,8 @@ typedef struct asl_ctx {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     dnnl_primitive_attr_t attr;   /* user-managed scratchpad mode        */
-    void *scratch;                /* one scratchpad for every primitive  */
-    size_t scratch_size;          /* bytes allocated                     */
-    size_t scratch_need;          /* bytes reserved by plan()            */
+    void *scratch;                /* one scratchpad for every primitive, */
+    size_t scratch_size;          /* grown by asl_prim_create (bytes)    */
     int num_threads;
     char err[ASL_ERRLEN];
 } asl_ctx;
@@ -136,7 +135,9 @@ typedef struct {
 } asl_prim;
 
 /* Create the primitive of pd (made with c->attr or an attr in user
- * scratchpad mode) and reserve its scratchpad.  pd is not destroyed. */
+ * scratchpad mode) and grow the shared scratchpad to fit it (execution
+ * binds the scratchpad each time, so growing later is safe).  pd is not
+ * destroyed. */
 asl_status asl_prim_create(asl_ctx *c, asl_prim *p,
                            const_dnnl_primitive_desc_t pd);
 /* Execute with args (+ the scratchpad), synchronously. */

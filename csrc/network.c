@@ -268,6 +268,8 @@ void asl_net_weights_changed(asl_net *net)
 asl_status asl_net_set_num_threads(asl_net *net, int n)
 {
     if (n < 0) return asl_fail(&net->ctx, ASL_ERR_ARG, "num_threads must be >= 0");
+    /* oneDNN sizes some scratchpads for the thread count: re-plan */
+    if (n != net->ctx.num_threads) unplan(net);
     net->ctx.num_threads = n;
     return ASL_OK;
 }
@@ -311,16 +313,6 @@ static asl_status plan(asl_net *net, int n)
         if (st != ASL_OK) {
             unplan(net);
             return st;
-        }
-    }
-    if (c->scratch_need > c->scratch_size) {
-        asl_free(c->scratch);
-        c->scratch = asl_alloc(c->scratch_need);
-        c->scratch_size = c->scratch ? c->scratch_need : 0;
-        if (!c->scratch) {
-            unplan(net);
-            return asl_fail(c, ASL_ERR_NOMEM, "out of memory (scratchpad of %zu bytes)",
-                            c->scratch_need);
         }
     }
     net->n = n;
@@ -597,8 +589,9 @@ static int softmax_output(const asl_net *net)
     while (k >= 0 && net->layers[k].ops->alias) k--;
     if (k < 0) return -1;
     l = &net->layers[k];
-    if ((l->d.kind == ASL_LAYER_DENSE || l->d.kind == ASL_LAYER_ACTIVATION ||
-         l->d.kind == ASL_LAYER_CONV2D) && l->d.activation == ASL_ACT_SOFTMAX)
+    /* one distribution per sample: the output must be (1, 1, classes) */
+    if (l->d.activation == ASL_ACT_SOFTMAX && l->d.kind != ASL_LAYER_BATCH_NORM &&
+        l->out[0] == 1 && l->out[1] == 1)
         return k;
     return -1;
 }
@@ -615,8 +608,8 @@ asl_status asl_net_train_step(asl_net *net, const float *x,
 
     if (k < 0)
         return asl_fail(c, ASL_ERR_STATE,
-                        "train_step needs a softmax output layer "
-                        "(categorical cross-entropy)");
+                        "train_step needs a softmax output of shape (1, 1, "
+                        "classes) per sample (categorical cross-entropy)");
     if (!net->has_opt) return asl_fail(c, ASL_ERR_STATE, "no optimizer set");
     if (!y_true || !loss) return asl_fail(c, ASL_ERR_ARG, "train_step: NULL buffer");
     classes = (int)numel(net_out(net));
