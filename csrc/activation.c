@@ -4,7 +4,7 @@
  * depthwise conv and dense.
  *
  * linear : y = x
- * relu   : y = max(x, 0)
+ * relu   : y = max(x, 0)           (NaN in, NaN out, as TF)
  * relu6  : y = min(max(x, 0), 6)
  * softmax: over the last axis, in rows of `classes` (the channels of an NHWC
  *          tensor), with max subtraction for numerical stability.
@@ -38,15 +38,15 @@ static void act_apply(asl_activation a, const float *x, float *y,
 #pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
         for (long long i = 0; i < nn; i++) {
             float v = x[i];
-            y[i] = v > 0.0f ? v : 0.0f;
+            y[i] = v < 0.0f ? 0.0f : v;   /* NaN propagates, as in TF */
         }
         break;
     case ASL_ACT_RELU6:
 #pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
         for (long long i = 0; i < nn; i++) {
             float v = x[i];
-            v = v > 0.0f ? v : 0.0f;
-            y[i] = v < 6.0f ? v : 6.0f;
+            v = v < 0.0f ? 0.0f : v;       /* NaN propagates, as in TF */
+            y[i] = v > 6.0f ? 6.0f : v;
         }
         break;
     case ASL_ACT_SOFTMAX: {

@@ -9,10 +9,12 @@ never touches NumPy's global random state, files Pillow cannot identify are
 skipped with a warning, and ``flow_from_directory`` caches decoded images
 (see ``ImageCache``) and can prefetch the next batch on a thread.
 """
+import functools
 import io
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.pool import ThreadPool
 
 import numpy as np
@@ -186,9 +188,9 @@ def _affine_transform(x, theta=0, tx=0, ty=0, shear=0, zx=1, zy=1,
         return x
     h, w = x.shape[0], x.shape[1]
     o_x, o_y = h / 2 - 0.5, w / 2 - 0.5
-    matrix = np.linalg.multi_dot([[[1, 0, o_x], [0, 1, o_y], [0, 0, 1]], *matrices,
-                                  [[1, 0, -o_x], [0, 1, -o_y], [0, 0, 1]]]
-                                 if len(matrices) else None)
+    matrix = functools.reduce(np.dot, matrices)
+    matrix = np.dot(np.dot([[1, 0, o_x], [0, 1, o_y], [0, 0, 1]], matrix),
+                    [[1, 0, -o_x], [0, 1, -o_y], [0, 0, 1]])
     matrix = matrix[[1, 0, 2]][:, [1, 0, 2]]  # Keras's (x, y) -> (row, col) swap
     rows, cols = np.indices((h, w), dtype=np.float64)
     r = matrix[0, 0] * rows + matrix[0, 1] * cols + matrix[0, 2]
@@ -491,6 +493,20 @@ def _random_shift(shift_range, size, rng):
     return shift
 
 
+class _Batch:
+    """A planned batch: its samples and randomness (drawn on the caller's thread, in order),
+    the iterator state it leads to, and its images being built when prefetched (a Future)."""
+
+    def __init__(self, key, index_array, randomness, rng, full_index_array, batch_index):
+        self.key = key
+        self.index_array = index_array
+        self.randomness = randomness
+        self.rng = rng
+        self.full_index_array = full_index_array
+        self.batch_index = batch_index
+        self.future = None
+
+
 class Iterator:
     """Keras's image iterator: a sequence of batches (``len``, ``[i]``,
     ``on_epoch_end``) that is also an endless iterator (``next``).
@@ -500,31 +516,32 @@ class Iterator:
     produced so far, as in Keras; without one it is NumPy's global state.
     Shuffling happens at the start of each pass (``next``) or in
     ``on_epoch_end`` (indexing), so every sample appears once per epoch.
+
+    prefetch: build the next batch on a background thread while the caller
+    uses this one (after ``next``, the next ``next``; after ``[i]``,
+    ``[i + 1]``; anything else discards it).  A seeded iterator gives the
+    same batches with or without it; an unseeded one draws its randomness
+    from NumPy's global state one batch earlier.
     """
 
     white_list_formats = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff")
 
-    def __init__(self, n, batch_size, shuffle, seed):
+    def __init__(self, n, batch_size, shuffle, seed, prefetch=False):
         self.n = n
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
+        self.prefetch = prefetch
         self.batch_index = 0
         self.total_batches_seen = 0
         self.lock = threading.Lock()
         self.index_array = None
         self._rng = np.random
-        self.index_generator = self._flow_index()
+        self._pending = None
+        self._executor = None
 
-    def _next_rng(self):
-        """The random state for the next batch (Keras re-seeds before every batch)."""
-        if self.seed is not None:
-            self._rng = np.random.RandomState(self.seed + self.total_batches_seen)
-        self.total_batches_seen += 1
-        return self._rng
-
-    def _set_index_array(self):
-        self.index_array = self._rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+    def __len__(self):
+        return (self.n + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, idx):
         if idx < 0:
@@ -532,36 +549,7 @@ class Iterator:
         if not 0 <= idx < len(self):
             raise ValueError(f"Asked to retrieve element {idx}, but the Sequence has length "
                              f"{len(self)}")
-        with self.lock:
-            rng = self._next_rng()
-            if self.index_array is None:
-                self._set_index_array()
-            index_array = self.index_array[self.batch_size * idx:self.batch_size * (idx + 1)]
-        return self._get_batches_of_transformed_samples(index_array, rng)
-
-    def __len__(self):
-        return (self.n + self.batch_size - 1) // self.batch_size
-
-    def on_epoch_end(self):
-        """Reshuffle for the next epoch of indexed access."""
-        self._set_index_array()
-
-    def reset(self):
-        """Restart ``next`` at the beginning of a (freshly shuffled) pass."""
-        self.batch_index = 0
-
-    def _flow_index(self):
-        self.reset()
-        while True:
-            rng = self._next_rng()
-            if self.batch_index == 0:
-                self._set_index_array()
-            current_index = (self.batch_index * self.batch_size) % self.n if self.n else 0
-            if self.n > current_index + self.batch_size:
-                self.batch_index += 1
-            else:
-                self.batch_index = 0
-            yield self.index_array[current_index:current_index + self.batch_size], rng
+        return self._take(("item", idx))
 
     def __iter__(self):
         return self
@@ -570,18 +558,89 @@ class Iterator:
         return self.next()
 
     def next(self):
-        """The next batch; a pass ends with a partial batch, then the next pass begins."""
+        """The next batch; a pass ends with a partial batch, then a reshuffled pass begins."""
+        return self._take(("next",))
+
+    def on_epoch_end(self):
+        """Reshuffle for the next epoch of indexed access."""
         with self.lock:
-            index_array, rng = next(self.index_generator)
-        return self._get_batches_of_transformed_samples(index_array, rng)
+            self._pending = None
+            self._set_index_array(self._rng)
 
-    def _get_batches_of_transformed_samples(self, index_array, rng):
-        raise NotImplementedError
+    def reset(self):
+        """Make ``next`` start a new (reshuffled) pass."""
+        with self.lock:
+            self._pending = None
+            self.batch_index = 0
 
-    def _save_batch(self, batch_x, index_array, rng):
+    def _set_index_array(self, rng):
+        self.index_array = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+
+    def _plan(self, key):
+        """Plan the batch ``key`` from the current state, which it leaves unchanged."""
+        rng = self._rng if self.seed is None else np.random.RandomState(
+            self.seed + self.total_batches_seen)
+        index_array, batch_index = self.index_array, self.batch_index
+        if key[0] == "next":  # one step of Keras's _flow_index
+            if batch_index == 0:
+                index_array = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+            start = (batch_index * self.batch_size) % self.n if self.n else 0
+            batch_index = batch_index + 1 if self.n > start + self.batch_size else 0
+        else:
+            if index_array is None:
+                index_array = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+            start = key[1] * self.batch_size
+        batch = index_array[start:start + self.batch_size]
+        return _Batch(key, batch, self._draw_randomness(batch, rng), rng, index_array,
+                      batch_index)
+
+    def _commit(self, planned):
+        """Move the state on as handing out ``planned`` does."""
+        self._rng = planned.rng
+        self.index_array = planned.full_index_array
+        self.batch_index = planned.batch_index
+        self.total_batches_seen += 1
+
+    def _take(self, key):
+        """Hand out batch ``key`` (the prefetched one if it matches) and prefetch the next."""
+        with self.lock:
+            planned, self._pending = self._pending, None
+            if planned is None or planned.key != key:
+                planned = self._plan(key)
+            self._commit(planned)
+            if self.prefetch:
+                following = ("next",) if key[0] == "next" else ("item", key[1] + 1)
+                if following[0] == "next" or following[1] < len(self):
+                    self._pending = self._plan(following)
+                    if self._executor is None:
+                        self._executor = ThreadPoolExecutor(1, "aslnet-prefetch")
+                    self._pending.future = self._executor.submit(
+                        self._build_batch, self._pending.index_array,
+                        self._pending.randomness)
+        if planned.future is not None:
+            return planned.future.result()
+        return self._build_batch(planned.index_array, planned.randomness)
+
+    def _draw_randomness(self, index_array, rng):
+        """Augmentation parameters per sample (and save_to_dir name hashes), in Keras's order."""
+        gen = self.image_data_generator
+        params = [gen._random_transform_params(self.image_shape, rng) if gen else None
+                  for _ in index_array]
+        hashes = [rng.randint(1e7) for _ in index_array] if self.save_to_dir else None
+        return params, hashes
+
+    def _transformed(self, x, params):
+        """One image as float, augmented with ``params``, then standardised."""
+        gen = self.image_data_generator
+        x = x.astype(self.dtype)
+        if gen:
+            x = gen.standardize(gen.apply_transform(x, params))
+        return x
+
+    def _save_batch(self, batch_x, index_array, hashes):
         """Write augmented images to save_to_dir (for inspection), named as Keras names them."""
-        for x, j in zip(batch_x, index_array):
-            fname = f"{self.save_prefix}_{j}_{rng.randint(1e7)}.{self.save_format}"
+        for x, j, h in zip(batch_x, index_array, hashes):
+            fname = f"{self.save_prefix}_{j}_{h}.{self.save_format}"
             array_to_img(x, scale=True).save(os.path.join(self.save_to_dir, fname))
 
 
@@ -625,17 +684,16 @@ class NumpyArrayIterator(Iterator):
         self.save_to_dir = save_to_dir
         self.save_prefix = save_prefix
         self.save_format = save_format
+        self.image_shape = self.x.shape[1:]
         super().__init__(self.x.shape[0], batch_size, shuffle, seed)
 
-    def _get_batches_of_transformed_samples(self, index_array, rng):
-        gen = self.image_data_generator
-        batch_x = np.zeros((len(index_array),) + self.x.shape[1:], dtype=self.dtype)
+    def _build_batch(self, index_array, randomness):
+        params, hashes = randomness
+        batch_x = np.zeros((len(index_array),) + self.image_shape, dtype=self.dtype)
         for i, j in enumerate(index_array):
-            x = self.x[j]
-            x = gen.apply_transform(x.astype(self.dtype), gen._random_transform_params(x.shape, rng))
-            batch_x[i] = gen.standardize(x)
+            batch_x[i] = self._transformed(self.x[j], params[i])
         if self.save_to_dir:
-            self._save_batch(batch_x, index_array, rng)
+            self._save_batch(batch_x, index_array, hashes)
         if self.y is None:
             return batch_x
         if self.sample_weight is None:
@@ -764,9 +822,7 @@ class DirectoryIterator(Iterator):
         self.samples = len(self.filenames)
         self.filepaths = [os.path.join(directory, f) for f in self.filenames]
         print(f"Found {self.samples} images belonging to {self.num_classes} classes.")
-        super().__init__(self.samples, batch_size, shuffle, seed)
-        self.prefetch = prefetch
-        self._pending = None  # (key, thread, result) of a batch prepared ahead
+        super().__init__(self.samples, batch_size, shuffle, seed, prefetch)
 
     @property
     def labels(self):
@@ -795,17 +851,13 @@ class DirectoryIterator(Iterator):
             self.cache.put(key, x)
         return x
 
-    def _get_batches_of_transformed_samples(self, index_array, rng):
-        gen = self.image_data_generator
+    def _build_batch(self, index_array, randomness):
+        params, hashes = randomness
         batch_x = np.zeros((len(index_array),) + self.image_shape, dtype=self.dtype)
         for i, j in enumerate(index_array):
-            x = self.load_array(j).astype(self.dtype)
-            if gen:
-                x = gen.apply_transform(x, gen._random_transform_params(x.shape, rng))
-                x = gen.standardize(x)
-            batch_x[i] = x
+            batch_x[i] = self._transformed(self.load_array(j), params[i])
         if self.save_to_dir:
-            self._save_batch(batch_x, index_array, rng)
+            self._save_batch(batch_x, index_array, hashes)
         labels = self.classes[index_array]
         if self.class_mode == "input":
             return batch_x, batch_x.copy()

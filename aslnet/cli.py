@@ -1,0 +1,252 @@
+"""``python -m aslnet`` (or the ``aslnet`` command): the main jobs.
+
+    aslnet sign-digits [--data DIR]   the whole tutorial: split, fine-tune, test
+    aslnet split SRC DST              train/valid/test split (copies, seeded)
+    aslnet train SPLIT_DIR            fine-tune MobileNet on SPLIT_DIR/{train,valid}
+    aslnet evaluate MODEL DIR         accuracy + confusion matrix on DIR
+    aslnet predict MODEL IMAGE...     class probabilities of single images
+    aslnet classify IMAGE...          ImageNet top-5 with the pretrained MobileNet
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA = Path(os.environ.get("ASLNET_SHARED", "../shared")) / "data" / "sign-language-digits"
+
+
+class _Timer:
+    """Wall time of each phase, printed at the end."""
+
+    def __init__(self):
+        self.phases = []
+
+    def __call__(self, name):
+        timer = self
+
+        class _Phase:
+            def __enter__(self):
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.phases.append((name, time.perf_counter() - self.t))
+        return _Phase()
+
+    def report(self):
+        print("\nWall time per phase:")
+        for name, t in self.phases:
+            print(f"  {name:<12s} {t:8.2f} s")
+        print(f"  {'total':<12s} {sum(t for _, t in self.phases):8.2f} s")
+
+
+def _generators(split_dir, batch_size):
+    from .applications.mobilenet import preprocess_input
+    from .preprocessing.image import ImageDataGenerator
+    gen = ImageDataGenerator(preprocessing_function=preprocess_input)
+    flow = lambda sub, shuffle: gen.flow_from_directory(  # noqa: E731
+        directory=str(Path(split_dir) / sub), target_size=(224, 224), batch_size=batch_size,
+        shuffle=shuffle)
+    return flow("train", True), flow("valid", True), flow("test", False)
+
+
+def confusion_matrix(y_true, y_pred, num_classes):
+    m = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m
+
+
+def _print_confusion(m, names):
+    width = max(4, *(len(n) for n in names))
+    print("Confusion matrix (rows: true class, columns: predicted):")
+    print(" " * (width + 1) + " ".join(f"{n:>{width}}" for n in names))
+    for name, row in zip(names, m):
+        print(f"{name:>{width}} " + " ".join(f"{v:>{width}d}" for v in row))
+
+
+def _evaluate(model, batches):
+    batches.reset() if hasattr(batches, "reset") else None
+    probs = model.predict(batches, verbose=0)
+    y_pred = probs.argmax(1)
+    y_true = np.asarray(batches.classes)
+    names = sorted(batches.class_indices, key=batches.class_indices.get)
+    m = confusion_matrix(y_true, y_pred, len(names))
+    acc = float(np.mean(y_true == y_pred))
+    print(f"\nTest accuracy: {acc:.4f} ({int(np.sum(y_true == y_pred))}/{len(y_true)})")
+    _print_confusion(m, names)
+    return acc
+
+
+def _train(split_dir, args, timer):
+    import aslnet
+    from .optimizers import Adam
+    if args.seed is not None:
+        aslnet.set_random_seed(args.seed)
+    with timer("load data"):
+        train_batches, valid_batches, test_batches = _generators(split_dir, args.batch_size)
+    with timer("build"):
+        model = aslnet.load_pretrained("mobilenet", num_classes=train_batches.num_classes,
+                                       weights_dir=args.weights)
+        if args.verbose:
+            model.summary()
+    with timer("fit"):
+        if args.recipe == "fine_tune":
+            model.fine_tune(train_batches, validation_data=valid_batches,
+                            verbose=args.verbose)
+        else:
+            model.compile(optimizer=Adam(learning_rate=args.learning_rate),
+                          loss="categorical_crossentropy", metrics=["accuracy"])
+            model.fit(x=train_batches, validation_data=valid_batches, epochs=args.epochs,
+                      verbose=args.verbose)
+    with timer("test"):
+        acc = _evaluate(model, test_batches)
+    with timer("save"):
+        model.save(args.out)
+        print(f"Model saved to {args.out}")
+    return model, acc
+
+
+def _cmd_sign_digits(args):
+    from .utils.dataset import split_dataset
+    timer = _Timer()
+    split_dir = Path(args.workdir) / "split"
+    with timer("split"):
+        summary = split_dataset(args.data, split_dir, valid=args.valid, test=args.test,
+                                seed=args.split_seed)
+        print(f"Split {args.data} -> {split_dir}: {summary}")
+    _train(split_dir, args, timer)
+    timer.report()
+    return 0
+
+
+def _cmd_split(args):
+    from .utils.dataset import split_dataset
+    print(split_dataset(args.src, args.dst, valid=args.valid, test=args.test,
+                        seed=args.split_seed))
+    return 0
+
+
+def _cmd_train(args):
+    timer = _Timer()
+    _train(args.split_dir, args, timer)
+    timer.report()
+    return 0
+
+
+def _cmd_evaluate(args):
+    from .applications.mobilenet import preprocess_input
+    from .models import load_model
+    from .preprocessing.image import ImageDataGenerator
+    model = load_model(args.model)
+    batches = ImageDataGenerator(preprocessing_function=preprocess_input).flow_from_directory(
+        args.directory, target_size=model.input_shape[1:3], batch_size=32, shuffle=False)
+    _evaluate(model, batches)
+    return 0
+
+
+def _cmd_predict(args):
+    from .applications.mobilenet import preprocess_input
+    from .models import load_model
+    from .preprocessing.image import img_to_array, load_img
+    model = load_model(args.model)
+    size = model.input_shape[1:3]
+    for path in args.images:
+        x = preprocess_input(img_to_array(load_img(path, target_size=size)))[None]
+        p = model.predict(x, verbose=0)[0]
+        print(f"{path}: class {int(p.argmax())} (p={p.max():.4f})  "
+              + " ".join(f"{v:.3f}" for v in p))
+    return 0
+
+
+def _cmd_classify(args):
+    from .applications.mobilenet import MobileNet, decode_predictions, preprocess_input
+    from .preprocessing.image import img_to_array, load_img
+    t0 = time.perf_counter()
+    model = MobileNet(weights="imagenet", weights_dir=args.weights)
+    t1 = time.perf_counter()
+    # the reference pipeline: RGB, bilinear resize to 224x224, x / 127.5 - 1
+    x = np.stack([img_to_array(load_img(p, target_size=(224, 224), interpolation="bilinear"))
+                  for p in args.images])
+    probs = model.predict(preprocess_input(x), verbose=0)
+    t2 = time.perf_counter()
+    for path, top in zip(args.images, decode_predictions(probs, top=args.top,
+                                                          weights_dir=args.weights)):
+        print(path)
+        for rank, (index, label, p) in enumerate(top, 1):
+            print(f"  {rank}. {label:<40s} {p:7.4f}  (class {index})")
+    print(f"model load {t1 - t0:.2f} s, {len(args.images)} images classified in "
+          f"{t2 - t1:.2f} s", file=sys.stderr)
+    return 0
+
+
+def _train_options(p):
+    p.add_argument("--recipe", choices=["tutorial", "fine_tune"], default="tutorial",
+                   help="tutorial: Adam 1e-4, batch 10, 10 epochs, last 23 layers trainable; "
+                        "fine_tune: aslnet's better default recipe")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=None, help="weights/shuffling seed")
+    p.add_argument("--weights", help="folder with the ImageNet weight files")
+    p.add_argument("--out", default="digit_model.h5", help="where to save the model")
+    p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
+
+
+def _split_options(p):
+    p.add_argument("--valid", type=float, default=30, help="per class: count or fraction")
+    p.add_argument("--test", type=float, default=5, help="per class: count or fraction")
+    p.add_argument("--split-seed", type=int, default=0)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="aslnet", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[1:]))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sign-digits", help="the whole tutorial on the sign-language digits")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="dataset folder (one folder per class)")
+    p.add_argument("--workdir", default="aslnet-work", help="where the split is written")
+    _split_options(p)
+    _train_options(p)
+    p.set_defaults(func=_cmd_sign_digits)
+
+    p = sub.add_parser("split", help="non-destructive, seeded train/valid/test split")
+    p.add_argument("src")
+    p.add_argument("dst")
+    _split_options(p)
+    p.set_defaults(func=_cmd_split)
+
+    p = sub.add_parser("train", help="fine-tune on SPLIT_DIR/train, validate on SPLIT_DIR/valid")
+    p.add_argument("split_dir")
+    _train_options(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved model")
+    p.add_argument("model")
+    p.add_argument("directory")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="class probabilities of single images")
+    p.add_argument("model")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("classify", help="ImageNet top-5 of some photos")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP)")
+    p.add_argument("--weights", help="folder with the ImageNet weight files "
+                   "(default: $ASLNET_WEIGHTS, the cache, or a download)")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=_cmd_classify)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    for name in ("valid", "test"):
+        v = getattr(args, name, None)
+        if v is not None and v >= 1:
+            setattr(args, name, int(v))
+    return args.func(args)
