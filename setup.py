@@ -64,7 +64,7 @@ core = Extension(
     sources=sorted(glob.glob("csrc/*.c")),
     include_dirs=["csrc", dnnl_inc, numpy.get_include(), *blas_inc],
     library_dirs=[dnnl_lib, *blas_lib],
-    libraries=["dnnl", *blas_libs],
+    libraries=["dnnl", *blas_libs, "m"],
     define_macros=blas_macros,
     extra_compile_args=["-std=c11", "-O3", "-fopenmp", "-Wall", "-Wextra",
                         "-fvisibility=hidden"],

@@ -17,7 +17,10 @@
  *   y = gamma * (x - moving_mean) / sqrt(moving_variance + eps) + beta
  *   (oneDNN use_global_stats).  Backward: dx = dy * gamma / sqrt(mv + eps);
  *   a trainable layer also gets diff_gamma/diff_beta with the moving stats.
- * A frozen layer never writes gamma/beta gradients.
+ * A frozen layer never writes gamma/beta gradients (oneDNN v3.2's
+ * backward_data still demands diff_scale/diff_shift outputs when use_scale
+ * is set, so they go to a private sink).  Without l->dx, diff_src goes to a
+ * buffer allocated on first need and freed by release().
  *
  * Backward uses the mode of the last forward (the saved batch statistics
  * belong to it).

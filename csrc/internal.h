@@ -45,7 +45,7 @@ typedef struct asl_ctx {
 } asl_ctx;
 
 typedef struct {
-    char name[16];
+    char name[32];
     int ndim;
     int dims[4];
     size_t size;

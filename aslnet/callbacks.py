@@ -1,0 +1,413 @@
+"""Keras's training callbacks (``keras.callbacks``).
+
+Callbacks reach the model only through ``stop_training``, ``save(path)``,
+``save_weights(path)``, ``get_weights()`` and ``set_weights(weights)``.
+Logs follow Keras: batch logs hold the epoch's running averages, epoch
+logs the epoch's results, validation ones prefixed 'val_'.
+"""
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from .utils.progbar import Progbar
+
+__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
+           "ModelCheckpoint"]
+
+
+class Callback:
+    """Base class: override the ``on_*`` hooks you need; ``self.model`` and
+    ``self.params`` (verbose, epochs, steps) are set by ``fit``."""
+
+    def __init__(self):
+        self.params = None
+        self.model = None
+
+    def set_params(self, params):
+        self.params = params
+
+    def set_model(self, model):
+        self.model = model
+
+    def on_batch_begin(self, batch, logs=None):
+        """Alias of ``on_train_batch_begin``, kept for old Keras code."""
+
+    def on_batch_end(self, batch, logs=None):
+        """Alias of ``on_train_batch_end``, kept for old Keras code."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """Start of a training epoch (0-based)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        """End of a training epoch; logs hold its metrics, validation ones included."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        """Start of a batch in ``evaluate`` (or of validation in ``fit``)."""
+
+    def on_test_batch_end(self, batch, logs=None):
+        """End of a batch in ``evaluate``."""
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        """Start of a batch in ``predict``."""
+
+    def on_predict_batch_end(self, batch, logs=None):
+        """End of a batch in ``predict``."""
+
+    def on_train_begin(self, logs=None):
+        """Start of ``fit``."""
+
+    def on_train_end(self, logs=None):
+        """End of ``fit``."""
+
+    def on_test_begin(self, logs=None):
+        """Start of ``evaluate``."""
+
+    def on_test_end(self, logs=None):
+        """End of ``evaluate``."""
+
+    def on_predict_begin(self, logs=None):
+        """Start of ``predict``."""
+
+    def on_predict_end(self, logs=None):
+        """End of ``predict``."""
+
+
+_HOOKS = ["on_batch_begin", "on_batch_end", "on_epoch_begin", "on_epoch_end",
+          "on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
+          "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end",
+          "on_train_begin", "on_train_end", "on_test_begin", "on_test_end",
+          "on_predict_begin", "on_predict_end"]
+
+
+class CallbackList(Callback):
+    """Calls each hook on every callback, in order.
+
+    add_history / add_progbar append a ``History`` / ``ProgbarLogger`` unless
+    one is in ``callbacks``; extra keyword arguments become the params.
+    """
+
+    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None,
+                 **params):
+        super().__init__()
+        self.callbacks = list(callbacks or [])
+        if add_history and not any(isinstance(c, History) for c in self.callbacks):
+            self.callbacks.append(History())
+        if add_progbar and not any(isinstance(c, ProgbarLogger) for c in self.callbacks):
+            self.callbacks.append(ProgbarLogger())
+        self.set_model(model)
+        self.set_params(params)
+
+    def append(self, callback):
+        self.callbacks.append(callback)
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def set_params(self, params):
+        self.params = params
+        for callback in self.callbacks:
+            callback.set_params(params)
+
+    def set_model(self, model):
+        self.model = model
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+
+def _dispatch(hook):
+    def call(self, *args, **kwargs):
+        for callback in self.callbacks:
+            getattr(callback, hook)(*args, **kwargs)
+    call.__name__ = hook
+    call.__doc__ = f"Call ``{hook}`` on every callback."
+    return call
+
+
+for _hook in _HOOKS:
+    setattr(CallbackList, _hook, _dispatch(_hook))
+
+
+class History(Callback):
+    """Records the epoch logs: ``history`` maps each metric to its list of values (floats),
+    ``epoch`` lists the epochs run.  ``fit`` returns it."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+
+
+class ProgbarLogger(Callback):
+    """Prints 'Epoch i/n' and a ``Progbar`` per epoch (params: verbose 1 or 2, epochs, steps).
+
+    Validation inside ``fit`` stays silent; ``evaluate`` and ``predict`` get a bar.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+        self.progbar = None
+        self.target = None
+        self.verbose = 1
+        self.epochs = 1
+        self._called_in_fit = False
+
+    def set_params(self, params):
+        verbose = params.get("verbose", 1)
+        self.verbose = 1 if verbose == "auto" else verbose
+        self.epochs = params.get("epochs", 1)
+        self.target = params.get("steps")
+
+    def on_train_begin(self, logs=None):
+        self._called_in_fit = True
+
+    def on_test_begin(self, logs=None):
+        if not self._called_in_fit:
+            self._reset_progbar()
+
+    def on_predict_begin(self, logs=None):
+        self._reset_progbar()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset_progbar()
+        if self.verbose and self.epochs > 1:
+            sys.stdout.write(f"Epoch {epoch + 1}/{self.epochs}\n")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._update_progbar(batch, logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        if not self._called_in_fit:
+            self._update_progbar(batch, logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._update_progbar(batch, None)  # predictions are no metrics
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._finalize_progbar(logs)
+
+    def on_test_end(self, logs=None):
+        if not self._called_in_fit:
+            self._finalize_progbar(logs)
+
+    def on_predict_end(self, logs=None):
+        self._finalize_progbar(logs)
+
+    def _reset_progbar(self):
+        self.seen = 0
+        self.progbar = Progbar(self.target, verbose=self.verbose)
+
+    def _update_progbar(self, batch, logs):
+        # Logs are running averages already: show them as given.
+        logs = logs or {}
+        self.progbar.stateful_metrics.update(logs)
+        self.seen = batch + 1
+        if self.verbose == 1:
+            self.progbar.update(self.seen, list(logs.items()), finalize=False)
+
+    def _finalize_progbar(self, logs):
+        logs = logs or {}
+        if self.target is None:  # learnt from the first epoch
+            self.target = self.progbar.target = self.seen
+        self.progbar.stateful_metrics.update(logs)
+        self.progbar.update(self.target, list(logs.items()), finalize=True)
+
+
+def _monitor_op(monitor, mode, name):
+    """np.greater for mode 'max', np.less for 'min'; 'auto' maximises accuracies and AUC."""
+    if mode not in ("auto", "min", "max"):
+        warnings.warn(f"{name} mode {mode} is unknown, fallback to auto mode.", stacklevel=3)
+        mode = "auto"
+    if mode == "auto":
+        mode = "max" if "acc" in monitor or monitor.endswith("auc") else "min"
+    return np.greater if mode == "max" else np.less
+
+
+class EarlyStopping(Callback):
+    """Stop training when ``monitor`` has not improved by more than ``min_delta`` for
+    ``patience`` epochs (counted from ``start_from_epoch``).
+
+    baseline: training also stops after ``patience`` epochs that do not beat it.
+    restore_best_weights: at the end of training, set the weights of the
+    best epoch (as Keras 3 does, whether or not training stopped early).
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor = monitor
+        self.patience = patience
+        self.verbose = verbose
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        self.monitor_op = _monitor_op(monitor, mode, "EarlyStopping")
+        self.min_delta = abs(min_delta) if self.monitor_op is np.greater else -abs(min_delta)
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = None
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = np.inf if self.monitor_op is np.less else -np.inf
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = self.get_monitor_value(logs)
+        if current is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            # The first epoch's weights, in case no epoch ever improves.
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            # Only restart the wait if the baseline is beaten too.
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            sys.stdout.write(f"Epoch {self.stopped_epoch + 1}: early stopping\n")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                sys.stdout.write("Restoring model weights from the end of the best epoch: "
+                                 f"{self.best_epoch + 1}.\n")
+            self.model.set_weights(self.best_weights)
+
+    def get_monitor_value(self, logs):
+        """The monitored value in ``logs``, or None (with a warning) if absent."""
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            warnings.warn(f"Early stopping conditioned on metric `{self.monitor}` which is not "
+                          f"available. Available metrics are: {','.join(logs or {})}",
+                          stacklevel=2)
+        return value
+
+    def _is_improvement(self, value, reference):
+        return self.monitor_op(value - self.min_delta, reference)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (``model.save``) or its weights (``model.save_weights``) during training.
+
+    filepath may hold ``{epoch:02d}`` (1-based), ``{batch}`` and any log key,
+    e.g. ``{val_loss:.2f}``.  save_best_only: save only when ``monitor``
+    improves on the best value so far (``mode`` as in ``EarlyStopping``).
+    save_freq: 'epoch', or an int to save every that many batches.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto", save_freq="epoch",
+                 initial_value_threshold=None):
+        super().__init__()
+        if save_freq != "epoch" and not isinstance(save_freq, int):
+            raise ValueError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are "
+                             "'epoch' or integer values")
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        self.save_freq = save_freq
+        self.monitor_op = _monitor_op(monitor, mode, "ModelCheckpoint")
+        if initial_value_threshold is not None:
+            self.best = initial_value_threshold
+        else:
+            self.best = np.inf if self.monitor_op is np.less else -np.inf
+        self._current_epoch = 0
+        self._batches_seen_since_last_saving = 0
+        self._last_batch_seen = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._should_save_on_batch(batch):
+            self._save_model(self._current_epoch, batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save_model(epoch, None, logs)
+
+    def _should_save_on_batch(self, batch):
+        if self.save_freq == "epoch":
+            return False
+        if batch <= self._last_batch_seen:  # a new epoch
+            self._batches_seen_since_last_saving += batch + 1
+        else:
+            self._batches_seen_since_last_saving += batch - self._last_batch_seen
+        self._last_batch_seen = batch
+        if self._batches_seen_since_last_saving >= self.save_freq:
+            self._batches_seen_since_last_saving = 0
+            return True
+        return False
+
+    def _save_model(self, epoch, batch, logs):
+        logs = logs or {}
+        filepath = self._get_file_path(epoch, batch, logs)
+        dirname = os.path.dirname(filepath)
+        if dirname:
+            os.makedirs(dirname, exist_ok=True)
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(f"Can save best model only with {self.monitor} available, "
+                              "skipping.", stacklevel=2)
+                return
+            if not self.monitor_op(current, self.best):
+                if self.verbose > 0:
+                    sys.stdout.write(f"\nEpoch {epoch + 1}: {self.monitor} did not improve "
+                                     f"from {self.best:.5f}\n")
+                return
+            if self.verbose > 0:
+                sys.stdout.write(f"\nEpoch {epoch + 1}: {self.monitor} improved from "
+                                 f"{self.best:.5f} to {current:.5f}, saving model to "
+                                 f"{filepath}\n")
+            self.best = current
+        elif self.verbose > 0:
+            sys.stdout.write(f"\nEpoch {epoch + 1}: saving model to {filepath}\n")
+        if os.path.isdir(filepath):
+            raise IOError("Please specify a non-directory filepath for ModelCheckpoint. "
+                          f"Filepath used is an existing directory: {filepath}")
+        if self.save_weights_only:
+            self.model.save_weights(filepath)
+        else:
+            self.model.save(filepath)
+
+    def _get_file_path(self, epoch, batch, logs):
+        try:
+            if batch is None or "batch" in logs:
+                return self.filepath.format(epoch=epoch + 1, **logs)
+            return self.filepath.format(epoch=epoch + 1, batch=batch + 1, **logs)
+        except KeyError as e:
+            raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". '
+                           f"Reason: {e}") from e
