@@ -80,13 +80,6 @@ class Callback:
         """End of ``predict``."""
 
 
-_HOOKS = ["on_batch_begin", "on_batch_end", "on_epoch_begin", "on_epoch_end",
-          "on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
-          "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end",
-          "on_train_begin", "on_train_end", "on_test_begin", "on_test_end",
-          "on_predict_begin", "on_predict_end"]
-
-
 class CallbackList(Callback):
     """Calls each hook on every callback, in order.
 
@@ -121,18 +114,69 @@ class CallbackList(Callback):
         for callback in self.callbacks:
             callback.set_model(model)
 
-
-def _dispatch(hook):
-    def call(self, *args, **kwargs):
+    def on_batch_begin(self, batch, logs=None):
         for callback in self.callbacks:
-            getattr(callback, hook)(*args, **kwargs)
-    call.__name__ = hook
-    call.__doc__ = f"Call ``{hook}`` on every callback."
-    return call
+            callback.on_batch_begin(batch, logs)
 
+    def on_batch_end(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_batch_end(batch, logs)
 
-for _hook in _HOOKS:
-    setattr(CallbackList, _hook, _dispatch(_hook))
+    def on_epoch_begin(self, epoch, logs=None):
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_batch_end(batch, logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_test_batch_begin(batch, logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_test_batch_end(batch, logs)
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_predict_batch_begin(batch, logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_predict_batch_end(batch, logs)
+
+    def on_train_begin(self, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_end(logs)
+
+    def on_test_begin(self, logs=None):
+        for callback in self.callbacks:
+            callback.on_test_begin(logs)
+
+    def on_test_end(self, logs=None):
+        for callback in self.callbacks:
+            callback.on_test_end(logs)
+
+    def on_predict_begin(self, logs=None):
+        for callback in self.callbacks:
+            callback.on_predict_begin(logs)
+
+    def on_predict_end(self, logs=None):
+        for callback in self.callbacks:
+            callback.on_predict_end(logs)
 
 
 class History(Callback):
@@ -211,22 +255,26 @@ class ProgbarLogger(Callback):
 
     def _reset_progbar(self):
         self.seen = 0
-        self.progbar = Progbar(self.target, verbose=self.verbose)
+        self.progbar = None
+
+    def _show(self, current, logs, finalize):
+        if self.progbar is None:
+            self.progbar = Progbar(self.target, verbose=self.verbose)
+        logs = logs or {}
+        self.progbar.stateful_metrics.update(logs)  # running averages already: shown as given
+        self.progbar.update(current, list(logs.items()), finalize=finalize)
 
     def _update_progbar(self, batch, logs):
-        # Logs are running averages already: show them as given.
-        logs = logs or {}
-        self.progbar.stateful_metrics.update(logs)
         self.seen = batch + 1
         if self.verbose == 1:
-            self.progbar.update(self.seen, list(logs.items()), finalize=False)
+            self._show(self.seen, logs, finalize=False)
 
     def _finalize_progbar(self, logs):
-        logs = logs or {}
         if self.target is None:  # learnt from the first epoch
-            self.target = self.progbar.target = self.seen
-        self.progbar.stateful_metrics.update(logs)
-        self.progbar.update(self.target, list(logs.items()), finalize=True)
+            self.target = self.seen
+            if self.progbar is not None:
+                self.progbar.target = self.target
+        self._show(self.target, logs, finalize=True)
 
 
 def _monitor_op(monitor, mode, name):
@@ -268,7 +316,7 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = np.inf if self.monitor_op is np.less else -np.inf
+        self.best = None
         self.best_weights = None
         self.best_epoch = 0
 
@@ -313,7 +361,7 @@ class EarlyStopping(Callback):
         return value
 
     def _is_improvement(self, value, reference):
-        return self.monitor_op(value - self.min_delta, reference)
+        return reference is None or self.monitor_op(value - self.min_delta, reference)
 
 
 class ModelCheckpoint(Callback):

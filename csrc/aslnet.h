@@ -116,6 +116,12 @@ asl_status asl_net_set_num_threads(asl_net *net, int n);
 /* Forward a batch x[n,h,w,c] into y[n, output shape]. */
 asl_status asl_net_forward(asl_net *net, const float *x, int n, int training,
                            float *y);
+/* Forward layers [start, stop) on x, the input of layer start (the output
+ * of layer start-1), into y, the output of layer stop-1.  Lets a caller
+ * cache the output of frozen layers and train from it. */
+asl_status asl_net_forward_range(asl_net *net, int start, int stop,
+                                 const float *x, int n, int training,
+                                 float *y);
 /* Backward from dy (gradient of the last forward's output).  Computes
  * gradients of trainable parameters and, if dx != NULL, of the input;
  * stops at the earliest trainable layer otherwise. */
@@ -136,6 +142,12 @@ asl_status asl_net_slot(asl_net *net, int layer, int j, int k, float **slot);
 asl_status asl_net_train_step(asl_net *net, const float *x,
                               const float *y_true, int n, float *loss,
                               float *y_pred);
+
+/* train_step on x = the input of layer start; no layer below start may
+ * be trainable. */
+asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
+                                   const float *y_true, int n, float *loss,
+                                   float *y_pred);
 
 /* Work counters, for tests: calls of a layer's forward and backward. */
 asl_status asl_net_layer_calls(const asl_net *net, int layer,

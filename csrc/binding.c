@@ -550,17 +550,38 @@ static int out_shape(NetObject *self, int s[3])
     return 0;
 }
 
+/* Per-sample shape of the input of layer `start` (0: the network's). */
+static int range_shapes(NetObject *self, int start, int *stop, int in[3], int out[3])
+{
+    int n = asl_net_num_layers(self->net);
+    if (n == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the network has no layers");
+        return -1;
+    }
+    if (*stop < 0) *stop = n;
+    if (start < 0 || start >= n || *stop <= start || *stop > n) {
+        PyErr_Format(PyExc_IndexError, "layer range [%d, %d) invalid for %d layers", start,
+                     *stop, n);
+        return -1;
+    }
+    if (start == 0) memcpy(in, self->in, sizeof self->in);
+    else asl_net_output_shape(self->net, start - 1, in);
+    asl_net_output_shape(self->net, *stop - 1, out);
+    return 0;
+}
+
 static PyObject *Net_forward(NetObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"x", "training", NULL};
+    static char *kwlist[] = {"x", "training", "start", "stop", NULL};
     PyObject *xo, *y;
     PyArrayObject *x;
-    int training = 0, n, s[3];
+    int training = 0, start = 0, stop = -1, n, in[3], s[3];
     asl_status st;
-    if (enter(self) || !PyArg_ParseTupleAndKeywords(args, kw, "O|p", kwlist, &xo, &training))
+    if (enter(self) || !PyArg_ParseTupleAndKeywords(args, kw, "O|pii", kwlist, &xo, &training,
+                                                    &start, &stop))
         return NULL;
-    if (out_shape(self, s)) return NULL;
-    if (!(x = batch_array(xo, self->in, "x"))) return NULL;
+    if (range_shapes(self, start, &stop, in, s)) return NULL;
+    if (!(x = batch_array(xo, in, "x"))) return NULL;
     n = (int)PyArray_DIM(x, 0);
     y = new_batch(n, s);
     if (!y) {
@@ -569,8 +590,8 @@ static PyObject *Net_forward(NetObject *self, PyObject *args, PyObject *kw)
     }
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    st = asl_net_forward(self->net, PyArray_DATA(x), n, training,
-                         PyArray_DATA((PyArrayObject *)y));
+    st = asl_net_forward_range(self->net, start, stop, PyArray_DATA(x), n, training,
+                               PyArray_DATA((PyArrayObject *)y));
     Py_END_ALLOW_THREADS
     self->busy = 0;
     Py_DECREF(x);
@@ -701,16 +722,18 @@ static PyObject *Net_set_slot(NetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *Net_train_step(NetObject *self, PyObject *args)
+static PyObject *Net_train_step(NetObject *self, PyObject *args, PyObject *kw)
 {
+    static char *kwlist[] = {"x", "y", "start", NULL};
     PyObject *xo, *yo, *pred;
     PyArrayObject *x, *y;
-    int n, s[3];
+    int n, s[3], in[3], start = 0, stop = -1;
     float loss = 0.f;
     asl_status st;
-    if (enter(self) || !PyArg_ParseTuple(args, "OO", &xo, &yo)) return NULL;
-    if (out_shape(self, s)) return NULL;
-    if (!(x = batch_array(xo, self->in, "x"))) return NULL;
+    if (enter(self) || !PyArg_ParseTupleAndKeywords(args, kw, "OO|i", kwlist, &xo, &yo, &start))
+        return NULL;
+    if (range_shapes(self, start, &stop, in, s)) return NULL;
+    if (!(x = batch_array(xo, in, "x"))) return NULL;
     if (!(y = batch_array(yo, s, "y"))) {
         Py_DECREF(x);
         return NULL;
@@ -731,8 +754,8 @@ static PyObject *Net_train_step(NetObject *self, PyObject *args)
     }
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    st = asl_net_train_step(self->net, PyArray_DATA(x), PyArray_DATA(y), n, &loss,
-                            PyArray_DATA((PyArrayObject *)pred));
+    st = asl_net_train_step_from(self->net, start, PyArray_DATA(x), PyArray_DATA(y), n,
+                                 &loss, PyArray_DATA((PyArrayObject *)pred));
     Py_END_ALLOW_THREADS
     self->busy = 0;
     Py_DECREF(x);
@@ -808,7 +831,8 @@ static PyMethodDef Net_methods[] = {
      "invalidate cached weight layouts after changing bound arrays"},
     {"set_num_threads", (PyCFunction)Net_set_num_threads, METH_VARARGS, "0 = all cores"},
     {"forward", (PyCFunction)(void (*)(void))Net_forward, METH_VARARGS | METH_KEYWORDS,
-     "forward(x, training=False) -> y"},
+     "forward(x, training=False, start=0, stop=None) -> y: layers [start, stop) on x, "
+     "the input of layer start"},
     {"backward", (PyCFunction)(void (*)(void))Net_backward, METH_VARARGS | METH_KEYWORDS,
      "backward(dy, need_dx=False) -> dx or None"},
     {"set_optimizer", (PyCFunction)(void (*)(void))Net_set_optimizer, METH_VARARGS | METH_KEYWORDS,
@@ -817,8 +841,8 @@ static PyMethodDef Net_methods[] = {
     {"apply_gradients", (PyCFunction)Net_apply_gradients, METH_NOARGS, "one optimizer step"},
     {"slot", (PyCFunction)Net_slot, METH_VARARGS, "copy of optimizer slot k of (i, j), or None"},
     {"set_slot", (PyCFunction)Net_set_slot, METH_VARARGS, "set optimizer slot k of (i, j)"},
-    {"train_step", (PyCFunction)Net_train_step, METH_VARARGS,
-     "train_step(x, y_onehot) -> (loss, y_pred)"},
+    {"train_step", (PyCFunction)(void (*)(void))Net_train_step, METH_VARARGS | METH_KEYWORDS,
+     "train_step(x, y_onehot, start=0) -> (loss, y_pred); x is the input of layer start"},
     {"layer_calls", (PyCFunction)Net_layer_calls, METH_VARARGS, "(forward, backward) call counts"},
     {NULL, NULL, 0, NULL}};
 

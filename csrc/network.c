@@ -26,8 +26,11 @@ struct asl_net {
     asl_layer *layers;
     int n;                   /* planned batch size, 0 = none            */
     int forward_done;        /* a forward ran since the last plan        */
+    int forward_start;       /* first layer that forward ran             */
     int last_training;       /* mode of that forward                     */
     float *acts;             /* one block: every layer's output          */
+    float *input;            /* copy of the forward's input (backward    */
+    size_t input_size;       /* reads it after the caller's is gone)     */
     float *grads;            /* one block: every layer's output gradient */
     uint64_t version;        /* parameter version (see weights_changed)  */
     asl_optimizer_desc opt;
@@ -94,7 +97,9 @@ static void unplan(asl_net *net)
         if (net->layers[i].ops->release) net->layers[i].ops->release(&net->layers[i]);
     asl_free(net->acts);
     asl_free(net->grads);
-    net->acts = net->grads = NULL;
+    asl_free(net->input);
+    net->acts = net->grads = net->input = NULL;
+    net->input_size = 0;
     net->n = 0;
     net->forward_done = 0;
 }
@@ -357,18 +362,37 @@ static asl_status alloc_param_grads(asl_net *net)
     return ASL_OK;
 }
 
-/* Run every layer; the output stays in the last layer's buffer. */
-static asl_status run_forward(asl_net *net, const float *x, int n, int training)
+/* Run layers [start, stop) on x (the input of layer start); the output
+ * stays in layer stop-1's buffer. */
+static asl_status run_forward(asl_net *net, const float *x, int n, int training,
+                              int start, int stop)
 {
     asl_ctx *c = &net->ctx;
     const float *cur = x;
 
     if (n < 1) return asl_fail(c, ASL_ERR_ARG, "batch size must be >= 1, got %d", n);
     if (!x) return asl_fail(c, ASL_ERR_ARG, "forward: NULL input");
+    if (start < 0 || stop > net->nlayers || start >= stop)
+        return asl_fail(c, ASL_ERR_ARG, "layer range [%d, %d) invalid for %d layers",
+                        start, stop, net->nlayers);
     apply_threads(net);
     ASL_TRY(plan(net, n));
     net->forward_done = 0;
-    for (int i = 0; i < net->nlayers; i++) {
+    {
+        /* own a copy of x: backward needs it after the caller's array is gone */
+        size_t size = (size_t)n * numel(net->layers[start].in);
+        if (size > net->input_size) {
+            asl_free(net->input);
+            net->input = asl_alloc(size * sizeof(float));
+            net->input_size = net->input ? size : 0;
+            if (!net->input)
+                return asl_fail(c, ASL_ERR_NOMEM, "out of memory (input copy of %zu MiB)",
+                                size * sizeof(float) >> 20);
+        }
+        memcpy(net->input, x, size * sizeof(float));
+        cur = net->input;
+    }
+    for (int i = start; i < stop; i++) {
         asl_layer *l = &net->layers[i];
         l->x = cur;
         if (l->ops->alias) l->y = (float *)cur;
@@ -376,20 +400,29 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training)
         l->calls_fwd++;
         cur = l->y;
     }
-    net->forward_done = 1;
-    net->last_training = training;
+    if (stop == net->nlayers) {
+        net->forward_done = 1;
+        net->forward_start = start;
+        net->last_training = training;
+    }
+    return ASL_OK;
+}
+
+asl_status asl_net_forward_range(asl_net *net, int start, int stop, const float *x,
+                                 int n, int training, float *y)
+{
+    if (!y) return asl_fail(&net->ctx, ASL_ERR_ARG, "forward: NULL output");
+    if (net->nlayers == 0) return asl_fail(&net->ctx, ASL_ERR_STATE, "empty network");
+    ASL_TRY(run_forward(net, x, n, training, start, stop));
+    memcpy(y, net->layers[stop - 1].y,
+           (size_t)n * numel(net->layers[stop - 1].out) * sizeof(float));
     return ASL_OK;
 }
 
 asl_status asl_net_forward(asl_net *net, const float *x, int n, int training,
                            float *y)
 {
-    if (!y) return asl_fail(&net->ctx, ASL_ERR_ARG, "forward: NULL output");
-    if (net->nlayers == 0) return asl_fail(&net->ctx, ASL_ERR_STATE, "empty network");
-    ASL_TRY(run_forward(net, x, n, training));
-    memcpy(y, net->layers[net->nlayers - 1].y,
-           (size_t)n * numel(net_out(net)) * sizeof(float));
-    return ASL_OK;
+    return asl_net_forward_range(net, 0, net->nlayers, x, n, training, y);
 }
 
 static int first_trainable(const asl_net *net)
@@ -408,6 +441,12 @@ static asl_status run_backward(asl_net *net, int from, float *dx_user)
 {
     asl_ctx *c = &net->ctx;
     int stop = dx_user ? 0 : first_trainable(net);
+
+    if (stop < net->forward_start)
+        return asl_fail(c, ASL_ERR_STATE,
+                        "backward must reach layer %d, but the forward pass started "
+                        "at layer %d (a trainable layer lies below it)", stop,
+                        net->forward_start);
 
     for (int i = from; i >= stop; i--) {
         asl_layer *l = &net->layers[i];
@@ -600,6 +639,13 @@ asl_status asl_net_train_step(asl_net *net, const float *x,
                               const float *y_true, int n, float *loss,
                               float *y_pred)
 {
+    return asl_net_train_step_from(net, 0, x, y_true, n, loss, y_pred);
+}
+
+asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
+                                   const float *y_true, int n, float *loss,
+                                   float *y_pred)
+{
     asl_ctx *c = &net->ctx;
     int k = softmax_output(net), classes;
     const float *p;
@@ -613,7 +659,11 @@ asl_status asl_net_train_step(asl_net *net, const float *x,
     if (!net->has_opt) return asl_fail(c, ASL_ERR_STATE, "no optimizer set");
     if (!y_true || !loss) return asl_fail(c, ASL_ERR_ARG, "train_step: NULL buffer");
     classes = (int)numel(net_out(net));
-    ASL_TRY(run_forward(net, x, n, 1));
+    if (start < 0 || start >= net->nlayers || first_trainable(net) < start)
+        return asl_fail(c, ASL_ERR_ARG,
+                        "train_step from layer %d: a layer below it is trainable "
+                        "(first trainable: %d)", start, first_trainable(net));
+    ASL_TRY(run_forward(net, x, n, 1, start, net->nlayers));
     p = net->layers[k].y;
     if (y_pred) memcpy(y_pred, p, (size_t)n * classes * sizeof(float));
     ASL_TRY(begin_backward(net));

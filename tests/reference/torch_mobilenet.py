@@ -132,5 +132,5 @@ def loss_and_grads(weights, x, y_true, momentum=0.99, epsilon=1e-3):
     loss.backward()
     grads = {name: [t.grad.numpy().copy() if t.grad is not None else None for t in ts]
              for name, ts in w.items()}
-    return dict(loss=float(loss), probs=probs.detach().numpy(), grads=grads,
+    return dict(loss=float(loss.detach()), probs=probs.detach().numpy(), grads=grads,
                 moving={k: (m.numpy(), v.numpy()) for k, (m, v) in moving.items()})

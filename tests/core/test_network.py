@@ -1,0 +1,528 @@
+"""Whole-network behaviour of the C core: optimizer steps, the train_step loss and its fused
+softmax gradient, frozen layers, and MobileNet v1 gradients vs an independent PyTorch model.
+
+(a) SGD (plain, momentum, Nesterov) and Adam steps of ``apply_gradients`` (after a real
+    backward) vs the textbook Keras formulas in float64 and vs ``torch.optim.SGD``.
+(b) ``train_step`` loss = Keras categorical cross-entropy (probabilities clipped to
+    [1e-7, 1 - 1e-7], batch mean); the fused gradient (p * sum(y) - y) / n vs NumPy and vs
+    the unfused path (softmax backward of dL/dp).
+(c) frozen layers: parameters bit-identical, no backward work below the earliest
+    trainable layer, no optimizer slots, frozen batch norm in inference mode.
+(d) MobileNet v1 (alpha 0.25, 64x64, batch 4) in training mode: every parameter gradient
+    vs ``tests/reference/torch_mobilenet.py`` (float64), and the moving statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.reference import numpy_ops as ref
+
+_core = pytest.importorskip("aslnet._core")
+torch = pytest.importorskip("torch")
+
+EPS32 = float(np.finfo(np.float32).eps) / 2
+
+
+def _f32(v):
+    """The float32 value the C core stores for a Python float (momentum, epsilon, ...)."""
+    return float(np.float32(v))
+
+
+# ---------------------------------------------------------------- a small test network
+
+SMALL = [("conv2d", dict(filters=4, kernel_size=3, padding="same")),
+         ("batch_normalization", {}),
+         ("activation", dict(activation="relu")),
+         ("global_average_pooling2d", {}),
+         ("dense", dict(units=5, activation="softmax"))]
+
+
+def _small_net(seed=0, shape=(5, 5, 3)):
+    rng = np.random.default_rng(seed)
+    net = _core.Net(shape)
+    for kind, cfg in SMALL:
+        net.add(kind, **cfg)
+    for i in range(net.num_layers):
+        for j, info in enumerate(net.params(i)):
+            if info["name"] == "gamma":
+                v = rng.uniform(0.5, 1.5, info["shape"])
+            elif info["name"] == "moving_variance":
+                v = rng.uniform(0.5, 2, info["shape"])
+            else:
+                v = rng.normal(0, 0.5, info["shape"])
+            net.set_param(i, j, v.astype(np.float32))
+    x = rng.normal(size=(3, *shape)).astype(np.float32)
+    return net, x, rng
+
+
+def _weights(net):
+    """{(i, j): float32 copy} of every trainable weight (not statistics)."""
+    return {(i, j): net.get_param(i, j) for i in range(net.num_layers)
+            for j, info in enumerate(net.params(i)) if info["is_weight"]}
+
+
+def _backward_once(net, x, rng):
+    """forward(training) + backward with a random dy; returns {(i, j): grad}."""
+    y = net.forward(x, training=True)
+    net.backward(rng.normal(size=y.shape).astype(np.float32))
+    return {k: net.grad(*k).astype(np.float64) for k in _weights(net)}
+
+
+def _close(got, want, what):
+    """Optimizer arithmetic is a handful of float32 roundings per element and step, each
+    <= eps32 * |w| ~ 6e-8 for |w| ~ 1: 1e-6 (relative to max(1, max|want|)) holds a few
+    steps with margin and fails any formula error (which is of the order of lr * |g|)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    err = np.abs(got - want).max() / max(1.0, np.abs(want).max())
+    assert err <= 1e-6, f"{what}: max error {err:.3g}"
+
+
+# ---------------------------------------------------------------- (a) optimizers
+
+
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)],
+                         ids=["plain", "momentum", "nesterov"])
+def test_sgd_matches_keras_formula_and_torch(momentum, nesterov):
+    lr, steps = 0.05, 4
+    net, x, rng = _small_net()
+    net.set_optimizer("sgd", learning_rate=lr, momentum=momentum, nesterov=nesterov)
+    w = {k: v.astype(np.float64) for k, v in _weights(net).items()}
+    vel = {k: np.zeros_like(v) for k, v in w.items()}
+    tparams = {k: torch.tensor(v, requires_grad=True) for k, v in w.items()}
+    topt = torch.optim.SGD(list(tparams.values()), lr=lr, momentum=momentum,
+                           nesterov=nesterov)
+    for step in range(1, steps + 1):
+        g = _backward_once(net, x, rng)
+        net.apply_gradients()
+        assert net.iterations == step
+        # Keras SGD: v = m v - lr g; w += v (plain: w -= lr g; Nesterov: w += m v - lr g)
+        lr_, m_ = _f32(lr), _f32(momentum)
+        for k in w:
+            if momentum == 0:
+                w[k] = w[k] - lr_ * g[k]
+            else:
+                vel[k] = m_ * vel[k] - lr_ * g[k]
+                w[k] = w[k] + (m_ * vel[k] - lr_ * g[k] if nesterov else vel[k])
+            tparams[k].grad = torch.tensor(g[k])
+        topt.step()
+        for k in w:
+            c = net.get_param(*k)
+            _close(c, w[k], f"step {step} param {k} vs Keras formula")
+            _close(c, tparams[k].detach().numpy(), f"step {step} param {k} vs torch SGD")
+            slot = net.slot(*k, 0)
+            if momentum == 0:
+                assert slot is None                     # plain SGD keeps no state
+            else:
+                _close(slot, vel[k], f"step {step} velocity {k}")
+                # torch's buffer b = m b + g is the Keras velocity divided by -lr
+                buf = topt.state[tparams[k]]["momentum_buffer"].numpy()
+                _close(slot, -lr_ * buf, f"step {step} velocity {k} vs torch")
+    for i in range(net.num_layers):   # statistics are never optimizer slots
+        for j, info in enumerate(net.params(i)):
+            if not info["is_weight"]:
+                assert net.slot(i, j, 0) is None
+
+
+@pytest.mark.parametrize("kw", [{}, dict(beta_1=0.5, beta_2=0.9, epsilon=1e-3)],
+                         ids=["keras-defaults", "custom"])
+def test_adam_matches_keras_formula(kw):
+    lr, steps, start = 0.01, 4, 0
+    net, x, rng = _small_net(1)
+    net.set_optimizer("adam", learning_rate=lr, **kw)
+    if kw:
+        start = 7                      # resumed training: t continues from iterations
+        net.iterations = start
+    b1, b2 = _f32(kw.get("beta_1", 0.9)), _f32(kw.get("beta_2", 0.999))
+    eps = _f32(kw.get("epsilon", 1e-7))
+    w = {k: v.astype(np.float64) for k, v in _weights(net).items()}
+    m = {k: np.zeros_like(v) for k, v in w.items()}
+    v = {k: np.zeros_like(a) for k, a in w.items()}
+    for step in range(1, steps + 1):
+        g = _backward_once(net, x, rng)
+        net.apply_gradients()
+        t = start + step
+        assert net.iterations == t
+        alpha = _f32(lr) * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        for k in w:
+            m[k] = b1 * m[k] + (1 - b1) * g[k]
+            v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
+            w[k] = w[k] - alpha * m[k] / (np.sqrt(v[k]) + eps)
+            _close(net.get_param(*k), w[k], f"step {step} param {k}")
+            _close(net.slot(*k, 0), m[k], f"step {step} m {k}")
+            _close(net.slot(*k, 1), v[k], f"step {step} v {k}")
+            assert net.slot(*k, 2) is None
+
+
+def test_optimizer_errors():
+    net, x, rng = _small_net()
+    with pytest.raises(RuntimeError, match="optimizer"):
+        net.apply_gradients()
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        net.set_optimizer("rmsprop")
+    with pytest.raises(ValueError, match="learning_rate"):
+        net.set_optimizer("sgd", learning_rate=-1.0)
+    with pytest.raises(ValueError, match="beta"):
+        net.set_optimizer("adam", beta_1=1.0)
+
+
+# ---------------------------------------------------------------- (b) train_step loss
+
+
+def _head_net(kind, rng, in_shape=(2, 2, 3), classes=5):
+    """A net whose output is a softmax: Dense(softmax), or the MobileNet head
+    conv 1x1 -> Reshape -> Activation(softmax).  Returns net, W (in, classes), b."""
+    net = _core.Net(in_shape)
+    feats = int(np.prod(in_shape))
+    W = rng.normal(0, 1, (feats, classes)).astype(np.float32)
+    b = rng.normal(0, 0.5, classes).astype(np.float32)
+    if kind == "dense":
+        net.add("dense", units=classes, activation="softmax")
+        net.set_param(0, 0, W)
+    else:
+        net.add("reshape", target_shape=(1, 1, feats))
+        net.add("conv2d", filters=classes, kernel_size=1)
+        net.add("reshape", target_shape=(1, 1, classes))
+        net.add("activation", activation="softmax")
+        net.set_param(1, 0, W.reshape(1, 1, feats, classes))
+    net.set_param(-1 if kind == "dense" else 1, 1, b)
+    return net, W, b
+
+
+def _layer_of(kind):
+    return 0 if kind == "dense" else 1
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv_reshape_softmax"])
+@pytest.mark.parametrize("labels", ["onehot", "soft"])
+def test_train_step_cross_entropy_and_fused_gradient(kind, labels):
+    rng = np.random.default_rng(3)
+    n, classes = 4, 5
+    net, W, b = _head_net(kind, rng, classes=classes)
+    net.set_optimizer("sgd", learning_rate=0.0)       # lr 0: grads only, weights unchanged
+    x = rng.normal(size=(n, 2, 2, 3)).astype(np.float32)
+    if labels == "onehot":
+        y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, n)]
+    else:
+        y = rng.dirichlet(np.ones(classes), n).astype(np.float32)
+    loss, p = net.train_step(x, y.reshape(n, 1, 1, classes))
+    assert net.iterations == 1
+    xf = x.reshape(n, -1).astype(np.float64)
+    z = xf @ W.astype(np.float64) + b
+    p_ref = ref.act_forward("softmax", z)
+    y64 = y.astype(np.float64)
+    loss_ref = np.mean(-(y64 * np.log(np.clip(p_ref, 1e-7, 1 - 1e-7))).sum(axis=1))
+    # float32 softmax and log over 5 classes: a few ulps; 1e-6 is ~10 ulps of the loss
+    assert abs(loss - loss_ref) <= 1e-6 * max(1, loss_ref)
+    np.testing.assert_allclose(p.reshape(n, classes), p_ref, rtol=1e-5, atol=1e-7)
+    # fused gradient w.r.t. the logits: (p * sum(y) - y) / n
+    dz = (p_ref * y64.sum(axis=1, keepdims=True) - y64) / n
+    li = _layer_of(kind)
+    gW, gb = net.grad(li, 0).reshape(W.shape), net.grad(li, 1)
+    # reductions over n = 4 samples of float32 products: 1e-5 relative is ~100 ulps
+    np.testing.assert_allclose(gW, xf.T @ dz, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gb, dz.sum(axis=0), rtol=1e-5, atol=1e-6)
+    assert np.array_equal(net.get_param(li, 0).reshape(W.shape), W)
+    # the unfused path (softmax backward of dL/dp) gives the same gradient
+    p32 = net.forward(x, training=True)
+    net.backward((-y / (n * p32.reshape(n, classes))).reshape(n, 1, 1, classes))
+    np.testing.assert_allclose(net.grad(li, 0).reshape(W.shape), gW, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(net.grad(li, 1), gb, rtol=1e-4, atol=1e-6)
+
+
+def test_train_step_clips_probabilities_and_updates_weights():
+    rng = np.random.default_rng(4)
+    n, classes, lr = 2, 5, 0.1
+    net, W, b = _head_net("dense", rng, classes=classes)
+    # logits spread by ~100: p(true) underflows below 1e-7 for sample 0 (true class 0, the
+    # smallest logit) and is 1 - tiny for sample 1 (true class 4, the largest)
+    W[:] = 0
+    b = np.array([-60, -30, 0, 30, 60], np.float32)
+    net.set_param(0, 0, W)
+    net.set_param(0, 1, b)
+    net.set_optimizer("sgd", learning_rate=lr)
+    y = np.eye(classes, dtype=np.float32)[[0, 4]]
+    x = rng.normal(size=(n, 2, 2, 3)).astype(np.float32)
+    loss, p = net.train_step(x, y)
+    p = p.reshape(n, classes)
+    assert p[0, 0] < 1e-7 and p[1, 4] > 1 - 1e-7
+    want = (-np.log(1e-7) - np.log1p(-1e-7)) / 2      # both clipped, batch mean
+    assert abs(loss - want) <= 1e-6 * want
+    # SGD step with the unclipped fused gradient (p - y) / n
+    dz = (p.astype(np.float64) - y) / n
+    np.testing.assert_allclose(net.get_param(0, 1), b - lr * dz.sum(axis=0), rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_train_step_errors():
+    rng = np.random.default_rng(5)
+    net, W, b = _head_net("dense", rng)
+    x = np.zeros((2, 2, 2, 3), np.float32)
+    y = np.eye(5, dtype=np.float32)[[0, 1]]
+    with pytest.raises(RuntimeError, match="optimizer"):
+        net.train_step(x, y)
+    net.set_optimizer("adam")
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        net.train_step(x, y[:1])
+    with pytest.raises(ValueError, match="y must have shape"):
+        net.train_step(x, np.zeros((2, 4), np.float32))
+    plain = _core.Net((2, 2, 3))
+    plain.add("dense", units=5)
+    plain.set_optimizer("sgd")
+    with pytest.raises(RuntimeError, match="softmax"):
+        plain.train_step(x, y)
+
+
+# ---------------------------------------------------------------- (c) frozen layers
+
+FROZEN = [("conv2d", dict(filters=6, kernel_size=3, padding="same", use_bias=False)),  # 0 F
+          ("batch_normalization", {}),                                               # 1 F
+          ("activation", dict(activation="relu6")),                                  # 2
+          ("depthwise_conv2d", dict(kernel_size=3, padding="same")),                 # 3 T
+          ("batch_normalization", {}),                                               # 4 T
+          ("activation", dict(activation="relu6")),                                  # 5
+          ("global_average_pooling2d", {}),                                          # 6
+          ("dense", dict(units=4, activation="softmax"))]                            # 7 T
+
+
+def test_frozen_layers_are_untouched_and_skipped():
+    rng = np.random.default_rng(6)
+    shape, n, steps = (6, 6, 3), 3, 3
+    net = _core.Net(shape)
+    for kind, cfg in FROZEN:
+        net.add(kind, **cfg)
+    params = {}
+    for i in range(net.num_layers):
+        for j, info in enumerate(net.params(i)):
+            name = info["name"]
+            v = (rng.uniform(0.5, 1.5, info["shape"]) if name in ("gamma", "moving_variance")
+                 else rng.normal(0, 0.7, info["shape"]))
+            params[i, j] = v.astype(np.float32)
+            net.set_param(i, j, params[i, j])
+    net.set_trainable(0, False)
+    net.set_trainable(1, False)
+    net.set_optimizer("adam", learning_rate=0.01)
+    x = rng.uniform(-1, 1, (n, *shape)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, n)]
+
+    # the first step's prediction: the twin with the frozen BN in INFERENCE mode and the
+    # trainable one in training mode (relu6 kinks are irrelevant for the forward)
+    h = x.astype(np.float64)
+    for i, (kind, cfg) in enumerate(FROZEN):
+        ps = [params[i, j] for j in range(len(net.params(i)))]
+        h, _ = ref.forward(kind, h, ps, cfg, training=(i != 1))
+    _, p = net.train_step(x, y)
+    # float32 through 8 layers, the largest reduction K = 54 (3x3x6 conv) and batch-norm
+    # statistics over 108 values: 1e-4 relative is well above ~K eps32 ~ 1e-5
+    np.testing.assert_allclose(p, h, rtol=1e-4, atol=1e-6)
+    for _ in range(steps - 1):
+        net.train_step(x, y)
+
+    assert net.iterations == steps
+    for (i, j), v in params.items():
+        now = net.get_param(i, j)
+        if i in (0, 1):
+            assert np.array_equal(now, v), f"frozen layer {i} param {j} changed"
+            assert net.grad(i, j) is None
+            for k in (0, 1):
+                assert net.slot(i, j, k) is None, f"frozen layer {i} param {j} has slot {k}"
+        else:
+            assert not np.array_equal(now, v), f"trainable layer {i} param {j} did not change"
+            info = net.params(i)[j]
+            if info["is_weight"]:
+                assert net.slot(i, j, 0) is not None and net.slot(i, j, 1) is not None
+            else:
+                assert net.slot(i, j, 0) is None       # moving statistics: no slots
+    for i in range(net.num_layers):
+        fwd, bwd = net.layer_calls(i)
+        assert fwd == steps
+        # backward stops at the earliest trainable layer (3): none below it
+        assert bwd == (0 if i < 3 else steps), f"layer {i}: {bwd} backward calls"
+
+
+def test_need_dx_runs_frozen_layers_without_grads():
+    rng = np.random.default_rng(7)
+    net = _core.Net((4, 4, 2))
+    net.add("conv2d", filters=3, kernel_size=3, padding="same")
+    net.add("dense", units=2)
+    net.set_trainable(0, False)
+    w = rng.normal(size=(3, 3, 2, 3)).astype(np.float32)
+    net.set_param(0, 0, w)
+    x = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
+    y = net.forward(x, training=True)
+    net.backward(np.ones_like(y))
+    assert net.layer_calls(0) == (1, 0)
+    dx = net.backward(np.ones_like(y), need_dx=True)
+    assert net.layer_calls(0) == (1, 1) and dx.shape == x.shape
+    assert net.grad(0, 0) is None and np.array_equal(net.get_param(0, 0), w)
+
+
+# ---------------------------------------------------------------- (d) MobileNet vs torch
+
+ALPHA, SIZE, BATCH, CLASSES = 0.25, 64, 4, 10
+MOMENTUM, BN_EPS = 0.99, 1e-3
+MOBILENET_RTOL = 1e-3
+SEED = 11
+
+
+def build_mobilenet(weights, alpha=ALPHA, size=SIZE, classes=CLASSES):
+    """The Keras MobileNet v1 layer sequence with ``Net.add``; returns (net, {Keras layer
+    name: layer index})."""
+    from tests.reference.torch_mobilenet import BLOCK_STRIDES, POINTWISE_FILTERS
+    net = _core.Net((size, size, 3))
+    index = {}
+
+    def add(name, kind, **cfg):
+        index[name] = net.add(kind, **cfg)
+
+    c = int(32 * alpha)
+    add("conv1_pad", "zero_padding2d", padding=((0, 1), (0, 1)))
+    add("conv1", "conv2d", filters=c, kernel_size=3, strides=2, padding="valid",
+        use_bias=False)
+    add("conv1_bn", "batch_normalization", momentum=MOMENTUM, epsilon=BN_EPS)
+    add("conv1_relu", "activation", activation="relu6")
+    for k, (s, f) in enumerate(zip(BLOCK_STRIDES, POINTWISE_FILTERS), start=1):
+        if s == 2:
+            add(f"conv_pad_{k}", "zero_padding2d", padding=((0, 1), (0, 1)))
+        add(f"conv_dw_{k}", "depthwise_conv2d", kernel_size=3, strides=s,
+            padding="valid" if s == 2 else "same", use_bias=False)
+        add(f"conv_dw_{k}_bn", "batch_normalization", momentum=MOMENTUM, epsilon=BN_EPS)
+        add(f"conv_dw_{k}_relu", "activation", activation="relu6")
+        add(f"conv_pw_{k}", "conv2d", filters=int(f * alpha), kernel_size=1, padding="same",
+            use_bias=False)
+        add(f"conv_pw_{k}_bn", "batch_normalization", momentum=MOMENTUM, epsilon=BN_EPS)
+        add(f"conv_pw_{k}_relu", "activation", activation="relu6")
+    c = int(1024 * alpha)
+    add("global_average_pooling2d", "global_average_pooling2d")
+    add("reshape_1", "reshape", target_shape=(1, 1, c))
+    add("dropout", "dropout", rate=0.0)
+    add("conv_preds", "conv2d", filters=classes, kernel_size=1, padding="same")
+    add("reshape_2", "reshape", target_shape=(1, 1, classes))
+    add("predictions", "activation", activation="softmax")
+    for name, arrays in weights.items():
+        for j, a in enumerate(arrays):
+            net.set_param(index[name], j, a)
+    return net, index
+
+
+def _rel(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return np.abs(got - want).max() / np.abs(want).max()
+
+
+@pytest.mark.slow
+def test_mobilenet_training_gradients_match_torch():
+    """Training-mode MobileNet v1: the gradient of the Keras cross-entropy w.r.t. EVERY
+    parameter, from ``train_step`` with SGD lr=0 (the real training path: fused softmax +
+    cross-entropy; lr 0 leaves the weights unchanged so ``net.grad`` reads the gradients of
+    exactly these weights), vs PyTorch float64 with the same weights.  Then the same through
+    forward(training=True) + backward(dL/dp) (the unfused softmax backward).
+
+    Tolerance 1e-3 (max abs diff / max abs value per parameter): float32 through ~30
+    reductions (K up to 9 * 64 for 1x1 convs, n*h*w = 4096 for the first BN) with
+    batch-norm backward amplifying by 1/sigma; measured errors are printed (pytest -s)."""
+    from tests.reference import torch_mobilenet as tm
+    weights = tm.random_weights(ALPHA, CLASSES, seed=SEED)
+    rng = np.random.default_rng(SEED + 1)
+    x = rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 3)).astype(np.float32)
+    y = np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, BATCH)]
+    want = tm.loss_and_grads(weights, x, y, momentum=_f32(MOMENTUM), epsilon=_f32(BN_EPS))
+    assert want["probs"].min() > 1e-7 and want["probs"].max() < 1 - 1e-7   # no clipping
+
+    net, index = build_mobilenet(weights)
+    assert net.output_shape(-1) == (1, 1, CLASSES)
+    net.set_optimizer("sgd", learning_rate=0.0)
+    loss, p = net.train_step(x, y.reshape(BATCH, 1, 1, CLASSES))
+    assert abs(loss - want["loss"]) <= 1e-3 * want["loss"], (loss, want["loss"])
+    assert _rel(p.reshape(BATCH, CLASSES), want["probs"]) <= MOBILENET_RTOL
+
+    def check_grads(path):
+        errors, bad = {}, []
+        for name, grads in want["grads"].items():
+            for j, g in enumerate(grads):
+                if g is None:
+                    assert net.grad(index[name], j) is None
+                    continue
+                got = net.grad(index[name], j)
+                assert got is not None, f"{path}: no gradient for {name}[{j}]"
+                errors[f"{name}[{j}]"] = e = _rel(got, g)
+                if not e <= MOBILENET_RTOL:
+                    bad.append(f"{name}[{j}] {e:.3g}")
+        worst = max(errors, key=errors.get)
+        print(f"\n{path}: {len(errors)} parameter gradients, max rel error "
+              f"{errors[worst]:.3g} at {worst}; median {np.median(list(errors.values())):.3g}")
+        for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"    {k:24s} {v:.3g}")
+        assert not bad, f"{path}: gradients off by more than {MOBILENET_RTOL}: {bad}"
+        return errors
+
+    check_grads("train_step (fused softmax+CE)")
+    # weights unchanged (lr 0), moving statistics updated once, as Keras does
+    stats = {}
+    for name, arrays in weights.items():
+        i = index[name]
+        if name.endswith("_bn"):
+            assert np.array_equal(net.get_param(i, 0), arrays[0])
+            mm, mv = want["moving"][name]
+            stats[name] = max(_rel(net.get_param(i, 2), mm), _rel(net.get_param(i, 3), mv))
+        else:
+            for j, a in enumerate(arrays):
+                assert np.array_equal(net.get_param(i, j), a), f"{name}[{j}] changed at lr 0"
+    worst = max(stats, key=stats.get)
+    print(f"moving statistics: max rel error {stats[worst]:.3g} at {worst}")
+    # moving = m * moving + (1 - m) * batch_stat: the batch statistics' float32 error (at
+    # most ~1e-3, as the gradients) enters scaled by 1 - m = 0.01, so 1e-5; an unbiased
+    # variance (x n/(n-1), 6.7% at the last layers' n*h*w = 16) would be off by ~7e-4
+    assert stats[worst] <= 1e-5
+
+    # unfused: forward(training) + backward(dL/dp) through the softmax layer's backward
+    probs = net.forward(x, training=True).reshape(BATCH, CLASSES)
+    net.backward((-y / (BATCH * probs)).reshape(BATCH, 1, 1, CLASSES))
+    check_grads("forward + backward (softmax backward)")
+
+
+# ---------------------------------------------------------------- backward's saved input
+
+
+def _conv_first_net(rng):
+    net = _core.Net((6, 6, 3))
+    net.add("conv2d", filters=4, kernel_size=3, padding="same")
+    net.set_param(0, 0, rng.normal(size=(3, 3, 3, 4)).astype(np.float32))
+    return net
+
+
+def test_backward_after_converted_input_uses_the_forward_input():
+    """forward() accepts any numeric array (float64 here is converted to a float32 temporary);
+    the following backward must compute the kernel gradient from THAT input.  Small arrays
+    only: reading a freed buffer must not be allowed to crash the test run."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 6, 6, 3))
+    dy = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
+    a = _conv_first_net(np.random.default_rng(9))
+    a.forward(x.astype(np.float32), training=True)
+    a.backward(dy)
+    b = _conv_first_net(np.random.default_rng(9))
+    b.forward(x, training=True)                        # float64: converted by the binding
+    junk = [np.full(x.shape, 7.0, np.float32) for _ in range(20)]   # reuse freed memory
+    b.backward(dy)
+    del junk
+    np.testing.assert_allclose(b.grad(0, 0), a.grad(0, 0), rtol=1e-6, atol=1e-6)
+
+
+def test_backward_is_independent_of_later_changes_to_the_input_array():
+    """Keras/TF differentiate at the forward's input; overwriting the caller's array between
+    forward and backward must not change the gradients."""
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    dy = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
+    a = _conv_first_net(np.random.default_rng(9))
+    a.forward(x, training=True)
+    a.backward(dy)
+    want = a.grad(0, 0)
+    b = _conv_first_net(np.random.default_rng(9))
+    x2 = x.copy()
+    b.forward(x2, training=True)
+    x2[:] = 0
+    b.backward(dy)
+    np.testing.assert_allclose(b.grad(0, 0), want, rtol=1e-6, atol=1e-6)
