@@ -31,6 +31,25 @@ def categorical_crossentropy(y_true, y_pred):
     return -np.sum(y_true * np.log(p), axis=-1)
 
 
+class _TrunkCache:
+    """Outputs of the frozen trunk (the layers below the first trainable
+    one), per sample of one data set.  Frozen layers run in inference mode,
+    so they compute a fixed function of the input: computing it once and
+    reusing it in later epochs gives exactly the results of recomputing.
+    Only used when the data tells sample identities and is not augmented."""
+
+    def __init__(self, n, shape):
+        self.features = np.empty((n,) + tuple(shape), np.float32)
+        self.filled = np.zeros(n, bool)
+
+    def lookup(self, ids):
+        return self.features[ids] if self.filled[ids].all() else None
+
+    def store(self, ids, feats):
+        self.features[ids] = feats
+        self.filled[ids] = True
+
+
 class Model:
     """``Model(inputs, outputs)`` over a chain of layers, as built with the
     Keras functional API (e.g. ``Model(mobile.input, Dense(10)(x))``)."""
@@ -66,6 +85,8 @@ class Model:
         self.compiled_metrics = []
         self.stop_training = False
         self.history = None
+        # Bytes the frozen-trunk cache may use per data set (0: never cache).
+        self.trunk_cache_bytes = 4 << 30
 
     # -- structure ------------------------------------------------------
     input = property(lambda self: self._input)
@@ -190,6 +211,40 @@ class Model:
             raise ValueError(f"targets must have shape ({n}, {classes}), got {y.shape}")
         return np.ascontiguousarray(y, dtype=np.float32).reshape(n, 1, 1, classes)
 
+    # -- frozen-trunk cache -------------------------------------------------
+    def _trunk_start(self):
+        """Core index of the first op of the first trainable layer with
+        weights, if the layers below it can be cached (no dropout), else 0."""
+        from .layers import Dropout
+        for k, layer in enumerate(self.layers[1:], start=1):
+            if isinstance(layer, Dropout) and layer.rate > 0:
+                return 0
+            if layer.trainable and layer.trainable_weights:
+                return self._core_index[layer.name][0] if k > 1 else 0
+        return self._core_index[self.layers[-1].name][0]
+
+    def _trunk_cache(self, data, start):
+        """A _TrunkCache for ``data`` if caching is possible and fits."""
+        from .utils.data import has_augmentation, num_samples
+        n = num_samples(data)
+        if start == 0 or n is None or has_augmentation(data):
+            return None
+        shape = self._net.output_shape(start - 1)
+        if n * int(np.prod(shape)) * 4 > self.trunk_cache_bytes:
+            return None
+        return _TrunkCache(n, shape)
+
+    def _features(self, net, xb, ids, cache, start):
+        """The trunk's output for a batch: from the cache, or computed (and
+        stored).  Returns (input for layer `start`, start) or (xb, 0)."""
+        if cache is None or ids is None:
+            return xb, 0
+        feats = cache.lookup(ids)
+        if feats is None:
+            feats = net.forward(xb, training=False, start=0, stop=start)
+            cache.store(ids, feats)
+        return feats, start
+
     # -- compile / train ----------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         if optimizer == "rmsprop":
@@ -242,24 +297,28 @@ class Model:
         self._require_compiled()
         verbose = 1 if verbose == "auto" else int(verbose)
         steps = num_steps(x, batch_size, steps_per_epoch)
-        history = History()
-        cbs = CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
-                           model=self, verbose=verbose, epochs=epochs, steps=steps)
-        cbs.append(history) if hasattr(cbs, "append") else cbs.callbacks.append(history)
-        history.set_model(self)
-        history.set_params({"verbose": verbose, "epochs": epochs, "steps": steps})
+        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                           verbose=verbose, epochs=epochs, steps=steps)
+        history = next(c for c in cbs if isinstance(c, History))
         net = self._core()
+        start = self._trunk_start()
+        cache = self._trunk_cache(x, start)
+        self._val_cache = None
+        if validation_data is not None:
+            vx = validation_data[0] if isinstance(validation_data, tuple) else validation_data
+            self._val_cache = (vx, self._trunk_cache(vx, start))
         self.stop_training = False
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             loss_sum, correct, seen = 0.0, 0, 0
-            for step, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle, steps)):
+            for step, (xb, yb, ids) in enumerate(batches(x, y, batch_size, shuffle, steps)):
                 cbs.on_train_batch_begin(step)
                 self._sync_lr(net)
                 xb = self._to_input(xb)
                 yb = self._to_target(yb, len(xb))
-                loss, pred = net.train_step(xb, yb)
+                feats, s0 = self._features(net, xb, ids, cache, start)
+                loss, pred = net.train_step(feats, yb, start=s0)
                 self._after_update()
                 loss_sum += loss * len(xb)
                 correct += self._correct(yb, pred)
@@ -278,6 +337,7 @@ class Model:
             if self.stop_training:
                 break
         cbs.on_train_end()
+        self._val_cache = None
         self.history = history
         return history
 
@@ -285,9 +345,14 @@ class Model:
     def _forward_batches(self, x, y, batch_size, steps, with_targets):
         from .utils.data import batches
         net = self._core()
-        for xb, yb in batches(x, y, batch_size, False, steps, with_targets=with_targets):
+        cache, start = None, 0
+        val_cache = getattr(self, "_val_cache", None)
+        if val_cache is not None and val_cache[0] is x and val_cache[1] is not None:
+            cache, start = val_cache[1], self._trunk_start()   # validation inside fit
+        for xb, yb, ids in batches(x, y, batch_size, False, steps, with_targets=with_targets):
             xb = self._to_input(xb)
-            out = net.forward(xb, training=False)
+            feats, s0 = self._features(net, xb, ids, cache, start)
+            out = net.forward(feats, training=False, start=s0)
             yield xb, yb, out.reshape((len(xb),) + self._output.shape[1:])
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):

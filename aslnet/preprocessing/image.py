@@ -7,14 +7,13 @@ default resize.  Differences: NumPy replaces SciPy for the affine
 augmentations (same results as ``scipy.ndimage.affine_transform``), seeding
 never touches NumPy's global random state, files Pillow cannot identify are
 skipped with a warning, and ``flow_from_directory`` caches decoded images
-(see ``ImageCache``) and can prefetch the next batch on a thread.
+(see ``ImageCache``).
 """
 import functools
 import io
 import os
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.pool import ThreadPool
 
 import numpy as np
@@ -359,7 +358,7 @@ class ImageDataGenerator:
                             classes=None, class_mode="categorical", batch_size=32, shuffle=True,
                             seed=None, save_to_dir=None, save_prefix="", save_format="png",
                             follow_links=False, subset=None, interpolation="nearest",
-                            cache=True, prefetch=False):
+                            cache=True):
         """Batches of augmented images from ``directory``, one subfolder per class.
 
         See ``DirectoryIterator``.
@@ -369,7 +368,7 @@ class ImageDataGenerator:
             class_mode=class_mode, batch_size=batch_size, shuffle=shuffle, seed=seed,
             save_to_dir=save_to_dir, save_prefix=save_prefix, save_format=save_format,
             follow_links=follow_links, subset=subset, interpolation=interpolation,
-            cache=cache, prefetch=prefetch)
+            cache=cache)
 
     def standardize(self, x):
         """Apply preprocessing_function, rescale and the normalisations to one image (in place when possible)."""
@@ -493,20 +492,6 @@ def _random_shift(shift_range, size, rng):
     return shift
 
 
-class _Batch:
-    """A planned batch: its samples and randomness (drawn on the caller's thread, in order),
-    the iterator state it leads to, and its images being built when prefetched (a Future)."""
-
-    def __init__(self, key, index_array, randomness, rng, full_index_array, batch_index):
-        self.key = key
-        self.index_array = index_array
-        self.randomness = randomness
-        self.rng = rng
-        self.full_index_array = full_index_array
-        self.batch_index = batch_index
-        self.future = None
-
-
 class Iterator:
     """Keras's image iterator: a sequence of batches (``len``, ``[i]``,
     ``on_epoch_end``) that is also an endless iterator (``next``).
@@ -516,32 +501,31 @@ class Iterator:
     produced so far, as in Keras; without one it is NumPy's global state.
     Shuffling happens at the start of each pass (``next``) or in
     ``on_epoch_end`` (indexing), so every sample appears once per epoch.
-
-    prefetch: build the next batch on a background thread while the caller
-    uses this one (after ``next``, the next ``next``; after ``[i]``,
-    ``[i + 1]``; anything else discards it).  A seeded iterator gives the
-    same batches with or without it; an unseeded one draws its randomness
-    from NumPy's global state one batch earlier.
     """
 
     white_list_formats = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff")
 
-    def __init__(self, n, batch_size, shuffle, seed, prefetch=False):
+    def __init__(self, n, batch_size, shuffle, seed):
         self.n = n
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
-        self.prefetch = prefetch
         self.batch_index = 0
         self.total_batches_seen = 0
         self.lock = threading.Lock()
         self.index_array = None
         self._rng = np.random
-        self._pending = None
-        self._executor = None
+        self.index_generator = self._flow_index()
 
-    def __len__(self):
-        return (self.n + self.batch_size - 1) // self.batch_size
+    def _next_rng(self):
+        """The random state of the next batch (Keras re-seeds before every batch)."""
+        if self.seed is not None:
+            self._rng = np.random.RandomState(self.seed + self.total_batches_seen)
+        self.total_batches_seen += 1
+        return self._rng
+
+    def _set_index_array(self):
+        self.index_array = self._rng.permutation(self.n) if self.shuffle else np.arange(self.n)
 
     def __getitem__(self, idx):
         if idx < 0:
@@ -549,7 +533,36 @@ class Iterator:
         if not 0 <= idx < len(self):
             raise ValueError(f"Asked to retrieve element {idx}, but the Sequence has length "
                              f"{len(self)}")
-        return self._take(("item", idx))
+        with self.lock:
+            rng = self._next_rng()
+            if self.index_array is None:
+                self._set_index_array()
+            index_array = self.index_array[self.batch_size * idx:self.batch_size * (idx + 1)]
+        return self._get_batches_of_transformed_samples(index_array, rng)
+
+    def __len__(self):
+        return (self.n + self.batch_size - 1) // self.batch_size
+
+    def on_epoch_end(self):
+        """Reshuffle for the next epoch of indexed access."""
+        self._set_index_array()
+
+    def reset(self):
+        """Make ``next`` start a new (reshuffled) pass."""
+        self.batch_index = 0
+
+    def _flow_index(self):
+        self.reset()
+        while True:
+            rng = self._next_rng()
+            if self.batch_index == 0:
+                self._set_index_array()
+            current_index = (self.batch_index * self.batch_size) % self.n if self.n else 0
+            if self.n > current_index + self.batch_size:
+                self.batch_index += 1
+            else:
+                self.batch_index = 0
+            yield self.index_array[current_index:current_index + self.batch_size], rng
 
     def __iter__(self):
         return self
@@ -559,88 +572,27 @@ class Iterator:
 
     def next(self):
         """The next batch; a pass ends with a partial batch, then a reshuffled pass begins."""
-        return self._take(("next",))
-
-    def on_epoch_end(self):
-        """Reshuffle for the next epoch of indexed access."""
         with self.lock:
-            self._pending = None
-            self._set_index_array(self._rng)
+            index_array, rng = next(self.index_generator)
+        return self._get_batches_of_transformed_samples(index_array, rng)
 
-    def reset(self):
-        """Make ``next`` start a new (reshuffled) pass."""
-        with self.lock:
-            self._pending = None
-            self.batch_index = 0
+    def _get_batches_of_transformed_samples(self, index_array, rng):
+        """The batch of samples ``index_array``, augmented with draws from ``rng``."""
+        raise NotImplementedError
 
-    def _set_index_array(self, rng):
-        self.index_array = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
-
-    def _plan(self, key):
-        """Plan the batch ``key`` from the current state, which it leaves unchanged."""
-        rng = self._rng if self.seed is None else np.random.RandomState(
-            self.seed + self.total_batches_seen)
-        index_array, batch_index = self.index_array, self.batch_index
-        if key[0] == "next":  # one step of Keras's _flow_index
-            if batch_index == 0:
-                index_array = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
-            start = (batch_index * self.batch_size) % self.n if self.n else 0
-            batch_index = batch_index + 1 if self.n > start + self.batch_size else 0
-        else:
-            if index_array is None:
-                index_array = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
-            start = key[1] * self.batch_size
-        batch = index_array[start:start + self.batch_size]
-        return _Batch(key, batch, self._draw_randomness(batch, rng), rng, index_array,
-                      batch_index)
-
-    def _commit(self, planned):
-        """Move the state on as handing out ``planned`` does."""
-        self._rng = planned.rng
-        self.index_array = planned.full_index_array
-        self.batch_index = planned.batch_index
-        self.total_batches_seen += 1
-
-    def _take(self, key):
-        """Hand out batch ``key`` (the prefetched one if it matches) and prefetch the next."""
-        with self.lock:
-            planned, self._pending = self._pending, None
-            if planned is None or planned.key != key:
-                planned = self._plan(key)
-            self._commit(planned)
-            if self.prefetch:
-                following = ("next",) if key[0] == "next" else ("item", key[1] + 1)
-                if following[0] == "next" or following[1] < len(self):
-                    self._pending = self._plan(following)
-                    if self._executor is None:
-                        self._executor = ThreadPoolExecutor(1, "aslnet-prefetch")
-                    self._pending.future = self._executor.submit(
-                        self._build_batch, self._pending.index_array,
-                        self._pending.randomness)
-        if planned.future is not None:
-            return planned.future.result()
-        return self._build_batch(planned.index_array, planned.randomness)
-
-    def _draw_randomness(self, index_array, rng):
-        """Augmentation parameters per sample (and save_to_dir name hashes), in Keras's order."""
-        gen = self.image_data_generator
-        params = [gen._random_transform_params(self.image_shape, rng) if gen else None
-                  for _ in index_array]
-        hashes = [rng.randint(1e7) for _ in index_array] if self.save_to_dir else None
-        return params, hashes
-
-    def _transformed(self, x, params):
-        """One image as float, augmented with ``params``, then standardised."""
+    def _transformed(self, x, rng):
+        """One image as float, randomly augmented, then standardised."""
         gen = self.image_data_generator
         x = x.astype(self.dtype)
         if gen:
-            x = gen.standardize(gen.apply_transform(x, params))
+            x = gen.apply_transform(x, gen._random_transform_params(x.shape, rng))
+            x = gen.standardize(x)
         return x
 
-    def _save_batch(self, batch_x, index_array, hashes):
+    def _save_batch(self, batch_x, index_array, rng):
         """Write augmented images to save_to_dir (for inspection), named as Keras names them."""
-        for x, j, h in zip(batch_x, index_array, hashes):
-            fname = f"{self.save_prefix}_{j}_{h}.{self.save_format}"
+        for x, j in zip(batch_x, index_array):
+            fname = f"{self.save_prefix}_{j}_{rng.randint(1e7)}.{self.save_format}"
             array_to_img(x, scale=True).save(os.path.join(self.save_to_dir, fname))
 
 
@@ -684,16 +636,14 @@ class NumpyArrayIterator(Iterator):
         self.save_to_dir = save_to_dir
         self.save_prefix = save_prefix
         self.save_format = save_format
-        self.image_shape = self.x.shape[1:]
         super().__init__(self.x.shape[0], batch_size, shuffle, seed)
 
-    def _build_batch(self, index_array, randomness):
-        params, hashes = randomness
-        batch_x = np.zeros((len(index_array),) + self.image_shape, dtype=self.dtype)
+    def _get_batches_of_transformed_samples(self, index_array, rng):
+        batch_x = np.zeros((len(index_array),) + self.x.shape[1:], dtype=self.dtype)
         for i, j in enumerate(index_array):
-            batch_x[i] = self._transformed(self.x[j], params[i])
+            batch_x[i] = self._transformed(self.x[j], rng)
         if self.save_to_dir:
-            self._save_batch(batch_x, index_array, hashes)
+            self._save_batch(batch_x, index_array, rng)
         if self.y is None:
             return batch_x
         if self.sample_weight is None:
@@ -768,10 +718,7 @@ class DirectoryIterator(Iterator):
     images alone for None.
 
     cache: keep decoded images in ``image_cache`` (see ``ImageCache``), so that
-    every file is decoded and resized once per process.  prefetch: prepare
-    the next batch on a background thread while the caller uses this one
-    (for ``next`` and for indexing in increasing order); batches and their
-    randomness are the same as without it.
+    every file is decoded and resized once per process.
     """
 
     allowed_class_modes = {"categorical", "binary", "sparse", "input", None}
@@ -779,8 +726,7 @@ class DirectoryIterator(Iterator):
     def __init__(self, directory, image_data_generator, target_size=(256, 256),
                  color_mode="rgb", classes=None, class_mode="categorical", batch_size=32,
                  shuffle=True, seed=None, save_to_dir=None, save_prefix="", save_format="png",
-                 follow_links=False, subset=None, interpolation="nearest", cache=True,
-                 prefetch=False):
+                 follow_links=False, subset=None, interpolation="nearest", cache=True):
         if color_mode not in _CHANNELS:
             raise ValueError(f"Invalid color mode: {color_mode}; expected 'rgb', 'rgba', or "
                              "'grayscale'.")
@@ -822,14 +768,14 @@ class DirectoryIterator(Iterator):
         self.samples = len(self.filenames)
         self.filepaths = [os.path.join(directory, f) for f in self.filenames]
         print(f"Found {self.samples} images belonging to {self.num_classes} classes.")
-        super().__init__(self.samples, batch_size, shuffle, seed, prefetch)
+        super().__init__(self.samples, batch_size, shuffle, seed)
 
     @property
     def labels(self):
         """The label of each sample (``classes``)."""
         return self.classes
 
-    def load_array(self, j):
+    def _load(self, j):
         """Sample j decoded and resized, as a read-only (H, W, C) array of its own dtype."""
         path = self.filepaths[j]
         key = None
@@ -851,13 +797,12 @@ class DirectoryIterator(Iterator):
             self.cache.put(key, x)
         return x
 
-    def _build_batch(self, index_array, randomness):
-        params, hashes = randomness
+    def _get_batches_of_transformed_samples(self, index_array, rng):
         batch_x = np.zeros((len(index_array),) + self.image_shape, dtype=self.dtype)
         for i, j in enumerate(index_array):
-            batch_x[i] = self._transformed(self.load_array(j), params[i])
+            batch_x[i] = self._transformed(self._load(j), rng)
         if self.save_to_dir:
-            self._save_batch(batch_x, index_array, hashes)
+            self._save_batch(batch_x, index_array, rng)
         labels = self.classes[index_array]
         if self.class_mode == "input":
             return batch_x, batch_x.copy()

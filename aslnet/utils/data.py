@@ -52,7 +52,9 @@ def _split(item, with_targets):
 
 
 def batches(x, y, batch_size, shuffle, steps, with_targets=True):
-    """Yield (x_batch, y_batch) for one epoch of ``steps`` batches."""
+    """Yield (x_batch, y_batch, ids) for one epoch of ``steps`` batches.
+    ``ids`` are the samples' indices in the data set when the source tells
+    them (arrays; Keras-style image iterators), else None."""
     if _is_array(x):
         x = np.asarray(x)
         if with_targets:
@@ -67,18 +69,20 @@ def batches(x, y, batch_size, shuffle, steps, with_targets=True):
             idx = order[s * bs:(s + 1) * bs]
             if len(idx) == 0:
                 return
+            ids = idx
             if not shuffle:
                 idx = slice(s * bs, s * bs + len(idx))
-            yield x[idx], (y[idx] if with_targets else None)
+            yield x[idx], (y[idx] if with_targets else None), ids
         return
     if y is not None:
         raise ValueError("y must be None when x is a generator/Sequence (it yields (x, y))")
     if _is_sequence(x):
         for s in range(steps):
-            xb, yb = _split(x[s % len(x)], with_targets)
+            k = s % len(x)
+            xb, yb = _split(x[k], with_targets)
             if with_targets and yb is None:
                 raise ValueError("The data yields no targets; expected (x, y) batches")
-            yield xb, yb
+            yield xb, yb, _sequence_ids(x, k, len(xb))
         if hasattr(x, "on_epoch_end"):
             x.on_epoch_end()
         return
@@ -91,4 +95,38 @@ def batches(x, y, batch_size, shuffle, steps, with_targets=True):
         xb, yb = _split(item, with_targets)
         if with_targets and yb is None:
             raise ValueError("The data yields no targets; expected (x, y) batches")
-        yield xb, yb
+        yield xb, yb, None
+
+
+def _sequence_ids(seq, k, n):
+    """Indices of batch k's samples in a Keras image iterator (index_array),
+    or None for other Sequences."""
+    index_array = getattr(seq, "index_array", None)
+    bs = getattr(seq, "batch_size", None)
+    if index_array is None or bs is None:
+        return None
+    ids = np.asarray(index_array[k * bs:k * bs + bs])
+    return ids if len(ids) == n else None
+
+
+def has_augmentation(data):
+    """Whether batches of ``data`` are randomly augmented (a Keras image
+    iterator whose ImageDataGenerator has random transforms)."""
+    gen = getattr(data, "image_data_generator", None)
+    if gen is None:
+        return False
+    zoom = getattr(gen, "zoom_range", (1, 1))
+    return bool(getattr(gen, "rotation_range", 0) or getattr(gen, "width_shift_range", 0)
+                or getattr(gen, "height_shift_range", 0) or getattr(gen, "shear_range", 0)
+                or getattr(gen, "channel_shift_range", 0)
+                or getattr(gen, "horizontal_flip", False) or getattr(gen, "vertical_flip", False)
+                or getattr(gen, "brightness_range", None) is not None
+                or tuple(zoom) != (1, 1))
+
+
+def num_samples(data):
+    """Samples in the data set (for sizing a per-sample cache), or None."""
+    if _is_array(data):
+        return len(data)
+    n = getattr(data, "n", None)
+    return int(n) if isinstance(n, (int, np.integer)) else None

@@ -406,6 +406,16 @@ def build_mobilenet(weights, alpha=ALPHA, size=SIZE, classes=CLASSES):
     return net, index
 
 
+def _kink_margin(m):
+    """ReLU6 inputs are kept this far from 0 and 6 (m = n*h*w values per channel).  The
+    float32 vs float64 discrepancy of MobileNet's pre-activations grows with depth: measured
+    (torch float32 vs float64) <= 2e-5 in the layers with m >= 256 (up to block 5 here) and
+    <= 1e-3 in the deep layers (m = 64 and 16).  Without a margin, one float32 value on the
+    other side of a kink flips a ReLU6 mask and, at m = 64, moves every gradient below it by
+    ~1e-2 (seen with random weights), which is float32 conditioning, not a C error."""
+    return 1e-4 if m >= 256 else 3e-3
+
+
 def _rel(got, want):
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     return np.abs(got - want).max() / np.abs(want).max()
@@ -419,14 +429,18 @@ def test_mobilenet_training_gradients_match_torch():
     exactly these weights), vs PyTorch float64 with the same weights.  Then the same through
     forward(training=True) + backward(dL/dp) (the unfused softmax backward).
 
-    Tolerance 1e-3 (max abs diff / max abs value per parameter): float32 through ~30
-    reductions (K up to 9 * 64 for 1x1 convs, n*h*w = 4096 for the first BN) with
-    batch-norm backward amplifying by 1/sigma; measured errors are printed (pytest -s)."""
+    Tolerance 1e-3 (max abs diff / max abs value per parameter): float32 through 27
+    convolutions and 27 batch norms (reductions up to n*h*w = 4096 values, errors
+    compounding with depth; a PyTorch float32 run of the same model shows the same ~1e-4).
+    ReLU6 kinks are kept out of float32's reach by construction (``_kink_margin``) while
+    about half of all ReLU6 inputs are clipped at 0 and some at 6.  Measured errors are
+    printed (pytest -s)."""
     from tests.reference import torch_mobilenet as tm
-    weights = tm.random_weights(ALPHA, CLASSES, seed=SEED)
     rng = np.random.default_rng(SEED + 1)
     x = rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 3)).astype(np.float32)
     y = np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, BATCH)]
+    weights = tm.avoid_relu6_kinks(tm.random_weights(ALPHA, CLASSES, seed=SEED), x,
+                                   epsilon=_f32(BN_EPS), margin=_kink_margin, seed=SEED)
     want = tm.loss_and_grads(weights, x, y, momentum=_f32(MOMENTUM), epsilon=_f32(BN_EPS))
     assert want["probs"].min() > 1e-7 and want["probs"].max() < 1 - 1e-7   # no clipping
 

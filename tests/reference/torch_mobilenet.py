@@ -86,11 +86,16 @@ def _bn_train(x, params, momentum, epsilon, moving):
     return y
 
 
-def forward(w, x_nhwc, momentum, epsilon):
-    """Probabilities (n, classes) and the new moving statistics {bn name: (mean, var)}."""
+def forward(w, x_nhwc, momentum, epsilon, bn_hook=None):
+    """Probabilities (n, classes) and the new moving statistics {bn name: (mean, var)}.
+
+    ``bn_hook(name, t)``, if given, is called with each batch norm's input before it runs
+    (and may change that layer's parameters in ``w``)."""
     moving = {}
 
     def bn(name, t):
+        if bn_hook is not None:
+            bn_hook(name, t)
         out = []
         y = _bn_train(t, w[name], momentum, epsilon, out)
         moving[name] = out[0]
@@ -113,6 +118,43 @@ def forward(w, x_nhwc, momentum, epsilon):
     kernel, bias = w["conv_preds"]
     logits = _conv(x, kernel, 1, "same", bias).flatten(1)       # conv_preds + reshape
     return torch.softmax(logits, dim=1), moving
+
+
+def avoid_relu6_kinks(weights, x, epsilon=1e-3, margin=lambda m: 1e-4, seed=0, tries=1000):
+    """Weights whose every ReLU6 input is at least ``margin(m)`` away from 0 and 6 for the
+    batch ``x`` in training mode (m = n*h*w values per channel of that layer).
+
+    Every batch norm of MobileNet feeds a ReLU6 and, in training mode, its output is
+    gamma * xhat + beta with xhat fixed by the layers below; so, layer by layer, each
+    channel's beta is redrawn (from the same N(0, 0.3)) until no value is within the margin
+    of a kink.  Then float32 and float64 evaluations take the same ReLU6 branches.
+    """
+    rng = np.random.default_rng(seed)
+    w = {name: [np.array(a, np.float32) for a in arrays] for name, arrays in weights.items()}
+    wt = {name: [torch.tensor(a.astype(np.float64)) for a in arrays] for name, arrays in w.items()}
+
+    def hook(name, t):
+        gamma = wt[name][0]
+        scaled = F.batch_norm(t, None, None, gamma, None, training=True, eps=epsilon)
+        m = t.shape[0] * t.shape[2] * t.shape[3]
+        delta = margin(m)
+        beta = w[name][1]
+        for c in range(t.shape[1]):
+            v = scaled[:, c].numpy()
+            lo, hi = v.min(), v.max()
+            for _ in range(tries):
+                z = v + np.float64(beta[c])
+                if (np.abs(z) >= delta).all() and (np.abs(z - 6) >= delta).all():
+                    break
+                beta[c] = np.float32(rng.normal(0, 0.3))
+            else:
+                raise RuntimeError(f"{name} channel {c}: no kink-free beta in {tries} draws "
+                                   f"(values in [{lo:.3g}, {hi:.3g}])")
+        wt[name][1] = torch.tensor(beta.astype(np.float64))
+
+    with torch.no_grad():
+        forward(wt, torch.tensor(np.asarray(x, np.float64)), 0.99, epsilon, bn_hook=hook)
+    return w
 
 
 def loss_and_grads(weights, x, y_true, momentum=0.99, epsilon=1e-3):
