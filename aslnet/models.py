@@ -341,6 +341,49 @@ class Model:
         self.history = history
         return history
 
+    def fine_tune(self, x, validation_data=None, head_epochs=30, epochs=10,
+                  unfreeze_from="conv_dw_12", head_learning_rate=1e-3, learning_rate=1e-4,
+                  batch_size=None, verbose="auto", callbacks=None):
+        """aslnet's fine-tuning recipe for a pretrained backbone with a new
+        head (e.g. ``load_pretrained('mobilenet', num_classes=10)``):
+
+        1. warm up the head alone (Adam ``head_learning_rate``) for
+           ``head_epochs``: the frozen backbone's pooled features are
+           computed once and cached, so these epochs cost almost nothing;
+        2. unfreeze the convolutions from layer ``unfreeze_from`` on, with
+           batch normalization kept frozen (inference mode: the pretrained
+           statistics stay valid), and train for ``epochs`` at
+           ``learning_rate``; the frozen trunk below is cached again.  With
+           ``validation_data``, the weights of the epoch with the best
+           validation loss are kept.
+
+        Returns the History of phase 2 (phase 1's is ``self.head_history``).
+        """
+        from .callbacks import EarlyStopping
+        from .layers import BatchNormalization
+        from .optimizers import Adam
+        with_weights = [l for l in self.layers if l.weights]
+        if not with_weights:
+            raise ValueError("fine_tune needs a model with weights")
+        head = with_weights[-1]
+        first = self.layers.index(self.get_layer(unfreeze_from))
+        for layer in self.layers:
+            layer.trainable = layer is head
+        self.compile(optimizer=Adam(head_learning_rate), loss="categorical_crossentropy",
+                     metrics=["accuracy"])
+        self.head_history = self.fit(x, validation_data=validation_data, epochs=head_epochs,
+                                     batch_size=batch_size, verbose=verbose)
+        for i, layer in enumerate(self.layers):
+            layer.trainable = i >= first and not isinstance(layer, BatchNormalization)
+        self.compile(optimizer=Adam(learning_rate), loss="categorical_crossentropy",
+                     metrics=["accuracy"])
+        cbs = list(callbacks or [])
+        if validation_data is not None:
+            cbs.append(EarlyStopping(monitor="val_loss", patience=epochs,
+                                     restore_best_weights=True))
+        return self.fit(x, validation_data=validation_data, epochs=epochs,
+                        batch_size=batch_size, verbose=verbose, callbacks=cbs)
+
     # -- inference ----------------------------------------------------------
     def _forward_batches(self, x, y, batch_size, steps, with_targets):
         from .utils.data import batches
