@@ -19,9 +19,15 @@ pads "same" -- and no ``reshape_1``, so indices differ).  Then:
 
 Tolerances (float32; both sides use different summation orders):
 
-* softmax outputs: 1e-5 absolute (outputs are in [0, 1]; measured ~2e-7);
-  logits and features: 1e-4 of their largest magnitude (measured ~1e-6).
-* losses: 1e-5 absolute (values ~2-3; measured <= 3e-6).
+* softmax outputs: 1e-5 absolute (outputs are in [0, 1]; measured ~4e-6);
+  logits and features: 1e-4 of their largest magnitude (measured ~6e-6).
+  This is float32 rounding, not a semantic difference: against the float64
+  NumPy twin (tests/reference/numpy_mobilenet.py) aslnet's logits are off
+  by ~4e-6 of their largest and Keras's by ~6e-6; the test checks that
+  aslnet is no further from float64 than Keras is (x2).
+* losses: 2e-5 absolute.  loss = logsumexp(z) - z_true moves by up to twice
+  the logit error, ~6e-6 x max|z| (~3 here); measured <= 1.1e-5 (Adam, after
+  3 steps), <= 3e-6 at the first step.
 * SGD weights and all BN moving statistics: rtol 1e-4, atol 1e-5 (weights
   are O(0.01-1), the updates O(1e-3-1e-1); measured <= 5e-7).
 * optimizer slots (Adam m, v; SGD velocity) -- i.e. the gradients, linearly:
@@ -68,7 +74,7 @@ HEAD_TRAINABLE = 23     # the tutorial's Dense head: from conv_pw_10_bn on
 
 SOFTMAX_ATOL = 1e-5
 LOGIT_REL = 1e-4
-LOSS_ATOL = 1e-5
+LOSS_ATOL = 2e-5
 W_RTOL, W_ATOL = 1e-4, 1e-5
 SLOT_REL = 2e-4
 ADAM_WELL_DETERMINED = 1e-3
@@ -269,7 +275,18 @@ def test_predictions_match(data, request):
         scale = float(np.abs(fk).max())
         diffs[name] = float(np.abs(f - fk).max()) / scale
         assert diffs[name] <= LOGIT_REL, (name, diffs[name])
-    _report(request, softmax_abs=d_soft, **{f"{k}_rel": v for k, v in diffs.items()})
+
+    # which side is closer to float64?  (both: rounding only)
+    from tests.reference.numpy_mobilenet import mobilenet_v1
+    _, ref = mobilenet_v1({l.name: l.get_weights() for l in model.layers if l.weights}, x)
+    logits = aslnet.Model(model.input, model.get_layer("reshape_2").output).predict_on_batch(x)
+    klogits = keras.Model(kmodel.input, kmodel.get_layer("reshape_2").output).predict(
+        x, verbose=0)
+    scale = float(np.abs(ref).max())
+    d_a, d_k = (float(np.abs(v - ref).max()) / scale for v in (logits, klogits))
+    assert d_a <= max(2 * d_k, 1e-6), (d_a, d_k)
+    _report(request, softmax_abs=d_soft, **{f"{k}_rel": v for k, v in diffs.items()},
+            aslnet_vs_f64_rel=d_a, keras_vs_f64_rel=d_k)
 
 
 # -- training ----------------------------------------------------------------------
