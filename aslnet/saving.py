@@ -877,6 +877,9 @@ def _atomic_h5(filepath, overwrite):
         raise IsADirectoryError(errno.EISDIR, "Cannot save to a directory", path)
     if not overwrite and os.path.lexists(path):
         raise FileExistsError(errno.EEXIST, "File exists and overwrite=False", path)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        # replacing would bypass the file's own permissions: refuse, as writing would
+        raise PermissionError(errno.EACCES, "Permission denied", path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     try:

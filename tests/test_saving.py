@@ -2,6 +2,7 @@
 exact round trips, Keras 2.x h5 layout, atomic writes, bad files."""
 import json
 import os
+import warnings
 
 import h5py
 import numpy as np
@@ -655,3 +656,22 @@ def test_mobilenet_round_trip(tmp_path):
     rebuilt = Model(mobile2.input, L.Dense(3, activation="softmax")(mobile2.layers[-6].output))
     rebuilt.load_weights(tmp_path / "w.h5")
     assert np.array_equal(model.predict(xb, verbose=0), rebuilt.predict(xb, verbose=0))
+
+
+# -- Keras itself reads the file (fidelity check; opening in Keras is a later issue) ------
+@pytest.mark.keras
+def test_keras_loads_the_h5_file(tmp_path, data):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("keras")
+    model = small_model()
+    model.get_layer("conv2d").trainable = False
+    model = trained(data, model=model, steps=3)
+    model.save(tmp_path / "m.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kmodel = keras.models.load_model(tmp_path / "m.h5")
+    assert [l.name for l in kmodel.layers] == [l.name for l in model.layers]
+    assert [l.trainable for l in kmodel.layers[1:]] == [l.trainable for l in model.layers[1:]]
+    np.testing.assert_allclose(kmodel.predict(data[0], verbose=0),
+                               model.predict(data[0], verbose=0), rtol=1e-5, atol=1e-6)
+    assert int(kmodel.optimizer.iterations.numpy()) == 3
