@@ -255,7 +255,7 @@ class ProgbarLogger(Callback):
 
     def _reset_progbar(self):
         self.seen = 0
-        self.progbar = None
+        self.progbar = Progbar(self.target, verbose=self.verbose)  # its clock starts now
 
     def _show(self, current, logs, finalize):
         if self.progbar is None:

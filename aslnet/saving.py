@@ -1027,8 +1027,8 @@ def load_model(filepath, compile=True, custom_objects=None):
         else:
             try:
                 _compile_from_training_config(model, training_config)
-            except ValueError as e:
-                raise ValueError(f"{where}: cannot compile the model from its saved "
+            except (ValueError, TypeError, AttributeError, KeyError) as e:
+                raise ModelFileError(f"{where}: cannot compile the model from its saved "
                                  f"training configuration: {e} (load it with "
                                  "compile=False and compile it yourself)") from e
             if opt is not None:

@@ -1,0 +1,202 @@
+"""aslnet.callbacks with a fake model: Keras's EarlyStopping, ModelCheckpoint, History, logging."""
+import re
+
+import numpy as np
+import pytest
+
+from aslnet.callbacks import (
+    Callback, CallbackList, EarlyStopping, History, ModelCheckpoint, ProgbarLogger)
+
+
+class FakeModel:
+    """The model interface callbacks may use; its weights are [epoch number]."""
+
+    def __init__(self):
+        self.stop_training = False
+        self.weights = [np.zeros(2)]
+        self.saved = []
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        self.weights = [np.array(w) for w in weights]
+
+    def save(self, path):
+        self.saved.append(("model", str(path)))
+        with open(path, "w") as f:
+            f.write("model")
+
+    def save_weights(self, path):
+        self.saved.append(("weights", str(path)))
+
+
+def fit(callbacks, epoch_logs, steps=2, verbose=0, model=None):
+    """A minimal Keras fit loop: epoch e sets the weights to [e, e] and logs epoch_logs[e]."""
+    model = model or FakeModel()
+    history = History()
+    cbs = CallbackList(list(callbacks) + [history], add_progbar=verbose != 0, model=model,
+                       verbose=verbose, epochs=len(epoch_logs), steps=steps)
+    model.stop_training = False
+    cbs.on_train_begin()
+    for epoch, logs in enumerate(epoch_logs):
+        cbs.on_epoch_begin(epoch)
+        for step in range(steps):
+            cbs.on_train_batch_begin(step)
+            model.weights = [np.full(2, float(epoch))]
+            cbs.on_train_batch_end(step, {"loss": logs.get("loss", 1.0)})
+        cbs.on_epoch_end(epoch, dict(logs))
+        if model.stop_training:
+            break
+    cbs.on_train_end()
+    return model, history
+
+
+def losses(*values):
+    return [{"loss": 1.0, "val_loss": v} for v in values]
+
+
+def test_history_is_plain_data():
+    _, history = fit([], [{"loss": np.float32(0.5), "accuracy": 1}, {"loss": 0.25,
+                                                                     "accuracy": 0.5}])
+    assert history.epoch == [0, 1]
+    assert history.history == {"loss": [0.5, 0.25], "accuracy": [1.0, 0.5]}
+    assert all(type(v) is float for vs in history.history.values() for v in vs)
+    assert history.params == {"verbose": 0, "epochs": 2, "steps": 2}
+
+
+def test_callback_list_calls_every_hook_in_order():
+    calls = []
+
+    class Recorder(Callback):
+        def __getattribute__(self, name):
+            if name.startswith("on_"):
+                return lambda *args, **kwargs: calls.append((name, args))
+            return super().__getattribute__(name)
+
+    model = FakeModel()
+    cbs = CallbackList([Recorder()], model=model, epochs=1)
+    assert cbs.callbacks[0].model is model and cbs.callbacks[0].params == {"epochs": 1}
+    hooks = [h for h in dir(Callback) if h.startswith("on_")]
+    for hook in hooks:
+        getattr(cbs, hook)(*([3] if "batch" in hook or "epoch" in hook else []))
+    assert [c[0] for c in calls] == hooks
+    batch_calls = []
+
+    class Old(Callback):
+        def on_batch_end(self, batch, logs=None):
+            batch_calls.append(batch)
+    CallbackList([Old()]).on_train_batch_end(4)  # Keras's alias
+    assert batch_calls == [4]
+
+
+def test_early_stopping_patience():
+    stopper = EarlyStopping(patience=2)
+    model, history = fit([stopper], losses(1.0, 0.9, 0.95, 0.96, 0.97, 0.5))
+    assert history.epoch == [0, 1, 2, 3]
+    assert stopper.stopped_epoch == 3 and model.stop_training
+    assert stopper.best == 0.9 and stopper.best_epoch == 1
+    np.testing.assert_array_equal(model.weights[0], [3, 3])  # not restored
+
+
+def test_early_stopping_patience_zero_stops_at_first_non_improvement():
+    _, history = fit([EarlyStopping()], losses(1.0, 0.9, 0.9, 0.1))
+    assert history.epoch == [0, 1, 2]
+
+
+@pytest.mark.parametrize("logs", [losses(1.0, 0.5, 0.7, 0.8, 0.9), losses(1.0, 0.5, 0.7)])
+def test_restore_best_weights_stopped_or_not(logs):
+    model, _ = fit([EarlyStopping(patience=2, restore_best_weights=True)], logs)
+    np.testing.assert_array_equal(model.weights[0], [1, 1])
+
+
+def test_mode_auto_maximises_accuracy_and_min_delta():
+    accuracies = [{"val_accuracy": a} for a in (0.5, 0.6, 0.55, 0.65, 0.6)]
+    _, history = fit([EarlyStopping("val_accuracy", patience=1)], accuracies)
+    assert history.epoch == [0, 1, 2]
+    _, history = fit([EarlyStopping("val_accuracy", patience=1, min_delta=0.2)], accuracies)
+    assert history.epoch == [0, 1]
+    _, history = fit([EarlyStopping("val_acc", mode="min", patience=1)],
+                     [{"val_acc": a} for a in (0.5, 0.6)])
+    assert history.epoch == [0, 1]
+
+
+def test_baseline_and_start_from_epoch():
+    _, history = fit([EarlyStopping(patience=2)], losses(1.0, 1.1, 1.2, 1.3))
+    assert history.epoch == [0, 1, 2]
+    _, history = fit([EarlyStopping(patience=2, baseline=0.3)], losses(1.0, 1.1, 1.2, 1.3))
+    assert history.epoch == [0, 1]  # the first epoch did not beat the baseline: no reset
+    stopper = EarlyStopping(patience=1, start_from_epoch=2)
+    _, history = fit([stopper], losses(1.0, 2.0, 3.0, 4.0, 5.0))
+    assert history.epoch == [0, 1, 2, 3]
+
+
+def test_early_stopping_without_the_metric_warns_and_continues():
+    with pytest.warns(UserWarning, match="val_loss"):
+        _, history = fit([EarlyStopping()], [{"loss": 1.0}] * 3)
+    assert history.epoch == [0, 1, 2]
+
+
+def test_early_stopping_reports(capsys):
+    fit([EarlyStopping(patience=1, verbose=1, restore_best_weights=True)], losses(1, 2, 3))
+    out = capsys.readouterr().out
+    assert "Epoch 2: early stopping\n" in out
+    assert "Restoring model weights from the end of the best epoch: 1.\n" in out
+
+
+def test_checkpoint_save_best_only_with_formatted_names(tmp_path):
+    path = str(tmp_path / "ckpt" / "model-{epoch:02d}-{val_loss:.2f}.h5")
+    model, _ = fit([ModelCheckpoint(path, save_best_only=True)], losses(1.0, 0.8, 0.9, 0.5))
+    names = [p.rsplit("/", 1)[1] for _, p in model.saved]
+    assert names == ["model-01-1.00.h5", "model-02-0.80.h5", "model-04-0.50.h5"]
+    assert {kind for kind, _ in model.saved} == {"model"}
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == names
+
+
+def test_checkpoint_every_epoch_weights_and_max_mode(tmp_path):
+    path = str(tmp_path / "w-{epoch}.weights.h5")
+    model, _ = fit([ModelCheckpoint(path, save_weights_only=True)], losses(1.0, 2.0))
+    assert model.saved == [("weights", str(tmp_path / f"w-{e}.weights.h5")) for e in (1, 2)]
+    model, _ = fit([ModelCheckpoint(path, monitor="val_accuracy", save_best_only=True)],
+                   [{"val_accuracy": a} for a in (0.5, 0.4, 0.7)])
+    assert [p for _, p in model.saved] == [str(tmp_path / f"w-{e}.weights.h5") for e in (1, 3)]
+
+
+def test_checkpoint_by_batches(tmp_path):
+    path = str(tmp_path / "m-{epoch}-{batch}.h5")
+    model, _ = fit([ModelCheckpoint(path, save_freq=3)], losses(1, 1), steps=4)
+    assert [p.rsplit("/", 1)[1] for _, p in model.saved] == ["m-1-3.h5", "m-2-2.h5"]
+    with pytest.raises(ValueError):
+        ModelCheckpoint(path, save_freq="batch")
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.warns(UserWarning, match="val_loss"):
+        model, _ = fit([ModelCheckpoint(str(tmp_path / "m.h5"), save_best_only=True)],
+                       [{"loss": 1.0}])
+    assert model.saved == []
+    with pytest.raises(KeyError, match="val_acc"):
+        fit([ModelCheckpoint(str(tmp_path / "m-{val_acc}.h5"))], losses(1.0))
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IOError, match="directory"):
+        fit([ModelCheckpoint(str(tmp_path / "dir"))], losses(1.0))
+
+
+def test_checkpoint_verbose(tmp_path, capsys):
+    fit([ModelCheckpoint(str(tmp_path / "m.h5"), save_best_only=True, verbose=1)],
+        losses(1.0, 2.0))
+    out = capsys.readouterr().out
+    assert "Epoch 1: val_loss improved from inf to 1.00000, saving model to" in out
+    assert "Epoch 2: val_loss did not improve from 1.00000" in out
+
+
+def test_progbar_logger_lines(capsys):
+    fit([], losses(0.5, 0.25), steps=3, verbose=2)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Epoch 1/2" and out[2] == "Epoch 2/2"
+    assert re.fullmatch(r"3/3 - \d+s - loss: 1\.0000 - val_loss: 0\.2500 - .*/epoch - .*/step",
+                        out[3]), out[3]
+    fit([ProgbarLogger()], losses(0.5), steps=3, verbose=1)
+    out = capsys.readouterr().out
+    assert "Epoch 1/1" not in out
+    assert re.search(r"3/3 \[={30}\] - \d+s .*/step - loss: 1\.0000 - val_loss: 0\.5000\n$", out)
