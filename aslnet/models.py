@@ -424,7 +424,7 @@ class Model:
         from .utils.data import num_steps
         self._require_compiled()
         n_steps = num_steps(x, batch_size, steps)
-        bar = _progbar(n_steps, verbose)
+        bar = _progbar(n_steps, verbose, ["loss", *self.compiled_metrics])  # running means
         loss_sum, correct, seen = 0.0, 0, 0
         for i, (xb, yb, out) in enumerate(self._forward_batches(x, y, batch_size, n_steps,
                                                                   True)):
@@ -498,12 +498,12 @@ class Model:
                            for l in self.layers]}
 
 
-def _progbar(steps, verbose):
+def _progbar(steps, verbose, metrics=()):
     verbose = 1 if verbose == "auto" else int(verbose)
     if verbose != 1 or not steps:
         return None
     from .utils.progbar import Progbar
-    return Progbar(steps)
+    return Progbar(steps, stateful_metrics=list(metrics))
 
 
 class Sequential(Model):

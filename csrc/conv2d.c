@@ -229,6 +229,7 @@ static void conv_release_bwd(conv_priv *p)
 static void conv_release(asl_layer *l)
 {
     conv_priv *p = l->priv;
+    asl_fused_release(l);
     if (!p) return;
     conv_release_bwd(p);
     prim_free(&p->fwd);
@@ -247,6 +248,7 @@ static void conv_release(asl_layer *l)
 
 static void conv_destroy(asl_layer *l)
 {
+    asl_fused_destroy(l);
     if (!l->priv) return;
     conv_release(l);
     asl_free(l->priv);

@@ -85,6 +85,9 @@ struct asl_layer {
     int fused_softmax_ce;
     uint64_t rng;           /* dropout state                              */
     int64_t calls_fwd, calls_bwd;
+    int fused;              /* computed inside a fused group by the last  */
+                            /* forward (executor; see fusion.c)           */
+    void *fusion;           /* conv/depthwise: fused-group state          */
     void *priv;
 };
 
@@ -198,6 +201,19 @@ void asl_act_forward(asl_activation a, float *y, size_t count, int classes);
 /* dz = act'(.) * dy, given the activation output y. */
 void asl_act_backward(asl_activation a, const float *y, const float *dy,
                       float *dz, size_t count, int classes);
+
+/* ---- fused inference (fusion.c) ------------------------------------ */
+/* Run the group g[0 .. count): [zero_padding2d,] conv2d or depthwise_conv2d
+ * (linear activation), batch_normalization in inference mode [, activation
+ * relu or relu6] as ONE convolution: batch norm folded into the weights and
+ * a bias, the activation as a post-op, the padding merged into the
+ * convolution's.  Reads g[0].x, writes only g[count-1].y.  *ran = 0 (and
+ * nothing written, no error) when oneDNN has no such convolution.  The
+ * state lives in the conv layer's `fusion`: the conv releases it with its
+ * primitives (asl_fused_release) and destroys it (asl_fused_destroy). */
+asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int *ran);
+void asl_fused_release(asl_layer *conv);
+void asl_fused_destroy(asl_layer *conv);
 
 /* TF 'same' padding: total = max((ceil(in/s)-1)*s + k - in, 0). */
 void asl_same_padding(int in, int k, int s, int *before, int *after);

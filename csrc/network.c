@@ -28,6 +28,8 @@ struct asl_net {
     int forward_done;        /* a forward ran since the last plan        */
     int forward_start;       /* first layer that forward ran             */
     int last_training;       /* mode of that forward                     */
+    int fused_hi;            /* highest layer whose output that forward  */
+                             /* skipped (inside a fused group), or -1    */
     float *acts;             /* one block: every layer's output          */
     float *input;            /* copy of the forward's input (backward    */
     size_t input_size;       /* reads it after the caller's is gone)     */
@@ -362,13 +364,55 @@ static asl_status alloc_param_grads(asl_net *net)
     return ASL_OK;
 }
 
+static int first_trainable(const asl_net *net);
+
+/* One layer's forward, counted.  A training forward of a trainable batch
+ * norm moves its moving statistics, which fused groups fold like weights:
+ * bump its version. */
+static asl_status forward_layer(asl_net *net, asl_layer *l, int training)
+{
+    ASL_TRY(l->ops->forward(l, &net->ctx, training));
+    l->calls_fwd++;
+    if (training && l->trainable && l->d.kind == ASL_LAYER_BATCH_NORM)
+        l->weights_version = ++net->version;
+    return ASL_OK;
+}
+
+/* Does a fused group start at layer i of a forward of [i, stop)?  Returns
+ * its last layer, or -1.  A group is [zero_padding2d ->] conv2d/depthwise
+ * (linear activation) -> batch norm in inference mode (network not training,
+ * or the layer frozen) [-> relu/relu6 activation] (see fusion.c).  Fusing
+ * skips the outputs of all but the last layer, so a training forward fuses
+ * only below the first trainable layer `ft`, where backward never looks;
+ * other backwards that need them recompute them first (unfuse()). */
+static int fused_group(const asl_net *net, int i, int stop, int training,
+                       int ft)
+{
+    const asl_layer *l = net->layers;
+    int k = l[i].d.kind == ASL_LAYER_ZERO_PADDING2D ? i + 1 : i, hi = k + 1;
+
+    if (hi >= stop ||
+        (l[k].d.kind != ASL_LAYER_CONV2D &&
+         l[k].d.kind != ASL_LAYER_DEPTHWISE_CONV2D) ||
+        l[k].d.activation != ASL_ACT_LINEAR ||
+        l[hi].d.kind != ASL_LAYER_BATCH_NORM || (training && l[hi].trainable))
+        return -1;
+    if (hi + 1 < stop && l[hi + 1].d.kind == ASL_LAYER_ACTIVATION &&
+        (l[hi + 1].d.activation == ASL_ACT_RELU ||
+         l[hi + 1].d.activation == ASL_ACT_RELU6))
+        hi++;
+    return training && hi >= ft ? -1 : hi;
+}
+
 /* Run layers [start, stop) on x (the input of layer start); the output
- * stays in layer stop-1's buffer. */
+ * stays in layer stop-1's buffer.  Fused groups count a forward call for
+ * each of their layers (layer_calls). */
 static asl_status run_forward(asl_net *net, const float *x, int n, int training,
                               int start, int stop)
 {
     asl_ctx *c = &net->ctx;
     const float *cur = x;
+    int ft = first_trainable(net);
 
     if (n < 1) return asl_fail(c, ASL_ERR_ARG, "batch size must be >= 1, got %d", n);
     if (!x) return asl_fail(c, ASL_ERR_ARG, "forward: NULL input");
@@ -378,6 +422,7 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
     apply_threads(net);
     ASL_TRY(plan(net, n));
     net->forward_done = 0;
+    net->fused_hi = -1;
     {
         /* own a copy of x: backward needs it after the caller's array is gone */
         size_t size = (size_t)n * numel(net->layers[start].in);
@@ -394,17 +439,50 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
     }
     for (int i = start; i < stop; i++) {
         asl_layer *l = &net->layers[i];
+        int hi = fused_group(net, i, stop, training, ft), ran = 0;
         l->x = cur;
         if (l->ops->alias) l->y = (float *)cur;
-        ASL_TRY(l->ops->forward(l, c, training));
-        l->calls_fwd++;
-        cur = l->y;
+        if (hi > i) {
+            for (int k = i + 1; k <= hi; k++) net->layers[k].x = net->layers[k - 1].y;
+            ASL_TRY(asl_fused_forward(c, l, hi - i + 1, &ran));
+        }
+        if (ran) {
+            for (int k = i; k <= hi; k++) {
+                net->layers[k].fused = 1;
+                net->layers[k].calls_fwd++;
+            }
+            net->fused_hi = hi - 1;
+            i = hi;
+        } else {
+            l->fused = 0;
+            ASL_TRY(forward_layer(net, l, training));
+        }
+        cur = net->layers[i].y;
     }
     if (stop == net->nlayers) {
         net->forward_done = 1;
         net->forward_start = start;
         net->last_training = training;
     }
+    return ASL_OK;
+}
+
+/* Recompute the outputs the last forward skipped in fused groups, for a
+ * backward that needs them.  An inference forward is redone entirely,
+ * unfused: it has no side effects, and backward then sees exactly the
+ * state of an unfused forward.  A training forward fused only stateless
+ * layers (frozen batch norm, padding, conv, activation): just those are
+ * redone, as a second training forward would update batch-norm statistics
+ * again and draw new dropout masks. */
+static asl_status unfuse(asl_net *net)
+{
+    for (int i = net->forward_start; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        if (l->fused || !net->last_training)
+            ASL_TRY(forward_layer(net, l, net->last_training));
+        l->fused = 0;
+    }
+    net->fused_hi = -1;
     return ASL_OK;
 }
 
@@ -447,6 +525,8 @@ static asl_status run_backward(asl_net *net, int from, float *dx_user)
                         "backward must reach layer %d, but the forward pass started "
                         "at layer %d (a trainable layer lies below it)", stop,
                         net->forward_start);
+    /* backward reads the outputs of layers stop-1 .. from */
+    if (net->fused_hi >= stop - 1) ASL_TRY(unfuse(net));
 
     for (int i = from; i >= stop; i--) {
         asl_layer *l = &net->layers[i];

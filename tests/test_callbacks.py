@@ -1,5 +1,6 @@
 """aslnet.callbacks with a fake model: Keras's EarlyStopping, ModelCheckpoint, History, logging."""
 import re
+import time
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ class FakeModel:
         self.saved.append(("weights", str(path)))
 
 
-def fit(callbacks, epoch_logs, steps=2, verbose=0, model=None):
+def fit(callbacks, epoch_logs, steps=2, verbose=0, model=None, step_time=0.0):
     """A minimal Keras fit loop: epoch e sets the weights to [e, e] and logs epoch_logs[e]."""
     model = model or FakeModel()
     history = History()
@@ -43,6 +44,7 @@ def fit(callbacks, epoch_logs, steps=2, verbose=0, model=None):
         cbs.on_epoch_begin(epoch)
         for step in range(steps):
             cbs.on_train_batch_begin(step)
+            time.sleep(step_time)
             model.weights = [np.full(2, float(epoch))]
             cbs.on_train_batch_end(step, {"loss": logs.get("loss", 1.0)})
         cbs.on_epoch_end(epoch, dict(logs))
@@ -191,11 +193,12 @@ def test_checkpoint_verbose(tmp_path, capsys):
 
 
 def test_progbar_logger_lines(capsys):
-    fit([], losses(0.5, 0.25), steps=3, verbose=2)
+    fit([], losses(0.5, 0.25), steps=3, verbose=2, step_time=0.02)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Epoch 1/2" and out[2] == "Epoch 2/2"
-    assert re.fullmatch(r"3/3 - \d+s - loss: 1\.0000 - val_loss: 0\.2500 - .*/epoch - .*/step",
-                        out[3]), out[3]
+    line = re.fullmatch(r"3/3 - \d+s - loss: 1\.0000 - val_loss: 0\.2500 - (\d+)ms/epoch - "
+                        r"(\d+)ms/step", out[3])
+    assert line and int(line[1]) >= 60 and int(line[2]) >= 20, out[3]  # timed from epoch start
     fit([ProgbarLogger()], losses(0.5), steps=3, verbose=1)
     out = capsys.readouterr().out
     assert "Epoch 1/1" not in out

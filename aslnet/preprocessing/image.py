@@ -280,6 +280,10 @@ class ImageDataGenerator:
     rescale, sample- and feature-wise centring and normalisation, ZCA
     whitening (feature-wise statistics come from ``fit``).
     validation_split sets aside that fraction for ``subset='validation'``.
+
+    Kept from Keras for identical results: height_shift_range shifts images
+    sideways and width_shift_range up and down (keras-team/keras#17398), and
+    all random draws come in Keras's order.
     """
 
     def __init__(self, featurewise_center=False, samplewise_center=False,
@@ -371,7 +375,10 @@ class ImageDataGenerator:
             cache=cache)
 
     def standardize(self, x):
-        """Apply preprocessing_function, rescale and the normalisations to one image (in place when possible)."""
+        """Apply preprocessing_function, rescale and the normalisations to one image.
+
+        Like Keras, works in place where it can: pass a copy to keep ``x``.
+        """
         if self.preprocessing_function:
             x = self.preprocessing_function(x)
         if self.rescale:

