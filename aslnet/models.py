@@ -235,14 +235,17 @@ class Model:
         return _TrunkCache(n, shape)
 
     def _features(self, net, xb, ids, cache, start):
-        """The trunk's output for a batch: from the cache, or computed (and
-        stored).  Returns (input for layer `start`, start) or (xb, 0)."""
-        if cache is None or ids is None:
+        """The trunk's output for a batch, from the cache or computed (and
+        stored): returns (input of core op `start`, start).  fit always
+        splits at the trunk boundary, cache or not, so caching changes no
+        result (a fused inference group never straddles the boundary)."""
+        if start == 0:
             return xb, 0
-        feats = cache.lookup(ids)
+        feats = cache.lookup(ids) if cache is not None and ids is not None else None
         if feats is None:
             feats = net.forward(xb, training=False, start=0, stop=start)
-            cache.store(ids, feats)
+            if cache is not None and ids is not None:
+                cache.store(ids, feats)
         return feats, start
 
     # -- compile / train ----------------------------------------------------
@@ -390,8 +393,8 @@ class Model:
         net = self._core()
         cache, start = None, 0
         val_cache = getattr(self, "_val_cache", None)
-        if val_cache is not None and val_cache[0] is x and val_cache[1] is not None:
-            cache, start = val_cache[1], self._trunk_start()   # validation inside fit
+        if val_cache is not None and val_cache[0] is x:          # validation inside fit
+            cache, start = val_cache[1], self._trunk_start()
         for xb, yb, ids in batches(x, y, batch_size, False, steps, with_targets=with_targets):
             xb = self._to_input(xb)
             feats, s0 = self._features(net, xb, ids, cache, start)

@@ -59,6 +59,10 @@ static const asl_layer_ops *ops_for(asl_layer_kind k)
 
 static size_t numel(const int s[3]) { return (size_t)s[0] * s[1] * s[2]; }
 
+/* Floats of a batch of `s`, rounded up to 64 bytes: every buffer starts
+ * aligned, so results never depend on where a tensor lives. */
+static size_t padded(int n, const int s[3]) { return ((size_t)n * numel(s) + 15) & ~(size_t)15; }
+
 static const int *net_out(const asl_net *net)
 {
     return net->nlayers ? net->layers[net->nlayers - 1].out : net->in;
@@ -301,7 +305,7 @@ static asl_status plan(asl_net *net, int n)
     if (net->n == n) return ASL_OK;
     unplan(net);
     for (int i = 0; i < net->nlayers; i++)
-        if (!net->layers[i].ops->alias) total += (size_t)n * numel(net->layers[i].out);
+        if (!net->layers[i].ops->alias) total += padded(n, net->layers[i].out);
     net->acts = asl_alloc(total * sizeof(float));
     if (!net->acts)
         return asl_fail(c, ASL_ERR_NOMEM,
@@ -314,7 +318,7 @@ static asl_status plan(asl_net *net, int n)
         l->y = NULL;
         if (!l->ops->alias) {
             l->y = net->acts + off;
-            off += (size_t)n * numel(l->out);
+            off += padded(n, l->out);
         }
         st = l->ops->plan ? l->ops->plan(l, c) : ASL_OK;
         if (st != ASL_OK) {
@@ -332,7 +336,7 @@ static asl_status plan_grads(asl_net *net)
     size_t total = 0, off = 0;
     if (net->grads) return ASL_OK;
     for (int i = 0; i < net->nlayers; i++)
-        total += (size_t)net->n * numel(net->layers[i].out);
+        total += padded(net->n, net->layers[i].out);
     net->grads = asl_alloc(total * sizeof(float));
     if (!net->grads)
         return asl_fail(&net->ctx, ASL_ERR_NOMEM,
@@ -341,7 +345,7 @@ static asl_status plan_grads(asl_net *net)
     for (int i = 0; i < net->nlayers; i++) {
         asl_layer *l = &net->layers[i];
         l->dy = net->grads + off;
-        off += (size_t)net->n * numel(l->out);
+        off += padded(net->n, l->out);
     }
     return ASL_OK;
 }
