@@ -25,6 +25,13 @@
  * activation) is cached, variants oneDNN refuses are remembered and run
  * unfused by the executor.
  *
+ * NaN.  oneDNN's relu and clip post-ops map NaN to 0, where the unfused
+ * activation layers propagate it (as TF).  A NaN can only appear inside a
+ * group from a NaN/Inf in its input or in its folded parameters (barring
+ * float overflow): the executor runs a forward whose input is not finite
+ * unfused, and a group whose folded parameters are not finite runs
+ * unfused here (*ran = 0).
+ *
  * The state hangs off the conv layer (l->fusion) and is freed with it.
  */
 #include <math.h>
@@ -40,6 +47,7 @@ typedef struct {
     float *w, *b;
     size_t wsize;
     int folded;
+    int finite;                 /* no NaN/Inf among them               */
     uint64_t conv_ver, bn_ver;  /* the versions they were folded from  */
     uint64_t fold_ver;          /* bumped by each fold (asl_wmem key)  */
 
@@ -94,6 +102,7 @@ static void fold(fused_state *f, const asl_layer *conv, const asl_layer *bn)
     const double eps = bn->d.epsilon;
     const size_t rows = f->wsize / (size_t)oc;
     float *s = f->b;   /* the scales, then overwritten by the bias */
+    float acc = 0.0f;  /* NaN/Inf if any folded value is          */
 
     if (f->folded && f->conv_ver == conv->weights_version &&
         f->bn_ver == bn->weights_version)
@@ -101,11 +110,17 @@ static void fold(fused_state *f, const asl_layer *conv, const asl_layer *bn)
     for (int o = 0; o < oc; o++)
         s[o] = (float)(gamma[o] / sqrt((double)var[o] + eps));
     for (size_t r = 0; r < rows; r++)
-        for (int o = 0; o < oc; o++)
-            f->w[r * oc + o] = k[r * oc + o] * s[o];
-    for (int o = 0; o < oc; o++)
+        for (int o = 0; o < oc; o++) {
+            float v = k[r * oc + o] * s[o];
+            f->w[r * oc + o] = v;
+            acc += v * 0.0f;
+        }
+    for (int o = 0; o < oc; o++) {
         f->b[o] = (float)(((bias ? (double)bias[o] : 0.0) - mean[o]) *
                           (double)s[o] + beta[o]);
+        acc += f->b[o] * 0.0f;
+    }
+    f->finite = acc == 0.0f;
     f->folded = 1;
     f->conv_ver = conv->weights_version;
     f->bn_ver = bn->weights_version;
@@ -258,6 +273,7 @@ asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int *ran)
         f->variant = variant;
     }
     fold(f, conv, bn);
+    if (!f->finite) return ASL_OK;   /* see the NaN note at the top */
     ASL_TRY(asl_wmem_get(c, &f->wm, f->w, f->fold_ver, &wm));
     ASL_TRY(asl_mem_bind(c, f->x_m, g[0].x));
     ASL_TRY(asl_mem_bind(c, f->y_m, g[count - 1].y));

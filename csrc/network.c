@@ -370,6 +370,14 @@ static asl_status alloc_param_grads(asl_net *net)
 
 static int first_trainable(const asl_net *net);
 
+static int all_finite(const float *x, size_t count)
+{
+    float acc = 0.0f;   /* x * 0 is 0, or NaN for NaN and Inf */
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = 0; i < count; i++) acc += x[i] * 0.0f;
+    return acc == 0.0f;
+}
+
 /* One layer's forward, counted.  A training forward of a trainable batch
  * norm moves its moving statistics, which fused groups fold like weights:
  * bump its version. */
@@ -416,7 +424,8 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
 {
     asl_ctx *c = &net->ctx;
     const float *cur = x;
-    int ft = first_trainable(net);
+    int ft = first_trainable(net), finite = -1;
+    size_t in_size = (size_t)n * numel(net->layers[start].in);
 
     if (n < 1) return asl_fail(c, ASL_ERR_ARG, "batch size must be >= 1, got %d", n);
     if (!x) return asl_fail(c, ASL_ERR_ARG, "forward: NULL input");
@@ -429,7 +438,7 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
     net->fused_hi = -1;
     {
         /* own a copy of x: backward needs it after the caller's array is gone */
-        size_t size = (size_t)n * numel(net->layers[start].in);
+        size_t size = in_size;
         if (size > net->input_size) {
             asl_free(net->input);
             net->input = asl_alloc(size * sizeof(float));
@@ -446,7 +455,9 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
         int hi = fused_group(net, i, stop, training, ft), ran = 0;
         l->x = cur;
         if (l->ops->alias) l->y = (float *)cur;
-        if (hi > i) {
+        /* fused relu/relu6 would turn NaN into 0: not with NaN/Inf input */
+        if (hi > i && finite < 0) finite = all_finite(net->input, in_size);
+        if (hi > i && finite) {
             for (int k = i + 1; k <= hi; k++) net->layers[k].x = net->layers[k - 1].y;
             ASL_TRY(asl_fused_forward(c, l, hi - i + 1, &ran));
         }
@@ -530,7 +541,7 @@ static asl_status run_backward(asl_net *net, int from, float *dx_user)
                         "at layer %d (a trainable layer lies below it)", stop,
                         net->forward_start);
     /* backward reads the outputs of layers stop-1 .. from */
-    if (net->fused_hi >= stop - 1) ASL_TRY(unfuse(net));
+    if (net->fused_hi >= 0 && net->fused_hi >= stop - 1) ASL_TRY(unfuse(net));
 
     for (int i = from; i >= stop; i--) {
         asl_layer *l = &net->layers[i];

@@ -17,10 +17,14 @@ tf.keras 2.x) pads ``((0, 1), (0, 1))`` then uses ``padding="valid"``.  Both
 are the same computation when the input's height and width are even; for odd
 sizes they are not (e.g. 97 -> 48 rows in aslnet/tf.keras 2, 49 in Keras 3),
 so such models are converted layer by layer, keeping ``conv1_pad``.
+
+Known difference, not handled: with a final softmax, Keras computes the
+compiled categorical cross-entropy from the logits (no clipping), aslnet
+from the probabilities clipped to [1e-7, 1 - 1e-7].  The gradients are the
+same (p - y); the *reported* loss differs once a true-class probability is
+below 1e-7 (Keras: -log p, e.g. 60; aslnet: at most 16.118).
 """
 import os
-
-import numpy as np
 
 __all__ = ["to_keras", "copy_weights", "keras_optimizer"]
 
@@ -154,9 +158,9 @@ def _keras_layers_by_name(kmodel):
 
 def copy_weights(model, kmodel, trainable=True):
     """Copy every aslnet layer's weights (and, with ``trainable``, its
-    trainable flag) into the Keras layer of the same name.  Returns the
-    names of the aslnet layers with weights that have no Keras twin (an
-    error is raised instead if any exists)."""
+    trainable flag) into the Keras layer of the same name.  Raises
+    ValueError if an aslnet layer with weights has no Keras twin of that
+    name, or if the weight shapes differ."""
     klayers = _keras_layers_by_name(kmodel)
     missing = []
     for layer in model.layers[1:]:
@@ -176,7 +180,6 @@ def copy_weights(model, kmodel, trainable=True):
             k.trainable = layer.trainable
     if missing:
         raise ValueError(f"to_keras: no Keras layer for aslnet layers {missing}")
-    return missing
 
 
 def to_keras(model, compile="auto"):
@@ -229,7 +232,7 @@ def to_keras(model, compile="auto"):
         raise ValueError("to_keras(compile=True): the aslnet model is not compiled")
     if compile and model.optimizer is not None:
         metrics = ["accuracy" if m in ("acc", "accuracy") else m
-                   for m in model.compiled_metrics]
+                   for m in getattr(model, "compiled_metrics", None) or []]
         kmodel.compile(optimizer=keras_optimizer(model.optimizer), loss=model.loss,
                        metrics=metrics or None)
     return kmodel

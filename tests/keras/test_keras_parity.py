@@ -6,42 +6,62 @@ random kernels, random gamma/beta and moving statistics -- are copied into
 Keras *by layer name* (Keras 3's MobileNet has no ``conv1_pad`` -- its conv1
 pads "same" -- and no ``reshape_1``, so indices differ).  Then:
 
-* inference: softmax outputs, logits and pooled features agree;
-* training (``train_on_batch``, batch 4, 3 steps, Adam and SGD-Nesterov) with
-  the tutorial's freezing -- the last layers trainable, including trainable
-  BatchNormalization (batch statistics + moving-average update), frozen BN
-  (inference mode) below: losses, every weight, moving statistic and
-  optimizer slot agree;
-* ``fit`` (shuffle=False, 2 epochs): history['loss'] and the weights agree;
-* the tutorial's Dense head (cut at the pooled features, last 23 layers
-  trainable) agrees;
-* ``aslnet.utils.keras_export.to_keras`` reproduces all of the above.
+* inference: softmax outputs, logits and features agree;
+* first training step from identical weights, with the tutorial's freezing
+  (the last layers trainable, including trainable BatchNormalization --
+  batch statistics and moving-average update -- and frozen BN in inference
+  mode below): every gradient agrees element by element;
+* 3 ``train_on_batch`` steps (batch 4; Adam, and SGD with Nesterov
+  momentum), a 2-epoch ``fit`` (shuffle=False) and the tutorial's Dense
+  head (cut at the pooled features, last 23 layers trainable): losses,
+  history, every weight, moving statistic and optimizer slot agree;
+* ``aslnet.utils.keras_export.to_keras`` builds the same Keras model.
 
-Tolerances (float32; both sides use different summation orders):
+Tolerances (float32; the two sides sum in different orders):
 
-* softmax outputs: 1e-5 absolute (outputs are in [0, 1]; measured ~4e-6);
-  logits and features: 1e-4 of their largest magnitude (measured ~6e-6).
-  This is float32 rounding, not a semantic difference: against the float64
-  NumPy twin (tests/reference/numpy_mobilenet.py) aslnet's logits are off
-  by ~4e-6 of their largest and Keras's by ~6e-6; the test checks that
-  aslnet is no further from float64 than Keras is (x2).
-* losses: 2e-5 absolute.  loss = logsumexp(z) - z_true moves by up to twice
-  the logit error, ~6e-6 x max|z| (~3 here); measured <= 1.1e-5 (Adam, after
-  3 steps), <= 3e-6 at the first step.
-* SGD weights and all BN moving statistics: rtol 1e-4, atol 1e-5 (weights
-  are O(0.01-1), the updates O(1e-3-1e-1); measured <= 5e-7).
-* optimizer slots (Adam m, v; SGD velocity) -- i.e. the gradients, linearly:
-  2e-4 of the tensor's largest slot value (measured <= 5e-5).
-* Adam weights: Adam divides by sqrt(v), so an element whose true gradient
-  is ~0 -- common here: BN beta of a channel whose ReLU6 never clips in the
-  batch, feeding a conv + *training-mode* BN, has an exactly-zero gradient
-  by BN's shift invariance; dead channels likewise -- gets a float32 noise
-  gradient (~1e-7 of the tensor's largest) on both sides, and Adam turns
-  that noise into a full +-lr step of arbitrary sign.  So the elements whose
-  RMS gradient (sqrt(v)) is >= 1e-3 of the tensor's largest are compared at
-  rtol 1e-4 / atol 1e-5; the others only have to stay within Adam's step
-  bound (|dw| <= lr per step on each side); their gradients are still
-  checked through the slots above.
+* softmax outputs: 1e-5 absolute (measured 3.7e-6); logits and features:
+  1e-4 of their largest magnitude (measured <= 1.3e-5).  This is rounding,
+  not semantics: against the float64 NumPy twin
+  (tests/reference/numpy_mobilenet.py) aslnet's logits are off by 4.3e-6 of
+  their largest and Keras's by 9.1e-6 (checked: aslnet no further than 2x
+  Keras).
+* losses and history['loss']: 3e-5 absolute.  loss = logsumexp(z) - z_true
+  moves by up to twice the logit error, ~1e-5 x max|z| (~3 here); measured
+  <= 1.3e-5.
+* first-step gradients (the Adam slots after one step: m = 0.1 g,
+  v = 0.001 g^2, whose relative error is twice g's): 2e-4 of each tensor's
+  largest value, element by element (measured: m <= 2.2e-5, v <= 4.7e-5;
+  ~2e-5 is the float32 error of these deep training-mode gradients --
+  the forward features at that depth already differ by ~1.3e-5).
+* frozen layers: bit for bit unchanged on both sides.
+* BN moving statistics: rtol 1e-4, atol 1e-5 (measured <= 2.9e-6).
+* trained weights and optimizer slots over several steps: the update
+  w_after - w_before and each slot tensor agree to 5e-3 in relative L2 norm
+  (measured: SGD <= 5e-5; Adam <= 6.5e-4, and <= 8.7e-4 over steps with
+  kink flips, see below); element by element, within 1e-5 + 1e-4 |w| +
+  5e-3 x the tensor's largest update (SGD), or within 2 lr per step (Adam:
+  each side moves an element by at most ~lr per step; see below).
+
+Two float32 effects make per-element trajectories legitimately diverge; both
+were traced on these very models (the per-step gradients, recomputed in
+Keras from aslnet's own weights, agree to ~1e-5 except as follows):
+
+* ReLU6 kink flips: ~1e5 pre-activations per step in the trainable part,
+  O(1) in size, carry rounding errors of ~1e-6-1e-5; now and then one lies
+  that close to 0 (e.g. 8.5e-6 from it in the Dense-head run, step 2,
+  conv_dw_13_bn channel 86) and the two sides put it on different sides of
+  the kink.  That element's gradient is passed by one side and not the
+  other, and the difference propagates to every trainable layer below it
+  (measured: up to 3e-2 of a tensor's largest gradient, 1.2e-3 in relative
+  L2).  The first-step test checks that its batch has no pre-activation
+  within 1e-5 of a kink, so that its element-wise comparison is well posed.
+* Adam's normalisation: Adam moves each element by ~lr x m/sqrt(v), so an
+  element whose gradient is tiny relative to its tensor's (BN beta of a
+  channel whose ReLU6 never clips, feeding a conv + training-mode BN, has a
+  zero gradient by shift invariance; dead channels likewise; and any small
+  gradient after a kink flip) gets a +-lr step from rounding noise.  Only
+  Adam's bound |dw| <= lr per step (bias-corrected, first steps) holds for
+  those elements; the norms above show that the bulk agrees.
 """
 import os
 
@@ -52,8 +72,12 @@ import pytest  # noqa: E402
 
 pytestmark = pytest.mark.keras
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+try:
+    tf = pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("keras")
+except ImportError as exc:  # installed but broken, e.g. built against another NumPy
+    pytest.skip(f"TensorFlow is installed but does not import: {exc}",
+                allow_module_level=True)
 if int(keras.__version__.split(".")[0]) < 3:
     pytest.skip(f"needs Keras 3, found {keras.__version__}", allow_module_level=True)
 
@@ -76,8 +100,9 @@ SOFTMAX_ATOL = 1e-5
 LOGIT_REL = 1e-4
 LOSS_ATOL = 3e-5
 W_RTOL, W_ATOL = 1e-4, 1e-5
-SLOT_REL = 2e-4
-KINK_SLOT_REL = 5e-2
+GRAD_REL = 2e-4
+TRAJ_REL = 5e-3
+KINK_MARGIN = 1e-5
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -174,55 +199,46 @@ def _keras_slot(kmodel, kvar, kind, slot):
     return kopt.momentums[i].numpy()
 
 
-def _assert_bulk_close(diff, tol, bound, what):
-    """``diff <= tol`` elementwise, except for at most 1% of the elements
-    (ReLU6 kink flips, see the module doc), which must stay within
-    ``bound``.  Returns the number of such elements."""
-    bad = diff > tol
-    n_bad = int(bad.sum())
-    assert n_bad <= bad.size // 100, (
-        f"{what}: {n_bad}/{bad.size} elements beyond tolerance; "
-        f"worst {float(diff.max()):.3g} where tolerance is {float(np.max(tol)):.3g}")
-    if n_bad:
-        assert float(diff[bad].max()) <= bound, f"{what}: {float(diff[bad].max()):.3g} > {bound:.3g}"
-    return n_bad
+def _rel_l2(a, k):
+    norm = float(np.linalg.norm(k))
+    return float(np.linalg.norm(a - k)) / norm if norm else float(np.abs(a).max())
 
 
-def _compare_slots(model, kmodel, kind):
-    """Optimizer state (linear in the gradients): returns (largest difference
-    relative to its tensor's largest value over the elements within
-    tolerance, number of kink outliers)."""
+def _compare_slots(model, kmodel, kind, elementwise=False):
+    """Optimizer state (linear in the gradients) of every trainable weight.
+    ``elementwise``: each element within GRAD_REL of its tensor's largest;
+    else each tensor within TRAJ_REL in relative L2.  Returns the worst."""
     klayers = {l.name: l for l in kmodel.layers}
     state = model.get_optimizer_state()
     assert state["iterations"] == int(kmodel.optimizer.iterations.numpy())
     assert state["slots"], "no optimizer slots: nothing was trained"
-    worst, outliers = 0.0, 0
+    worst = 0.0
     for (name, j, slot), va in state["slots"].items():
         vk = _keras_slot(kmodel, klayers[name].weights[j], kind, slot)
-        scale = float(np.abs(vk).max())
-        if scale == 0:
-            assert np.all(va == 0), (name, j, slot)
-            continue
-        diff = np.abs(va - vk)
-        outliers += _assert_bulk_close(diff, SLOT_REL * scale, KINK_SLOT_REL * scale,
-                                       f"{name} weight {j} slot {slot}")
-        worst = max(worst, float(diff[diff <= SLOT_REL * scale].max()) / scale)
-    return worst, outliers
+        what = f"{name} weight {j} slot {slot}"
+        if elementwise:
+            scale = float(np.abs(vk).max())
+            d = float(np.abs(va - vk).max()) / scale if scale else float(np.abs(va).max())
+            assert d <= GRAD_REL, f"{what}: {d:.3g} of the largest"
+        else:
+            d = _rel_l2(va, vk)
+            assert d <= TRAJ_REL, f"{what}: relative L2 {d:.3g}"
+        worst = max(worst, d)
+    return worst
 
 
 def _compare_weights(model, kmodel, before, kind, lr, steps):
-    """Every weight and moving statistic of ``model`` vs its Keras twin.
-    Returns the largest differences found (see the module doc)."""
+    """Every weight and moving statistic of ``model`` vs its Keras twin
+    after ``steps`` training steps (see the module doc).  Returns the
+    largest differences found."""
     klayers = {l.name: l for l in kmodel.layers}
-    out = {"weight_abs": 0.0, "moving_stat_abs": 0.0, "adam_noise_elements": 0,
-           "adam_noise_max": 0.0, "kink_outliers": 0}
-    adam_bound = 2 * lr * steps + W_ATOL
+    out = {"update_rel_l2": 0.0, "weight_abs": 0.0, "moving_stat_abs": 0.0}
     for layer in model.layers:
         if not layer.weights:
             continue
         k = klayers[layer.name]
-        for j, (var, wa, wk, w0) in enumerate(zip(layer.weights, layer.get_weights(),
-                                                 k.get_weights(), before[layer.name])):
+        for var, wa, wk, w0 in zip(layer.weights, layer.get_weights(), k.get_weights(),
+                                   before[layer.name]):
             what = f"{var.name} ({'trainable' if layer.trainable else 'frozen'})"
             if not layer.trainable:     # frozen: untouched on both sides, bit for bit
                 np.testing.assert_array_equal(wa, w0, err_msg=what)
@@ -234,27 +250,32 @@ def _compare_weights(model, kmodel, before, kind, lr, steps):
                 np.testing.assert_allclose(wa, wk, rtol=W_RTOL, atol=W_ATOL, err_msg=what)
                 out["moving_stat_abs"] = max(out["moving_stat_abs"], float(diff.max()))
                 continue
-            tol = W_ATOL + W_RTOL * np.abs(wk)
+            ua, uk = wa - w0, wk - w0
+            rel = _rel_l2(ua, uk)
+            assert rel <= TRAJ_REL, f"{what}: updates differ by {rel:.3g} in relative L2"
             if kind == "adam":
-                # a relative gradient error e moves m/sqrt(v) by <= ~2e per step;
-                # e <= SLOT_REL * max|g| / |g|, capped by Adam's step bound
-                rms = np.sqrt(_keras_slot(kmodel, k.weights[j], kind, 1))
-                with np.errstate(divide="ignore"):
-                    ratio = np.where(rms > 0, rms.max() / rms, np.inf)
-                slack = np.minimum(2.0, 4 * SLOT_REL * ratio)
-                tol = tol + lr * steps * slack
-                noise = slack == 2.0
-                out["adam_noise_elements"] += int(noise.sum())
-                if noise.any():
-                    out["adam_noise_max"] = max(out["adam_noise_max"], float(diff[noise].max()))
-                bound = adam_bound
+                bound = W_ATOL + 2 * lr * steps
+                assert diff.max() <= bound, f"{what}: {diff.max():.3g} beyond Adam's bound"
             else:
-                bound = W_ATOL + KINK_SLOT_REL * float(np.abs(wk - w0).max())
-            out["kink_outliers"] += _assert_bulk_close(diff, tol, bound, what)
-            ok = (diff <= tol) & ~noise if kind == "adam" else diff <= tol
-            if ok.any():
-                out["weight_abs"] = max(out["weight_abs"], float(diff[ok].max()))
+                tol = W_ATOL + W_RTOL * np.abs(wk) + TRAJ_REL * float(np.abs(uk).max())
+                np.testing.assert_array_less(diff, tol + 1e-12, err_msg=what)
+            out["update_rel_l2"] = max(out["update_rel_l2"], rel)
+            out["weight_abs"] = max(out["weight_abs"], float(diff.max()))
     return out
+
+
+def _kink_distance(kmodel, xb):
+    """Smallest distance to 0 or 6 of the ReLU6 inputs in the trainable part
+    of ``kmodel`` on batch ``xb``, in training mode (moving statistics are
+    restored afterwards)."""
+    first = next(i for i, l in enumerate(kmodel.layers) if l.trainable and l.weights)
+    relus = [l for l in kmodel.layers[first:] if isinstance(l, keras.layers.ReLU)]
+    probe = keras.Model(kmodel.input, [l.input for l in relus])
+    saved = [l.get_weights() for l in kmodel.layers]
+    outs = probe(xb, training=True)
+    for l, w in zip(kmodel.layers, saved):
+        l.set_weights(w)
+    return min(float(np.min(np.minimum(np.abs(z), np.abs(z - 6)))) for z in outs)
 
 
 def _report(request, **values):
@@ -278,6 +299,11 @@ def test_keras_defaults_aslnet_assumes():
     names = [l.name for l in kmodel.layers]
     assert "conv1_pad" not in names and "reshape_1" not in names
     assert kmodel.get_layer("conv1").padding == "same"
+    # so the tutorial's cut ``layers[-6]`` is the pooled (None, 256) features in
+    # aslnet / tf.keras 2, but the 4-D conv_pw_13_relu in Keras 3
+    assert len(kmodel.layers) == 91 and kmodel.layers[-6].name == "conv_pw_13_relu"
+    model = MobileNet(alpha=ALPHA, input_shape=SHAPE, weights=None, classes=CLASSES)
+    assert len(model.layers) == 93 and model.layers[-6].output.shape == (None, 256)
 
 
 # -- inference ---------------------------------------------------------------------
@@ -328,9 +354,11 @@ def _train_pair(model, kmodel, data, kind, lr=None, steps=3):
     return before, lr, losses
 
 
-@pytest.mark.parametrize("kind", ["adam", "sgd"])
-def test_train_on_batch_matches(data, kind, request):
-    model = _aslnet_mobilenet(data[0])
+def _classifier_pair(x):
+    """MobileNet with its own classifier, the last 18 layers trainable
+    (conv_dw_12 on: depthwise and 1x1 convs, 4 trainable BN, conv_preds;
+    23 frozen BN below)."""
+    model = _aslnet_mobilenet(x)
     model.freeze(-TRAINABLE)
     trainable = [l for l in model.layers if l.trainable and l.weights]
     assert {type(l) for l in trainable} == {L.Conv2D, L.DepthwiseConv2D,
@@ -339,31 +367,7 @@ def test_train_on_batch_matches(data, kind, request):
                for l in model.layers)
     kmodel = _keras_mobilenet(model)
     assert len(kmodel.trainable_weights) == len(model.trainable_weights) == 14
-
-    before, lr, losses = _train_pair(model, kmodel, data, kind)
-    d_loss = max(abs(a - k) for a, k in losses)
-    assert d_loss <= LOSS_ATOL, losses
-    d_slot = _compare_slots(model, kmodel, kind)
-    d = _compare_weights(model, kmodel, before, kind, lr, steps=3)
-    _report(request, loss_abs=d_loss, slot_rel=d_slot[0], slot_kink_outliers=d_slot[1], **d)
-
-
-def test_fit_matches(data, request):
-    x, y = data
-    model = _aslnet_mobilenet(x)
-    model.freeze(-TRAINABLE)
-    kmodel = _keras_mobilenet(model)
-    lr = _compile_pair(model, kmodel, "adam")
-    before = _snapshot(model)
-    h = model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
-    hk = kmodel.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
-    la, lk = np.array(h.history["loss"]), np.array(hk.history["loss"])
-    assert la.shape == lk.shape == (2,)
-    d_loss = float(np.abs(la - lk).max())
-    assert d_loss <= LOSS_ATOL, (la, lk)
-    d_slot = _compare_slots(model, kmodel, "adam")
-    d = _compare_weights(model, kmodel, before, "adam", lr, steps=2 * SAMPLES // BATCH)
-    _report(request, loss_abs=d_loss, slot_rel=d_slot[0], slot_kink_outliers=d_slot[1], **d)
+    return model, kmodel
 
 
 def _dense_head_pair(x):
@@ -377,6 +381,7 @@ def _dense_head_pair(x):
     model.get_layer("head").set_weights([model.get_layer("head").get_weights()[0],
                                          np.random.default_rng(8).normal(0, .2, CLASSES)])
     model.freeze(-HEAD_TRAINABLE)
+    assert [l.name for l in model.layers if l.trainable and l.weights][0] == "conv_pw_10_bn"
 
     kbase = keras.applications.MobileNet(input_shape=SHAPE, alpha=ALPHA, weights=None,
                                          include_top=False, pooling="avg")
@@ -387,13 +392,61 @@ def _dense_head_pair(x):
     # Keras's last 23 layers are the same layers (Keras only lacks conv1_pad, up front)
     assert [l.name for l in kmodel.layers[-HEAD_TRAINABLE:-2]] == \
         [l.name for l in model.layers[-HEAD_TRAINABLE:-2]]
+    assert [l.name for l in kmodel.layers if l.trainable and l.weights][0] == "conv_pw_10_bn"
     return model, kmodel
+
+
+_PAIRS = {"classifier": (_classifier_pair, 1e-3), "dense_head": (_dense_head_pair, 1e-4)}
+
+
+@pytest.mark.parametrize("which", sorted(_PAIRS))
+def test_first_step_gradients_match(data, which, request):
+    """One Adam step from identical weights: m = 0.1 g and v = 0.001 g^2 of
+    every trainable weight, element by element."""
+    x, y = data
+    make, lr = _PAIRS[which]
+    model, kmodel = make(x)
+    kink = _kink_distance(kmodel, x[:BATCH])
+    assert kink >= KINK_MARGIN, (
+        f"a ReLU6 input lies {kink:.2g} from a kink: float32 rounding may put it on "
+        "either side, so element-wise gradients are ill-posed for this batch")
+    before, lr, losses = _train_pair(model, kmodel, data, "adam", lr=lr, steps=1)
+    d_loss = abs(losses[0][0] - losses[0][1])
+    assert d_loss <= LOSS_ATOL, losses
+    d_grad = _compare_slots(model, kmodel, "adam", elementwise=True)
+    d = _compare_weights(model, kmodel, before, "adam", lr, steps=1)
+    _report(request, kink_distance=kink, loss_abs=d_loss, grad_rel_max=d_grad, **d)
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_train_on_batch_matches(data, kind, request):
+    model, kmodel = _classifier_pair(data[0])
+    before, lr, losses = _train_pair(model, kmodel, data, kind)
+    d_loss = max(abs(a - k) for a, k in losses)
+    assert d_loss <= LOSS_ATOL, losses
+    d_slot = _compare_slots(model, kmodel, kind)
+    d = _compare_weights(model, kmodel, before, kind, lr, steps=3)
+    _report(request, loss_abs=d_loss, slot_rel_l2=d_slot, **d)
+
+
+def test_fit_matches(data, request):
+    x, y = data
+    model, kmodel = _classifier_pair(x)
+    lr = _compile_pair(model, kmodel, "adam")
+    before = _snapshot(model)
+    h = model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    hk = kmodel.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    la, lk = np.array(h.history["loss"]), np.array(hk.history["loss"])
+    assert la.shape == lk.shape == (2,)
+    d_loss = float(np.abs(la - lk).max())
+    assert d_loss <= LOSS_ATOL, (la, lk)
+    d_slot = _compare_slots(model, kmodel, "adam")
+    d = _compare_weights(model, kmodel, before, "adam", lr, steps=2 * SAMPLES // BATCH)
+    _report(request, loss_abs=d_loss, slot_rel_l2=d_slot, **d)
 
 
 def test_dense_head_matches(data, request):
     model, kmodel = _dense_head_pair(data[0])
-    assert [l.name for l in model.layers if l.trainable and l.weights][0] == "conv_pw_10_bn"
-    assert [l.name for l in kmodel.layers if l.trainable and l.weights][0] == "conv_pw_10_bn"
     before, lr, losses = _train_pair(model, kmodel, data, "adam", lr=1e-4)
     d_loss = max(abs(a - k) for a, k in losses)
     assert d_loss <= LOSS_ATOL, losses
@@ -402,8 +455,7 @@ def test_dense_head_matches(data, request):
     p, pk = model.predict_on_batch(data[0]), kmodel.predict(data[0], verbose=0)
     d_pred = float(np.abs(p - pk).max())
     assert d_pred <= SOFTMAX_ATOL
-    _report(request, loss_abs=d_loss, slot_rel=d_slot[0], slot_kink_outliers=d_slot[1],
-            pred_after_abs=d_pred, **d)
+    _report(request, loss_abs=d_loss, slot_rel_l2=d_slot, pred_after_abs=d_pred, **d)
 
 
 # -- categorical cross-entropy at saturation ------------------------------------------
@@ -474,8 +526,31 @@ def test_to_keras_mobilenet(data):
                                atol=SOFTMAX_ATOL)
     logs = kmodel.train_on_batch(x[:BATCH], y[:BATCH], return_dict=True)
     assert set(logs) == {"loss", "accuracy"}
-    assert logs["loss"] == pytest.approx(model.train_on_batch(x[:BATCH], y[:BATCH]),
-                                         abs=LOSS_ATOL)
+    alogs = model.train_on_batch(x[:BATCH], y[:BATCH], return_dict=True)
+    assert set(alogs) == {"loss", "accuracy"}
+    assert logs["loss"] == pytest.approx(alogs["loss"], abs=LOSS_ATOL)
+    assert logs["accuracy"] == alogs["accuracy"]
+
+
+@pytest.mark.parametrize("kw", [dict(include_top=False, pooling="avg"),
+                                dict(include_top=False, pooling="max"),
+                                dict(include_top=False),
+                                dict(alpha=0.5, depth_multiplier=2, classes=7, dropout=0.3,
+                                     classifier_activation="linear")],
+                         ids=["avg", "max", "no_top", "alpha0.5_dm2_linear"])
+def test_to_keras_mobilenet_variants(kw):
+    shape = (64, 64, 3)
+    x = np.random.default_rng(4).uniform(-1, 1, (3,) + shape).astype(np.float32)
+    aslnet.set_random_seed(5)
+    model = MobileNet(input_shape=shape, weights=None, **{"alpha": ALPHA, **kw})
+    _randomize(model, x, np.random.default_rng(6))
+    kmodel = to_keras(model)
+    assert "conv1_pad" not in [l.name for l in kmodel.layers]   # keras.applications' trunk
+    p, pk = model.predict_on_batch(x), kmodel.predict(x, verbose=0)
+    assert p.shape == pk.shape
+    scale = float(np.abs(pk).max())
+    assert scale > 1e-2
+    assert float(np.abs(p - pk).max()) <= LOGIT_REL * scale
 
 
 def test_to_keras_dense_head(data):

@@ -1,0 +1,132 @@
+"""aslnet: prepares the shared inputs and weights, and is timed like the peers.
+
+    python -m benchmarks.peers.aslnet {prepare,inference,train,profile,fit} --work DIR ...
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from benchmarks import common
+
+TASKS = ("prepare", "inference", "train", "profile", "fit")
+
+
+def _save_weights(model, path):
+    np.savez(path, **{f"{layer.name}:{j}": w for layer in model.layers
+                      for j, w in enumerate(layer.get_weights())})
+
+
+def prepare(args):
+    """images.npy (32 dataset images, preprocessed), train_batch.npz (10 of
+    them, one-hot labels), weights-imagenet.npz, weights-tutorial.npz and
+    tutorial.json: everything the peers need, so that none imports aslnet."""
+    from aslnet.applications.mobilenet import MobileNet, preprocess_input
+    from aslnet.preprocessing.image import img_to_array, list_class_files, load_img
+    classes, files = list_class_files(args.data)
+    picks = [(i % len(classes), i // len(classes)) for i in range(32)]  # round robin
+    x = np.stack([img_to_array(load_img(os.path.join(args.data, files[c][k]),
+                                        target_size=(224, 224))) for c, k in picks])
+    x = preprocess_input(x).astype(np.float32)
+    np.save(os.path.join(args.work, "images.npy"), x)
+    y = np.eye(len(classes), dtype=np.float32)[[c for c, _ in picks[:10]]]
+    np.savez(os.path.join(args.work, "train_batch.npz"), x=x[:10], y=y)
+    _save_weights(MobileNet(), os.path.join(args.work, "weights-imagenet.npz"))
+    model = _tutorial_model(None)
+    _save_weights(model, os.path.join(args.work, "weights-tutorial.npz"))
+    meta = {"trainable": [l.name for l in model.layers if l.trainable],
+            "head": model.layers[-1].name, "classes": len(classes)}
+    with open(os.path.join(args.work, "tutorial.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    common.write_result(args, "aslnet", {"images": x.shape[0], "classes": classes})
+
+
+def _tutorial_model(work):
+    """load_pretrained's model; its new head set from prepare's weights (the
+    same start for every peer) when ``work`` is given."""
+    import aslnet
+    from aslnet.optimizers import Adam
+    aslnet.set_random_seed(0)
+    model = aslnet.load_pretrained("mobilenet", num_classes=10)
+    if work is not None:
+        head = common.tutorial_meta(work)["head"]
+        model.get_layer(head).set_weights(common.load_weights(work, "tutorial")[head])
+    model.compile(optimizer=Adam(learning_rate=1e-4), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def inference(args):
+    from aslnet.applications.mobilenet import MobileNet
+    model = MobileNet()
+    x = common.inputs(args.work)
+    res = {}
+    for b in (1, 32):
+        xb = x[:b]
+        res[f"b{b}"] = common.throughput(lambda: model.predict_on_batch(xb), b, args.reps,
+                                         common.iters(args, f"b{b}", 20 if b == 1 else 2))
+    np.save(os.path.join(args.work, "aslnet-outputs.npy"), model.predict_on_batch(x))
+    common.write_result(args, "aslnet", res)
+
+
+def train(args):
+    model = _tutorial_model(args.work)
+    x, y = common.train_batch(args.work)
+    first = model.train_on_batch(x, y, return_dict=True)["loss"]
+    res = common.throughput(lambda: model.train_on_batch(x, y), len(x), args.reps,
+                            common.iters(args, "train", 5), warmup=2)
+    common.write_result(args, "aslnet", {**res, "first_loss": float(first)})
+
+
+def profile(args):
+    """Forward passes under ONEDNN_VERBOSE=profile_exec (set by the caller):
+    after each timed pass a line '@@pass b=<batch> wall_ms=<ms>' closes the
+    oneDNN exec lines of that pass (parsed by benchmarks.utilisation)."""
+    from aslnet.applications.mobilenet import MobileNet
+    model = MobileNet()
+    x = common.inputs(args.work)
+    for b in (32, 1):
+        xb = x[:b]
+        for _ in range(2):
+            model.predict_on_batch(xb)
+        print(f"@@warm b={b}", flush=True)
+        for _ in range(args.reps):
+            t = time.perf_counter()
+            model.predict_on_batch(xb)
+            print(f"@@pass b={b} wall_ms={(time.perf_counter() - t) * 1e3:.4f}", flush=True)
+    common.write_result(args, "aslnet", {"passes": args.reps})
+
+
+def fit(args):
+    """The tutorial end to end: flows, model, fit with validation, test accuracy."""
+    from aslnet.applications.mobilenet import preprocess_input
+    from aslnet.preprocessing.image import ImageDataGenerator
+    t0 = time.perf_counter()
+    gen = ImageDataGenerator(preprocessing_function=preprocess_input)
+    flow = lambda sub, shuffle: gen.flow_from_directory(  # noqa: E731
+        os.path.join(args.split, sub), target_size=(224, 224), batch_size=10, shuffle=shuffle)
+    train_b, valid_b, test_b = flow("train", True), flow("valid", True), flow("test", False)
+    model = _tutorial_model(args.work)
+    t1 = time.perf_counter()
+    hist = model.fit(x=train_b, validation_data=valid_b, epochs=args.epochs, verbose=2)
+    t2 = time.perf_counter()
+    pred = model.predict(test_b, verbose=0).argmax(1)
+    acc = float(np.mean(pred == np.asarray(test_b.classes)))
+    common.write_result(args, "aslnet", {
+        "setup_s": t1 - t0, "fit_s": t2 - t1, "test_s": time.perf_counter() - t2,
+        "test_accuracy": acc, "test_images": len(pred), "train_images": train_b.samples,
+        "epochs": args.epochs,
+        "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()}})
+
+
+def main():
+    args = common.peer_args(TASKS)
+    import aslnet
+    aslnet.set_num_threads(args.threads)
+    globals()[args.task](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

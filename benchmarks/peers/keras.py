@@ -1,0 +1,117 @@
+"""Keras 3 on TensorFlow (CPU): ``keras.applications.MobileNet(weights=None)``
+given aslnet's weights by layer name.  ``--export`` writes the float32
+TFLite model for LiteRT.
+
+    python -m benchmarks.peers.keras {inference,train,fit} --work DIR ...
+
+Keras 3 has no ``ImageDataGenerator``: ``fit`` reads the split with
+``keras.utils.image_dataset_from_directory`` (nearest-neighbour resize to
+224x224, batch 10, shuffled each epoch, one-hot labels) mapped through
+``keras.applications.mobilenet.preprocess_input`` -- the tutorial's pipeline.
+"""
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from benchmarks import common
+
+TASKS = ("inference", "train", "fit")
+
+
+def _set_weights(model, weights):
+    layers = {l.name: l for l in model.layers}
+    for name, arrays in weights.items():
+        if name in layers:
+            layers[name].set_weights(arrays)
+        elif name != "conv1_pad":
+            raise KeyError(f"no Keras layer {name!r}")
+
+
+def imagenet_model(work):
+    model = keras.applications.MobileNet(input_shape=(224, 224, 3), weights=None)
+    _set_weights(model, common.load_weights(work, "imagenet"))
+    return model
+
+
+def tutorial_model(work):
+    """MobileNet cut at its global average pooling + Dense(10, softmax); the
+    layers that aslnet's ``load_pretrained`` leaves trainable (by name) are
+    trainable; Adam 1e-4, categorical cross-entropy, accuracy."""
+    meta = common.tutorial_meta(work)
+    base = keras.applications.MobileNet(input_shape=(224, 224, 3), weights=None,
+                                        include_top=False, pooling="avg")
+    out = keras.layers.Dense(meta["classes"], activation="softmax", name=meta["head"])(
+        base.output)
+    model = keras.Model(base.input, out)
+    _set_weights(model, common.load_weights(work, "tutorial"))
+    trainable = set(meta["trainable"])
+    for layer in model.layers:
+        layer.trainable = layer.name in trainable
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-4),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def inference(args):
+    model = imagenet_model(args.work)
+    x = common.inputs(args.work)
+    res = {}
+    for b in (1, 32):
+        xb = x[:b]
+        res[f"b{b}"] = common.throughput(lambda: model.predict_on_batch(xb), b, args.reps,
+                                         common.iters(args, f"b{b}", 20 if b == 1 else 2))
+    np.save(os.path.join(args.work, "keras-outputs.npy"), np.asarray(model.predict_on_batch(x)))
+    if args.export:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)   # float32, no quantization
+        with open(os.path.join(args.work, "mobilenet.tflite"), "wb") as f:
+            f.write(converter.convert())
+    common.write_result(args, "keras", res)
+
+
+def train(args):
+    model = tutorial_model(args.work)
+    x, y = common.train_batch(args.work)
+    first = model.train_on_batch(x, y, return_dict=True)["loss"]
+    res = common.throughput(lambda: model.train_on_batch(x, y), len(x), args.reps,
+                            common.iters(args, "train", 5), warmup=2)
+    common.write_result(args, "keras", {**res, "first_loss": float(first)})
+
+
+def fit(args):
+    t0 = time.perf_counter()
+    pre = keras.applications.mobilenet.preprocess_input
+
+    def flow(sub, shuffle):
+        ds = keras.utils.image_dataset_from_directory(
+            os.path.join(args.split, sub), label_mode="categorical", image_size=(224, 224),
+            interpolation="nearest", batch_size=10, shuffle=shuffle, seed=0)
+        return ds.map(lambda x, y: (pre(x), y))
+
+    train_b, valid_b, test_b = flow("train", True), flow("valid", True), flow("test", False)
+    model = tutorial_model(args.work)
+    t1 = time.perf_counter()
+    hist = model.fit(train_b, validation_data=valid_b, epochs=args.epochs, verbose=2)
+    t2 = time.perf_counter()
+    y_true = np.concatenate([y.numpy().argmax(1) for _, y in test_b])
+    pred = model.predict(test_b, verbose=0).argmax(1)
+    common.write_result(args, "keras", {
+        "setup_s": t1 - t0, "fit_s": t2 - t1, "test_s": time.perf_counter() - t2,
+        "test_accuracy": float(np.mean(pred == y_true)), "test_images": len(pred),
+        "epochs": args.epochs,
+        "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()}})
+
+
+def main():
+    args = common.peer_args(TASKS)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.utils.set_random_seed(0)
+    globals()[args.task](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

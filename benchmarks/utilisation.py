@@ -1,0 +1,92 @@
+"""Per-layer-type time of aslnet's forward pass, from oneDNN's verbose mode.
+
+``benchmarks.peers.aslnet profile`` runs forward passes with
+``ONEDNN_VERBOSE=profile_exec``: oneDNN prints one line per primitive
+execution, ``onednn_verbose,exec,cpu,<kind>,<impl>,<prop>,<memory descs>,
+<attrs>,<alg>,<problem>,<ms>``, and the peer closes each pass with
+``@@pass b=<batch> wall_ms=<ms>``.  Each primitive is given a layer type from
+its kind and shape:
+
+- stem: the convolution with 3 input channels;
+- depthwise: grouped convolutions (``g<groups>`` in the problem);
+- pointwise: 1x1 convolutions over a feature map;
+- dense/head: 1x1 convolutions on a 1x1 map, inner products, matmuls;
+- other (oneDNN): every other primitive (batch norm, eltwise, pooling,
+  reorders, ...) -- aslnet fuses batch norm and ReLU6 into the convolutions;
+- outside oneDNN: the pass's wall time minus its primitives (aslnet's own C
+  code: global average pooling, softmax, reshapes; and the Python call).
+"""
+import re
+import statistics
+
+TYPES = ("stem", "depthwise", "pointwise", "dense/head", "other (oneDNN)", "outside oneDNN")
+_CONV = re.compile(r"(?:g(?P<g>\d+))?mb(?P<mb>\d+)_ic(?P<ic>\d+)oc(?P<oc>\d+)"
+                   r"_ih\d+oh(?P<oh>\d+)kh(?P<kh>\d+).*_iw\d+ow(?P<ow>\d+)kw(?P<kw>\d+)")
+_IP = re.compile(r"mb(?P<mb>\d+)ic(?P<ic>\d+)oc(?P<oc>\d+)")
+_PASS = re.compile(r"@@pass b=(\d+) wall_ms=([\d.]+)")
+
+
+def classify(kind, problem):
+    """(layer type, FLOPs) of one primitive execution."""
+    if kind == "convolution":
+        m = _CONV.search(problem)
+        if m:
+            v = {k: int(x) for k, x in m.groupdict(default="1").items()}
+            spatial = v["mb"] * v["oh"] * v["ow"]
+            if v["g"] > 1:
+                return "depthwise", 2 * spatial * v["oc"] * v["kh"] * v["kw"] * v["ic"] // v["g"]
+            flops = 2 * spatial * v["oc"] * v["ic"] * v["kh"] * v["kw"]
+            if v["ic"] == 3:
+                return "stem", flops
+            if v["kh"] == v["kw"] == 1:
+                return ("dense/head" if v["oh"] * v["ow"] == 1 else "pointwise"), flops
+    if kind in ("inner_product", "matmul"):
+        m = _IP.search(problem)
+        return "dense/head", 2 * int(m["mb"]) * int(m["ic"]) * int(m["oc"]) if m else 0
+    return "other (oneDNN)", 0
+
+
+def parse(text):
+    """{batch: [pass, ...]}, each pass {'wall_ms', 'prims': [(kind, impl, problem, ms)]}."""
+    passes, current = {}, []
+    for line in text.splitlines():
+        if line.startswith("onednn_verbose,") and ",exec," in line:
+            f = line.split(",")
+            current.append((f[3], f[4], f[-2], float(f[-1])))
+        elif line.startswith("@@warm"):
+            current = []
+        else:
+            m = _PASS.match(line)
+            if m:
+                passes.setdefault(int(m[1]), []).append(
+                    {"wall_ms": float(m[2]), "prims": current})
+                current = []
+    return passes
+
+
+def breakdown(passes, peak_gflops):
+    """Per layer type: median ms over the passes, share of the pass, GFLOP,
+    GFLOP/s and fraction of peak; plus the primitives of the median pass."""
+    per_type = {t: [] for t in TYPES}
+    flops = dict.fromkeys(TYPES, 0)
+    for i, p in enumerate(passes):
+        ms = dict.fromkeys(TYPES, 0.0)
+        for kind, _, problem, t in p["prims"]:
+            typ, fl = classify(kind, problem)
+            ms[typ] += t
+            if i == 0:
+                flops[typ] += fl
+        ms["outside oneDNN"] = max(p["wall_ms"] - sum(ms.values()), 0.0)
+        for t in TYPES:
+            per_type[t].append(ms[t])
+    wall = statistics.median(p["wall_ms"] for p in passes)
+    rows = {}
+    for t in TYPES:
+        ms = statistics.median(per_type[t])
+        gflops = flops[t] / ms / 1e6 if ms and flops[t] else None
+        rows[t] = {"ms": ms, "share": ms / wall if wall else None, "gflop": flops[t] / 1e9,
+                   "gflops": gflops, "peak_fraction": gflops / peak_gflops if gflops else None}
+    median_pass = sorted(passes, key=lambda p: p["wall_ms"])[len(passes) // 2]
+    return {"wall_ms": wall, "passes": len(passes), "types": rows,
+            "primitives": [{"kind": k, "impl": im, "problem": pr, "ms": t,
+                            "type": classify(k, pr)[0]} for k, im, pr, t in median_pass["prims"]]}
