@@ -24,10 +24,15 @@ def _loss_name(loss):
     return name
 
 
-def categorical_crossentropy(y_true, y_pred):
-    """Keras's categorical cross-entropy per sample (probabilities clipped
-    to [1e-7, 1 - 1e-7])."""
-    p = np.clip(y_pred, _CCE_EPS, 1 - _CCE_EPS)
+def categorical_crossentropy(y_true, y_pred, from_softmax=True):
+    """Keras's categorical cross-entropy per sample.  For a softmax output
+    Keras uses the logits (no clipping): -log(p) of the float32 softmax,
+    floored at the smallest normal float; otherwise probabilities are
+    clipped to [1e-7, 1 - 1e-7]."""
+    if from_softmax:
+        p = np.maximum(y_pred, np.finfo(np.float32).tiny)
+    else:
+        p = np.clip(y_pred, _CCE_EPS, 1 - _CCE_EPS)
     return -np.sum(y_true * np.log(p), axis=-1)
 
 
@@ -262,6 +267,13 @@ class Model:
         if self._net is not None:
             self._net.set_optimizer(self.optimizer._core_name, **self.optimizer._core_config())
 
+    def _softmax_output(self):
+        out = self.layers[-1]
+        while not out.weights and getattr(out, "activation", None) is None and out is not \
+                self.layers[0] and type(out).__name__ in ("Reshape", "Flatten", "Dropout"):
+            out = self.layers[self.layers.index(out) - 1]
+        return getattr(out, "activation", None) == "softmax"
+
     def _require_compiled(self):
         if self.loss is None:
             raise RuntimeError("You must compile your model before training/testing. "
@@ -433,7 +445,7 @@ class Model:
                                                                   True)):
             yb = self._to_target(yb, len(xb)).reshape(len(xb), -1)
             p = out.reshape(len(xb), -1)
-            loss_sum += float(np.sum(categorical_crossentropy(yb, p)))
+            loss_sum += float(np.sum(categorical_crossentropy(yb, p, self._softmax_output())))
             correct += self._correct(yb, p)
             seen += len(xb)
             if bar:

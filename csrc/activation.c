@@ -164,6 +164,7 @@ static asl_status act_forward(asl_layer *l, asl_ctx *c, int training)
     (void)c;
     (void)training;
     act_apply(l->d.activation, l->x, l->y, act_count(l), l->in[2]);
+    l->logits = l->d.activation == ASL_ACT_SOFTMAX ? l->x : NULL;
     return ASL_OK;
 }
 

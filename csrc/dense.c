@@ -122,6 +122,12 @@ static asl_status dense_forward(asl_layer *l, asl_ctx *c, int training)
         beta = 1.0f;
     }
     asl_sgemm(0, 0, n, u, k, 1.0f, l->x, k, w, u, beta, l->y, u);
+    if (l->d.activation == ASL_ACT_SOFTMAX) {
+        /* keep the logits for the loss (dz is free until backward) */
+        dense_priv *p = l->priv;
+        memcpy(p->dz, l->y, (size_t)n * u * sizeof(float));
+        l->logits = p->dz;
+    }
     if (l->d.activation != ASL_ACT_LINEAR)
         asl_act_forward(l->d.activation, l->y, (size_t)n * u, u);
     return ASL_OK;

@@ -83,6 +83,8 @@ struct asl_layer {
     float *dx;              /* grad wrt input, NULL when not needed       */
     const float *dy;        /* grad wrt output                            */
     int fused_softmax_ce;
+    const float *logits;    /* softmax output layers: the pre-softmax values
+                               of the last forward, if kept (else NULL)  */
     uint64_t rng;           /* dropout state                              */
     int64_t calls_fwd, calls_bwd;
     int fused;              /* computed inside a fused group by the last  */

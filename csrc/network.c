@@ -1,6 +1,7 @@
 /* network.c - the executor: a chain of layers, its buffers, forward,
  * backward (stopping at the earliest trainable layer), loss and optimizer
  * steps.  One call runs a whole batch. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -714,7 +715,6 @@ asl_status asl_net_apply_gradients(asl_net *net)
 
 /* ---- loss ------------------------------------------------------------- */
 
-#define ASL_CCE_EPS 1e-7f
 
 static int softmax_output(const asl_net *net)
 {
@@ -763,16 +763,28 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
     if (y_pred) memcpy(y_pred, p, (size_t)n * classes * sizeof(float));
     ASL_TRY(begin_backward(net));
     g = (float *)net->layers[k].dy;
-    /* Keras: loss = -sum(y * log(clip(p, eps, 1 - eps))), batch mean;
-     * fused gradient w.r.t. the logits: (p * sum(y) - y) / n. */
+    /* Where softmax meets cross-entropy Keras computes the loss from the
+     * logits z, -sum(y * log_softmax(z)), with no clipping: so does this,
+     * from the logits the layer kept; else from log(p) floored at FLT_MIN
+     * (equal while logit gaps stay below ~87).  Batch mean.  Fused gradient
+     * w.r.t. the logits: (p * sum(y) - y) / n. */
     for (int s = 0; s < n; s++) {
         const float *ps = p + (size_t)s * classes, *ys = y_true + (size_t)s * classes;
+        const float *zs = net->layers[k].logits ? net->layers[k].logits + (size_t)s * classes
+                                                : NULL;
         float *gs = g + (size_t)s * classes;
-        double ls = 0.0, ysum = 0.0;
+        double ls = 0.0, ysum = 0.0, lse = 0.0;
+        if (zs) {
+            double zmax = zs[0];
+            for (int j = 1; j < classes; j++) zmax = zs[j] > zmax ? zs[j] : zmax;
+            for (int j = 0; j < classes; j++) lse += exp(zs[j] - zmax);
+            lse = zmax + log(lse);
+        }
         for (int j = 0; j < classes; j++) {
-            float pj = ps[j];
-            pj = pj < ASL_CCE_EPS ? ASL_CCE_EPS : (pj > 1.f - ASL_CCE_EPS ? 1.f - ASL_CCE_EPS : pj);
-            if (ys[j] != 0.f) ls -= (double)ys[j] * log((double)pj);
+            double logp;
+            if (zs) logp = zs[j] - lse;
+            else logp = log(ps[j] > FLT_MIN || ps[j] != ps[j] ? (double)ps[j] : FLT_MIN);
+            if (ys[j] != 0.f) ls -= (double)ys[j] * logp;
             ysum += ys[j];
         }
         for (int j = 0; j < classes; j++)

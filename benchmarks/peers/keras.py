@@ -89,7 +89,7 @@ def fit(args):
         ds = keras.utils.image_dataset_from_directory(
             os.path.join(args.split, sub), label_mode="categorical", image_size=(224, 224),
             interpolation="nearest", batch_size=10, shuffle=shuffle, seed=0)
-        return ds.map(lambda x, y: (pre(x), y))
+        return ds.map(lambda x, y: (pre(tf.cast(x, tf.float32)), y))
 
     train_b, valid_b, test_b = flow("train", True), flow("valid", True), flow("test", False)
     model = tutorial_model(args.work)

@@ -63,7 +63,7 @@ def train(args):
         loss = F.cross_entropy(model(x, logits=True), labels)
         loss.backward()
         opt.step()
-        return loss
+        return loss.detach()
 
     first = float(step())
     res = common.throughput(step, len(x), args.reps, common.iters(args, "train", 5), warmup=2)

@@ -3,8 +3,8 @@ softmax gradient, frozen layers, and MobileNet v1 gradients vs an independent Py
 
 (a) SGD (plain, momentum, Nesterov) and Adam steps of ``apply_gradients`` (after a real
     backward) vs the textbook Keras formulas in float64 and vs ``torch.optim.SGD``.
-(b) ``train_step`` loss = Keras categorical cross-entropy (probabilities clipped to
-    [1e-7, 1 - 1e-7], batch mean); the fused gradient (p * sum(y) - y) / n vs NumPy and vs
+(b) ``train_step`` loss = Keras categorical cross-entropy of a softmax output (from the
+    logits, as compiled Keras models compute it: no 1e-7 clip; batch mean); the fused gradient (p * sum(y) - y) / n vs NumPy and vs
     the unfused path (softmax backward of dL/dp).
 (c) frozen layers: parameters bit-identical, no backward work below the earliest
     trainable layer, no optimizer slots, frozen batch norm in inference mode.
@@ -231,7 +231,7 @@ def test_train_step_cross_entropy_and_fused_gradient(kind, labels):
     np.testing.assert_allclose(net.grad(li, 1), gb, rtol=1e-4, atol=1e-6)
 
 
-def test_train_step_clips_probabilities_and_updates_weights():
+def test_train_step_loss_from_logits_and_updates_weights():
     rng = np.random.default_rng(4)
     n, classes, lr = 2, 5, 0.1
     net, W, b = _head_net("dense", rng, classes=classes)
@@ -247,7 +247,10 @@ def test_train_step_clips_probabilities_and_updates_weights():
     loss, p = net.train_step(x, y)
     p = p.reshape(n, classes)
     assert p[0, 0] < 1e-7 and p[1, 4] > 1 - 1e-7
-    want = (-np.log(1e-7) - np.log1p(-1e-7)) / 2      # both clipped, batch mean
+    # Keras computes the loss of a softmax output from its logits, unclipped:
+    # -log_softmax(b)[true], batch mean (sample 0: 120 + log(1 + e^-30 + ...))
+    lse = np.logaddexp.reduce(b.astype(np.float64))
+    want = ((lse - b[0]) + (lse - b[4])) / 2
     assert abs(loss - want) <= 1e-6 * want
     # SGD step with the unclipped fused gradient (p - y) / n
     dz = (p.astype(np.float64) - y) / n

@@ -483,16 +483,11 @@ def test_saturated_cce_gradients_match():
         np.testing.assert_allclose(wa, wk, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Known difference: Keras 3 (and tf.keras 2 in graph mode) computes compiled "
-    "categorical_crossentropy from the logits of a final softmax (no 1e-7 clip), so a "
-    "true-class probability below 1e-7 reports -log(p) (here 60.0); aslnet clips the "
-    "probability to [1e-7, 1 - 1e-7] and reports at most -log(1e-7) = 16.118."))
 def test_saturated_cce_loss_value():
     model, kmodel, x, y = _saturated_pair()
     la, lk = model.train_on_batch(x, y), kmodel.train_on_batch(x, y)
     assert lk == pytest.approx(60.0, rel=1e-5)   # Keras: from logits
-    assert la == pytest.approx(lk, rel=1e-5)     # aslnet: 16.118 (clipped)
+    assert la == pytest.approx(lk, rel=1e-5)     # aslnet: from the softmax, unclipped
 
 
 # -- aslnet.utils.keras_export.to_keras -------------------------------------------------
