@@ -6,6 +6,7 @@ compute runs in C on oneDNN and OpenBLAS.
     model.compile(optimizer=aslnet.optimizers.Adam(1e-4),
                   loss="categorical_crossentropy", metrics=["accuracy"])
 """
+from . import _libs  # noqa: F401  (loads oneDNN/OpenBLAS before the extension)
 from . import _core, backend, layers, models, optimizers
 from .backend import clear_session, get_num_threads, set_num_threads, set_random_seed
 from .models import Model, Sequential, load_model
