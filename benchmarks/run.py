@@ -54,10 +54,14 @@ def parse_args(argv=None):
     p.add_argument("--shared", default=os.environ.get("ASLNET_SHARED",
                                                       os.path.join(ROOT, "..", "shared")),
                    help="the shared folder (data/ and weights/)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for every peer (repeatable), e.g. "
+                        "OMP_WAIT_POLICY=passive; recorded in the results")
     p.add_argument("--out", help="results folder (default benchmarks/results[/tmp])")
     a = p.parse_args(argv)
     a.parts = (a.only or ",".join(PARTS[:-1] if a.quick else PARTS)).split(",")
     a.peers = a.peers.split(",")
+    a.env = dict(kv.split("=", 1) for kv in a.env)
     for v, allowed in ((a.parts, PARTS), (a.peers, PEERS)):
         bad = sorted(set(v) - set(allowed))
         if bad:
@@ -81,6 +85,7 @@ class Runner:
                         PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
                                                                  os.environ.get("PYTHONPATH")])))
         self.env.setdefault("ASLNET_WEIGHTS", os.path.join(args.shared, "weights"))
+        self.env.update(args.env)
         self.errors = {}
 
     def __call__(self, peer, task, *extra, env=None):
@@ -130,6 +135,9 @@ def agreement(work, name):
 def run_inference(args, run, res):
     peers = [p for p in PEERS if p in args.peers]
     export = {"keras": "litert", "torch": "onnxruntime"}
+    for f in os.listdir(run.work):   # nothing stale from an earlier run may be compared
+        if f.endswith("-outputs.npy") or f in ("mobilenet.onnx", "mobilenet.tflite"):
+            os.remove(os.path.join(run.work, f))
     out = {}
     for peer in peers:
         if peer in ("onnxruntime", "litert"):
@@ -260,7 +268,10 @@ def markdown(res):
          f"- {m['date']}, host {m['host']}, Python {m['python']}; load average "
          f"{m['load_start']} at start, {m['load_end']} at end",
          f"- float32 everywhere; MobileNet v1 alpha 1.0 224×224 with aslnet's ImageNet weights "
-         f"in every peer; each figure: median (min–max) of {m['reps']} timed runs", ""]
+         f"in every peer; each figure: median (min–max) of {m['reps']} timed runs",
+         "- environment of every peer: "
+         + " ".join(f"`{k}={v}`" for k, v in m["env"].items() if k != "TF_CPP_MIN_LOG_LEVEL"),
+         ""]
     inf = res.get("inference")
     if inf:
         L += ["## Inference (images/s)", "",
@@ -283,11 +294,13 @@ def markdown(res):
     if tr:
         ref = tr.get("aslnet", {}).get("first_loss")
         L += ["## Training step (tutorial model, batch 10; images/s)", "",
-              "| peer | images/s | first-step loss | vs aslnet |", "|---|---|---|---|"]
+              "| peer | images/s | trainable params | first-step loss | vs aslnet |",
+              "|---|---|---|---|---|"]
         for p, r in tr.items():
             d = "ref." if p == "aslnet" else (f"{abs(r['first_loss'] - ref):.1e}"
                                               if ref is not None else "—")
-            L.append(f"| {LABELS[p]} | {_fig(r)} | {r['first_loss']:.5f} | {d} |")
+            L.append(f"| {LABELS[p]} | {_fig(r)} | {r['trainable_params']:,} | "
+                     f"{r['first_loss']:.5f} | {d} |")
         L.append("")
     e2e = res.get("e2e")
     if e2e:
@@ -334,6 +347,7 @@ def main(argv=None):
     res = {"meta": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
                     "peak_gflops": args.peak_gflops, "quick": args.quick, "reps": args.reps,
                     "iters": args.iters, "parts": args.parts, "peers": args.peers,
+                    "env": {**common.thread_env(args.threads), **args.env},
                     "host": platform.node(), "python": platform.python_version(),
                     "date": datetime.datetime.now().isoformat(timespec="seconds"),
                     "load_start": " ".join(f"{x:.1f}" for x in os.getloadavg())}}

@@ -77,7 +77,9 @@ def train(args):
     first = model.train_on_batch(x, y, return_dict=True)["loss"]
     res = common.throughput(lambda: model.train_on_batch(x, y), len(x), args.reps,
                             common.iters(args, "train", 5), warmup=2)
-    common.write_result(args, "aslnet", {**res, "first_loss": float(first)})
+    params = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    common.write_result(args, "aslnet", {**res, "first_loss": float(first),
+                                         "trainable_params": params})
 
 
 def profile(args):

@@ -67,7 +67,8 @@ def train(args):
 
     first = float(step())
     res = common.throughput(step, len(x), args.reps, common.iters(args, "train", 5), warmup=2)
-    common.write_result(args, "torch", {**res, "first_loss": first})
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    common.write_result(args, "torch", {**res, "first_loss": first, "trainable_params": params})
 
 
 def main():
