@@ -356,8 +356,8 @@ class Model:
         self.history = history
         return history
 
-    def fine_tune(self, x, validation_data=None, head_epochs=30, epochs=10,
-                  unfreeze_from="conv_dw_12", head_learning_rate=1e-3, learning_rate=1e-4,
+    def fine_tune(self, x, validation_data=None, head_epochs=20, epochs=8,
+                  unfreeze_from="conv_dw_7", head_learning_rate=1e-3, learning_rate=2e-5,
                   batch_size=None, verbose="auto", callbacks=None):
         """aslnet's fine-tuning recipe for a pretrained backbone with a new
         head (e.g. ``load_pretrained('mobilenet', num_classes=10)``):

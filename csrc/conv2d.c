@@ -29,6 +29,11 @@
  *
  * Backward primitives are created lazily on the first backward pass, so an
  * inference-only network never builds them.
+ *
+ * In inference, the executor may run this layer together with the batch
+ * norm after it (and a padding before, an activation after) as one fused
+ * convolution (fusion.c); that state hangs off l->fusion and is released
+ * and destroyed with this layer's primitives.
  */
 #include <limits.h>
 #include <stdint.h>

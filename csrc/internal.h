@@ -9,7 +9,12 @@
  *            n changes; release() runs first).  Data pointers are NOT known
  *            here: bind them at execution time (dnnl_memory_set_data_handle).
  *   forward  y = f(x).  `training` is the network's mode; a frozen layer
- *            (l->trainable == 0) runs in inference mode (batch norm).
+ *            (l->trainable == 0) runs in inference mode (batch norm).  The
+ *            executor may skip it: a group conv -> batch norm (inference
+ *            mode) [-> relu/relu6], with a zero padding before it, can run
+ *            as one convolution (fusion.c), and then only the group's last
+ *            y is written.  Before a backward that needs the others, the
+ *            executor recomputes them with the layers' own forward.
  *   backward given dy (gradient w.r.t. y): if l->trainable, write the
  *            gradients of weight params into l->p[j].grad (overwrite, not
  *            accumulate); if l->dx != NULL, write the gradient w.r.t. x.

@@ -147,6 +147,47 @@ def test_fused_forward_matches_unfused_and_reference(stop):
     assert not np.array_equal(y, y_twin)
 
 
+@pytest.mark.parametrize("shape, pad, kind, cfg", [
+    ((8, 7, 4), None, "conv2d", dict(filters=6, kernel_size=3, strides=2, padding="same")),
+    ((7, 8, 4), None, "depthwise_conv2d", dict(kernel_size=3, strides=2, padding="same")),
+    ((9, 6, 3), None, "conv2d", dict(filters=5, kernel_size=(3, 2), strides=(2, 1),
+                                     padding="valid")),
+    ((6, 7, 3), ((1, 2), (0, 3)), "conv2d", dict(filters=4, kernel_size=3, padding="same")),
+    ((6, 7, 3), ((2, 0), (1, 1)), "depthwise_conv2d", dict(kernel_size=5, strides=2,
+                                                            depth_multiplier=3)),
+    ((5, 5, 2), ((0, 1), (0, 1)), "depthwise_conv2d", dict(kernel_size=3, strides=2)),
+])
+@pytest.mark.parametrize("act", ["relu", "relu6", None])
+def test_group_geometries(shape, pad, kind, cfg, act):
+    """One group: TF 'same' with asymmetric (bottom/right) padding, strides, rectangular
+    kernels, 'valid' dropping rows, explicit asymmetric padding absorbed on top of the
+    conv's own, depthwise multipliers; ending at the batch norm or an activation."""
+    layers = ([("zero_padding2d", dict(padding=pad))] if pad else []) + [
+        (kind, dict(cfg, use_bias=False)), ("batch_normalization", {})] + (
+        [("activation", dict(activation=act))] if act else [])
+    rng = np.random.default_rng(14)
+    nets = [_core.Net(shape), _core.Net(shape)]
+    for twin, net in enumerate(nets):
+        for k, c in layers:
+            net.add(k, **c)
+            if twin and k == kind:
+                net.add("activation", activation="linear")
+    conv = 1 if pad else 0
+    for j, info in enumerate(nets[0].params(conv)):
+        v = rng.normal(0, 0.5, info["shape"]).astype(np.float32)
+        nets[0].set_param(conv, j, v)
+        nets[1].set_param(conv, j, v)
+    for j, info in enumerate(nets[0].params(conv + 1)):
+        v = rng.uniform(0.5, 2.0, info["shape"]) if j in (0, 3) else rng.normal(0, 1, info["shape"])
+        nets[0].set_param(conv + 1, j, v.astype(np.float32))
+        nets[1].set_param(conv + 2, j, v.astype(np.float32))
+    x = rng.normal(0, 2, (3, *shape)).astype(np.float32)
+    y, y_twin = nets[0].forward(x), nets[1].forward(x)
+    assert y.shape == y_twin.shape
+    assert _rel(y, y_twin) <= RTOL
+    assert not np.array_equal(y, y_twin)
+
+
 def test_forward_from_the_conv_fuses_without_the_padding():
     net, twin, params, x = _pair(1)
     xp = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
