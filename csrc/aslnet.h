@@ -149,7 +149,9 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
                                    const float *y_true, int n, float *loss,
                                    float *y_pred);
 
-/* Work counters, for tests: calls of a layer's forward and backward. */
+/* Work counters, for tests: calls of a layer's forward and backward.  A
+ * fused group (conv + batch norm + activation) counts one forward call for
+ * each layer it covers; recomputing it before a backward counts again. */
 asl_status asl_net_layer_calls(const asl_net *net, int layer,
                                int64_t *forward, int64_t *backward);
 

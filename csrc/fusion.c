@@ -40,8 +40,6 @@
 
 #include "internal.h"
 
-#define NVARIANTS 6   /* (with padding 0/1) x (linear, relu, relu6) */
-
 typedef struct {
     /* folded parameters, Keras layout; kept across plans */
     float *w, *b;
@@ -52,7 +50,8 @@ typedef struct {
     uint64_t fold_ver;          /* bumped by each fold (asl_wmem key)  */
 
     /* the primitive of one variant, for batch size n (made lazily) */
-    int variant;                /* -1: none                            */
+    int variant;                /* 3 * with_padding + (0 linear, 1     */
+                                /* relu, 2 relu6); -1: none            */
     unsigned refused;           /* bit v: oneDNN has no variant v      */
     asl_prim prim;
     asl_wmem wm;

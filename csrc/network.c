@@ -373,9 +373,10 @@ static int first_trainable(const asl_net *net);
 
 static int all_finite(const float *x, size_t count)
 {
+    const long long nn = (long long)count;
     float acc = 0.0f;   /* x * 0 is 0, or NaN for NaN and Inf */
-#pragma omp simd reduction(+ : acc)
-    for (size_t i = 0; i < count; i++) acc += x[i] * 0.0f;
+#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (nn >= (1 << 16))
+    for (long long i = 0; i < nn; i++) acc += x[i] * 0.0f;
     return acc == 0.0f;
 }
 

@@ -161,9 +161,10 @@ def test_fused_forward_matches_unfused_and_reference(stop):
 def test_group_geometries(shape, pad, kind, cfg, act):
     """One group: TF 'same' with asymmetric (bottom/right) padding, strides, rectangular
     kernels, 'valid' dropping rows, explicit asymmetric padding absorbed on top of the
-    conv's own, depthwise multipliers; ending at the batch norm or an activation."""
+    conv's own, depthwise multipliers, biases; ending at the batch norm or an
+    activation."""
     layers = ([("zero_padding2d", dict(padding=pad))] if pad else []) + [
-        (kind, dict(cfg, use_bias=False)), ("batch_normalization", {})] + (
+        (kind, dict(cfg, use_bias=True)), ("batch_normalization", {})] + (
         [("activation", dict(activation=act))] if act else [])
     rng = np.random.default_rng(14)
     nets = [_core.Net(shape), _core.Net(shape)]
