@@ -372,21 +372,21 @@ static PyArrayObject *param_array(PyObject *obj, const asl_param_info *info,
     a = (PyArrayObject *)PyArray_FROMANY(obj, NPY_FLOAT32, 0, 0,
                                          writeable ? flags : flags | NPY_ARRAY_FORCECAST);
     if (!a) return NULL;
-    if ((size_t)PyArray_SIZE(a) != info->size || PyArray_NDIM(a) != info->ndim) {
-        PyErr_Format(PyExc_ValueError, "%s: %s expects shape %S with %zu values, got ndim %d size %zd",
-                     what, info->name, shape_tuple(info), info->size,
-                     PyArray_NDIM(a), (Py_ssize_t)PyArray_SIZE(a));
-        Py_DECREF(a);
-        return NULL;
-    }
-    for (int k = 0; k < info->ndim; k++)
-        if (PyArray_DIM(a, k) != info->dims[k]) {
-            PyErr_Format(PyExc_ValueError, "%s: %s expects shape %S, got %S", what,
-                         info->name, shape_tuple(info),
-                         PyObject_GetAttrString((PyObject *)a, "shape"));
+    {
+        int ok = (size_t)PyArray_SIZE(a) == info->size && PyArray_NDIM(a) == info->ndim;
+        for (int k = 0; ok && k < info->ndim; k++) ok = PyArray_DIM(a, k) == info->dims[k];
+        if (!ok) {
+            PyObject *want = shape_tuple(info);
+            PyObject *got = PyObject_GetAttrString((PyObject *)a, "shape");
+            if (want && got)
+                PyErr_Format(PyExc_ValueError, "%s: %s expects shape %S, got %S", what,
+                             info->name, want, got);
+            Py_XDECREF(want);
+            Py_XDECREF(got);
             Py_DECREF(a);
             return NULL;
         }
+    }
     return a;
 }
 
