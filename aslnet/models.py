@@ -174,17 +174,23 @@ class Model:
                     for j, (var, info) in enumerate(zip(layer.weights, net.params(holders[0]))):
                         net.bind_param(holders[0], j, var._value.reshape(info["shape"]))
             self._net = net
+            self._net_flags = self._net_threads = None
             self._net_version = backend.weights_version()
             if self.optimizer is not None:
                 net.set_optimizer(self.optimizer._core_name, **self.optimizer._core_config())
         net = self._net
-        for layer in self.layers[1:]:
-            for i in self._core_index[layer.name]:
-                net.set_trainable(i, layer.trainable)
+        flags = tuple(layer.trainable for layer in self.layers[1:])
+        if flags != getattr(self, "_net_flags", None):      # sync only on change
+            for layer, flag in zip(self.layers[1:], flags):
+                for i in self._core_index[layer.name]:
+                    net.set_trainable(i, flag)
+            self._net_flags = flags
         if self._net_version != backend.weights_version():
             net.weights_changed()
             self._net_version = backend.weights_version()
-        net.set_num_threads(backend._num_threads)
+        if backend._num_threads != getattr(self, "_net_threads", None):
+            net.set_num_threads(backend._num_threads)
+            self._net_threads = backend._num_threads
         return net
 
     def _after_update(self):
