@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _core, backend
 from . import optimizers as optimizers_mod
-from .layers import InputLayer, KerasTensor, Layer, core_shape
+from .layers import Dropout, InputLayer, KerasTensor, Layer, Reshape, core_shape
 
 __all__ = ["Model", "Sequential", "load_model", "recalibrate_batch_norm"]
 
@@ -85,6 +85,8 @@ class Model:
         self._input, self._output = inputs, outputs
         self._net = None
         self._net_version = None
+        self._net_flags = self._net_threads = None   # last trainable flags / threads sent
+        self._val_cache = None                       # (validation data, its trunk cache)
         self.optimizer = None
         self.loss = None
         self.compiled_metrics = []
@@ -144,10 +146,14 @@ class Model:
         """Freeze layers before ``upto`` (an index, e.g. -23, or a layer name),
         unfreeze the rest: the tutorial's ``for layer in model.layers[:-23]:
         layer.trainable = False`` in one call."""
-        if isinstance(upto, str):
-            upto = self.layers.index(self.get_layer(upto))
+        if upto is None:
+            first = len(self.layers)
+        elif isinstance(upto, str):
+            first = self.layers.index(self.get_layer(upto))
+        else:
+            first = range(len(self.layers))[upto]          # negative indices as in slicing
         for i, layer in enumerate(self.layers):
-            layer.trainable = i >= range(len(self.layers))[upto] if upto is not None else False
+            layer.trainable = i >= first
         return self
 
     def summary(self, line_length=None, positions=None, print_fn=None):
@@ -180,7 +186,7 @@ class Model:
                 net.set_optimizer(self.optimizer._core_name, **self.optimizer._core_config())
         net = self._net
         flags = tuple(layer.trainable for layer in self.layers[1:])
-        if flags != getattr(self, "_net_flags", None):      # sync only on change
+        if flags != self._net_flags:                        # sync only on change
             for layer, flag in zip(self.layers[1:], flags):
                 for i in self._core_index[layer.name]:
                     net.set_trainable(i, flag)
@@ -188,7 +194,7 @@ class Model:
         if self._net_version != backend.weights_version():
             net.weights_changed()
             self._net_version = backend.weights_version()
-        if backend._num_threads != getattr(self, "_net_threads", None):
+        if backend._num_threads != self._net_threads:
             net.set_num_threads(backend._num_threads)
             self._net_threads = backend._num_threads
         return net
@@ -226,7 +232,6 @@ class Model:
     def _trunk_start(self):
         """Core index of the first op of the first trainable layer with
         weights, if the layers below it can be cached (no dropout), else 0."""
-        from .layers import Dropout
         for k, layer in enumerate(self.layers[1:], start=1):
             if isinstance(layer, Dropout) and layer.rate > 0:
                 return 0
@@ -274,11 +279,11 @@ class Model:
             self._net.set_optimizer(self.optimizer._core_name, **self.optimizer._core_config())
 
     def _softmax_output(self):
-        out = self.layers[-1]
-        while not out.weights and getattr(out, "activation", None) is None and out is not \
-                self.layers[0] and type(out).__name__ in ("Reshape", "Flatten", "Dropout"):
-            out = self.layers[self.layers.index(out) - 1]
-        return getattr(out, "activation", None) == "softmax"
+        """Whether the output is a softmax (past trailing reshapes/dropout)."""
+        k = len(self.layers) - 1
+        while k > 0 and isinstance(self.layers[k], (Reshape, Dropout)):
+            k -= 1
+        return getattr(self.layers[k], "activation", None) == "softmax"
 
     def _require_compiled(self):
         if self.loss is None:
@@ -410,7 +415,7 @@ class Model:
         from .utils.data import batches
         net = self._core()
         cache, start = None, 0
-        val_cache = getattr(self, "_val_cache", None)
+        val_cache = self._val_cache
         if val_cache is not None and val_cache[0] is x:          # validation inside fit
             cache, start = val_cache[1], self._trunk_start()
         for xb, yb, ids in batches(x, y, batch_size, False, steps, with_targets=with_targets):
@@ -447,11 +452,12 @@ class Model:
         n_steps = num_steps(x, batch_size, steps)
         bar = _progbar(n_steps, verbose, ["loss", *self.compiled_metrics])  # running means
         loss_sum, correct, seen = 0.0, 0, 0
+        from_softmax = self._softmax_output()
         for i, (xb, yb, out) in enumerate(self._forward_batches(x, y, batch_size, n_steps,
                                                                   True)):
             yb = self._to_target(yb, len(xb)).reshape(len(xb), -1)
             p = out.reshape(len(xb), -1)
-            loss_sum += float(np.sum(categorical_crossentropy(yb, p, self._softmax_output())))
+            loss_sum += float(np.sum(categorical_crossentropy(yb, p, from_softmax)))
             correct += self._correct(yb, p)
             seen += len(xb)
             if bar:

@@ -71,6 +71,16 @@ def write_result(args, name, result):
         json.dump(result, f, indent=1)
 
 
+def keras_train_step(args, name, model):
+    """Time ``train_on_batch`` of a Keras-API model (aslnet or Keras) on the shared batch."""
+    x, y = train_batch(args.work)
+    first = model.train_on_batch(x, y, return_dict=True)["loss"]
+    res = throughput(lambda: model.train_on_batch(x, y), len(x), args.reps,
+                     iters(args, "train", 5), warmup=2)
+    params = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    write_result(args, name, {**res, "first_loss": float(first), "trainable_params": params})
+
+
 def inputs(work):
     """The 32 preprocessed images (NHWC float32) every peer is timed and checked on."""
     return np.load(os.path.join(work, "images.npy"))

@@ -72,14 +72,7 @@ def inference(args):
 
 
 def train(args):
-    model = _tutorial_model(args.work)
-    x, y = common.train_batch(args.work)
-    first = model.train_on_batch(x, y, return_dict=True)["loss"]
-    res = common.throughput(lambda: model.train_on_batch(x, y), len(x), args.reps,
-                            common.iters(args, "train", 5), warmup=2)
-    params = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    common.write_result(args, "aslnet", {**res, "first_loss": float(first),
-                                         "trainable_params": params})
+    common.keras_train_step(args, "aslnet", _tutorial_model(args.work))
 
 
 def profile(args):
