@@ -1,6 +1,10 @@
 """Keras-shaped functional ``Model``: a chain of layers computed by one C
 network (``aslnet._core.Net``), one C call per batch."""
 import math
+import os
+import shutil
+import tempfile
+import warnings
 
 import numpy as np
 
@@ -41,18 +45,78 @@ class _TrunkCache:
     one), per sample of one data set.  Frozen layers run in inference mode,
     so they compute a fixed function of the input: computing it once and
     reusing it in later epochs gives exactly the results of recomputing.
-    Only used when the data tells sample identities and is not augmented."""
+    Only used when the data tells sample identities and is not augmented.
 
-    def __init__(self, n, shape):
-        self.features = np.empty((n,) + tuple(shape), np.float32)
+    The features live in an unnamed temporary file (in ``directory``, else
+    the system's temp dir) when the disk has room: the OS page cache keeps
+    them in RAM while RAM is free, and can drop them under memory pressure
+    instead of the process growing by the cache's size.  Where no file can
+    be had (no room, no ``os.preadv``), they live in memory.  A write error
+    (disk full) turns caching off for the rest of the fit: the features are
+    then recomputed, with the same results."""
+
+    _DISK_MARGIN = 512 << 20   # leave this much of the disk free
+
+    def __init__(self, n, shape, directory=None):
+        self.shape = tuple(int(d) for d in shape)
+        self.sample_bytes = int(np.prod(self.shape)) * 4
         self.filled = np.zeros(n, bool)
+        self._mem = self._file = None
+        self._broken = False
+        if hasattr(os, "preadv"):
+            try:
+                free = shutil.disk_usage(directory or tempfile.gettempdir()).free
+                if free - n * self.sample_bytes >= self._DISK_MARGIN:
+                    self._file = tempfile.TemporaryFile(dir=directory)
+            except OSError:
+                self._file = None
+        if self._file is None:
+            self._mem = np.empty((n,) + self.shape, np.float32)
+
+    def has(self, ids):
+        return not self._broken and bool(self.filled[ids].all())
 
     def lookup(self, ids):
-        return self.features[ids] if self.filled[ids].all() else None
+        if not self.has(ids):
+            return None
+        if self._mem is not None:
+            return self._mem[ids]
+        out = np.empty((len(ids),) + self.shape, np.float32)
+        fd = self._file.fileno()
+        for i, j in enumerate(ids):
+            got = os.preadv(fd, [memoryview(out[i]).cast("B")], int(j) * self.sample_bytes)
+            if got != self.sample_bytes:
+                raise OSError(f"frozen-trunk cache: short read ({got} of "
+                              f"{self.sample_bytes} bytes)")
+        return out
 
     def store(self, ids, feats):
-        self.features[ids] = feats
+        if self._broken:
+            return
+        if self._mem is not None:
+            self._mem[ids] = feats
+        else:
+            feats = np.ascontiguousarray(feats, np.float32)
+            try:
+                fd = self._file.fileno()
+                for i, j in enumerate(ids):
+                    data = memoryview(feats[i]).cast("B")
+                    if os.pwrite(fd, data, int(j) * self.sample_bytes) != len(data):
+                        raise OSError("short write")
+            except OSError as e:
+                warnings.warn(f"frozen-trunk cache off for the rest of this fit ({e}): "
+                              "features are recomputed")
+                self.close()
+                self._broken = True
+                return
         self.filled[ids] = True
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._mem = None
+        self.filled[:] = False
 
 
 class Model:
@@ -92,8 +156,10 @@ class Model:
         self.compiled_metrics = []
         self.stop_training = False
         self.history = None
-        # Bytes the frozen-trunk cache may use per data set (0: never cache).
+        # Bytes the frozen-trunk cache may use per data set (0: never cache),
+        # and where its temporary files go (None: the system's temp dir).
         self.trunk_cache_bytes = 4 << 30
+        self.trunk_cache_dir = None
 
     # -- structure ------------------------------------------------------
     input = property(lambda self: self._input)
@@ -248,7 +314,7 @@ class Model:
         shape = self._net.output_shape(start - 1)
         if n * int(np.prod(shape)) * 4 > self.trunk_cache_bytes:
             return None
-        return _TrunkCache(n, shape)
+        return _TrunkCache(n, shape, self.trunk_cache_dir)
 
     def _features(self, net, xb, ids, cache, start):
         """The trunk's output for a batch, from the cache or computed (and
@@ -259,6 +325,8 @@ class Model:
             return xb, 0
         feats = cache.lookup(ids) if cache is not None and ids is not None else None
         if feats is None:
+            if xb is None:
+                raise RuntimeError("frozen-trunk cache: a batch was skipped but is not cached")
             feats = net.forward(xb, training=False, start=0, stop=start)
             if cache is not None and ids is not None:
                 cache.store(ids, feats)
@@ -338,17 +406,18 @@ class Model:
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             loss_sum, correct, seen = 0.0, 0, 0
-            for step, (xb, yb, ids) in enumerate(batches(x, y, batch_size, shuffle, steps)):
+            for step, (xb, yb, ids) in enumerate(batches(x, y, batch_size, shuffle, steps,
+                                                         cached=cache)):
                 cbs.on_train_batch_begin(step)
                 self._sync_lr(net)
-                xb = self._to_input(xb)
-                yb = self._to_target(yb, len(xb))
+                xb = None if xb is None else self._to_input(xb)   # None: cached
+                yb = self._to_target(yb, len(yb) if xb is None else len(xb))
                 feats, s0 = self._features(net, xb, ids, cache, start)
                 loss, pred = net.train_step(feats, yb, start=s0)
                 self._after_update()
-                loss_sum += loss * len(xb)
+                loss_sum += loss * len(yb)
                 correct += self._correct(yb, pred)
-                seen += len(xb)
+                seen += len(yb)
                 cbs.on_train_batch_end(step, self._logs(loss_sum, correct, seen))
                 if self.stop_training:
                     break
@@ -363,6 +432,9 @@ class Model:
             if self.stop_training:
                 break
         cbs.on_train_end()
+        for c in (cache, self._val_cache and self._val_cache[1]):
+            if c is not None:
+                c.close()
         self._val_cache = None
         self.history = history
         return history
@@ -418,11 +490,12 @@ class Model:
         val_cache = self._val_cache
         if val_cache is not None and val_cache[0] is x:          # validation inside fit
             cache, start = val_cache[1], self._trunk_start()
-        for xb, yb, ids in batches(x, y, batch_size, False, steps, with_targets=with_targets):
-            xb = self._to_input(xb)
+        for xb, yb, ids in batches(x, y, batch_size, False, steps, with_targets=with_targets,
+                                   cached=cache):
+            xb = None if xb is None else self._to_input(xb)   # None: cached
             feats, s0 = self._features(net, xb, ids, cache, start)
             out = net.forward(feats, training=False, start=s0)
-            yield xb, yb, out.reshape((len(xb),) + self._output.shape[1:])
+            yield len(feats), yb, out.reshape((len(feats),) + self._output.shape[1:])
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         from .utils.data import num_steps
@@ -453,13 +526,13 @@ class Model:
         bar = _progbar(n_steps, verbose, ["loss", *self.compiled_metrics])  # running means
         loss_sum, correct, seen = 0.0, 0, 0
         from_softmax = self._softmax_output()
-        for i, (xb, yb, out) in enumerate(self._forward_batches(x, y, batch_size, n_steps,
-                                                                  True)):
-            yb = self._to_target(yb, len(xb)).reshape(len(xb), -1)
-            p = out.reshape(len(xb), -1)
+        for i, (n, yb, out) in enumerate(self._forward_batches(x, y, batch_size, n_steps,
+                                                                 True)):
+            yb = self._to_target(yb, n).reshape(n, -1)
+            p = out.reshape(n, -1)
             loss_sum += float(np.sum(categorical_crossentropy(yb, p, from_softmax)))
             correct += self._correct(yb, p)
-            seen += len(xb)
+            seen += n
             if bar:
                 bar.update(i + 1, list(self._logs(loss_sum, correct, seen).items()))
         logs = self._logs(loss_sum, correct, seen)

@@ -92,8 +92,11 @@ struct asl_layer {
                                of the last forward, if kept (else NULL)  */
     uint64_t rng;           /* dropout state                              */
     int64_t calls_fwd, calls_bwd;
-    int fused;              /* computed inside a fused group by the last  */
-                            /* forward (executor; see fusion.c)           */
+    int fused;              /* the last forward left y unavailable: the   */
+                            /* layer ran inside a fused group (fusion.c) */
+                            /* or wrote a transient buffer (executor)     */
+    float *ybuf, *dybuf;    /* executor-owned output and output-gradient  */
+    size_t ybuf_cap, dybuf_cap; /* buffers, their capacity in floats      */
     void *fusion;           /* conv/depthwise: fused-group state          */
     void *priv;
 };

@@ -30,11 +30,11 @@ struct asl_net {
     int forward_start;       /* first layer that forward ran             */
     int last_training;       /* mode of that forward                     */
     int fused_hi;            /* highest layer whose output that forward  */
-                             /* skipped (inside a fused group), or -1    */
-    float *acts;             /* one block: every layer's output          */
+                             /* left unavailable (fused or transient)    */
+    float *tmp[2];           /* transient outputs: ping-pong buffers for */
+    size_t tmp_cap;          /* outputs no backward will read (floats)   */
     float *input;            /* copy of the forward's input (backward    */
     size_t input_size;       /* reads it after the caller's is gone)     */
-    float *grads;            /* one block: every layer's output gradient */
     uint64_t version;        /* parameter version (see weights_changed)  */
     asl_optimizer_desc opt;
     int has_opt;
@@ -98,14 +98,28 @@ asl_status asl_net_create(asl_net **out, int h, int w, int c)
     return ASL_OK;
 }
 
+/* Free every layer's primitives and buffers (on a change of layers or
+ * thread count, and at the end). */
 static void unplan(asl_net *net)
 {
-    for (int i = 0; i < net->nlayers; i++)
-        if (net->layers[i].ops->release) net->layers[i].ops->release(&net->layers[i]);
-    asl_free(net->acts);
-    asl_free(net->grads);
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        if (l->ops->release) l->ops->release(l);
+        l->n = 0;
+        asl_free(l->ybuf);
+        asl_free(l->dybuf);
+        l->ybuf = l->dybuf = NULL;
+        l->ybuf_cap = l->dybuf_cap = 0;
+        l->y = NULL;
+        l->dy = NULL;
+    }
+    for (int k = 0; k < 2; k++) {
+        asl_free(net->tmp[k]);
+        net->tmp[k] = NULL;
+    }
+    net->tmp_cap = 0;
     asl_free(net->input);
-    net->acts = net->grads = net->input = NULL;
+    net->input = NULL;
     net->input_size = 0;
     net->n = 0;
     net->forward_done = 0;
@@ -297,57 +311,74 @@ static void apply_threads(asl_net *net)
 #endif
 }
 
-/* Build primitives and activation buffers for batch size n. */
-static asl_status plan(asl_net *net, int n)
+/* Primitives of layer l for batch size n, built when it first runs at n:
+ * a change of batch size re-plans only the layers that then run (the
+ * trainable tail when training from the frozen-trunk cache). */
+static asl_status plan_layer(asl_net *net, asl_layer *l, int n)
 {
-    asl_ctx *c = &net->ctx;
-    size_t total = 0, off = 0;
-
-    if (net->n == n) return ASL_OK;
-    unplan(net);
-    for (int i = 0; i < net->nlayers; i++)
-        if (!net->layers[i].ops->alias) total += padded(n, net->layers[i].out);
-    net->acts = asl_alloc(total * sizeof(float));
-    if (!net->acts)
-        return asl_fail(c, ASL_ERR_NOMEM,
-                        "out of memory: activations of batch %d need %zu MiB",
-                        n, total * sizeof(float) >> 20);
-    for (int i = 0; i < net->nlayers; i++) {
-        asl_layer *l = &net->layers[i];
-        asl_status st;
-        l->n = n;
-        l->y = NULL;
-        if (!l->ops->alias) {
-            l->y = net->acts + off;
-            off += padded(n, l->out);
-        }
-        st = l->ops->plan ? l->ops->plan(l, c) : ASL_OK;
-        if (st != ASL_OK) {
-            unplan(net);
-            return st;
-        }
+    asl_status st;
+    if (l->n == n) return ASL_OK;
+    if (l->ops->release) l->ops->release(l);
+    l->n = n;
+    st = l->ops->plan ? l->ops->plan(l, &net->ctx) : ASL_OK;
+    if (st != ASL_OK) {
+        if (l->ops->release) l->ops->release(l);
+        l->n = 0;
     }
-    net->n = n;
+    return st;
+}
+
+/* Make *buf hold at least `need` floats (kept when large enough: batch
+ * sizes alternate within an epoch). */
+static asl_status ensure_buf(asl_net *net, float **buf, size_t *cap, size_t need,
+                             const char *what)
+{
+    if (*cap >= need) return ASL_OK;
+    asl_free(*buf);
+    *buf = asl_alloc(need * sizeof(float));
+    *cap = *buf ? need : 0;
+    if (!*buf)
+        return asl_fail(&net->ctx, ASL_ERR_NOMEM, "out of memory (%s of batch %d: %zu MiB)",
+                        what, net->n, need * sizeof(float) >> 20);
     return ASL_OK;
 }
 
-/* Gradient buffers: dy of every layer, allocated on the first backward. */
-static asl_status plan_grads(asl_net *net)
+/* The output buffer of layer l: its own when a backward will read it,
+ * else the transient buffer that does not hold the input `cur`. */
+static asl_status out_buf(asl_net *net, asl_layer *l, int keep, const float *cur)
 {
-    size_t total = 0, off = 0;
-    if (net->grads) return ASL_OK;
-    for (int i = 0; i < net->nlayers; i++)
-        total += padded(net->n, net->layers[i].out);
-    net->grads = asl_alloc(total * sizeof(float));
-    if (!net->grads)
-        return asl_fail(&net->ctx, ASL_ERR_NOMEM,
-                        "out of memory: gradients of batch %d need %zu MiB",
-                        net->n, total * sizeof(float) >> 20);
-    for (int i = 0; i < net->nlayers; i++) {
-        asl_layer *l = &net->layers[i];
-        l->dy = net->grads + off;
-        off += padded(net->n, l->out);
+    if (keep) {
+        ASL_TRY(ensure_buf(net, &l->ybuf, &l->ybuf_cap, padded(l->n, l->out), "activations"));
+        l->y = l->ybuf;
+    } else {
+        l->y = cur == net->tmp[0] ? net->tmp[1] : net->tmp[0];
     }
+    return ASL_OK;
+}
+
+/* Transient buffers big enough for any layer's output at batch n. */
+static asl_status plan_tmp(asl_net *net, int n)
+{
+    size_t need = 0;
+    for (int i = 0; i < net->nlayers; i++)
+        if (!net->layers[i].ops->alias && padded(n, net->layers[i].out) > need)
+            need = padded(n, net->layers[i].out);
+    if (net->tmp_cap >= need) return ASL_OK;
+    for (int k = 0; k < 2; k++) {
+        asl_free(net->tmp[k]);
+        net->tmp[k] = NULL;
+    }
+    net->tmp_cap = 0;
+    for (int k = 0; k < 2; k++) {
+        size_t cap = 0;
+        asl_status st = ensure_buf(net, &net->tmp[k], &cap, need, "activations");
+        if (st != ASL_OK) {
+            asl_free(net->tmp[0]);
+            net->tmp[0] = NULL;
+            return st;
+        }
+    }
+    net->tmp_cap = need;
     return ASL_OK;
 }
 
@@ -418,6 +449,20 @@ static int fused_group(const asl_net *net, int i, int stop, int training,
     return training && hi >= ft ? -1 : hi;
 }
 
+/* Must a training forward keep layer i's output in its own buffer?  The
+ * backward reads the outputs of layers ft-1 and above (ft: the first
+ * trainable layer).  Below, outputs go to transient buffers, except those
+ * of layers whose training forward has effects (dropout masks, batch-norm
+ * statistics): a backward that needs the others recomputes them from
+ * there (unfuse()).  An inference forward keeps nothing. */
+static int keep_output(const asl_net *net, int i, int training, int ft)
+{
+    const asl_layer *l = &net->layers[i];
+    if (!training) return 0;
+    return i >= ft - 1 || l->d.kind == ASL_LAYER_DROPOUT ||
+           (l->d.kind == ASL_LAYER_BATCH_NORM && l->trainable);
+}
+
 /* Run layers [start, stop) on x (the input of layer start); the output
  * stays in layer stop-1's buffer.  Fused groups count a forward call for
  * each of their layers (layer_calls). */
@@ -426,8 +471,8 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
 {
     asl_ctx *c = &net->ctx;
     const float *cur = x;
-    int ft = first_trainable(net), finite = -1;
-    size_t in_size = (size_t)n * numel(net->layers[start].in);
+    int ft = first_trainable(net), finite = -1, cur_kept = 1;
+    size_t in_size;
 
     if (n < 1) return asl_fail(c, ASL_ERR_ARG, "batch size must be >= 1, got %d", n);
     if (!x) return asl_fail(c, ASL_ERR_ARG, "forward: NULL input");
@@ -435,46 +480,50 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
         return asl_fail(c, ASL_ERR_ARG, "layer range [%d, %d) invalid for %d layers",
                         start, stop, net->nlayers);
     apply_threads(net);
-    ASL_TRY(plan(net, n));
     net->forward_done = 0;
     net->fused_hi = -1;
-    {
-        /* own a copy of x: backward needs it after the caller's array is gone */
-        size_t size = in_size;
-        if (size > net->input_size) {
-            asl_free(net->input);
-            net->input = asl_alloc(size * sizeof(float));
-            net->input_size = net->input ? size : 0;
-            if (!net->input)
-                return asl_fail(c, ASL_ERR_NOMEM, "out of memory (input copy of %zu MiB)",
-                                size * sizeof(float) >> 20);
-        }
-        memcpy(net->input, x, size * sizeof(float));
-        cur = net->input;
-    }
+    net->n = n;
+    ASL_TRY(plan_tmp(net, n));
+    /* own a copy of x: backward needs it after the caller's array is gone */
+    in_size = (size_t)n * numel(net->layers[start].in);
+    ASL_TRY(ensure_buf(net, &net->input, &net->input_size, in_size, "input copy"));
+    memcpy(net->input, x, in_size * sizeof(float));
+    cur = net->input;
     for (int i = start; i < stop; i++) {
         asl_layer *l = &net->layers[i];
         int hi = fused_group(net, i, stop, training, ft), ran = 0;
+        for (int k = i; k <= (hi > i ? hi : i); k++)
+            ASL_TRY(plan_layer(net, &net->layers[k], n));
         l->x = cur;
-        if (l->ops->alias) l->y = (float *)cur;
         /* fused relu/relu6 would turn NaN into 0: not with NaN/Inf input */
         if (hi > i && finite < 0) finite = all_finite(net->input, in_size);
         if (hi > i && finite) {
-            for (int k = i + 1; k <= hi; k++) net->layers[k].x = net->layers[k - 1].y;
+            asl_layer *last = &net->layers[hi];
+            int keep = keep_output(net, hi, training, ft);
+            ASL_TRY(out_buf(net, last, keep, cur));
             ASL_TRY(asl_fused_forward(c, l, hi - i + 1, &ran));
-        }
-        if (ran) {
-            for (int k = i; k <= hi; k++) {
-                net->layers[k].fused = 1;
-                net->layers[k].calls_fwd++;
+            if (ran) {
+                for (int k = i; k <= hi; k++) {
+                    net->layers[k].fused = k < hi || !keep;
+                    net->layers[k].calls_fwd++;
+                }
+                i = hi;
             }
-            net->fused_hi = hi - 1;
-            i = hi;
-        } else {
-            l->fused = 0;
+        }
+        if (!ran) {
+            if (l->ops->alias) {
+                l->y = (float *)cur;
+                l->fused = !cur_kept;
+            } else {
+                int keep = keep_output(net, i, training, ft);
+                ASL_TRY(out_buf(net, l, keep, cur));
+                l->fused = !keep;
+            }
             ASL_TRY(forward_layer(net, l, training));
         }
+        if (net->layers[i].fused) net->fused_hi = i;
         cur = net->layers[i].y;
+        cur_kept = !net->layers[i].fused;
     }
     if (stop == net->nlayers) {
         net->forward_done = 1;
@@ -484,19 +533,24 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
     return ASL_OK;
 }
 
-/* Recompute the outputs the last forward skipped in fused groups, for a
- * backward that needs them.  An inference forward is redone entirely,
- * unfused: it has no side effects, and backward then sees exactly the
- * state of an unfused forward.  A training forward fused only stateless
- * layers (frozen batch norm, padding, conv, activation): just those are
- * redone, as a second training forward would update batch-norm statistics
- * again and draw new dropout masks. */
+/* Recompute the outputs the last forward left unavailable (fused groups,
+ * transient buffers), for a backward that needs them.  An inference
+ * forward is redone entirely, unfused: it has no side effects, and
+ * backward then sees exactly the state of an unfused forward.  A training
+ * forward left unavailable only outputs of stateless layers (frozen batch
+ * norm, padding, conv, activation; see keep_output): just those are redone,
+ * as a second training forward would update batch-norm statistics again
+ * and draw new dropout masks. */
 static asl_status unfuse(asl_net *net)
 {
     for (int i = net->forward_start; i < net->nlayers; i++) {
         asl_layer *l = &net->layers[i];
-        if (l->fused || !net->last_training)
+        l->x = i == net->forward_start ? net->input : net->layers[i - 1].y;
+        if (l->fused || !net->last_training) {
+            if (l->ops->alias) l->y = (float *)l->x;
+            else ASL_TRY(out_buf(net, l, 1, NULL));
             ASL_TRY(forward_layer(net, l, net->last_training));
+        }
         l->fused = 0;
     }
     net->fused_hi = -1;
@@ -565,13 +619,20 @@ static asl_status run_backward(asl_net *net, int from, float *dx_user)
     return ASL_OK;
 }
 
-static asl_status begin_backward(asl_net *net)
+/* Gradient buffers of the layers a backward down to `stop` writes. */
+static asl_status begin_backward(asl_net *net, int stop)
 {
     if (!net->forward_done)
         return asl_fail(&net->ctx, ASL_ERR_STATE,
                         "backward needs a forward pass first (since the last "
                         "change of batch size or trainable flags)");
-    ASL_TRY(plan_grads(net));
+    for (int i = stop > net->forward_start ? stop : net->forward_start;
+         i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        ASL_TRY(ensure_buf(net, &l->dybuf, &l->dybuf_cap, padded(net->n, l->out),
+                           "gradients"));
+        l->dy = l->dybuf;
+    }
     ASL_TRY(alloc_param_grads(net));
     for (int i = 0; i < net->nlayers; i++) net->layers[i].fused_softmax_ce = 0;
     return ASL_OK;
@@ -583,7 +644,7 @@ asl_status asl_net_backward(asl_net *net, const float *dy, float *dx)
     if (!dy) return asl_fail(&net->ctx, ASL_ERR_ARG, "backward: NULL dy");
     if (net->nlayers == 0) return asl_fail(&net->ctx, ASL_ERR_STATE, "empty network");
     apply_threads(net);
-    ASL_TRY(begin_backward(net));
+    ASL_TRY(begin_backward(net, dx ? 0 : first_trainable(net)));
     last = &net->layers[net->nlayers - 1];
     memcpy((float *)last->dy, dy, (size_t)net->n * numel(last->out) * sizeof(float));
     return run_backward(net, net->nlayers - 1, dx);
@@ -762,7 +823,7 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
     ASL_TRY(run_forward(net, x, n, 1, start, net->nlayers));
     p = net->layers[k].y;
     if (y_pred) memcpy(y_pred, p, (size_t)n * classes * sizeof(float));
-    ASL_TRY(begin_backward(net));
+    ASL_TRY(begin_backward(net, first_trainable(net)));
     g = (float *)net->layers[k].dy;
     /* Where softmax meets cross-entropy Keras computes the loss from the
      * logits z, -sum(y * log_softmax(z)), with no clipping: so does this,

@@ -171,6 +171,113 @@ def test_trunk_cache_off_with_augmentation(tmp_path):
     assert counts == {False: 3, True: 9}
 
 
+def _fit_cached(x, y, cache_bytes=1 << 30, cache_dir=None, callbacks=None, epochs=3):
+    model = small_model()
+    model.freeze(upto=-4)
+    model.trunk_cache_bytes = cache_bytes
+    model.trunk_cache_dir = cache_dir
+    model.compile(Adam(1e-2), "categorical_crossentropy", metrics=["accuracy"])
+    aslnet.set_random_seed(7)
+    h = model.fit(x, y, batch_size=8, epochs=epochs, validation_data=(x, y), verbose=0,
+                  callbacks=callbacks)
+    return model, h.history
+
+
+def _open_files_in(directory):
+    import os
+    fds = "/proc/self/fd"
+    return [t for t in (os.readlink(os.path.join(fds, f)) for f in os.listdir(fds)
+                        if os.path.exists(os.path.join(fds, f)))
+            if t.startswith(str(directory))]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "preadv"), reason="no os.preadv")
+def test_trunk_cache_spills_to_an_unnamed_file_and_cleans_up(tmp_path):
+    """The cache is a temporary file in trunk_cache_dir (unlinked: nothing is left behind,
+    even on a crash), open during fit, closed after; results equal recomputing."""
+    from aslnet.callbacks import Callback
+    seen = []
+
+    class Probe(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(len(_open_files_in(tmp_path)))
+    x, y = data(n=30)
+    cached, hc = _fit_cached(x, y, cache_dir=tmp_path, callbacks=[Probe()])
+    plain, hp = _fit_cached(x, y, cache_bytes=0)
+    assert seen == [2, 2, 2]                    # training and validation data
+    assert _open_files_in(tmp_path) == [] and list(tmp_path.iterdir()) == []
+    assert hc == hp
+    for wc, wp in zip(cached.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(wc, wp)
+    calls = cached._net.layer_calls(cached._core_index[cached.layers[2].name][0])[0]
+    assert calls == 2 * 4                       # each data set through the trunk once
+
+
+def test_trunk_cache_in_memory_without_disk_room(monkeypatch, tmp_path):
+    import shutil
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 30, 1 << 30, 1 << 20))
+    x, y = data(n=30)
+    cached, hc = _fit_cached(x, y, cache_dir=tmp_path)
+    plain, hp = _fit_cached(x, y, cache_bytes=0)
+    assert hc == hp
+    assert cached._net.layer_calls(cached._core_index[cached.layers[2].name][0])[0] == 8
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "preadv"), reason="no os.preadv")
+def test_trunk_cache_write_error_falls_back_to_recomputing(monkeypatch, tmp_path):
+    import errno
+    import os
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "pwrite", full)
+    x, y = data(n=30)
+    with pytest.warns(UserWarning, match="cache off"):
+        cached, hc = _fit_cached(x, y, cache_dir=tmp_path)
+    plain, hp = _fit_cached(x, y, cache_bytes=0)
+    assert hc == hp
+    for wc, wp in zip(cached.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(wc, wp)
+    # every batch recomputed: 4 training + 4 validation batches per epoch
+    assert cached._net.layer_calls(cached._core_index[cached.layers[2].name][0])[0] == 24
+
+
+def test_trunk_cache_reads_no_images_after_the_first_epoch(tmp_path, monkeypatch):
+    """With every sample's features cached, an image iterator's batches are not loaded at
+    all (only their labels are taken), and the results equal recomputing."""
+    from PIL import Image
+
+    from aslnet.preprocessing.image import DirectoryIterator, ImageDataGenerator
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / str(c)).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+                tmp_path / str(c) / f"{i}.png")
+    loads = []
+    real = DirectoryIterator._get_batches_of_transformed_samples
+    monkeypatch.setattr(DirectoryIterator, "_get_batches_of_transformed_samples",
+                        lambda self, ia, r: loads.append(len(ia)) or real(self, ia, r))
+    runs = []
+    for cache_bytes in (1 << 30, 0):
+        gen = ImageDataGenerator(rescale=1 / 255)
+        it = gen.flow_from_directory(str(tmp_path), target_size=(16, 16), batch_size=4, seed=1)
+        model = small_model()
+        model.freeze(upto=-4)
+        model.trunk_cache_bytes = cache_bytes
+        model.compile(Adam(1e-2), "categorical_crossentropy", metrics=["accuracy"])
+        loads.clear()
+        h = model.fit(it, epochs=3, verbose=0)
+        runs.append((model, h.history, sum(loads)))
+    (cached, hc, n_cached), (plain, hp, n_plain) = runs
+    assert (n_cached, n_plain) == (15, 45)
+    assert hc == hp
+    for wc, wp in zip(cached.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(wc, wp)
+
+
 def test_bad_input_gives_clear_errors():
     model = small_model()
     with pytest.raises(ValueError, match="batch axis"):

@@ -60,6 +60,11 @@ def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest"):
             img = img.convert("L")
     elif img.mode != _PIL_MODES[color_mode]:
         img = img.convert(_PIL_MODES[color_mode])
+    return _resize(img, target_size, interpolation)
+
+
+def _resize(img, target_size, interpolation):
+    """load_img's resizing: to (height, width) ``target_size`` unless None or equal."""
     if target_size is not None:
         width_height = (target_size[1], target_size[0])
         if img.size != width_height:
@@ -69,6 +74,11 @@ def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest"):
                     f"methods are {', '.join(_PIL_INTERPOLATION_METHODS)}")
             img = img.resize(width_height, _PIL_INTERPOLATION_METHODS[interpolation])
     return img
+
+
+def _pil_nbytes(img):
+    """Bytes a decoded PIL image holds (PIL keeps RGB pixels in 4 bytes)."""
+    return img.width * img.height * {"1": 1, "L": 1, "P": 1, "I;16": 2}.get(img.mode, 4)
 
 
 def img_to_array(img, data_format="channels_last", dtype="float32"):
@@ -124,10 +134,13 @@ class ImageCache:
     One instance, ``image_cache``, is shared by every iterator of the process,
     so an image is decoded and resized once per (file, target_size,
     color_mode, interpolation) however many iterators read it; a file that
-    changes (size or modification time) is read again.  Entries are
-    read-only arrays as loaded, before augmentation.  The cache fills up to
-    ``max_bytes`` (default 1 GiB; 1,768 RGB images at 224x224 take 266 MB)
-    and then keeps what it has: with a new random order every epoch, evicting
+    changes (size or modification time) is read again.  An entry is the
+    smaller of the decoded image before resizing (a PIL image, resized again
+    on each read: the same pixels, as resizing is deterministic) and the
+    read-only array after resizing, before augmentation.  The cache fills up
+    to ``max_bytes`` (default 1 GiB; the 1,768 digit photos, 100x100 RGB,
+    take 71 MB, where at 224x224 they would take 266 MB) and then keeps what
+    it has: with a new random order every epoch, evicting
     would not raise the hit rate.  Set ``image_cache.max_bytes`` to change
     the bound (0 disables caching for everyone), ``clear()`` to free it, or
     pass ``cache=False`` to ``flow_from_directory`` for one iterator.
@@ -147,12 +160,15 @@ class ImageCache:
         return self._arrays.get(key)
 
     def put(self, key, array):
-        """Store ``array`` (made read-only) if it fits in ``max_bytes``."""
+        """Store ``array`` (a NumPy array, made read-only, or a PIL image) if it
+        fits in ``max_bytes``."""
+        nbytes = array.nbytes if isinstance(array, np.ndarray) else _pil_nbytes(array)
         with self._lock:
-            if key not in self._arrays and self.nbytes + array.nbytes <= self.max_bytes:
-                array.flags.writeable = False
+            if key not in self._arrays and self.nbytes + nbytes <= self.max_bytes:
+                if isinstance(array, np.ndarray):
+                    array.flags.writeable = False
                 self._arrays[key] = array
-                self.nbytes += array.nbytes
+                self.nbytes += nbytes
 
     def clear(self):
         """Drop every entry."""
@@ -791,17 +807,21 @@ class DirectoryIterator(Iterator):
             key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, self.target_size,
                    self.color_mode, self.interpolation)
             x = self.cache.get(key)
+            if isinstance(x, Image.Image):   # stored before resizing
+                x = np.asarray(_resize(x, self.target_size, self.interpolation))
+                return x.reshape(x.shape[:2] + (-1,))
             if x is not None:
                 return x
         try:
-            img = load_img(path, color_mode=self.color_mode, target_size=self.target_size,
-                           interpolation=self.interpolation)
+            decoded = load_img(path, color_mode=self.color_mode)
+            img = _resize(decoded, self.target_size, self.interpolation)
         except OSError as e:
             raise OSError(f"Cannot read image {path}: {e}") from e
         x = np.asarray(img)
         x = x.reshape(x.shape[:2] + (-1,))
         if key is not None:
-            self.cache.put(key, x)
+            # keep the smaller: small photos before resizing, large ones after
+            self.cache.put(key, decoded if _pil_nbytes(decoded) < x.nbytes else x)
         return x
 
     def _get_batches_of_transformed_samples(self, index_array, rng):
@@ -810,13 +830,34 @@ class DirectoryIterator(Iterator):
             batch_x[i] = self._transformed(self._load(j), rng)
         if self.save_to_dir:
             self._save_batch(batch_x, index_array, rng)
-        labels = self.classes[index_array]
         if self.class_mode == "input":
             return batch_x, batch_x.copy()
+        if self.class_mode is None:
+            return batch_x
+        return batch_x, self._labels(index_array)
+
+    def _labels(self, index_array):
+        """The targets of samples ``index_array`` (class modes with labels)."""
+        labels = self.classes[index_array]
         if self.class_mode in {"binary", "sparse"}:
-            return batch_x, labels.astype(self.dtype)
-        if self.class_mode == "categorical":
-            batch_y = np.zeros((len(batch_x), self.num_classes), dtype=self.dtype)
-            batch_y[np.arange(len(batch_x)), labels] = 1.0
-            return batch_x, batch_y
-        return batch_x
+            return labels.astype(self.dtype)
+        batch_y = np.zeros((len(index_array), self.num_classes), dtype=self.dtype)
+        batch_y[np.arange(len(index_array)), labels] = 1.0
+        return batch_y
+
+    def _batch_targets(self, idx):
+        """Batch ``idx``'s targets without reading its images, for a caller that
+        has their inputs already (fit's frozen-trunk cache): the iterator
+        advances as ``self[idx]`` would.  None where targets are the images."""
+        if self.class_mode not in {"binary", "sparse", "categorical"} or self.save_to_dir:
+            return None
+        with self.lock:
+            rng = self._next_rng()
+            if self.index_array is None:
+                self._set_index_array()
+            index_array = self.index_array[self.batch_size * idx:self.batch_size * (idx + 1)]
+        gen = self.image_data_generator
+        if gen:   # the same draws as loading (flips draw even when off, as in Keras)
+            for _ in index_array:
+                gen._random_transform_params(self.image_shape, rng)
+        return self._labels(index_array)

@@ -51,10 +51,15 @@ def _split(item, with_targets):
     return item, None
 
 
-def batches(x, y, batch_size, shuffle, steps, with_targets=True):
+def batches(x, y, batch_size, shuffle, steps, with_targets=True, cached=None):
     """Yield (x_batch, y_batch, ids) for one epoch of ``steps`` batches.
     ``ids`` are the samples' indices in the data set when the source tells
-    them (arrays; Keras-style image iterators), else None."""
+    them (arrays; Keras-style image iterators), else None.  ``cached``: an
+    object whose ``has(ids)`` tells that the caller holds what it needs of
+    those samples' inputs: x_batch is then None and not read at all."""
+    def skip(ids):
+        return cached is not None and ids is not None and cached.has(ids)
+
     if _is_array(x):
         x = np.asarray(x)
         if with_targets:
@@ -72,13 +77,19 @@ def batches(x, y, batch_size, shuffle, steps, with_targets=True):
             ids = idx
             if not shuffle:
                 idx = slice(s * bs, s * bs + len(idx))
-            yield x[idx], (y[idx] if with_targets else None), ids
+            yield (None if skip(ids) else x[idx]), (y[idx] if with_targets else None), ids
         return
     if y is not None:
         raise ValueError("y must be None when x is a generator/Sequence (it yields (x, y))")
     if _is_sequence(x):
         for s in range(steps):
             k = s % len(x)
+            ids = _sequence_ids(x, k)
+            if with_targets and skip(ids) and hasattr(x, "_batch_targets"):
+                yb = x._batch_targets(k)
+                if yb is not None:
+                    yield None, yb, ids
+                    continue
             xb, yb = _split(x[k], with_targets)
             if with_targets and yb is None:
                 raise ValueError("The data yields no targets; expected (x, y) batches")
@@ -98,15 +109,15 @@ def batches(x, y, batch_size, shuffle, steps, with_targets=True):
         yield xb, yb, None
 
 
-def _sequence_ids(seq, k, n):
+def _sequence_ids(seq, k, n=None):
     """Indices of batch k's samples in a Keras image iterator (index_array),
-    or None for other Sequences."""
+    or None for other Sequences (or a batch of other than ``n`` samples)."""
     index_array = getattr(seq, "index_array", None)
     bs = getattr(seq, "batch_size", None)
     if index_array is None or bs is None:
         return None
     ids = np.asarray(index_array[k * bs:k * bs + bs])
-    return ids if len(ids) == n else None
+    return ids if n is None or len(ids) == n else None
 
 
 def has_augmentation(data):

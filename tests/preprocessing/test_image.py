@@ -350,6 +350,21 @@ def test_each_image_is_decoded_once_per_process(tree, decodes, fresh_cache):
     assert len(decodes) == 16
 
 
+def test_small_images_are_cached_before_resizing(tree, decodes, fresh_cache):
+    """Upsized images are stored as decoded (smaller), resized again on each read: the same
+    pixels as without the cache, in a fraction of the memory."""
+    size = (64, 48)
+    cached = flow(tree, target_size=size, shuffle=False)
+    first, again = cached[0][0], cached[0][0]
+    assert len(decodes) == 8
+    plain = flow(tree, target_size=size, shuffle=False, cache=False)[0][0]
+    np.testing.assert_array_equal(first, plain)
+    np.testing.assert_array_equal(again, plain)
+    entries = list(fresh_cache._arrays.values())
+    assert all(isinstance(e, Image.Image) for e in entries)    # every tree image is < 64x48
+    assert fresh_cache.nbytes < first.size * 4 // 10           # uint8 arrays would take .size
+
+
 def test_cache_can_be_disabled(tree, decodes, fresh_cache):
     it = flow(tree, cache=False, shuffle=False)
     it[0]
