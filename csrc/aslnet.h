@@ -155,6 +155,10 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
 asl_status asl_net_layer_calls(const asl_net *net, int layer,
                                int64_t *forward, int64_t *backward);
 
+/* Bytes of activation, gradient and input buffers the net holds now (not
+ * weights, optimizer state or oneDNN scratchpads). */
+size_t asl_net_buffer_bytes(const asl_net *net);
+
 #ifdef __cplusplus
 }
 #endif

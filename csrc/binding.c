@@ -777,6 +777,13 @@ static PyObject *Net_layer_calls(NetObject *self, PyObject *args)
     return Py_BuildValue("(LL)", (long long)f, (long long)b);
 }
 
+static PyObject *Net_buffer_bytes(NetObject *self, PyObject *noargs)
+{
+    (void)noargs;
+    if (enter(self)) return NULL;
+    return PyLong_FromSize_t(asl_net_buffer_bytes(self->net));
+}
+
 static PyObject *Net_get_iterations(NetObject *self, void *closure)
 {
     (void)closure;
@@ -844,6 +851,8 @@ static PyMethodDef Net_methods[] = {
     {"train_step", (PyCFunction)(void (*)(void))Net_train_step, METH_VARARGS | METH_KEYWORDS,
      "train_step(x, y_onehot, start=0) -> (loss, y_pred); x is the input of layer start"},
     {"layer_calls", (PyCFunction)Net_layer_calls, METH_VARARGS, "(forward, backward) call counts"},
+    {"buffer_bytes", (PyCFunction)Net_buffer_bytes, METH_NOARGS,
+     "bytes of activation, gradient and input buffers held now"},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef Net_getset[] = {

@@ -867,3 +867,11 @@ asl_status asl_net_layer_calls(const asl_net *net, int i, int64_t *fwd,
     *bwd = net->layers[i].calls_bwd;
     return ASL_OK;
 }
+
+size_t asl_net_buffer_bytes(const asl_net *net)
+{
+    size_t floats = 2 * net->tmp_cap + net->input_size;
+    for (int i = 0; i < net->nlayers; i++)
+        floats += net->layers[i].ybuf_cap + net->layers[i].dybuf_cap;
+    return floats * sizeof(float);
+}

@@ -543,3 +543,57 @@ def test_backward_is_independent_of_later_changes_to_the_input_array():
     x2[:] = 0
     b.backward(dy)
     np.testing.assert_allclose(b.grad(0, 0), want, rtol=1e-6, atol=1e-6)
+
+
+def test_buffers_only_for_outputs_that_backward_reads():
+    """Memory: an inference forward keeps no layer's output (two transient buffers serve
+    the whole chain); a training step with a frozen trunk keeps outputs and gradients only
+    from the trunk's last output up; results equal those of a net that keeps everything
+    (an inference forward before need_dx recomputes what it did not keep)."""
+    def random_net():
+        net, index = build_mobilenet({})
+        rng = np.random.default_rng(4)
+        for i in range(net.num_layers):
+            for j, info in enumerate(net.params(i)):
+                shape = info["shape"]
+                if info["name"] in ("gamma", "moving_variance"):
+                    v = rng.uniform(0.5, 1.5, shape)
+                else:
+                    fan_in = np.prod(shape[:-1]) if len(shape) > 1 else 1
+                    v = rng.normal(0, 1 / np.sqrt(fan_in), shape)
+                net.set_param(i, j, v.astype(np.float32))
+        return net, index
+    net, index = random_net()
+    n = 8
+    x = np.random.default_rng(2).uniform(-1, 1, (n, SIZE, SIZE, 3)).astype(np.float32)
+    floats = [int(np.prod(net.output_shape(i))) * n for i in range(net.num_layers)]
+    biggest, everything = max(floats), sum(floats)
+    y_inf = net.forward(x)
+    inputs = x.size
+    assert net.buffer_bytes() <= 4 * (2 * biggest + inputs + 64)
+    assert net.buffer_bytes() < 4 * everything / 5
+
+    # tutorial-like freeze: below conv_pw_12_bn nothing is trainable
+    first = index["conv_pw_12_bn"]
+    for i in range(first):
+        net.set_trainable(i, False)
+    net.set_optimizer("sgd", learning_rate=0.0)
+    labels = np.eye(CLASSES, dtype=np.float32)[np.arange(n) % CLASSES].reshape(n, 1, 1, -1)
+    net.train_step(x, labels)
+    tail = sum(floats[first - 1:])
+    kept = net.buffer_bytes() - 4 * (2 * biggest + inputs)
+    assert 0 < kept <= 4 * (2 * tail + 64 * (net.num_layers - first + 1))
+
+    # need_dx after an inference forward: the outputs are recomputed into kept buffers;
+    # the same as a net that never ran with a different buffer history
+    dy = np.random.default_rng(3).normal(size=y_inf.shape).astype(np.float32)
+    y = net.forward(x)
+    dx = net.backward(dy, need_dx=True)
+    assert np.abs(dx).max() > 0
+    fresh, _ = random_net()
+    for i in range(first):
+        fresh.set_trainable(i, False)
+    fresh.set_optimizer("sgd", learning_rate=0.0)
+    fresh.train_step(x, labels)    # moves the trainable batch norms' statistics alike
+    np.testing.assert_array_equal(fresh.forward(x), y)
+    np.testing.assert_array_equal(dx, fresh.backward(dy, need_dx=True))
