@@ -6,6 +6,7 @@
     aslnet evaluate MODEL DIR         accuracy + confusion matrix on DIR
     aslnet predict MODEL IMAGE...     class probabilities of single images
     aslnet classify IMAGE...          ImageNet top-5 with the pretrained MobileNet
+    aslnet serve MODEL                web page + JSON API for a saved model (needs Flask)
 """
 import argparse
 import os
@@ -181,6 +182,13 @@ def _cmd_classify(args):
     return 0
 
 
+def _cmd_serve(args):
+    from .serving import create_app
+    names = [n.strip() for n in args.classes.split(",")] if args.classes else None
+    create_app(args.model, class_names=names).run(host=args.host, port=args.port)
+    return 0
+
+
 def _train_options(p):
     p.add_argument("--recipe", choices=["tutorial", "fine_tune"], default="tutorial",
                    help="tutorial: Adam 1e-4, batch 10, 10 epochs, last 23 layers trainable; "
@@ -240,6 +248,14 @@ def build_parser():
                    "(default: $ASLNET_WEIGHTS, the cache, or a download)")
     p.add_argument("--top", type=int, default=5)
     p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("serve", help="serve a saved model over HTTP (Flask development server)")
+    p.add_argument("model")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--classes", help="comma-separated class names, one per output "
+                   "(default: 0, 1, ...)")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

@@ -1,0 +1,146 @@
+"""Serve a fine-tuned model from a small Flask app, as the Keras tutorial ends.
+
+    from aslnet.serving import create_app
+    app = create_app("digit_model.h5")
+    app.run()                       # or: aslnet serve digit_model.h5
+
+Routes: ``GET /`` an upload page, ``POST /predict`` an image (multipart field
+``image``, or the raw bytes with an ``image/*`` content type) -> JSON
+``{"class", "index", "probabilities"}``, ``GET /health`` -> ``{"status": "ok"}``.
+Errors are JSON ``{"error": message}`` with their HTTP status (400, 413...).
+Needs Flask: ``pip install 'aslnet[serve]'``.
+"""
+import io
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["create_app", "MAX_UPLOAD_BYTES"]
+
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+_COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>aslnet</title>
+<style>body{font-family:sans-serif;max-width:36em;margin:2em auto}
+td{padding:0 1em 0 0}.error{color:#b00}</style></head>
+<body>
+<h1>aslnet</h1>
+<p>{{ classes|length }} classes, input {{ size[0] }}&times;{{ size[1] }}.</p>
+<form method="post" enctype="multipart/form-data">
+  <input type="file" name="image" accept="image/*" required>
+  <button type="submit">Predict</button>
+</form>
+{% if error %}<p class="error">{{ error }}</p>{% endif %}
+{% if result %}
+<h2>Prediction: {{ result["class"] }}</h2>
+<table>
+{%- for name, p in result["probabilities"]|dictsort(by="value", reverse=true) %}
+  <tr><td>{{ name }}</td><td>{{ "%.4f"|format(p) }}</td></tr>
+{%- endfor %}
+</table>
+{% endif %}
+</body>
+</html>
+"""
+
+
+def create_app(model, class_names=None, target_size=None):
+    """A Flask app serving ``model`` (a ``Model`` or the path of a saved one).
+
+    class_names: one name per output (default "0", "1", ...: aslnet does not
+    store the training folders' names).  target_size: (height, width) images
+    are resized to (default: the model's input size).
+    """
+    try:
+        from flask import Flask, jsonify, render_template_string, request
+        from werkzeug.exceptions import BadRequest, HTTPException
+    except ImportError as e:
+        raise ImportError("aslnet.serving needs Flask: pip install 'aslnet[serve]'") from e
+    from .applications.mobilenet import preprocess_input
+    from .models import load_model
+    from .preprocessing.image import img_to_array, load_img
+
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model, compile=False)
+    _, height, width, channels = model.input_shape
+    size = tuple(target_size or (height, width))
+    if None in size or len(size) != 2:
+        raise ValueError(f"the model's input has no fixed size {model.input_shape}: "
+                         "pass target_size=(height, width)")
+    if channels not in _COLOR_MODES:
+        raise ValueError(f"can't feed images to a model with {channels} input channels")
+    num_classes = model.output_shape[-1]
+    names = [str(i) for i in range(num_classes)] if class_names is None else \
+        [str(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for a model with {num_classes} outputs")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names must be distinct, got {names}")
+    lock = threading.Lock()     # one C network: no concurrent calls
+
+    def read_image():
+        """The request's image as the model's input batch (1, h, w, c)."""
+        if request.mimetype == "multipart/form-data":
+            upload = request.files.get("image")
+            if upload is None:
+                raise BadRequest("no image: send a file in the multipart field 'image'")
+            data = upload.read()
+        elif request.mimetype.startswith("image/"):
+            data = request.get_data()
+        else:
+            raise BadRequest("no image: send a file in the multipart field 'image', or the "
+                             "image bytes with an image/* Content-Type")
+        if not data:
+            raise BadRequest("empty image")
+        try:
+            img = load_img(io.BytesIO(data), color_mode=_COLOR_MODES[channels],
+                           target_size=size)
+            x = img_to_array(img)       # decodes: a truncated file fails here at the latest
+        except Exception as e:          # Pillow raises many kinds on malformed files
+            raise BadRequest(f"not a readable image ({type(e).__name__})") from e
+        return preprocess_input(x)[None]
+
+    def predict():
+        x = read_image()
+        with lock:
+            p = model.predict(x, verbose=0)[0]
+        i = int(np.argmax(p))
+        return {"class": names[i], "index": i,
+                "probabilities": {n: float(v) for n, v in zip(names, p)}}
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES
+    app.json.sort_keys = False      # probabilities in class order
+
+    def message(e):
+        if e.code == 413:
+            return f"upload too large (limit: {app.config['MAX_CONTENT_LENGTH']} bytes)"
+        return e.description
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        return jsonify(error=message(e)), e.code
+
+    @app.get("/health")
+    def health():
+        return jsonify(status="ok")
+
+    @app.post("/predict")
+    def predict_route():
+        return jsonify(predict())
+
+    @app.route("/", methods=["GET", "POST"])
+    def index():
+        result, error, status = None, None, 200
+        if request.method == "POST":
+            try:
+                result = predict()
+            except HTTPException as e:
+                error, status = message(e), e.code
+        return render_template_string(_PAGE, classes=names, size=size, result=result,
+                                      error=error), status
+
+    return app

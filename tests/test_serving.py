@@ -1,0 +1,189 @@
+"""aslnet.serving: the Flask app, through Flask's test client (no server)."""
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flask")
+
+import aslnet  # noqa: E402
+from aslnet import layers as L  # noqa: E402
+from aslnet.applications.mobilenet import preprocess_input  # noqa: E402
+from aslnet.cli import main  # noqa: E402
+from aslnet.models import Model  # noqa: E402
+from aslnet.preprocessing.image import img_to_array, load_img  # noqa: E402
+from aslnet.serving import MAX_UPLOAD_BYTES, create_app  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def tiny_model(classes=3, seed=0):
+    aslnet.set_random_seed(seed)
+    inp = L.Input((16, 16, 3))
+    x = L.Conv2D(4, 3, strides=2)(inp)
+    x = L.GlobalAveragePooling2D()(x)
+    return Model(inp, L.Dense(classes, activation="softmax")(x))
+
+
+def png_bytes(size=(40, 30), seed=0):
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def expected(model, data):
+    """The tutorial's preprocessing and predict, done here independently."""
+    x = preprocess_input(img_to_array(load_img(io.BytesIO(data), target_size=(16, 16))))
+    return model.predict(x[None], verbose=0)[0]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture
+def client(model):
+    return create_app(model, class_names=["a", "b", "c"]).test_client()
+
+
+def post_image(client, data, url="/predict"):
+    return client.post(url, data={"image": (io.BytesIO(data), "x.png")},
+                       content_type="multipart/form-data")
+
+
+def test_health(client):
+    r = client.get("/health")
+    assert r.status_code == 200 and r.get_json() == {"status": "ok"}
+
+
+def test_predict_matches_model(client, model):
+    data = png_bytes()
+    r = post_image(client, data)
+    assert r.status_code == 200
+    out = r.get_json()
+    probs = np.array(list(out["probabilities"].values()))
+    assert list(out["probabilities"]) == ["a", "b", "c"]
+    assert np.isclose(probs.sum(), 1, atol=1e-5)
+    want = expected(model, data)
+    assert np.allclose(probs, want, rtol=1e-6, atol=0)
+    assert out["index"] == int(want.argmax()) and out["class"] == "abc"[out["index"]]
+
+
+def test_raw_image_body(client, model):
+    data = png_bytes(seed=1)
+    r = client.post("/predict", data=data, content_type="image/png")
+    assert r.status_code == 200
+    probs = list(r.get_json()["probabilities"].values())
+    assert np.allclose(probs, expected(model, data), rtol=1e-6, atol=0)
+
+
+def test_default_class_names():
+    app = create_app(tiny_model(classes=10))
+    out = post_image(app.test_client(), png_bytes()).get_json()
+    assert list(out["probabilities"]) == [str(i) for i in range(10)]
+    assert out["class"] == str(out["index"])
+
+
+def test_bad_class_names(model):
+    with pytest.raises(ValueError, match="2 class names for a model with 3 outputs"):
+        create_app(model, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="distinct"):
+        create_app(model, class_names=["a", "b", "a"])
+
+
+def test_saved_model_path(tmp_path, model):
+    path = tmp_path / "m.h5"
+    model.save(path)
+    data = png_bytes(seed=2)
+    r = post_image(create_app(str(path)).test_client(), data)
+    assert r.status_code == 200
+    probs = list(r.get_json()["probabilities"].values())
+    assert np.allclose(probs, expected(model, data), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(data={"other": "x"}, content_type="multipart/form-data"),          # no 'image' field
+    dict(data={"image": (io.BytesIO(b"hello"), "a.txt")},
+         content_type="multipart/form-data"),                                # not an image
+    dict(data={"image": (io.BytesIO(png_bytes()[:100]), "x.png")},
+         content_type="multipart/form-data"),                                # truncated PNG
+    dict(data=b"", content_type="image/png"),                                # empty body
+    dict(data=b"hello", content_type="text/plain"),                          # no image at all
+])
+def test_bad_input_is_400(client, kwargs):
+    r = client.post("/predict", **kwargs)
+    assert r.status_code == 400
+    assert r.is_json and r.get_json()["error"]
+    assert "Traceback" not in r.get_data(as_text=True)
+
+
+def test_too_large_is_413(client):
+    assert client.application.config["MAX_CONTENT_LENGTH"] == MAX_UPLOAD_BYTES
+    r = client.post("/predict", data=b"\0" * (MAX_UPLOAD_BYTES + 1), content_type="image/png")
+    assert r.status_code == 413 and "too large" in r.get_json()["error"]
+    client.application.config["MAX_CONTENT_LENGTH"] = 1000
+    r = post_image(client, png_bytes())
+    assert r.status_code == 413 and "error" in r.get_json()
+
+
+def test_html_page(client, model):
+    r = client.get("/")
+    assert r.status_code == 200 and b'name="image"' in r.data
+    data = png_bytes()
+    r = post_image(client, data, url="/")
+    name = "abc"[int(expected(model, data).argmax())]
+    assert r.status_code == 200 and f"Prediction: {name}".encode() in r.data
+    r = post_image(client, b"hello", url="/")
+    assert r.status_code == 400 and b"not a readable image" in r.data
+
+
+def test_predict_calls_are_serialized(client, model, monkeypatch):
+    """One C network refuses concurrent calls: the app must serialize them."""
+    real, running, seen = model.predict, [0], []
+
+    def slow_predict(x, **kwargs):
+        running[0] += 1
+        seen.append(running[0])
+        time.sleep(0.005)
+        try:
+            return real(x, **kwargs)
+        finally:
+            running[0] -= 1
+    monkeypatch.setattr(model, "predict", slow_predict)
+    codes = []
+
+    def worker():
+        for _ in range(3):
+            codes.append(post_image(client, png_bytes()).status_code)
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 12 and seen == [1] * 12
+
+
+def test_internal_error_is_json(client, model, monkeypatch):
+    def broken(x, **kwargs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(model, "predict", broken)
+    r = post_image(client, png_bytes())
+    assert r.status_code == 500 and r.is_json and "boom" not in r.get_data(as_text=True)
+
+
+def test_cli_serve(tmp_path, model, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--help"])
+    assert e.value.code == 0 and "--classes" in capsys.readouterr().out
+    path = tmp_path / "m.h5"
+    model.save(path)
+    runs = []
+    monkeypatch.setattr("flask.Flask.run", lambda app, **kw: runs.append((app, kw)))
+    assert main(["serve", str(path), "--port", "8123", "--classes", "x, y,z"]) == 0
+    (app, kw), = runs
+    assert kw == {"host": "127.0.0.1", "port": 8123}
+    out = post_image(app.test_client(), png_bytes()).get_json()
+    assert list(out["probabilities"]) == ["x", "y", "z"]
