@@ -6,6 +6,11 @@ with the test accuracy and fit time.  Run each side in its own process:
     python -m benchmarks.fidelity aslnet SEED    # first: writes the initial head weights
     python -m benchmarks.fidelity keras SEED
 
+With ``--same-order`` both sides also see the same batches: each epoch's order is a
+permutation drawn from the seed, fed with ``shuffle=False`` one epoch at a time (the
+optimizer state carries over), which leaves the frameworks' arithmetic as the only
+difference.
+
 The split is valid 30 / test 20 per class (split seed 0, 1,218 train images): 200 test
 images, so one image is 0.5 pp.  Seeds change the new head's initialisation and the batch
 order.
@@ -32,7 +37,7 @@ def arrays(split, sub):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def main(which, seed):
+def main(which, seed, same_order=False):
     import aslnet
     from aslnet.utils import split_dataset
     split = WORK / "split"
@@ -55,12 +60,20 @@ def main(which, seed):
         keras.utils.set_random_seed(seed)
         model = to_keras(model)
     t = time.perf_counter()
-    model.fit(x, y, batch_size=10, epochs=10, validation_data=(vx, vy), verbose=0)
+    if same_order:
+        rng = np.random.default_rng(1000 + seed)
+        for epoch in range(10):
+            p = rng.permutation(len(x))
+            model.fit(x[p], y[p], batch_size=10, epochs=1, shuffle=False,
+                      validation_data=(vx, vy), verbose=0)
+    else:
+        model.fit(x, y, batch_size=10, epochs=10, validation_data=(vx, vy), verbose=0)
     t = time.perf_counter() - t
     acc = float(model.evaluate(tx, ty, verbose=0)[1])
-    print(json.dumps({"which": which, "seed": seed, "test_accuracy": acc,
+    print(json.dumps({"which": which, "seed": seed, "same_order": same_order,
+                      "test_accuracy": acc,
                       "fit_s": round(t, 1), "test_images": len(tx)}), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), "--same-order" in sys.argv[3:])

@@ -714,21 +714,28 @@ asl_status asl_net_slot(asl_net *net, int i, int j, int k, float **slot)
     return ASL_OK;
 }
 
+/* Parameters smaller than this are updated by one thread. */
+#define ASL_PAR_MIN (1 << 15)
+
 static void sgd_update(const asl_optimizer_desc *o, asl_param *p)
 {
     float lr = o->learning_rate, mom = o->momentum;
     float *w = p->data, *v = p->slot[0];
     const float *g = p->grad;
-    size_t n = p->size;
+    const long long n = (long long)p->size;
+    /* elementwise: the same result with any number of threads */
     if (mom == 0.f) {
-        for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
+#pragma omp parallel for simd schedule(static) if (n >= ASL_PAR_MIN)
+        for (long long i = 0; i < n; i++) w[i] -= lr * g[i];
     } else if (o->nesterov) {
-        for (size_t i = 0; i < n; i++) {
+#pragma omp parallel for simd schedule(static) if (n >= ASL_PAR_MIN)
+        for (long long i = 0; i < n; i++) {
             v[i] = mom * v[i] - lr * g[i];
             w[i] += mom * v[i] - lr * g[i];
         }
     } else {
-        for (size_t i = 0; i < n; i++) {
+#pragma omp parallel for simd schedule(static) if (n >= ASL_PAR_MIN)
+        for (long long i = 0; i < n; i++) {
             v[i] = mom * v[i] - lr * g[i];
             w[i] += v[i];
         }
@@ -745,8 +752,9 @@ static void adam_update(const asl_optimizer_desc *o, int64_t t, asl_param *p)
     float fb1 = o->beta_1, fb2 = o->beta_2, eps = o->epsilon;
     float *w = p->data, *m = p->slot[0], *v = p->slot[1];
     const float *g = p->grad;
-    size_t n = p->size;
-    for (size_t i = 0; i < n; i++) {
+    const long long n = (long long)p->size;
+#pragma omp parallel for simd schedule(static) if (n >= ASL_PAR_MIN)
+    for (long long i = 0; i < n; i++) {
         m[i] += (g[i] - m[i]) * (1.f - fb1);
         v[i] += (g[i] * g[i] - v[i]) * (1.f - fb2);
         w[i] -= alpha * m[i] / (sqrtf(v[i]) + eps);
