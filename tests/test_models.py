@@ -149,16 +149,20 @@ def test_trunk_cache_is_used_and_switches_off():
     assert fwd == 6
 
 
-def test_trunk_cache_off_with_augmentation(tmp_path):
+def _image_folders(root, per_class, classes=3):
+    """classes folders of per_class random 16x16 PNGs under root."""
     from PIL import Image
-
-    from aslnet.preprocessing.image import ImageDataGenerator
     rng = np.random.default_rng(0)
-    for c in range(3):
-        (tmp_path / str(c)).mkdir()
-        for i in range(4):
+    for c in range(classes):
+        (root / str(c)).mkdir()
+        for i in range(per_class):
             Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
-                tmp_path / str(c) / f"{i}.png")
+                root / str(c) / f"{i}.png")
+
+
+def test_trunk_cache_off_with_augmentation(tmp_path):
+    from aslnet.preprocessing.image import ImageDataGenerator
+    _image_folders(tmp_path, 4)
     counts = {}
     for flip in (False, True):
         gen = ImageDataGenerator(rescale=1 / 255, horizontal_flip=flip)
@@ -247,15 +251,8 @@ def test_trunk_cache_write_error_falls_back_to_recomputing(monkeypatch, tmp_path
 def test_trunk_cache_reads_no_images_after_the_first_epoch(tmp_path, monkeypatch):
     """With every sample's features cached, an image iterator's batches are not loaded at
     all (only their labels are taken), and the results equal recomputing."""
-    from PIL import Image
-
     from aslnet.preprocessing.image import DirectoryIterator, ImageDataGenerator
-    rng = np.random.default_rng(0)
-    for c in range(3):
-        (tmp_path / str(c)).mkdir()
-        for i in range(5):
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
-                tmp_path / str(c) / f"{i}.png")
+    _image_folders(tmp_path, 5)
     loads = []
     real = DirectoryIterator._get_batches_of_transformed_samples
     monkeypatch.setattr(DirectoryIterator, "_get_batches_of_transformed_samples",
