@@ -1,6 +1,5 @@
 """Keras-shaped functional ``Model``: a chain of layers computed by one C
 network (``aslnet._core.Net``), one C call per batch."""
-import math
 import os
 import shutil
 import tempfile

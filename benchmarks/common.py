@@ -110,3 +110,13 @@ def tutorial_meta(work):
 
 def iters(args, key, default):
     return int(args.iters.get(key, default))
+
+
+def batch_throughputs(args, predict, x):
+    """images/s of ``predict(batch)`` at batch 1 and 32 (the inference table's columns)."""
+    res = {}
+    for b in (1, 32):
+        xb = np.ascontiguousarray(x[:b])
+        res[f"b{b}"] = throughput(lambda: predict(xb), b, args.reps,
+                                  iters(args, f"b{b}", 20 if b == 1 else 2))
+    return res

@@ -551,6 +551,10 @@ class Iterator:
         self.index_array = self._rng.permutation(self.n) if self.shuffle else np.arange(self.n)
 
     def __getitem__(self, idx):
+        return self._get_batches_of_transformed_samples(*self._batch_indices(idx))
+
+    def _batch_indices(self, idx):
+        """(sample indices, random state) of batch ``idx``; advances the iterator."""
         if idx < 0:
             idx += len(self)
         if not 0 <= idx < len(self):
@@ -560,8 +564,7 @@ class Iterator:
             rng = self._next_rng()
             if self.index_array is None:
                 self._set_index_array()
-            index_array = self.index_array[self.batch_size * idx:self.batch_size * (idx + 1)]
-        return self._get_batches_of_transformed_samples(index_array, rng)
+            return self.index_array[self.batch_size * idx:self.batch_size * (idx + 1)], rng
 
     def __len__(self):
         return (self.n + self.batch_size - 1) // self.batch_size
@@ -851,11 +854,7 @@ class DirectoryIterator(Iterator):
         advances as ``self[idx]`` would.  None where targets are the images."""
         if self.class_mode not in {"binary", "sparse", "categorical"} or self.save_to_dir:
             return None
-        with self.lock:
-            rng = self._next_rng()
-            if self.index_array is None:
-                self._set_index_array()
-            index_array = self.index_array[self.batch_size * idx:self.batch_size * (idx + 1)]
+        index_array, rng = self._batch_indices(idx)
         gen = self.image_data_generator
         if gen:   # the same draws as loading (flips draw even when off, as in Keras)
             for _ in index_array:

@@ -62,11 +62,7 @@ def inference(args):
     from aslnet.applications.mobilenet import MobileNet
     model = MobileNet()
     x = common.inputs(args.work)
-    res = {}
-    for b in (1, 32):
-        xb = x[:b]
-        res[f"b{b}"] = common.throughput(lambda: model.predict_on_batch(xb), b, args.reps,
-                                         common.iters(args, f"b{b}", 20 if b == 1 else 2))
+    res = common.batch_throughputs(args, model.predict_on_batch, x)
     np.save(os.path.join(args.work, "aslnet-outputs.npy"), model.predict_on_batch(x))
     common.write_result(args, "aslnet", res)
 

@@ -59,11 +59,7 @@ def tutorial_model(work):
 def inference(args):
     model = imagenet_model(args.work)
     x = common.inputs(args.work)
-    res = {}
-    for b in (1, 32):
-        xb = x[:b]
-        res[f"b{b}"] = common.throughput(lambda: model.predict_on_batch(xb), b, args.reps,
-                                         common.iters(args, f"b{b}", 20 if b == 1 else 2))
+    res = common.batch_throughputs(args, model.predict_on_batch, x)
     np.save(os.path.join(args.work, "keras-outputs.npy"), np.asarray(model.predict_on_batch(x)))
     if args.export:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)   # float32, no quantization

@@ -22,11 +22,8 @@ def inference(args):
     sess = ort.InferenceSession(os.path.join(args.work, "mobilenet.onnx"), opts,
                                 providers=["CPUExecutionProvider"])
     x = np.ascontiguousarray(common.inputs(args.work).transpose(0, 3, 1, 2))
-    res = {"version": ort.__version__}
-    for b in (1, 32):
-        xb = np.ascontiguousarray(x[:b])
-        res[f"b{b}"] = common.throughput(lambda: sess.run(None, {"input": xb}), b, args.reps,
-                                         common.iters(args, f"b{b}", 20 if b == 1 else 2))
+    res = {"version": ort.__version__,
+           **common.batch_throughputs(args, lambda xb: sess.run(None, {"input": xb}), x)}
     np.save(os.path.join(args.work, "onnxruntime-outputs.npy"), sess.run(None, {"input": x})[0])
     common.write_result(args, "onnxruntime", res)
 

@@ -33,12 +33,12 @@ Semantics checked here:
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
 
 from tests.reference import numpy_ops as ref
+from tests.reference.params import random_param
 
 _core = pytest.importorskip("aslnet._core")
 
@@ -75,17 +75,8 @@ def _params(rng, pw_bias):
     net = _build({}, pw_bias=pw_bias)   # for the parameter shapes
     for i in range(len(CHAIN)):
         for j, info in enumerate(net.params(i)):
-            name, shape = info["name"], info["shape"]
-            if name in ("kernel", "depthwise_kernel"):
-                fan_in = np.prod(shape[:-1]) if name == "kernel" else shape[0] * shape[1]
-                v = rng.normal(0, 1.5 / math.sqrt(fan_in), shape)
-            elif name == "gamma":
-                v = rng.uniform(0.5, 1.5, shape)
-            elif name == "moving_variance":
-                v = rng.uniform(0.3, 2.0, shape)
-            else:   # bias, beta, moving_mean
-                v = rng.normal(0, 0.5, shape)
-            out[i, j] = v.astype(np.float32)
+            out[i, j] = random_param(rng, info["name"], info["shape"], w_scale=1.5,
+                                     var_low=0.3)
     return out
 
 

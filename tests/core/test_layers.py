@@ -33,13 +33,13 @@ differences never straddle a kink.
 from __future__ import annotations
 
 import dataclasses
-import math
 import zlib
 
 import numpy as np
 import pytest
 
 from tests.reference import numpy_ops as ref
+from tests.reference.params import random_param
 
 _core = pytest.importorskip("aslnet._core")
 
@@ -179,20 +179,8 @@ def _role(name):
 
 
 def _random_params(net, case, rng):
-    out = []
-    for info in net.params(0):
-        shape, name = info["shape"], _role(info["name"])
-        if name in ("kernel", "depthwise_kernel"):
-            fan_in = int(np.prod(shape[:-1])) if name == "kernel" else shape[0] * shape[1]
-            v = rng.normal(0, case.w_scale / math.sqrt(fan_in), shape)
-        elif name == "gamma":
-            v = rng.uniform(0.5, 1.5, shape)
-        elif name == "moving_variance":
-            v = rng.uniform(0.5, 2.0, shape)
-        else:   # bias, beta, moving_mean
-            v = rng.normal(0, 0.5, shape)
-        out.append(v.astype(np.float32))
-    return out
+    return [random_param(rng, _role(info["name"]), info["shape"], w_scale=case.w_scale)
+            for info in net.params(0)]
 
 
 def _input(case, rng):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.reference import numpy_ops as ref
+from tests.reference.params import random_param
 
 _core = pytest.importorskip("aslnet._core")
 torch = pytest.importorskip("torch")
@@ -555,13 +556,7 @@ def test_buffers_only_for_outputs_that_backward_reads():
         rng = np.random.default_rng(4)
         for i in range(net.num_layers):
             for j, info in enumerate(net.params(i)):
-                shape = info["shape"]
-                if info["name"] in ("gamma", "moving_variance"):
-                    v = rng.uniform(0.5, 1.5, shape)
-                else:
-                    fan_in = np.prod(shape[:-1]) if len(shape) > 1 else 1
-                    v = rng.normal(0, 1 / np.sqrt(fan_in), shape)
-                net.set_param(i, j, v.astype(np.float32))
+                net.set_param(i, j, random_param(rng, info["name"], info["shape"]))
         return net, index
     net, index = random_net()
     n = 8
