@@ -365,16 +365,10 @@ static asl_status plan_tmp(asl_net *net, int n)
             need = padded(n, net->layers[i].out);
     if (net->tmp_cap >= need) return ASL_OK;
     for (int k = 0; k < 2; k++) {
-        asl_free(net->tmp[k]);
-        net->tmp[k] = NULL;
-    }
-    net->tmp_cap = 0;
-    for (int k = 0; k < 2; k++) {
-        size_t cap = 0;
+        size_t cap = net->tmp_cap;
         asl_status st = ensure_buf(net, &net->tmp[k], &cap, need, "activations");
         if (st != ASL_OK) {
-            asl_free(net->tmp[0]);
-            net->tmp[0] = NULL;
+            net->tmp_cap = 0;   /* tmp[k] is gone: both are reallocated next time */
             return st;
         }
     }
