@@ -7,13 +7,13 @@ compute runs in C on oneDNN and OpenBLAS.
                   loss="categorical_crossentropy", metrics=["accuracy"])
 """
 from . import _libs  # noqa: F401  (loads oneDNN/OpenBLAS before the extension)
-from . import _core, backend, layers, models, optimizers
+from . import _core, backend, layers, mixed_precision, models, optimizers
 from .backend import clear_session, get_num_threads, set_num_threads, set_random_seed
 from .models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "models", "optimizers", "Model", "Sequential", "load_model",
+__all__ = ["layers", "mixed_precision", "models", "optimizers", "Model", "Sequential", "load_model",
            "load_pretrained", "set_num_threads", "get_num_threads", "set_random_seed",
            "clear_session"]
 

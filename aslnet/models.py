@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from . import _core, backend
+from . import _core, backend, mixed_precision
 from . import optimizers as optimizers_mod
 from .layers import Dropout, InputLayer, KerasTensor, Layer, Reshape, core_shape
 
@@ -149,6 +149,8 @@ class Model:
         self._net = None
         self._net_version = None
         self._net_flags = self._net_threads = None   # last trainable flags / threads sent
+        self._net_dtype = None                       # last compute dtype sent
+        self._dtype_policy = mixed_precision.global_policy()
         self._val_cache = None                       # (validation data, its trunk cache)
         self.optimizer = None
         self.loss = None
@@ -167,6 +169,21 @@ class Model:
     outputs = property(lambda self: [self._output])
     input_shape = property(lambda self: self._input.shape)
     output_shape = property(lambda self: self._output.shape)
+
+    @property
+    def dtype_policy(self):
+        """The model's :class:`aslnet.mixed_precision.DTypePolicy`; set it to
+        ``"mixed_bfloat16"`` to run inference-mode convolutions (predict,
+        evaluate, the frozen trunk during fit) in bfloat16."""
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, policy):
+        self._dtype_policy = mixed_precision._check_supported(
+            mixed_precision.DTypePolicy(policy))
+
+    compute_dtype = property(lambda self: self._dtype_policy.compute_dtype)
+    variable_dtype = property(lambda self: self._dtype_policy.variable_dtype)
 
     def get_layer(self, name=None, index=None):
         if index is not None:
@@ -245,7 +262,7 @@ class Model:
                     for j, (var, info) in enumerate(zip(layer.weights, net.params(holders[0]))):
                         net.bind_param(holders[0], j, var._value.reshape(info["shape"]))
             self._net = net
-            self._net_flags = self._net_threads = None
+            self._net_flags = self._net_threads = self._net_dtype = None
             self._net_version = backend.weights_version()
             if self.optimizer is not None:
                 net.set_optimizer(self.optimizer._core_name, **self.optimizer._core_config())
@@ -259,6 +276,9 @@ class Model:
         if self._net_version != backend.weights_version():
             net.weights_changed()
             self._net_version = backend.weights_version()
+        if self._dtype_policy.compute_dtype != self._net_dtype:
+            net.set_compute_dtype(self._dtype_policy.compute_dtype)
+            self._net_dtype = self._dtype_policy.compute_dtype
         if backend._num_threads != self._net_threads:
             net.set_num_threads(backend._num_threads)
             self._net_threads = backend._num_threads

@@ -155,6 +155,21 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
 asl_status asl_net_layer_calls(const asl_net *net, int layer,
                                int64_t *forward, int64_t *backward);
 
+/* Compute type of the convolutions that run in inference mode (a fused
+ * conv + frozen batch norm [+ relu/relu6] group: predict, evaluate and the
+ * frozen layers below the first trainable one).  ASL_F32 (the default):
+ * float32 throughout.  ASL_BF16: those convolutions round their input and
+ * (folded) weights to bfloat16 and accumulate in float32; an output that
+ * only feeds the next such convolution is stored as bfloat16, every other
+ * output (the trunk's, the last conv's) as float32.  Layers that train,
+ * and everything else, stay float32.  A group oneDNN cannot run natively
+ * in bfloat16 on this CPU runs in float32. */
+typedef enum { ASL_F32 = 0, ASL_BF16 } asl_dtype;
+asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt);
+/* 1 if this CPU runs bfloat16 convolutions natively (AVX512_BF16 or
+ * newer), else 0. */
+int asl_bf16_supported(void);
+
 /* Bytes of activation, gradient and input buffers the net holds now (not
  * weights, optimizer state or oneDNN scratchpads). */
 size_t asl_net_buffer_bytes(const asl_net *net);

@@ -490,6 +490,26 @@ static PyObject *Net_set_num_threads(NetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *Net_set_compute_dtype(NetObject *self, PyObject *args)
+{
+    const char *name;
+    asl_dtype dt;
+    asl_status st;
+    if (enter(self) || !PyArg_ParseTuple(args, "s", &name)) return NULL;
+    if (strcmp(name, "float32") == 0) {
+        dt = ASL_F32;
+    } else if (strcmp(name, "bfloat16") == 0) {
+        dt = ASL_BF16;
+    } else {
+        PyErr_Format(PyExc_ValueError, "compute dtype must be 'float32' or 'bfloat16', "
+                     "got '%s'", name);
+        return NULL;
+    }
+    st = asl_net_set_compute_dtype(self->net, dt);
+    if (st != ASL_OK) return raise_status(self, st);
+    Py_RETURN_NONE;
+}
+
 /* Batch array [n, shape...] as C-contiguous float32; checks per-sample
  * shape against (h, w, c) (any reshaping of the same size is refused). */
 static PyArrayObject *batch_array(PyObject *obj, const int shape[3],
@@ -837,6 +857,8 @@ static PyMethodDef Net_methods[] = {
     {"weights_changed", (PyCFunction)Net_weights_changed, METH_NOARGS,
      "invalidate cached weight layouts after changing bound arrays"},
     {"set_num_threads", (PyCFunction)Net_set_num_threads, METH_VARARGS, "0 = all cores"},
+    {"set_compute_dtype", (PyCFunction)Net_set_compute_dtype, METH_VARARGS,
+     "'float32' or 'bfloat16': compute type of inference-mode convolutions"},
     {"forward", (PyCFunction)(void (*)(void))Net_forward, METH_VARARGS | METH_KEYWORDS,
      "forward(x, training=False, start=0, stop=None) -> y: layers [start, stop) on x, "
      "the input of layer start"},
@@ -874,9 +896,21 @@ static PyTypeObject NetType = {
     .tp_getset = Net_getset,
 };
 
+static PyObject *core_bfloat16_supported(PyObject *mod, PyObject *noargs)
+{
+    (void)mod;
+    (void)noargs;
+    return PyBool_FromLong(asl_bf16_supported());
+}
+
+static PyMethodDef core_functions[] = {
+    {"bfloat16_supported", core_bfloat16_supported, METH_NOARGS,
+     "True if this CPU runs bfloat16 convolutions natively (AVX512_BF16)"},
+    {NULL, NULL, 0, NULL}};
+
 static struct PyModuleDef core_module = {
     PyModuleDef_HEAD_INIT, "_core",
-    "The aslnet C core (oneDNN + OpenBLAS).", -1, NULL, NULL, NULL, NULL, NULL};
+    "The aslnet C core (oneDNN + OpenBLAS).", -1, core_functions, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__core(void)
 {

@@ -252,3 +252,37 @@ asl_status asl_param_declare(asl_ctx *c, asl_layer *l, int j,
     if (j + 1 > l->nparams) l->nparams = j + 1;
     return ASL_OK;
 }
+
+/* ---- bfloat16 ------------------------------------------------------- */
+
+void asl_to_bf16(const float *x, uint16_t *y, size_t count)
+{
+    const long long nn = (long long)count;
+#pragma omp parallel for schedule(static) if (nn >= (1 << 16))
+    for (long long i = 0; i < nn; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        if ((u & 0x7fffffffu) > 0x7f800000u)          /* NaN: keep it quiet */
+            y[i] = (uint16_t)((u >> 16) | 0x40u);
+        else                                           /* nearest, ties even */
+            y[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+
+void asl_from_bf16(const uint16_t *x, float *y, size_t count)
+{
+    const long long nn = (long long)count;
+#pragma omp parallel for schedule(static) if (nn >= (1 << 16))
+    for (long long i = 0; i < nn; i++) {
+        uint32_t u = (uint32_t)x[i] << 16;
+        memcpy(&y[i], &u, sizeof u);
+    }
+}
+
+int asl_bf16_supported(void)
+{
+    /* oneDNN's ISA values are bit sets: every ISA from avx512_core_bf16 on
+     * (amx, fp16) contains its bits */
+    const unsigned want = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    return ((unsigned)dnnl_get_effective_cpu_isa() & want) == want;
+}

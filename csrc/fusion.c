@@ -25,6 +25,13 @@
  * activation) is cached, variants oneDNN refuses are remembered and run
  * unfused by the executor.
  *
+ * bfloat16 (ctx->bf16, see asl_net_set_compute_dtype): the same
+ * convolution with bfloat16 source and weights (the folded float32 weights
+ * are rounded by the asl_wmem reorder), float32 bias and accumulation, and
+ * a bfloat16 or float32 destination as the executor asks.  A float32 input
+ * is rounded into a private buffer first.  oneDNN's reference kernels are
+ * refused (a CPU without native bfloat16 runs the group in float32).
+ *
  * NaN.  oneDNN's relu and clip post-ops map NaN to 0, where the unfused
  * activation layers propagate it (as TF).  A NaN can only appear inside a
  * group from a NaN/Inf in its input or in its folded parameters (barring
@@ -50,9 +57,13 @@ typedef struct {
     uint64_t fold_ver;          /* bumped by each fold (asl_wmem key)  */
 
     /* the primitive of one variant, for batch size n (made lazily) */
-    int variant;                /* 3 * with_padding + (0 linear, 1     */
-                                /* relu, 2 relu6); -1: none            */
+    int variant;                /* 6 * precision (0 float32, 1 bf16 -> */
+                                /* f32, 2 bf16 -> bf16) + 3 * padding  */
+                                /* + (0 linear, 1 relu, 2 relu6); -1:  */
+                                /* none                                */
     unsigned refused;           /* bit v: oneDNN has no variant v      */
+    uint16_t *xb;               /* bfloat16 copy of a float32 input    */
+    size_t xb_cap;              /* (elements)                          */
     asl_prim prim;
     asl_wmem wm;
     int wm_ok;
@@ -84,6 +95,7 @@ void asl_fused_destroy(asl_layer *conv)
     fused_state *f = conv->fusion;
     if (!f) return;
     asl_fused_release(conv);
+    asl_free(f->xb);
     asl_free(f->w);
     asl_free(f->b);
     asl_free(f);
@@ -128,8 +140,11 @@ static void fold(fused_state *f, const asl_layer *conv, const asl_layer *bn)
 
 /* Build the primitive of the group; *ok = 0 when oneDNN refuses it. */
 static asl_status build(asl_ctx *c, fused_state *f, const asl_layer *pad,
-                        const asl_layer *conv, asl_activation act, int *ok)
+                        const asl_layer *conv, asl_activation act, int bf16,
+                        int y_bf16, int *ok)
 {
+    const dnnl_data_type_t xt = bf16 ? dnnl_bf16 : dnnl_f32,
+                           yt = y_bf16 ? dnnl_bf16 : dnnl_f32;
     const asl_layer_desc *d = &conv->d;
     const int dw = d->kind == ASL_LAYER_DEPTHWISE_CONV2D;
     const int kh = d->kernel[0], kw = d->kernel[1];
@@ -160,20 +175,23 @@ static asl_status build(asl_ctx *c, fused_state *f, const asl_layer *pad,
     {
         dnnl_dims_t pad_l = {pt, pl}, pad_r = {pb, pr};
 
-        st = asl_md_nhwc(c, &src, conv->n, in[0], in[1], in[2]);
-        if (st == ASL_OK)
-            st = asl_md_nhwc(c, &dst, conv->n, conv->out[0], conv->out[1], oc);
-        if (st != ASL_OK) goto done;
+        dnnl_dims_t xd = {conv->n, in[2], in[0], in[1]},
+                    yd = {conv->n, oc, conv->out[0], conv->out[1]};
+
+        ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
+                          &src, 4, xd, xt, dnnl_nhwc), done);
+        ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
+                          &dst, 4, yd, yt, dnnl_nhwc), done);
         if (dw) {
             dnnl_dims_t wd = {ic, d->depth_multiplier, 1, kh, kw};
             ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
-                              &w_any, 5, wd, dnnl_f32, dnnl_format_tag_any), done);
+                              &w_any, 5, wd, xt, dnnl_format_tag_any), done);
             ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
                               &w_user, 5, wd, dnnl_f32, dnnl_hwigo), done);
         } else {
             dnnl_dims_t wd = {oc, ic, kh, kw};
             ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
-                              &w_any, 4, wd, dnnl_f32, dnnl_format_tag_any), done);
+                              &w_any, 4, wd, xt, dnnl_format_tag_any), done);
             ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
                               &w_user, 4, wd, dnnl_f32, dnnl_hwio), done);
         }
@@ -197,6 +215,13 @@ static asl_status build(asl_ctx *c, fused_state *f, const asl_layer *pad,
                 attr) != dnnl_success) {
             pd = NULL;
             goto done;
+        }
+        if (bf16) {   /* no reference kernels: float32 is faster then */
+            const char *impl = NULL;
+            if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0,
+                                          &impl) != dnnl_success ||
+                !impl || strncmp(impl, "ref", 3) == 0)
+                goto done;
         }
     }
     st = asl_prim_create(c, &f->prim, pd);
@@ -226,15 +251,18 @@ done:
     return st;
 }
 
-asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int *ran)
+asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int x_bf16,
+                             int y_bf16, int *ran)
 {
     const int with_pad = g[0].d.kind == ASL_LAYER_ZERO_PADDING2D;
     asl_layer *conv = &g[with_pad], *bn = &g[with_pad + 1];
     asl_activation act = count > with_pad + 2 ? g[count - 1].d.activation
                                               : ASL_ACT_LINEAR;
-    const int variant = with_pad * 3 + (act == ASL_ACT_RELU   ? 1
-                                        : act == ASL_ACT_RELU6 ? 2 : 0);
+    const int bf16 = c->bf16 != 0;
+    const int variant = 6 * (bf16 ? 1 + (y_bf16 != 0) : 0) + with_pad * 3 +
+                        (act == ASL_ACT_RELU ? 1 : act == ASL_ACT_RELU6 ? 2 : 0);
     fused_state *f = conv->fusion;
+    const void *x = g[0].x;
     dnnl_memory_t wm;
     dnnl_exec_arg_t args[4];
 
@@ -242,6 +270,8 @@ asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int *ran)
     if (count < with_pad + 2 || count > with_pad + 3 ||
         (act != ASL_ACT_LINEAR && act != ASL_ACT_RELU && act != ASL_ACT_RELU6))
         return asl_fail(c, ASL_ERR_ARG, "internal: not a fusable group");
+    if (!bf16 && (x_bf16 || y_bf16))
+        return asl_fail(c, ASL_ERR_ARG, "internal: bfloat16 data in a float32 group");
     if (!f) {
         f = asl_calloc(sizeof *f);
         if (!f) return asl_fail(c, ASL_ERR_NOMEM, "out of memory (fusion state)");
@@ -263,7 +293,7 @@ asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int *ran)
         asl_status st;
         asl_fused_release(conv);
         f->refused = refused;
-        st = build(c, f, with_pad ? &g[0] : NULL, conv, act, &ok);
+        st = build(c, f, with_pad ? &g[0] : NULL, conv, act, bf16, y_bf16, &ok);
         if (st != ASL_OK || !ok) {
             asl_fused_release(conv);
             f->refused = refused | (ok ? 0u : 1u << variant);
@@ -274,7 +304,21 @@ asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int *ran)
     fold(f, conv, bn);
     if (!f->finite) return ASL_OK;   /* see the NaN note at the top */
     ASL_TRY(asl_wmem_get(c, &f->wm, f->w, f->fold_ver, &wm));
-    ASL_TRY(asl_mem_bind(c, f->x_m, g[0].x));
+    if (bf16 && !x_bf16) {   /* round a float32 input into our buffer */
+        const int *in = g[0].in;
+        size_t count_x = (size_t)g[0].n * in[0] * in[1] * in[2];
+        if (f->xb_cap < count_x) {
+            asl_free(f->xb);
+            f->xb = asl_alloc(count_x * sizeof *f->xb);
+            f->xb_cap = f->xb ? count_x : 0;
+            if (!f->xb)
+                return asl_fail(c, ASL_ERR_NOMEM, "out of memory (bfloat16 "
+                                "input of %zu values)", count_x);
+        }
+        asl_to_bf16(g[0].x, f->xb, count_x);
+        x = f->xb;
+    }
+    ASL_TRY(asl_mem_bind(c, f->x_m, x));
     ASL_TRY(asl_mem_bind(c, f->y_m, g[count - 1].y));
     ASL_TRY(asl_mem_bind(c, f->b_m, f->b));
     args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, f->x_m};

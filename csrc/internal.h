@@ -46,6 +46,7 @@ typedef struct asl_ctx {
     void *scratch;                /* one scratchpad for every primitive, */
     size_t scratch_size;          /* grown by asl_prim_create (bytes)    */
     int num_threads;
+    int bf16;                     /* inference convs in bfloat16 (fusion.c) */
     char err[ASL_ERRLEN];
 } asl_ctx;
 
@@ -182,6 +183,10 @@ asl_status asl_wmem_get(asl_ctx *c, asl_wmem *w, const float *data,
                         uint64_t version, dnnl_memory_t *out);
 void asl_wmem_destroy(asl_wmem *w);
 
+/* bfloat16 <-> float32 (round to nearest even, NaN stays NaN), threaded. */
+void asl_to_bf16(const float *x, uint16_t *y, size_t count);
+void asl_from_bf16(const uint16_t *x, float *y, size_t count);
+
 /* ---- BLAS ----------------------------------------------------------- */
 /* Row-major C = alpha * op(A) op(B) + beta * C (OpenBLAS). */
 void asl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -218,10 +223,14 @@ void asl_act_backward(asl_activation a, const float *y, const float *dy,
  * relu or relu6] as ONE convolution: batch norm folded into the weights and
  * a bias, the activation as a post-op, the padding merged into the
  * convolution's.  Reads g[0].x, writes only g[count-1].y.  *ran = 0 (and
- * nothing written, no error) when oneDNN has no such convolution.  The
+ * nothing written, no error) when oneDNN has no such convolution.
+ * With c->bf16 the convolution computes in bfloat16: g[0].x holds bfloat16
+ * values if x_bf16 (else float32, rounded first), and y is written as
+ * bfloat16 if y_bf16 (else float32).  Without c->bf16 both must be 0.  The
  * state lives in the conv layer's `fusion`: the conv releases it with its
  * primitives (asl_fused_release) and destroys it (asl_fused_destroy). */
-asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int *ran);
+asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int x_bf16,
+                             int y_bf16, int *ran);
 void asl_fused_release(asl_layer *conv);
 void asl_fused_destroy(asl_layer *conv);
 

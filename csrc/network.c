@@ -300,6 +300,14 @@ asl_status asl_net_set_num_threads(asl_net *net, int n)
     return ASL_OK;
 }
 
+asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt)
+{
+    if (dt != ASL_F32 && dt != ASL_BF16)
+        return asl_fail(&net->ctx, ASL_ERR_ARG, "unknown compute dtype %d", (int)dt);
+    net->ctx.bf16 = dt == ASL_BF16;
+    return ASL_OK;
+}
+
 static void apply_threads(asl_net *net)
 {
 #ifdef _OPENMP
@@ -457,15 +465,27 @@ static int keep_output(const asl_net *net, int i, int training, int ft)
            (l->d.kind == ASL_LAYER_BATCH_NORM && l->trainable);
 }
 
+/* *cur holds bfloat16 values in a transient buffer for a layer that
+ * cannot read them (a fused group oneDNN refused in bfloat16): widen them
+ * into the other transient buffer. */
+static void widen(asl_net *net, const float **cur, size_t count)
+{
+    float *to = *cur == net->tmp[0] ? net->tmp[1] : net->tmp[0];
+    asl_from_bf16((const uint16_t *)*cur, to, count);
+    *cur = to;
+}
+
 /* Run layers [start, stop) on x (the input of layer start); the output
  * stays in layer stop-1's buffer.  Fused groups count a forward call for
- * each of their layers (layer_calls). */
+ * each of their layers (layer_calls).  In bfloat16 mode, a fused group
+ * whose output only feeds the next fused group writes it as bfloat16
+ * (cur_bf16); such outputs are transient, so no one else reads them. */
 static asl_status run_forward(asl_net *net, const float *x, int n, int training,
                               int start, int stop)
 {
     asl_ctx *c = &net->ctx;
     const float *cur = x;
-    int ft = first_trainable(net), finite = -1, cur_kept = 1;
+    int ft = first_trainable(net), finite = -1, cur_kept = 1, cur_bf16 = 0;
     size_t in_size;
 
     if (n < 1) return asl_fail(c, ASL_ERR_ARG, "batch size must be >= 1, got %d", n);
@@ -494,15 +514,23 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
         if (hi > i && finite) {
             asl_layer *last = &net->layers[hi];
             int keep = keep_output(net, hi, training, ft);
+            int y_bf16 = c->bf16 && !keep && hi + 1 < stop &&
+                         fused_group(net, hi + 1, stop, training, ft) >= 0;
             ASL_TRY(out_buf(net, last, keep, cur));
-            ASL_TRY(asl_fused_forward(c, l, hi - i + 1, &ran));
+            ASL_TRY(asl_fused_forward(c, l, hi - i + 1, cur_bf16, y_bf16, &ran));
             if (ran) {
                 for (int k = i; k <= hi; k++) {
                     net->layers[k].fused = k < hi || !keep;
                     net->layers[k].calls_fwd++;
                 }
                 i = hi;
+                cur_bf16 = y_bf16;
             }
+        }
+        if (!ran && cur_bf16) {
+            widen(net, &cur, (size_t)n * numel(l->in));
+            l->x = cur;
+            cur_bf16 = 0;
         }
         if (!ran) {
             if (l->ops->alias) {

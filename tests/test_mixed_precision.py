@@ -1,0 +1,100 @@
+"""aslnet.mixed_precision: Keras-named dtype policies; 'mixed_bfloat16' runs inference-mode
+convolutions in bfloat16 (the arithmetic is checked in tests/core/test_bfloat16.py)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import aslnet
+from aslnet import mixed_precision
+from tests.test_models import _fit_cached, data, small_model
+
+needs_bf16 = pytest.mark.skipif(not mixed_precision.bfloat16_supported(),
+                                reason="CPU without native bfloat16 (AVX512_BF16)")
+IMAGES = ["cat", "bird", "grace_hopper", "parrot"]
+
+
+@pytest.fixture(autouse=True)
+def restore_global_policy():
+    yield
+    mixed_precision.set_global_policy("float32")
+
+
+def test_policies_as_keras_names_them():
+    p = mixed_precision.DTypePolicy("mixed_bfloat16")
+    assert (p.name, p.compute_dtype, p.variable_dtype) == ("mixed_bfloat16", "bfloat16",
+                                                            "float32")
+    assert mixed_precision.Policy("float32") == mixed_precision.DTypePolicy("float32")
+    assert mixed_precision.global_policy().name == "float32"
+    with pytest.raises(ValueError, match="no float16 path"):
+        mixed_precision.set_global_policy("mixed_float16")
+    with pytest.raises(ValueError, match="Unknown dtype policy"):
+        small_model().dtype_policy = "float64"
+
+
+def test_global_policy_applies_to_models_created_after():
+    before = small_model()
+    mixed_precision.set_global_policy("mixed_bfloat16")
+    after = small_model()
+    assert before.dtype_policy.name == "float32"
+    assert after.dtype_policy.name == "mixed_bfloat16" and after.compute_dtype == "bfloat16"
+    mixed_precision.set_global_policy(None)
+    assert mixed_precision.global_policy().name == "float32"
+
+
+@needs_bf16
+def test_policy_switches_predict_and_back():
+    model = small_model()
+    x, _ = data(n=6)
+    y32 = model.predict(x, verbose=0)
+    model.dtype_policy = "mixed_bfloat16"
+    y16 = model.predict(x, verbose=0)
+    assert not np.array_equal(y16, y32)
+    np.testing.assert_allclose(y16, y32, atol=2e-2)     # probabilities, bfloat16 inputs
+    model.dtype_policy = mixed_precision.DTypePolicy("float32")
+    assert np.array_equal(model.predict(x, verbose=0), y32)
+
+
+@needs_bf16
+def test_trunk_cache_exact_under_bf16():
+    """fit with the frozen trunk cached equals recomputing it each epoch (bfloat16 trunk)."""
+    mixed_precision.set_global_policy("mixed_bfloat16")
+    x, y = data(n=30)
+    cached, hc = _fit_cached(x, y)
+    plain, hp = _fit_cached(x, y, cache_bytes=0)
+    assert cached.dtype_policy.name == "mixed_bfloat16"
+    assert hc == hp
+    for a, b in zip(cached.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    mixed_precision.set_global_policy("float32")
+    f32, h32 = _fit_cached(x, y, cache_bytes=0)
+    assert h32["loss"] != hc["loss"]                    # the policy did change the trunk
+
+
+@needs_bf16
+def test_pretrained_mobilenet_under_bf16(shared_weights_dir):
+    """ImageNet MobileNet on the four reference images: the embedding follows the NumPy
+    emulation of the bfloat16 arithmetic (tests/reference/bfloat16.py) to 1e-2 of its
+    largest value (measured 3e-3..5e-3: 27 layers of rounding-boundary flips, see
+    tests/core/test_bfloat16.py) and stays within 5e-2 of the float64 reference
+    (measured 2e-2..4e-2: the cost of bfloat16); the top-1 classes are the reference's."""
+    from aslnet.applications.mobilenet import MobileNet
+    from aslnet.pretrained import mobilenet_v1_weights
+    from tests.reference.bfloat16 import mobilenet_v1_bf16
+    ref = shared_weights_dir / "reference"
+    x = np.stack([np.load(ref / f"{s}.input.npy") for s in IMAGES]).astype(np.float32)
+    want64 = np.stack([np.load(ref / f"{s}.embedding.npy") for s in IMAGES])
+    mobile = MobileNet(weights_dir=shared_weights_dir)
+    mobile.dtype_policy = "mixed_bfloat16"
+    emb = aslnet.Model(mobile.input, mobile.layers[-6].output)
+    emb.dtype_policy = "mixed_bfloat16"
+    got = emb.predict(x, verbose=0).reshape(len(IMAGES), -1)
+    twin = mobilenet_v1_bf16(mobilenet_v1_weights(shared_weights_dir), x)
+    for g, t, w in zip(got, twin, want64):
+        assert np.abs(g - t).max() / np.abs(t).max() < 1e-2
+        assert np.abs(g - w).max() / np.abs(w).max() < 5e-2
+    top5 = json.loads((ref / "top5.json").read_text())
+    probs = mobile.predict(x, verbose=0)
+    for p, name in zip(probs, ["cat.bmp", "bird.bmp", "grace_hopper.bmp", "parrot.jpg"]):
+        assert int(np.argmax(p)) + 1 == top5[name][0][0]    # top5.json counts background
