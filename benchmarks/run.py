@@ -19,12 +19,14 @@ from benchmarks import common, utilisation  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("inference", "train", "utilisation", "e2e")
-PEERS = ("aslnet", "keras", "torch", "onnxruntime", "litert")
-LABELS = {"aslnet": "aslnet", "keras": "Keras 3 (TensorFlow)", "torch": "PyTorch",
+PEERS = ("aslnet", "aslnet_bf16", "keras", "torch", "onnxruntime", "litert")
+LABELS = {"aslnet": "aslnet", "aslnet_bf16": "aslnet mixed_bfloat16 (not float32)",
+          "keras": "Keras 3 (TensorFlow)", "torch": "PyTorch",
           "torch_cl": "PyTorch channels_last", "onnxruntime": "ONNX Runtime",
           "litert": "LiteRT (XNNPACK)"}
-TRAIN_PEERS = ("aslnet", "keras", "torch")
-FIT_PEERS = ("aslnet", "keras")
+TRAIN_PEERS = ("aslnet", "aslnet_bf16", "keras", "torch")
+FIT_PEERS = ("aslnet", "aslnet_bf16", "keras")
+FLOAT32 = ("aslnet", "keras", "torch", "torch_cl", "onnxruntime", "litert")   # the targets' peers
 
 
 def cpu_model():
@@ -234,7 +236,7 @@ def targets(res):
     v, n = best(("onnxruntime", "litert"), "b32")
     add("inference batch 32 ≥ 1.2× fastest of ONNX Runtime / LiteRT",
         _ratio(med(a, "b32"), v), 1.2, n)
-    v, n = best([p for p in inf if p != "aslnet"], "b1")
+    v, n = best([p for p in inf if p != "aslnet" and p in FLOAT32], "b1")
     add("inference batch 1 ≥ fastest peer", _ratio(med(a, "b1"), v), 1.0, n)
     a_tr = tr.get("aslnet", {}).get("median")
     add("training step ≥ 2× Keras", _ratio(a_tr, tr.get("keras", {}).get("median")), 2.0)
@@ -267,7 +269,9 @@ def markdown(res):
          f"framework; peak {m['peak_gflops']:.0f} GFLOP/s FP32 (measured FMA peak)",
          f"- {m['date']}, host {m['host']}, Python {m['python']}; load average "
          f"{m['load_start']} at start, {m['load_end']} at end",
-         f"- float32 everywhere; MobileNet v1 alpha 1.0 224×224 with aslnet's ImageNet weights "
+         "- float32 everywhere but the rows marked mixed_bfloat16 (aslnet's optional bfloat16 "
+         "inference convolutions and frozen trunk; the targets compare float32 only)",
+         f"- MobileNet v1 alpha 1.0 224×224 with aslnet's ImageNet weights "
          f"in every peer; each figure: median (min–max) of {m['reps']} timed runs",
          "- environment of every peer: "
          + " ".join(f"`{k}={v}`" for k, v in m["env"].items() if k != "TF_CPP_MIN_LOG_LEVEL"),

@@ -12,6 +12,7 @@ import numpy as np
 from benchmarks import common
 
 TASKS = ("prepare", "inference", "train", "profile", "fit")
+NAME, POLICY = "aslnet", "float32"   # benchmarks.peers.aslnet_bf16 changes both
 
 
 def _save_weights(model, path):
@@ -63,12 +64,12 @@ def inference(args):
     model = MobileNet()
     x = common.inputs(args.work)
     res = common.batch_throughputs(args, model.predict_on_batch, x)
-    np.save(os.path.join(args.work, "aslnet-outputs.npy"), model.predict_on_batch(x))
-    common.write_result(args, "aslnet", res)
+    np.save(os.path.join(args.work, f"{NAME}-outputs.npy"), model.predict_on_batch(x))
+    common.write_result(args, NAME, res)
 
 
 def train(args):
-    common.keras_train_step(args, "aslnet", _tutorial_model(args.work))
+    common.keras_train_step(args, NAME, _tutorial_model(args.work))
 
 
 def profile(args):
@@ -87,7 +88,7 @@ def profile(args):
             t = time.perf_counter()
             model.predict_on_batch(xb)
             print(f"@@pass b={b} wall_ms={(time.perf_counter() - t) * 1e3:.4f}", flush=True)
-    common.write_result(args, "aslnet", {"passes": args.reps})
+    common.write_result(args, NAME, {"passes": args.reps})
 
 
 def fit(args):
@@ -105,7 +106,7 @@ def fit(args):
     t2 = time.perf_counter()
     pred = model.predict(test_b, verbose=0).argmax(1)
     acc = float(np.mean(pred == np.asarray(test_b.classes)))
-    common.write_result(args, "aslnet", {
+    common.write_result(args, NAME, {
         "setup_s": t1 - t0, "fit_s": t2 - t1, "test_s": time.perf_counter() - t2,
         "test_accuracy": acc, "test_images": len(pred), "train_images": train_b.samples,
         "epochs": args.epochs,
@@ -116,6 +117,7 @@ def main():
     args = common.peer_args(TASKS)
     import aslnet
     aslnet.set_num_threads(args.threads)
+    aslnet.mixed_precision.set_global_policy(POLICY)
     globals()[args.task](args)
 
 
