@@ -85,6 +85,7 @@ def _train(split_dir, args, timer):
     from .optimizers import Adam
     if args.seed is not None:
         aslnet.set_random_seed(args.seed)
+    aslnet.mixed_precision.set_global_policy(args.dtype_policy)
     with timer("load data"):
         train_batches, valid_batches, test_batches = _generators(split_dir, args.batch_size)
     with timer("build"):
@@ -200,6 +201,9 @@ def _train_options(p):
     p.add_argument("--weights", help="folder with the ImageNet weight files")
     p.add_argument("--out", default="digit_model.h5", help="where to save the model")
     p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
+    p.add_argument("--dtype-policy", default="float32", choices=["float32", "mixed_bfloat16"],
+                   help="mixed_bfloat16: the frozen trunk and inference convolutions in "
+                        "bfloat16 (about 2x faster on CPUs with AVX512_BF16)")
 
 
 def _split_options(p):
