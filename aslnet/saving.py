@@ -145,11 +145,22 @@ _KERAS_LAYER_KEYS = {
 }
 
 
-def _is_float32_dtype(v):
+def _policy_name(v):
+    """The dtype policy a Keras layer config's "dtype" names: "float32",
+    "mixed_bfloat16" (tf.keras writes mixed policies as a Policy dict), or
+    None for anything aslnet does not compute."""
     if v is None or v == "float32":
-        return True
-    return (isinstance(v, dict) and v.get("class_name") == "Policy"
-            and (v.get("config") or {}).get("name") == "float32")
+        return "float32"
+    if isinstance(v, dict) and v.get("class_name") in ("Policy", "DTypePolicy"):
+        name = (v.get("config") or {}).get("name")
+        if name in ("float32", "mixed_bfloat16"):
+            return name
+    return None
+
+
+def _keras_dtype(policy):
+    return "float32" if policy.name == "float32" else \
+        {"class_name": "Policy", "config": {"name": policy.name}}
 
 
 def _is_one(v):
@@ -167,7 +178,7 @@ def _any(v):
 # Keys a Keras config may hold that aslnet's layers do not take: the values
 # aslnet computes (anything else cannot be loaded faithfully).
 _KERAS_ONLY = {
-    "dtype": (_is_float32_dtype, "'float32'"),
+    "dtype": (lambda v: _policy_name(v) is not None, "'float32' or policy 'mixed_bfloat16'"),
     "data_format": (lambda v: v in (None, "channels_last"), "'channels_last'"),
     "dilation_rate": (_is_one, "1"),
     "groups": (lambda v: v == 1, "1"),
@@ -193,9 +204,10 @@ def _bn_keras_axis(layer):
     return [rank]
 
 
-def _keras_layer_config(layer):
+def _keras_layer_config(layer, dtype="float32"):
     """tf.keras 2.6's config for an aslnet layer, from ``layer.get_config()``
-    (the source of truth) plus Keras's own keys at their defaults."""
+    (the source of truth) plus Keras's own keys at their defaults; ``dtype``:
+    the model's dtype policy as Keras writes it (``_keras_dtype``)."""
     cls = type(layer).__name__
     cfg = layer.get_config()
     if isinstance(layer, InputLayer):
@@ -204,7 +216,7 @@ def _keras_layer_config(layer):
         out.update((k, v) for k, v in cfg.items() if k not in out)
         return out
     out = {"name": cfg["name"], "trainable": cfg.get("trainable", layer.trainable),
-           "dtype": "float32"}
+           "dtype": dtype}
     for key, default in _KERAS_LAYER_KEYS.get(cls, []):
         if key in cfg:
             out[key] = cfg[key]
@@ -273,15 +285,17 @@ def _check_saveable(model):
 
 def _model_config(model):
     layers = model.layers
+    dtype = _keras_dtype(model.dtype_policy)
     if isinstance(model, Sequential):
         return {"class_name": "Sequential",
                 "config": {"name": model.name,
                            "layers": [{"class_name": type(l).__name__,
-                                       "config": _keras_layer_config(l)} for l in layers]}}
+                                       "config": _keras_layer_config(l, dtype)}
+                                      for l in layers]}}
     entries = []
     for i, layer in enumerate(layers):
         entries.append({"class_name": type(layer).__name__,
-                        "config": _keras_layer_config(layer),
+                        "config": _keras_layer_config(layer, dtype),
                         "name": layer.name,
                         "inbound_nodes": [] if i == 0 else [[[layers[i - 1].name, 0, 0, {}]]]})
     return {"class_name": "Functional",
@@ -426,6 +440,9 @@ def _model_from_config(model_config, custom_objects=None):
         for layer in built[1:]:
             x = layer(x)
         model = Model(built[0].output, x, name=name)
+    policies = {_policy_name((kcfg or {}).get("dtype")) for _, kcfg, _ in entries[1:]}
+    if len(policies) == 1:   # as saved (Keras restores each layer's policy; aslnet's is
+        model.dtype_policy = policies.pop()   # per model: only when all layers agree)
     for layer, axis in axes:
         rank = len(layer.input_shape)
         if axis not in (-1, rank):

@@ -98,3 +98,29 @@ def test_pretrained_mobilenet_under_bf16(shared_weights_dir):
     probs = mobile.predict(x, verbose=0)
     for p, name in zip(probs, ["cat.bmp", "bird.bmp", "grace_hopper.bmp", "parrot.jpg"]):
         assert int(np.argmax(p)) + 1 == top5[name][0][0]    # top5.json counts background
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".aslnet"])
+def test_policy_saved_and_restored(tmp_path, suffix):
+    """Saved as tf.keras writes a mixed policy (each layer's "dtype" a Policy dict);
+    load_model restores it, and a float32 file loads as float32 whatever the global
+    policy (the file wins, as in Keras)."""
+    import h5py
+    x, _ = data(n=4)
+    model = small_model()
+    model.dtype_policy = "mixed_bfloat16"
+    path = tmp_path / f"bf16{suffix}"
+    model.save(path)
+    loaded = aslnet.load_model(path, compile=False)
+    assert loaded.dtype_policy.name == "mixed_bfloat16"
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    if suffix == ".h5":
+        cfg = json.loads(h5py.File(path, "r").attrs["model_config"])
+        dtypes = [e["config"]["dtype"] for e in cfg["config"]["layers"][1:]]
+        assert all(d == {"class_name": "Policy", "config": {"name": "mixed_bfloat16"}}
+                   for d in dtypes)
+    f32 = small_model()
+    f32.save(tmp_path / f"f32{suffix}")
+    mixed_precision.set_global_policy("mixed_bfloat16")
+    assert aslnet.load_model(tmp_path / f"f32{suffix}",
+                             compile=False).dtype_policy.name == "float32"
