@@ -3,15 +3,15 @@
     aslnet.mixed_precision.set_global_policy("mixed_bfloat16")  # models made from now on
     model.dtype_policy = "mixed_bfloat16"                        # or one model
 
-Under ``"mixed_bfloat16"`` the convolutions that run in inference mode —
-``predict``, ``evaluate``, and during ``fit`` the frozen layers below the
-first trainable one (the frozen trunk) — compute in bfloat16: their inputs
-and their weights (with frozen batch normalization folded in) are rounded to
-bfloat16, products are accumulated in float32, and the activations passed
-from one such convolution to the next are stored as bfloat16.  Weights stay
-float32 (``variable_dtype``), and so do the layers that train: unlike Keras,
-whose policy also runs the trainable layers' forward and backward passes in
-bfloat16, aslnet trains in float32.  Outputs are float32.
+Under ``"mixed_bfloat16"`` every convolution computes in bfloat16, as in
+Keras: its input, its weights and, when training, its output gradient are
+rounded to bfloat16, products are accumulated in float32, and outputs and
+gradients come back as float32.  Weights and optimizer state stay float32
+(``variable_dtype``).  In inference mode (``predict``, ``evaluate``, the
+frozen layers of ``fit``) convolutions run fused with their frozen batch
+normalization and ReLU6, and the activations passed from one to the next are
+stored as bfloat16.  Batch normalization, pooling, activations and Dense
+stay float32 (Keras would run Dense in bfloat16 too).
 
 It needs a CPU with AVX512_BF16 (AMD Zen 4 and later, Intel Cooper Lake,
 Sapphire Rapids and later), where it is about twice as fast; elsewhere the

@@ -173,8 +173,8 @@ class Model:
     @property
     def dtype_policy(self):
         """The model's :class:`aslnet.mixed_precision.DTypePolicy`; set it to
-        ``"mixed_bfloat16"`` to run inference-mode convolutions (predict,
-        evaluate, the frozen trunk during fit) in bfloat16."""
+        ``"mixed_bfloat16"`` to compute every convolution in bfloat16 (float32
+        weights and accumulation; see aslnet.mixed_precision)."""
         return self._dtype_policy
 
     @dtype_policy.setter

@@ -155,15 +155,15 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
 asl_status asl_net_layer_calls(const asl_net *net, int layer,
                                int64_t *forward, int64_t *backward);
 
-/* Compute type of the convolutions that run in inference mode (a fused
- * conv + frozen batch norm [+ relu/relu6] group: predict, evaluate and the
- * frozen layers below the first trainable one).  ASL_F32 (the default):
- * float32 throughout.  ASL_BF16: those convolutions round their input and
- * (folded) weights to bfloat16 and accumulate in float32; an output that
- * only feeds the next such convolution is stored as bfloat16, every other
- * output (the trunk's, the last conv's) as float32.  Layers that train,
- * and everything else, stay float32.  A group oneDNN cannot run natively
- * in bfloat16 on this CPU runs in float32. */
+/* Compute type of the convolutions.  ASL_F32 (the default): float32
+ * throughout.  ASL_BF16: convolutions round their input and weights (and,
+ * in backward, their output gradient) to bfloat16 and accumulate in
+ * float32; outputs, input gradients and weight gradients are float32,
+ * except that the output of a fused inference group (conv + frozen batch
+ * norm [+ relu/relu6]) that only feeds the next such group is stored as
+ * bfloat16.  Parameters, optimizer state and every other layer stay
+ * float32.  A convolution oneDNN cannot run natively in bfloat16 on this
+ * CPU runs in float32. */
 typedef enum { ASL_F32 = 0, ASL_BF16 } asl_dtype;
 asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt);
 /* 1 if this CPU runs bfloat16 convolutions natively (AVX512_BF16 or

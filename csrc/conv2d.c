@@ -30,6 +30,15 @@
  * Backward primitives are created lazily on the first backward pass, so an
  * inference-only network never builds them.
  *
+ * bfloat16 (asl_net_set_compute_dtype(ASL_BF16)): the primitives of an
+ * unfused convolution take bfloat16 source, weights and output
+ * gradient, and give float32 output, input gradient and weights gradient
+ * (Keras's mixed_bfloat16: float32 master weights and optimizer).  x is
+ * rounded into xb by the forward (the backward-weights pass reads it
+ * again), dz into dzb by the backward; the weights are rounded by their
+ * asl_wmem reorder.  A layer whose bfloat16 primitives would be oneDNN's
+ * reference kernels stays float32 (bf16_refused).
+ *
  * In inference, the executor may run this layer together with the batch
  * norm after it (and a padding before, an activation after) as one fused
  * convolution (fusion.c); that state hangs off l->fusion and is released
@@ -44,6 +53,8 @@
 typedef struct {
     int depthwise;
     int pad_t, pad_b, pad_l, pad_r;
+    int bf16;               /* planned for bfloat16 training            */
+    int bf16_refused;       /* oneDNN has only reference kernels for it */
 
     /* ---- made by plan (forward) ---- */
     dnnl_primitive_desc_t fwd_pd;
@@ -54,6 +65,7 @@ typedef struct {
     asl_wmem w_fwd;         /* weights for fwd (and bwd-data if same)  */
     int w_fwd_ok;
     float *dz;              /* d loss / d pre-activation [n, out]      */
+    uint16_t *xb, *dzb;     /* bfloat16 x [n, in] and dz [n, out]      */
 
     /* ---- made by the first backward ---- */
     int bwd_ok;
@@ -248,7 +260,10 @@ static void conv_release(asl_layer *l)
         p->w_fwd_ok = 0;
     }
     asl_free(p->dz);
+    asl_free(p->xb);
+    asl_free(p->dzb);
     p->dz = NULL;
+    p->xb = p->dzb = NULL;
 }
 
 static void conv_destroy(asl_layer *l)
@@ -262,9 +277,11 @@ static void conv_destroy(asl_layer *l)
 
 /* ------------------------------------------------------------------ */
 
-/* Memory descriptors shared by plan and the lazy backward set-up. */
+/* Memory descriptors shared by plan and the lazy backward set-up.  src,
+ * dst, w_any: float32 (output, input gradient, weights gradient); src_c,
+ * dst_c, w_c: in the compute type (source, output gradient, weights). */
 typedef struct {
-    dnnl_memory_desc_t src, dst, w_any, w_user, bias;
+    dnnl_memory_desc_t src, dst, w_any, w_user, bias, src_c, dst_c, w_c;
     dnnl_dims_t strides, dilates, pad_l, pad_r;
 } conv_mds;
 
@@ -272,6 +289,9 @@ static void conv_mds_free(conv_mds *m)
 {
     if (m->src) dnnl_memory_desc_destroy(m->src);
     if (m->dst) dnnl_memory_desc_destroy(m->dst);
+    if (m->src_c) dnnl_memory_desc_destroy(m->src_c);
+    if (m->dst_c) dnnl_memory_desc_destroy(m->dst_c);
+    if (m->w_c) dnnl_memory_desc_destroy(m->w_c);
     if (m->w_any) dnnl_memory_desc_destroy(m->w_any);
     if (m->w_user) dnnl_memory_desc_destroy(m->w_user);
     if (m->bias) dnnl_memory_desc_destroy(m->bias);
@@ -284,17 +304,27 @@ static asl_status conv_mds_make(asl_layer *l, asl_ctx *c, conv_mds *m)
     asl_status st = ASL_OK;
     int kh = l->d.kernel[0], kw = l->d.kernel[1], ic = l->in[2];
     int oc = conv_oc(l);
+    const dnnl_data_type_t ct = p->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t xd = {l->n, ic, l->in[0], l->in[1]},
+                yd = {l->n, oc, l->out[0], l->out[1]};
 
     memset(m, 0, sizeof *m);
-    st = asl_md_nhwc(c, &m->src, l->n, l->in[0], l->in[1], ic);
-    if (st != ASL_OK) goto fail;
-    st = asl_md_nhwc(c, &m->dst, l->n, l->out[0], l->out[1], oc);
-    if (st != ASL_OK) goto fail;
+    ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
+                      &m->src, 4, xd, dnnl_f32, dnnl_nhwc), fail);
+    ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
+                      &m->dst, 4, yd, dnnl_f32, dnnl_nhwc), fail);
+    ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
+                      &m->src_c, 4, xd, ct, dnnl_nhwc), fail);
+    ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
+                      &m->dst_c, 4, yd, ct, dnnl_nhwc), fail);
     if (p->depthwise) {
         int dm = l->d.depth_multiplier;
         dnnl_dims_t wd = {ic, dm, 1, kh, kw};
         ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
                           &m->w_any, 5, wd, dnnl_f32, dnnl_format_tag_any),
+                      fail);
+        ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
+                          &m->w_c, 5, wd, ct, dnnl_format_tag_any),
                       fail);
         ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
                           &m->w_user, 5, wd, dnnl_f32, dnnl_hwigo),
@@ -303,6 +333,9 @@ static asl_status conv_mds_make(asl_layer *l, asl_ctx *c, conv_mds *m)
         dnnl_dims_t wd = {oc, ic, kh, kw};
         ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
                           &m->w_any, 4, wd, dnnl_f32, dnnl_format_tag_any),
+                      fail);
+        ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
+                          &m->w_c, 4, wd, ct, dnnl_format_tag_any),
                       fail);
         ASL_DNNL_GOTO(c, st, dnnl_memory_desc_create_with_tag(
                           &m->w_user, 4, wd, dnnl_f32, dnnl_hwio),
@@ -328,6 +361,21 @@ fail:
     return st;
 }
 
+/* Is pd one of oneDNN's reference implementations? */
+static int is_ref(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) !=
+               dnnl_success || !impl || strncmp(impl, "ref", 3) == 0;
+}
+
+/* Should l's primitives be bfloat16 ones (see the top of the file)? */
+static int want_bf16(const asl_layer *l, const asl_ctx *c)
+{
+    const conv_priv *p = l->priv;
+    return c->bf16 && !p->bf16_refused;
+}
+
 static asl_status conv_plan(asl_layer *l, asl_ctx *c)
 {
     conv_priv *p = l->priv;
@@ -342,6 +390,7 @@ static asl_status conv_plan(asl_layer *l, asl_ctx *c)
     if (l->n < 1)
         return asl_fail(c, ASL_ERR_ARG, "%s: batch size %d", conv_kind(l),
                         l->n);
+    p->bf16 = want_bf16(l, c);
     ASL_TRY(conv_mds_make(l, c, &m));
 
     /* forward_training serves inference too: for f32 convolutions the
@@ -349,12 +398,29 @@ static asl_status conv_plan(asl_layer *l, asl_ctx *c)
      * primitives need a training forward pd as hint. */
     ASL_DNNL_GOTO(c, st, dnnl_convolution_forward_primitive_desc_create(
                       &p->fwd_pd, c->engine, dnnl_forward_training,
-                      dnnl_convolution_direct, m.src, m.w_any, m.bias, m.dst,
+                      dnnl_convolution_direct, m.src_c, m.w_c, m.bias, m.dst,
                       m.strides, m.dilates, m.pad_l, m.pad_r, c->attr),
                   done);
+    if (p->bf16 && is_ref(p->fwd_pd)) {   /* slower than float32: don't */
+        conv_mds_free(&m);
+        conv_release(l);
+        p->bf16_refused = 1;
+        return conv_plan(l, c);
+    }
     st = asl_prim_create(c, &p->fwd, p->fwd_pd);
     if (st != ASL_OK) goto done;
-    st = asl_mem_create(c, &p->x_m, m.src);
+    if (p->bf16) {
+        p->xb = asl_alloc((size_t)l->n * l->in[0] * l->in[1] * l->in[2] *
+                          sizeof *p->xb);
+        p->dzb = asl_alloc((size_t)l->n * l->out[0] * l->out[1] * l->out[2] *
+                           sizeof *p->dzb);
+        if (!p->xb || !p->dzb) {
+            st = asl_fail(c, ASL_ERR_NOMEM, "%s: out of memory (bfloat16 "
+                          "copies, batch %d)", conv_kind(l), l->n);
+            goto done;
+        }
+    }
+    st = asl_mem_create(c, &p->x_m, m.src_c);
     if (st != ASL_OK) goto done;
     st = asl_mem_create(c, &p->y_m, m.dst);
     if (st != ASL_OK) goto done;
@@ -404,12 +470,12 @@ static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
     /* backward data */
     ASL_DNNL_GOTO(c, st, dnnl_convolution_backward_data_primitive_desc_create(
                       &p->bwdd_pd, c->engine, dnnl_convolution_direct, m.src,
-                      m.w_any, m.dst, m.strides, m.dilates, m.pad_l, m.pad_r,
+                      m.w_c, m.dst_c, m.strides, m.dilates, m.pad_l, m.pad_r,
                       p->fwd_pd, c->attr),
                   done);
     st = asl_prim_create(c, &p->bwdd, p->bwdd_pd);
     if (st != ASL_OK) goto done;
-    st = asl_mem_create(c, &p->dd_m, m.dst);
+    st = asl_mem_create(c, &p->dd_m, m.dst_c);
     if (st != ASL_OK) goto done;
     st = asl_mem_create(c, &p->dx_m, m.src);
     if (st != ASL_OK) goto done;
@@ -430,10 +496,17 @@ static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
     /* backward weights (+ bias) */
     ASL_DNNL_GOTO(c, st,
                   dnnl_convolution_backward_weights_primitive_desc_create(
-                      &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src,
-                      m.w_any, m.bias, m.dst, m.strides, m.dilates, m.pad_l,
+                      &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src_c,
+                      m.w_any, m.bias, m.dst_c, m.strides, m.dilates, m.pad_l,
                       m.pad_r, p->fwd_pd, c->attr),
                   done);
+    if (p->bf16 && (is_ref(p->bwdd_pd) || is_ref(p->bwdw_pd))) {
+        /* float32 from now on; this step's forward was bfloat16 */
+        conv_mds_free(&m);
+        p->bf16_refused = 1;
+        ASL_TRY(conv_plan(l, c));
+        return conv_plan_bwd(l, c);
+    }
     st = asl_prim_create(c, &p->bwdw, p->bwdw_pd);
     if (st != ASL_OK) goto done;
     if (m.bias) {
@@ -481,9 +554,15 @@ static asl_status conv_forward(asl_layer *l, asl_ctx *c, int training)
     if (!p || !p->fwd.prim)
         return asl_fail(c, ASL_ERR_STATE, "%s: forward before plan",
                         conv_kind(l));
+    if (p->bf16 != want_bf16(l, c)) ASL_TRY(conv_plan(l, c));
     ASL_TRY(asl_wmem_get(c, &p->w_fwd, l->p[0].data, l->weights_version,
                          &wm));
-    ASL_TRY(asl_mem_bind(c, p->x_m, l->x));
+    if (p->bf16) {
+        asl_to_bf16(l->x, p->xb, (size_t)l->n * l->in[0] * l->in[1] * l->in[2]);
+        ASL_TRY(asl_mem_bind(c, p->x_m, p->xb));
+    } else {
+        ASL_TRY(asl_mem_bind(c, p->x_m, l->x));
+    }
     ASL_TRY(asl_mem_bind(c, p->y_m, l->y));
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->x_m};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, wm};
@@ -528,11 +607,17 @@ static asl_status conv_backward(asl_layer *l, asl_ctx *c, int training)
                          l->out[2]);
         dz = p->dz;
     }
-    ASL_TRY(asl_mem_bind(c, p->dd_m, dz));
+    if (p->bf16) {
+        asl_to_bf16(dz, p->dzb, (size_t)l->n * l->out[0] * l->out[1] * l->out[2]);
+        ASL_TRY(asl_mem_bind(c, p->dd_m, p->dzb));
+    } else {
+        ASL_TRY(asl_mem_bind(c, p->dd_m, dz));
+    }
 
     if (l->trainable) {
         dnnl_memory_t dw = p->dw_m ? p->dw_m : p->dw_user;
-        ASL_TRY(asl_mem_bind(c, p->x_m, l->x));
+        ASL_TRY(asl_mem_bind(c, p->x_m, p->bf16 ? (const void *)p->xb
+                                                : (const void *)l->x));
         ASL_TRY(asl_mem_bind(c, p->dw_user, l->p[0].grad));
         na = 0;
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->x_m};

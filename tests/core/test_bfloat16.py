@@ -1,8 +1,10 @@
-"""The bfloat16 compute type of inference-mode convolutions (``Net.set_compute_dtype``,
-csrc/fusion.c and csrc/network.c), against a NumPy emulation of what it promises
+"""The bfloat16 compute type (``Net.set_compute_dtype``; csrc/fusion.c, csrc/conv2d.c,
+csrc/network.c), against a NumPy emulation of what it promises
 (tests/reference/bfloat16.py): each fused group computes
 ``act(bf16(x) * bf16(w') + b')`` with the batch norm folded in float32, accumulating in
-float32; a group's output is stored as bfloat16 when it only feeds the next group.
+float32; a group's output is stored as bfloat16 when it only feeds the next group.  An
+unfused convolution (one that trains) rounds x, w and its output gradient to bfloat16 and
+gives float32 outputs and gradients.
 
 Tolerances.  The emulation rounds the same values to bfloat16 as the core, so what is
 left is float32 accumulation (~K * 2^-24 relative to the magnitudes summed, K <= 75
@@ -175,16 +177,46 @@ def test_group_that_cannot_run_fused_reads_bf16_input_widened():
     assert BF16_MOVES < _rel(y16, y32) < 5e-2
 
 
-def test_backward_after_bf16_inference_forward_is_float32():
-    """need_dx after an inference forward recomputes it unfused in float32: the gradient
-    is the float32 network's."""
-    net, params, x = _chain_params(24)
-    net.forward(x)
-    dy = np.ones((4, 1, 1, 5), np.float32)
-    dx32 = net.backward(dy, need_dx=True)
+@pytest.mark.parametrize("kind, cfg, shape", [
+    ("conv2d", dict(filters=24, kernel_size=1), (5, 5, 16)),
+    ("conv2d", dict(filters=6, kernel_size=3, strides=2, padding="same"), (7, 6, 4)),
+    ("depthwise_conv2d", dict(kernel_size=3, padding="same", depth_multiplier=2), (6, 6, 8)),
+    ("depthwise_conv2d", dict(kernel_size=3, strides=2), (7, 7, 16)),
+])
+@pytest.mark.parametrize("act", ["linear", "relu6"])
+def test_unfused_conv_trains_in_bf16(kind, cfg, shape, act):
+    """An unfused convolution under bfloat16, forward (training) and backward: the output,
+    the input gradient and the weight and bias gradients are the emulation's: x, w and
+    dz = act'(z) * dy rounded to bfloat16, float32 results (float32 accumulation: RTOL)."""
+    rng = np.random.default_rng(30)
+    net = _core.Net(shape)
+    net.add(kind, **cfg, use_bias=True, activation=act)
+    params = {}
+    for j, info in enumerate(net.params(0)):
+        params[0, j] = rng.normal(0, 0.5, info["shape"]).astype(np.float32)
+        net.set_param(0, j, params[0, j])
+    x = rng.normal(0, 1.5, (3, *shape)).astype(np.float32)
     net.set_compute_dtype("bfloat16")
-    net.forward(x)
-    np.testing.assert_array_equal(net.backward(dy, need_dx=True), dx32)
+    y = net.forward(x, training=True)
+    dy = rng.normal(0, 1, y.shape).astype(np.float32)
+    dx = net.backward(dy, need_dx=True)
+    grads = [net.grad(0, 0), net.grad(0, 1)]
+
+    z, cache = ref.forward(kind, to_bf16(x), [to_bf16(params[0, 0]), params[0, 1]],
+                           dict(cfg, activation="linear"))
+    want_y = ref.act_forward(act, z)
+    dz = ref.act_backward(act, z, want_y, dy)
+    want_dx, want_grads = ref.backward(kind, to_bf16(dz), cache)
+    assert _rel(y, want_y) <= RTOL
+    assert _rel(dx, want_dx) <= RTOL
+    for g, w in zip(grads, want_grads):
+        assert _rel(g, w) <= RTOL
+
+    net.set_compute_dtype("float32")                 # re-planned in float32
+    net.forward(x, training=True)
+    dx32 = net.backward(dy, need_dx=True)
+    assert _rel(dx32, want_dx) > BF16_MOVES
+    assert _rel(net.grad(0, 0), want_grads[0]) > BF16_MOVES
 
 
 def test_unknown_compute_dtype():
