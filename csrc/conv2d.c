@@ -53,7 +53,7 @@
 typedef struct {
     int depthwise;
     int pad_t, pad_b, pad_l, pad_r;
-    int bf16;               /* planned for bfloat16 training            */
+    int bf16;               /* primitives planned in bfloat16           */
     int bf16_refused;       /* oneDNN has only reference kernels for it */
 
     /* ---- made by plan (forward) ---- */
