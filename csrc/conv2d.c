@@ -396,12 +396,19 @@ static asl_status conv_plan(asl_layer *l, asl_ctx *c)
     /* forward_training serves inference too: for f32 convolutions the
      * implementations and their speed are the same, and the backward
      * primitives need a training forward pd as hint. */
-    ASL_DNNL_GOTO(c, st, dnnl_convolution_forward_primitive_desc_create(
-                      &p->fwd_pd, c->engine, dnnl_forward_training,
-                      dnnl_convolution_direct, m.src_c, m.w_c, m.bias, m.dst,
-                      m.strides, m.dilates, m.pad_l, m.pad_r, c->attr),
-                  done);
-    if (p->bf16 && is_ref(p->fwd_pd)) {   /* slower than float32: don't */
+    if (p->bf16 &&
+        dnnl_convolution_forward_primitive_desc_create(
+            &p->fwd_pd, c->engine, dnnl_forward_training,
+            dnnl_convolution_direct, m.src_c, m.w_c, m.bias, m.dst, m.strides,
+            m.dilates, m.pad_l, m.pad_r, c->attr) != dnnl_success)
+        p->fwd_pd = NULL;   /* no bfloat16 convolution: float32 below */
+    else if (!p->bf16)
+        ASL_DNNL_GOTO(c, st, dnnl_convolution_forward_primitive_desc_create(
+                          &p->fwd_pd, c->engine, dnnl_forward_training,
+                          dnnl_convolution_direct, m.src_c, m.w_c, m.bias, m.dst,
+                          m.strides, m.dilates, m.pad_l, m.pad_r, c->attr),
+                      done);
+    if (p->bf16 && (!p->fwd_pd || is_ref(p->fwd_pd))) {   /* float32 then */
         conv_mds_free(&m);
         conv_release(l);
         p->bf16_refused = 1;
@@ -467,12 +474,38 @@ static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
     conv_release_bwd(p);
     ASL_TRY(conv_mds_make(l, c, &m));
 
+    if (p->bf16) {
+        /* a bfloat16 pair oneDNN lacks, or has only as reference kernels:
+         * float32 from now on (this step's forward was bfloat16) */
+        int ok = dnnl_convolution_backward_data_primitive_desc_create(
+                     &p->bwdd_pd, c->engine, dnnl_convolution_direct, m.src,
+                     m.w_c, m.dst_c, m.strides, m.dilates, m.pad_l, m.pad_r,
+                     p->fwd_pd, c->attr) == dnnl_success &&
+                 dnnl_convolution_backward_weights_primitive_desc_create(
+                     &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src_c,
+                     m.w_any, m.bias, m.dst_c, m.strides, m.dilates, m.pad_l,
+                     m.pad_r, p->fwd_pd, c->attr) == dnnl_success &&
+                 !is_ref(p->bwdd_pd) && !is_ref(p->bwdw_pd);
+        if (!ok) {
+            conv_mds_free(&m);
+            p->bf16_refused = 1;
+            ASL_TRY(conv_plan(l, c));
+            return conv_plan_bwd(l, c);
+        }
+    } else {
+        ASL_DNNL_GOTO(c, st, dnnl_convolution_backward_data_primitive_desc_create(
+                          &p->bwdd_pd, c->engine, dnnl_convolution_direct, m.src,
+                          m.w_c, m.dst_c, m.strides, m.dilates, m.pad_l, m.pad_r,
+                          p->fwd_pd, c->attr),
+                      done);
+        ASL_DNNL_GOTO(c, st, dnnl_convolution_backward_weights_primitive_desc_create(
+                          &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src_c,
+                          m.w_any, m.bias, m.dst_c, m.strides, m.dilates, m.pad_l,
+                          m.pad_r, p->fwd_pd, c->attr),
+                      done);
+    }
+
     /* backward data */
-    ASL_DNNL_GOTO(c, st, dnnl_convolution_backward_data_primitive_desc_create(
-                      &p->bwdd_pd, c->engine, dnnl_convolution_direct, m.src,
-                      m.w_c, m.dst_c, m.strides, m.dilates, m.pad_l, m.pad_r,
-                      p->fwd_pd, c->attr),
-                  done);
     st = asl_prim_create(c, &p->bwdd, p->bwdd_pd);
     if (st != ASL_OK) goto done;
     st = asl_mem_create(c, &p->dd_m, m.dst_c);
@@ -494,19 +527,6 @@ static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
     }
 
     /* backward weights (+ bias) */
-    ASL_DNNL_GOTO(c, st,
-                  dnnl_convolution_backward_weights_primitive_desc_create(
-                      &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src_c,
-                      m.w_any, m.bias, m.dst_c, m.strides, m.dilates, m.pad_l,
-                      m.pad_r, p->fwd_pd, c->attr),
-                  done);
-    if (p->bf16 && (is_ref(p->bwdd_pd) || is_ref(p->bwdw_pd))) {
-        /* float32 from now on; this step's forward was bfloat16 */
-        conv_mds_free(&m);
-        p->bf16_refused = 1;
-        ASL_TRY(conv_plan(l, c));
-        return conv_plan_bwd(l, c);
-    }
     st = asl_prim_create(c, &p->bwdw, p->bwdw_pd);
     if (st != ASL_OK) goto done;
     if (m.bias) {

@@ -304,7 +304,8 @@ asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt)
 {
     if (dt != ASL_F32 && dt != ASL_BF16)
         return asl_fail(&net->ctx, ASL_ERR_ARG, "unknown compute dtype %d", (int)dt);
-    net->ctx.bf16 = dt == ASL_BF16;
+    /* without native bfloat16, oneDNN would emulate it: slower than float32 */
+    net->ctx.bf16 = dt == ASL_BF16 && asl_bf16_supported();
     return ASL_OK;
 }
 
