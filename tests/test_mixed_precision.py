@@ -124,3 +124,17 @@ def test_policy_saved_and_restored(tmp_path, suffix):
     mixed_precision.set_global_policy("mixed_bfloat16")
     assert aslnet.load_model(tmp_path / f"f32{suffix}",
                              compile=False).dtype_policy.name == "float32"
+
+
+@needs_bf16
+def test_nan_input_gives_nan_loss_under_bf16():
+    """A NaN pixel reaches the loss (bfloat16 rounding keeps NaN), as in float32, instead
+    of being clipped away by a fused ReLU6 or lost in the rounding."""
+    x, y = data(n=8)
+    x[3, 5, 5, 1] = np.nan
+    model = small_model()
+    model.dtype_policy = "mixed_bfloat16"
+    model.compile(aslnet.optimizers.Adam(1e-3), "categorical_crossentropy")
+    assert np.isnan(model.predict(x, verbose=0)[3]).all()
+    assert np.isfinite(model.predict(x, verbose=0)[[0, 1, 2, 4]]).all()
+    assert np.isnan(model.train_on_batch(x, y))
