@@ -186,7 +186,8 @@ def _cmd_classify(args):
 def _cmd_serve(args):
     from .serving import create_app
     names = [n.strip() for n in args.classes.split(",")] if args.classes else None
-    create_app(args.model, class_names=names).run(host=args.host, port=args.port)
+    create_app(args.model, class_names=names, dtype_policy=args.dtype_policy).run(
+        host=args.host, port=args.port)
     return 0
 
 
@@ -259,6 +260,9 @@ def build_parser():
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--classes", help="comma-separated class names, one per output "
                    "(default: 0, 1, ...)")
+    p.add_argument("--dtype-policy", choices=["float32", "mixed_bfloat16"],
+                   help="override the saved model's dtype policy (mixed_bfloat16: about 2x "
+                        "faster on CPUs with AVX512_BF16)")
     p.set_defaults(func=_cmd_serve)
     return parser
 

@@ -47,12 +47,14 @@ td{padding:0 1em 0 0}.error{color:#b00}</style></head>
 """
 
 
-def create_app(model, class_names=None, target_size=None):
+def create_app(model, class_names=None, target_size=None, dtype_policy=None):
     """A Flask app serving ``model`` (a ``Model`` or the path of a saved one).
 
     class_names: one name per output (default "0", "1", ...: aslnet does not
     store the training folders' names).  target_size: (height, width) images
-    are resized to (default: the model's input size).
+    are resized to (default: the model's input size).  dtype_policy: e.g.
+    "mixed_bfloat16", set on the model (default: the model's own, or the one
+    saved with it).
     """
     try:
         from flask import Flask, jsonify, render_template_string, request
@@ -65,6 +67,8 @@ def create_app(model, class_names=None, target_size=None):
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, compile=False)
+    if dtype_policy is not None:
+        model.dtype_policy = dtype_policy
     _, height, width, channels = model.input_shape
     size = tuple(target_size or (height, width))
     if None in size or len(size) != 2:

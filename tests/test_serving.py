@@ -187,3 +187,21 @@ def test_cli_serve(tmp_path, model, monkeypatch, capsys):
     assert kw == {"host": "127.0.0.1", "port": 8123}
     out = post_image(app.test_client(), png_bytes()).get_json()
     assert list(out["probabilities"]) == ["x", "y", "z"]
+
+
+def test_dtype_policy(tmp_path):
+    """create_app(dtype_policy=...) / `aslnet serve --dtype-policy` set the served model's
+    policy; answers are the model's predictions under it."""
+    m = tiny_model()
+    path = tmp_path / "m.h5"
+    m.save(path)
+    app = create_app(str(path), dtype_policy="mixed_bfloat16")
+    data = png_bytes(seed=3)
+    probs = list(post_image(app.test_client(), data).get_json()["probabilities"].values())
+    f32 = expected(m, data)
+    m.dtype_policy = "mixed_bfloat16"
+    assert np.allclose(probs, expected(m, data), rtol=1e-6, atol=0)
+    if aslnet.mixed_precision.bfloat16_supported():
+        assert not np.allclose(probs, f32, rtol=1e-6, atol=0)   # the policy took effect
+    with pytest.raises(ValueError, match="Unknown dtype policy"):
+        create_app(tiny_model(), dtype_policy="float16")
