@@ -361,6 +361,19 @@ fail:
     return st;
 }
 
+/* The bfloat16 copy *buf of `count` values, allocated on first use (a
+ * convolution that only ever runs inside a fused group needs none). */
+static asl_status bf16_buf(asl_layer *l, asl_ctx *c, uint16_t **buf,
+                           size_t count)
+{
+    if (*buf) return ASL_OK;
+    *buf = asl_alloc(count * sizeof **buf);
+    if (!*buf)
+        return asl_fail(c, ASL_ERR_NOMEM, "%s: out of memory (bfloat16 copy of "
+                        "%zu values, batch %d)", conv_kind(l), count, l->n);
+    return ASL_OK;
+}
+
 /* Is pd one of oneDNN's reference implementations? */
 static int is_ref(const_dnnl_primitive_desc_t pd)
 {
@@ -416,17 +429,6 @@ static asl_status conv_plan(asl_layer *l, asl_ctx *c)
     }
     st = asl_prim_create(c, &p->fwd, p->fwd_pd);
     if (st != ASL_OK) goto done;
-    if (p->bf16) {
-        p->xb = asl_alloc((size_t)l->n * l->in[0] * l->in[1] * l->in[2] *
-                          sizeof *p->xb);
-        p->dzb = asl_alloc((size_t)l->n * l->out[0] * l->out[1] * l->out[2] *
-                           sizeof *p->dzb);
-        if (!p->xb || !p->dzb) {
-            st = asl_fail(c, ASL_ERR_NOMEM, "%s: out of memory (bfloat16 "
-                          "copies, batch %d)", conv_kind(l), l->n);
-            goto done;
-        }
-    }
     st = asl_mem_create(c, &p->x_m, m.src_c);
     if (st != ASL_OK) goto done;
     st = asl_mem_create(c, &p->y_m, m.dst);
@@ -578,7 +580,9 @@ static asl_status conv_forward(asl_layer *l, asl_ctx *c, int training)
     ASL_TRY(asl_wmem_get(c, &p->w_fwd, l->p[0].data, l->weights_version,
                          &wm));
     if (p->bf16) {
-        asl_to_bf16(l->x, p->xb, (size_t)l->n * l->in[0] * l->in[1] * l->in[2]);
+        size_t count = (size_t)l->n * l->in[0] * l->in[1] * l->in[2];
+        ASL_TRY(bf16_buf(l, c, &p->xb, count));
+        asl_to_bf16(l->x, p->xb, count);
         ASL_TRY(asl_mem_bind(c, p->x_m, p->xb));
     } else {
         ASL_TRY(asl_mem_bind(c, p->x_m, l->x));
@@ -628,7 +632,9 @@ static asl_status conv_backward(asl_layer *l, asl_ctx *c, int training)
         dz = p->dz;
     }
     if (p->bf16) {
-        asl_to_bf16(dz, p->dzb, (size_t)l->n * l->out[0] * l->out[1] * l->out[2]);
+        size_t count = (size_t)l->n * l->out[0] * l->out[1] * l->out[2];
+        ASL_TRY(bf16_buf(l, c, &p->dzb, count));
+        asl_to_bf16(dz, p->dzb, count);
         ASL_TRY(asl_mem_bind(c, p->dd_m, p->dzb));
     } else {
         ASL_TRY(asl_mem_bind(c, p->dd_m, dz));
@@ -636,6 +642,9 @@ static asl_status conv_backward(asl_layer *l, asl_ctx *c, int training)
 
     if (l->trainable) {
         dnnl_memory_t dw = p->dw_m ? p->dw_m : p->dw_user;
+        if (p->bf16 && !p->xb)
+            return asl_fail(c, ASL_ERR_STATE, "%s: backward without a bfloat16 "
+                            "forward", conv_kind(l));
         ASL_TRY(asl_mem_bind(c, p->x_m, p->bf16 ? (const void *)p->xb
                                                 : (const void *)l->x));
         ASL_TRY(asl_mem_bind(c, p->dw_user, l->p[0].grad));
