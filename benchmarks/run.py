@@ -20,12 +20,13 @@ from benchmarks import common, utilisation  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("inference", "train", "utilisation", "e2e")
-PEERS = ("aslnet", "aslnet_bf16", "keras", "torch", "onnxruntime", "litert")
+PEERS = ("aslnet", "aslnet_bf16", "keras", "keras_bf16", "torch", "onnxruntime", "litert")
 LABELS = {"aslnet": "aslnet", "aslnet_bf16": "aslnet mixed_bfloat16 (not float32)",
+          "keras_bf16": "Keras 3 mixed_bfloat16 (not float32)",
           "keras": "Keras 3 (TensorFlow)", "torch": "PyTorch",
           "torch_cl": "PyTorch channels_last", "onnxruntime": "ONNX Runtime",
           "litert": "LiteRT (XNNPACK)"}
-TRAIN_PEERS = ("aslnet", "aslnet_bf16", "keras", "torch")
+TRAIN_PEERS = ("aslnet", "aslnet_bf16", "keras", "keras_bf16", "torch")
 FIT_PEERS = ("aslnet", "aslnet_bf16", "keras")
 FLOAT32 = ("aslnet", "keras", "torch", "torch_cl", "onnxruntime", "litert")   # the targets' peers
 
@@ -346,6 +347,16 @@ def markdown(res):
             if "pointwise" not in name:
                 L.append(f"| {name} | {txt} | "
                          f"{'n/a' if met is None else 'met' if met else 'not met'} |")
+        med = lambda d, k=None: ((d or {}).get(k, {}) if k else (d or {})).get("median")  # noqa
+        inf, tr = res.get("inference", {}), res.get("train", {})
+        for what, a, k in (("inference batch 32", _ratio(med(inf.get("aslnet_bf16"), "b32"),
+                                                         med(inf.get("keras_bf16"), "b32")), 0),
+                           ("inference batch 1", _ratio(med(inf.get("aslnet_bf16"), "b1"),
+                                                        med(inf.get("keras_bf16"), "b1")), 0),
+                           ("training step", _ratio(med(tr.get("aslnet_bf16")),
+                                                    med(tr.get("keras_bf16"))), 0)):
+            if a is not None:
+                L.append(f"| {what} vs Keras mixed_bfloat16 (same precision) | {a:.2f}× | — |")
     if res["errors"]:
         L += ["", "## Peers that failed", ""]
         for k, e in res["errors"].items():

@@ -20,6 +20,7 @@ import keras
 from benchmarks import common
 
 TASKS = ("inference", "train", "fit")
+NAME, POLICY = "keras", "float32"   # benchmarks.peers.keras_bf16 changes both
 
 
 def _set_weights(model, weights):
@@ -60,16 +61,17 @@ def inference(args):
     model = imagenet_model(args.work)
     x = common.inputs(args.work)
     res = common.batch_throughputs(args, model.predict_on_batch, x)
-    np.save(os.path.join(args.work, "keras-outputs.npy"), np.asarray(model.predict_on_batch(x)))
+    np.save(os.path.join(args.work, f"{NAME}-outputs.npy"),
+            np.asarray(model.predict_on_batch(x), np.float32))
     if args.export:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)   # float32, no quantization
         with open(os.path.join(args.work, "mobilenet.tflite"), "wb") as f:
             f.write(converter.convert())
-    common.write_result(args, "keras", res)
+    common.write_result(args, NAME, res)
 
 
 def train(args):
-    common.keras_train_step(args, "keras", tutorial_model(args.work))
+    common.keras_train_step(args, NAME, tutorial_model(args.work))
 
 
 def fit(args):
@@ -89,7 +91,7 @@ def fit(args):
     t2 = time.perf_counter()
     y_true = np.concatenate([y.numpy().argmax(1) for _, y in test_b])
     pred = model.predict(test_b, verbose=0).argmax(1)
-    common.write_result(args, "keras", {
+    common.write_result(args, NAME, {
         "setup_s": t1 - t0, "fit_s": t2 - t1, "test_s": time.perf_counter() - t2,
         "test_accuracy": float(np.mean(pred == y_true)), "test_images": len(pred),
         "epochs": args.epochs,
@@ -101,6 +103,7 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(POLICY)
     globals()[args.task](args)
 
 
