@@ -858,7 +858,7 @@ static PyMethodDef Net_methods[] = {
      "invalidate cached weight layouts after changing bound arrays"},
     {"set_num_threads", (PyCFunction)Net_set_num_threads, METH_VARARGS, "0 = all cores"},
     {"set_compute_dtype", (PyCFunction)Net_set_compute_dtype, METH_VARARGS,
-     "'float32' or 'bfloat16': compute type of inference-mode convolutions"},
+     "'float32' or 'bfloat16': compute type of the convolutions"},
     {"forward", (PyCFunction)(void (*)(void))Net_forward, METH_VARARGS | METH_KEYWORDS,
      "forward(x, training=False, start=0, stop=None) -> y: layers [start, stop) on x, "
      "the input of layer start"},

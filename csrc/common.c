@@ -279,6 +279,28 @@ void asl_from_bf16(const uint16_t *x, float *y, size_t count)
     }
 }
 
+asl_status asl_round_bf16(asl_ctx *c, uint16_t **buf, size_t *cap,
+                          const float *x, size_t count)
+{
+    if (*cap < count) {
+        asl_free(*buf);
+        *buf = asl_alloc(count * sizeof **buf);
+        *cap = *buf ? count : 0;
+        if (!*buf)
+            return asl_fail(c, ASL_ERR_NOMEM, "out of memory (bfloat16 copy of "
+                            "%zu values)", count);
+    }
+    asl_to_bf16(x, *buf, count);
+    return ASL_OK;
+}
+
+int asl_pd_is_ref(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) !=
+               dnnl_success || !impl || strncmp(impl, "ref", 3) == 0;
+}
+
 int asl_bf16_supported(void)
 {
     /* oneDNN's ISA values are bit sets: every ISA from avx512_core_bf16 on

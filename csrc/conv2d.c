@@ -65,7 +65,8 @@ typedef struct {
     asl_wmem w_fwd;         /* weights for fwd (and bwd-data if same)  */
     int w_fwd_ok;
     float *dz;              /* d loss / d pre-activation [n, out]      */
-    uint16_t *xb, *dzb;     /* bfloat16 x [n, in] and dz [n, out]      */
+    uint16_t *xb, *dzb;     /* bfloat16 x [n, in] and dz [n, out],     */
+    size_t xb_cap, dzb_cap; /* made on first use (asl_round_bf16)      */
 
     /* ---- made by the first backward ---- */
     int bwd_ok;
@@ -264,6 +265,7 @@ static void conv_release(asl_layer *l)
     asl_free(p->dzb);
     p->dz = NULL;
     p->xb = p->dzb = NULL;
+    p->xb_cap = p->dzb_cap = 0;
 }
 
 static void conv_destroy(asl_layer *l)
@@ -361,27 +363,6 @@ fail:
     return st;
 }
 
-/* The bfloat16 copy *buf of `count` values, allocated on first use (a
- * convolution that only ever runs inside a fused group needs none). */
-static asl_status bf16_buf(asl_layer *l, asl_ctx *c, uint16_t **buf,
-                           size_t count)
-{
-    if (*buf) return ASL_OK;
-    *buf = asl_alloc(count * sizeof **buf);
-    if (!*buf)
-        return asl_fail(c, ASL_ERR_NOMEM, "%s: out of memory (bfloat16 copy of "
-                        "%zu values, batch %d)", conv_kind(l), count, l->n);
-    return ASL_OK;
-}
-
-/* Is pd one of oneDNN's reference implementations? */
-static int is_ref(const_dnnl_primitive_desc_t pd)
-{
-    const char *impl = NULL;
-    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) !=
-               dnnl_success || !impl || strncmp(impl, "ref", 3) == 0;
-}
-
 /* Should l's primitives be bfloat16 ones (see the top of the file)? */
 static int want_bf16(const asl_layer *l, const asl_ctx *c)
 {
@@ -395,6 +376,7 @@ static asl_status conv_plan(asl_layer *l, asl_ctx *c)
     asl_status st = ASL_OK;
     conv_mds m;
     const_dnnl_memory_desc_t wmd;
+    dnnl_status_t s;
 
     if (!p)
         return asl_fail(c, ASL_ERR_STATE, "%s: plan before init",
@@ -409,23 +391,21 @@ static asl_status conv_plan(asl_layer *l, asl_ctx *c)
     /* forward_training serves inference too: for f32 convolutions the
      * implementations and their speed are the same, and the backward
      * primitives need a training forward pd as hint. */
-    if (p->bf16 &&
-        dnnl_convolution_forward_primitive_desc_create(
-            &p->fwd_pd, c->engine, dnnl_forward_training,
-            dnnl_convolution_direct, m.src_c, m.w_c, m.bias, m.dst, m.strides,
-            m.dilates, m.pad_l, m.pad_r, c->attr) != dnnl_success)
-        p->fwd_pd = NULL;   /* no bfloat16 convolution: float32 below */
-    else if (!p->bf16)
-        ASL_DNNL_GOTO(c, st, dnnl_convolution_forward_primitive_desc_create(
-                          &p->fwd_pd, c->engine, dnnl_forward_training,
-                          dnnl_convolution_direct, m.src_c, m.w_c, m.bias, m.dst,
-                          m.strides, m.dilates, m.pad_l, m.pad_r, c->attr),
-                      done);
-    if (p->bf16 && (!p->fwd_pd || is_ref(p->fwd_pd))) {   /* float32 then */
+    s = dnnl_convolution_forward_primitive_desc_create(
+        &p->fwd_pd, c->engine, dnnl_forward_training, dnnl_convolution_direct,
+        m.src_c, m.w_c, m.bias, m.dst, m.strides, m.dilates, m.pad_l, m.pad_r,
+        c->attr);
+    if (s != dnnl_success) p->fwd_pd = NULL;
+    if (p->bf16 && (!p->fwd_pd || asl_pd_is_ref(p->fwd_pd))) {   /* float32 */
         conv_mds_free(&m);
         conv_release(l);
         p->bf16_refused = 1;
         return conv_plan(l, c);
+    }
+    if (s != dnnl_success) {
+        st = asl_fail(c, ASL_ERR_DNNL, "%s: oneDNN: no forward convolution: %s",
+                      conv_kind(l), asl_dnnl_str(s));
+        goto done;
     }
     st = asl_prim_create(c, &p->fwd, p->fwd_pd);
     if (st != ASL_OK) goto done;
@@ -472,39 +452,33 @@ static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
     conv_mds m;
     const_dnnl_memory_desc_t md, fwd_wmd;
     dnnl_primitive_desc_t rpd = NULL;
+    dnnl_status_t sd, sw;
 
     conv_release_bwd(p);
     ASL_TRY(conv_mds_make(l, c, &m));
 
-    if (p->bf16) {
-        /* a bfloat16 pair oneDNN lacks, or has only as reference kernels:
-         * float32 from now on (this step's forward was bfloat16) */
-        int ok = dnnl_convolution_backward_data_primitive_desc_create(
-                     &p->bwdd_pd, c->engine, dnnl_convolution_direct, m.src,
-                     m.w_c, m.dst_c, m.strides, m.dilates, m.pad_l, m.pad_r,
-                     p->fwd_pd, c->attr) == dnnl_success &&
-                 dnnl_convolution_backward_weights_primitive_desc_create(
-                     &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src_c,
-                     m.w_any, m.bias, m.dst_c, m.strides, m.dilates, m.pad_l,
-                     m.pad_r, p->fwd_pd, c->attr) == dnnl_success &&
-                 !is_ref(p->bwdd_pd) && !is_ref(p->bwdw_pd);
-        if (!ok) {
-            conv_mds_free(&m);
-            p->bf16_refused = 1;
-            ASL_TRY(conv_plan(l, c));
-            return conv_plan_bwd(l, c);
-        }
-    } else {
-        ASL_DNNL_GOTO(c, st, dnnl_convolution_backward_data_primitive_desc_create(
-                          &p->bwdd_pd, c->engine, dnnl_convolution_direct, m.src,
-                          m.w_c, m.dst_c, m.strides, m.dilates, m.pad_l, m.pad_r,
-                          p->fwd_pd, c->attr),
-                      done);
-        ASL_DNNL_GOTO(c, st, dnnl_convolution_backward_weights_primitive_desc_create(
-                          &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src_c,
-                          m.w_any, m.bias, m.dst_c, m.strides, m.dilates, m.pad_l,
-                          m.pad_r, p->fwd_pd, c->attr),
-                      done);
+    sd = dnnl_convolution_backward_data_primitive_desc_create(
+        &p->bwdd_pd, c->engine, dnnl_convolution_direct, m.src, m.w_c, m.dst_c,
+        m.strides, m.dilates, m.pad_l, m.pad_r, p->fwd_pd, c->attr);
+    sw = dnnl_convolution_backward_weights_primitive_desc_create(
+        &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src_c, m.w_any,
+        m.bias, m.dst_c, m.strides, m.dilates, m.pad_l, m.pad_r, p->fwd_pd,
+        c->attr);
+    if (sd != dnnl_success) p->bwdd_pd = NULL;
+    if (sw != dnnl_success) p->bwdw_pd = NULL;
+    if (p->bf16 && (!p->bwdd_pd || !p->bwdw_pd || asl_pd_is_ref(p->bwdd_pd) ||
+                    asl_pd_is_ref(p->bwdw_pd))) {
+        /* float32 from now on (this step's forward was bfloat16) */
+        conv_mds_free(&m);
+        p->bf16_refused = 1;
+        ASL_TRY(conv_plan(l, c));
+        return conv_plan_bwd(l, c);
+    }
+    if (sd != dnnl_success || sw != dnnl_success) {
+        st = asl_fail(c, ASL_ERR_DNNL, "%s: oneDNN: no backward-%s convolution: %s",
+                      conv_kind(l), sd != dnnl_success ? "data" : "weights",
+                      asl_dnnl_str(sd != dnnl_success ? sd : sw));
+        goto done;
     }
 
     /* backward data */
@@ -580,9 +554,8 @@ static asl_status conv_forward(asl_layer *l, asl_ctx *c, int training)
     ASL_TRY(asl_wmem_get(c, &p->w_fwd, l->p[0].data, l->weights_version,
                          &wm));
     if (p->bf16) {
-        size_t count = (size_t)l->n * l->in[0] * l->in[1] * l->in[2];
-        ASL_TRY(bf16_buf(l, c, &p->xb, count));
-        asl_to_bf16(l->x, p->xb, count);
+        ASL_TRY(asl_round_bf16(c, &p->xb, &p->xb_cap, l->x,
+                               (size_t)l->n * l->in[0] * l->in[1] * l->in[2]));
         ASL_TRY(asl_mem_bind(c, p->x_m, p->xb));
     } else {
         ASL_TRY(asl_mem_bind(c, p->x_m, l->x));
@@ -632,9 +605,8 @@ static asl_status conv_backward(asl_layer *l, asl_ctx *c, int training)
         dz = p->dz;
     }
     if (p->bf16) {
-        size_t count = (size_t)l->n * l->out[0] * l->out[1] * l->out[2];
-        ASL_TRY(bf16_buf(l, c, &p->dzb, count));
-        asl_to_bf16(dz, p->dzb, count);
+        ASL_TRY(asl_round_bf16(c, &p->dzb, &p->dzb_cap, dz,
+                               (size_t)l->n * l->out[0] * l->out[1] * l->out[2]));
         ASL_TRY(asl_mem_bind(c, p->dd_m, p->dzb));
     } else {
         ASL_TRY(asl_mem_bind(c, p->dd_m, dz));

@@ -216,13 +216,8 @@ static asl_status build(asl_ctx *c, fused_state *f, const asl_layer *pad,
             pd = NULL;
             goto done;
         }
-        if (bf16) {   /* no reference kernels: float32 is faster then */
-            const char *impl = NULL;
-            if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0,
-                                          &impl) != dnnl_success ||
-                !impl || strncmp(impl, "ref", 3) == 0)
-                goto done;
-        }
+        if (bf16 && asl_pd_is_ref(pd))   /* float32 is faster then */
+            goto done;
     }
     st = asl_prim_create(c, &f->prim, pd);
     if (st == ASL_OK) st = asl_mem_create(c, &f->x_m, src);
@@ -306,16 +301,8 @@ asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int x_bf16,
     ASL_TRY(asl_wmem_get(c, &f->wm, f->w, f->fold_ver, &wm));
     if (bf16 && !x_bf16) {   /* round a float32 input into our buffer */
         const int *in = g[0].in;
-        size_t count_x = (size_t)g[0].n * in[0] * in[1] * in[2];
-        if (f->xb_cap < count_x) {
-            asl_free(f->xb);
-            f->xb = asl_alloc(count_x * sizeof *f->xb);
-            f->xb_cap = f->xb ? count_x : 0;
-            if (!f->xb)
-                return asl_fail(c, ASL_ERR_NOMEM, "out of memory (bfloat16 "
-                                "input of %zu values)", count_x);
-        }
-        asl_to_bf16(g[0].x, f->xb, count_x);
+        ASL_TRY(asl_round_bf16(c, &f->xb, &f->xb_cap, g[0].x,
+                               (size_t)g[0].n * in[0] * in[1] * in[2]));
         x = f->xb;
     }
     ASL_TRY(asl_mem_bind(c, f->x_m, x));

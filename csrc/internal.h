@@ -46,7 +46,8 @@ typedef struct asl_ctx {
     void *scratch;                /* one scratchpad for every primitive, */
     size_t scratch_size;          /* grown by asl_prim_create (bytes)    */
     int num_threads;
-    int bf16;                     /* inference convs in bfloat16 (fusion.c) */
+    int bf16;                     /* convolutions in bfloat16 (fusion.c,  */
+                                  /* conv2d.c)                            */
     char err[ASL_ERRLEN];
 } asl_ctx;
 
@@ -186,6 +187,13 @@ void asl_wmem_destroy(asl_wmem *w);
 /* bfloat16 <-> float32 (round to nearest even, NaN stays NaN), threaded. */
 void asl_to_bf16(const float *x, uint16_t *y, size_t count);
 void asl_from_bf16(const uint16_t *x, float *y, size_t count);
+/* Round x[count] into *buf, grown (kept across calls) to hold count values;
+ * *cap: its capacity in values. */
+asl_status asl_round_bf16(asl_ctx *c, uint16_t **buf, size_t *cap,
+                          const float *x, size_t count);
+/* Is pd one of oneDNN's reference implementations (slower than any jit
+ * kernel: a bfloat16 one is refused in favour of float32)? */
+int asl_pd_is_ref(const_dnnl_primitive_desc_t pd);
 
 /* ---- BLAS ----------------------------------------------------------- */
 /* Row-major C = alpha * op(A) op(B) + beta * C (OpenBLAS). */
