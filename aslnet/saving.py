@@ -109,6 +109,8 @@ def _ones():
 
 # The keys tf.keras 2.6 writes after ``name``, ``trainable``, ``dtype``, in its
 # order, with its defaults (used for the keys aslnet's layers do not have).
+# But DepthwiseConv2D's ``groups``, which tf.keras 2.6 writes and Keras 3
+# refuses (both take its absence).
 _CONV_TAIL = [("kernel_regularizer", None), ("bias_regularizer", None),
               ("activity_regularizer", None), ("kernel_constraint", None),
               ("bias_constraint", None)]
@@ -120,7 +122,7 @@ _KERAS_LAYER_KEYS = {
                ("bias_initializer", _zeros)] + _CONV_TAIL,
     "DepthwiseConv2D": [("kernel_size", None), ("strides", (1, 1)), ("padding", "valid"),
                         ("data_format", "channels_last"), ("dilation_rate", (1, 1)),
-                        ("groups", 1), ("activation", "linear"), ("use_bias", True),
+                        ("activation", "linear"), ("use_bias", True),
                         ("bias_initializer", _zeros), ("bias_regularizer", None),
                         ("activity_regularizer", None), ("bias_constraint", None),
                         ("depth_multiplier", 1), ("depthwise_initializer", _glorot),
@@ -147,10 +149,12 @@ _KERAS_LAYER_KEYS = {
 
 def _policy_name(v):
     """The dtype policy a Keras layer config's "dtype" names: "float32",
-    "mixed_bfloat16" (tf.keras writes mixed policies as a Policy dict), or
-    None for anything aslnet does not compute."""
+    "mixed_bfloat16" (a name, tf.keras 2's Policy dict or Keras 3's
+    DTypePolicy dict), or None for anything aslnet does not compute."""
     if v is None or v == "float32":
         return "float32"
+    if v == "mixed_bfloat16":
+        return v
     if isinstance(v, dict) and v.get("class_name") in ("Policy", "DTypePolicy"):
         name = (v.get("config") or {}).get("name")
         if name in ("float32", "mixed_bfloat16"):
@@ -159,8 +163,10 @@ def _policy_name(v):
 
 
 def _keras_dtype(policy):
-    return "float32" if policy.name == "float32" else \
-        {"class_name": "Policy", "config": {"name": policy.name}}
+    """A policy's name: the one spelling that tf.keras 2 and Keras 3 both
+    take as a layer's ``dtype`` (Keras 3 cannot read tf.keras 2's Policy
+    dict, and tf.keras 2 does not know Keras 3's DTypePolicy)."""
+    return policy.name
 
 
 def _is_one(v):

@@ -102,9 +102,9 @@ def test_pretrained_mobilenet_under_bf16(shared_weights_dir):
 
 @pytest.mark.parametrize("suffix", [".h5", ".aslnet"])
 def test_policy_saved_and_restored(tmp_path, suffix):
-    """Saved as tf.keras writes a mixed policy (each layer's "dtype" a Policy dict);
-    load_model restores it, and a float32 file loads as float32 whatever the global
-    policy (the file wins, as in Keras)."""
+    """Saved with each layer's "dtype" the policy's name (what tf.keras 2 and Keras 3
+    both take); load_model restores it, and a float32 file loads as float32 whatever
+    the global policy (the file wins, as in Keras)."""
     import h5py
     x, _ = data(n=4)
     model = small_model()
@@ -116,14 +116,61 @@ def test_policy_saved_and_restored(tmp_path, suffix):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     if suffix == ".h5":
         cfg = json.loads(h5py.File(path, "r").attrs["model_config"])
-        dtypes = [e["config"]["dtype"] for e in cfg["config"]["layers"][1:]]
-        assert all(d == {"class_name": "Policy", "config": {"name": "mixed_bfloat16"}}
-                   for d in dtypes)
+        assert [e["config"]["dtype"] for e in cfg["config"]["layers"][1:]] == \
+            ["mixed_bfloat16"] * (len(cfg["config"]["layers"]) - 1)
     f32 = small_model()
     f32.save(tmp_path / f"f32{suffix}")
     mixed_precision.set_global_policy("mixed_bfloat16")
     assert aslnet.load_model(tmp_path / f"f32{suffix}",
                              compile=False).dtype_policy.name == "float32"
+
+
+@pytest.mark.parametrize("spelling", [
+    {"class_name": "Policy", "config": {"name": "mixed_bfloat16"}},          # tf.keras 2
+    {"module": "keras", "class_name": "DTypePolicy",                        # Keras 3
+     "config": {"name": "mixed_bfloat16"}, "registered_name": None}])
+def test_policy_read_as_keras_writes_it(tmp_path, spelling):
+    """Files written by tf.keras 2 or Keras 3 spell a mixed policy as a dict."""
+    import h5py
+    model = small_model()
+    model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r+") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        for e in cfg["config"]["layers"][1:]:
+            e["config"]["dtype"] = spelling
+        f.attrs["model_config"] = json.dumps(cfg)
+    assert aslnet.load_model(tmp_path / "m.h5", compile=False).dtype_policy.name == \
+        "mixed_bfloat16"
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_keras_loads_the_file(tmp_path, policy):
+    """Keras (3, through its legacy h5 loader) opens a model with DepthwiseConv2D and
+    BatchNormalization under the same policy, with the same weights."""
+    import os
+    import warnings
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("tensorflow").keras
+    x, _ = data(n=4)
+    model = small_model()
+    model.dtype_policy = policy
+    model.save(tmp_path / "m.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kmodel = keras.models.load_model(tmp_path / "m.h5", compile=False)
+    assert [l.name for l in kmodel.layers] == [l.name for l in model.layers]
+    assert any(type(l).__name__ == "DepthwiseConv2D" for l in kmodel.layers)
+    for kl, layer in zip(kmodel.layers[1:], model.layers[1:]):
+        assert kl.dtype_policy.name == policy, kl.name
+        for kw, w in zip(kl.get_weights(), layer.get_weights()):
+            np.testing.assert_array_equal(kw, w)
+    # float32: the same function up to summation order.  mixed_bfloat16: both
+    # round to bfloat16 (2**-8 relative per operand) in different places, so the
+    # probabilities agree to about that
+    atol = 1e-5 if policy == "float32" else 2e-2
+    np.testing.assert_allclose(np.asarray(kmodel(x), np.float32),
+                               model.predict(x, verbose=0), atol=atol)
 
 
 @needs_bf16

@@ -675,3 +675,30 @@ def test_keras_loads_the_h5_file(tmp_path, data):
     np.testing.assert_allclose(kmodel.predict(data[0], verbose=0),
                                model.predict(data[0], verbose=0), rtol=1e-5, atol=1e-6)
     assert int(kmodel.optimizer.iterations.numpy()) == 3
+
+
+@pytest.mark.keras
+def test_keras_loads_a_saved_mobilenet(tmp_path):
+    """The tutorial's model as aslnet saves it (conv1_pad, DepthwiseConv2D, the new
+    head, frozen layers, Adam's state) opens in Keras and computes the same."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("tensorflow").keras
+    from aslnet.applications import mobilenet
+    mobile = mobilenet.MobileNet(alpha=0.25, input_shape=(64, 64, 3), weights=None)
+    model = Model(mobile.input, L.Dense(3, activation="softmax")(mobile.layers[-6].output))
+    for layer in model.layers[:-23]:
+        layer.trainable = False
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    model.compile(aslnet.optimizers.Adam(1e-3), "categorical_crossentropy")
+    model.train_on_batch(x, y)
+    model.save(tmp_path / "m.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kmodel = keras.models.load_model(tmp_path / "m.h5")
+    assert [l.name for l in kmodel.layers] == [l.name for l in model.layers]
+    assert [l.trainable for l in kmodel.layers[1:]] == [l.trainable for l in model.layers[1:]]
+    np.testing.assert_allclose(kmodel.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    assert int(kmodel.optimizer.iterations.numpy()) == 1
