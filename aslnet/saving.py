@@ -33,7 +33,9 @@ clear error (libhdf5 can crash on some corrupted metadata) and silent
 corruption of weights is detected.  Editing a native file with h5py
 invalidates its checksum (edit ``.h5`` files instead).  So ``.keras`` is
 *not* Keras 3's zip format, and no suffix is *not* a TensorFlow SavedModel
-directory.  Loading never looks at the suffix: it sniffs the HDF5 signature
+directory.  Keras 3 opens aslnet's h5 files (through its legacy h5 loader);
+aslnet opens the weights of Keras 3's h5 files (``load_weights``), not their
+model config (another format: ``load_model`` says so).  Loading never looks at the suffix: it sniffs the HDF5 signature
 and the header.
 
 Every write is atomic: the file is written to a temporary file in the same
@@ -968,6 +970,12 @@ def _open_h5(filepath, what):
     except OSError as e:
         raise ModelFileError(f"Cannot read {what} file {path}: {e}") from e
     if not is_h5:
+        with open(path, "rb") as fh:
+            if fh.read(4) == b"PK\x03\x04":
+                raise ModelFileError(
+                    f"{path} is a zip archive (Keras 3's .keras format?): aslnet reads "
+                    "HDF5 files.  In Keras, model.save('model.h5') writes one whose weights "
+                    "aslnet's model.load_weights takes")
         raise ModelFileError(f"{path} is not an aslnet/Keras {what} file: no HDF5 signature "
                              f"(size {os.path.getsize(path)} bytes; corrupt, truncated or "
                              "another format)")
@@ -993,6 +1001,12 @@ def _read_model_file(f, where):
         hint = (" (it holds weights only: build the model and call model.load_weights)"
                 if "layer_names" in f.attrs else "")
         raise ModelFileError(f"No model config found in the file at {where}{hint}.")
+    version = _attr_str(f, "keras_version") or ""
+    if not version.startswith(("1.", "2.")) and version:
+        raise NotImplementedError(
+            f"{where} was saved by Keras {version}: aslnet reads the model config of "
+            "Keras 2.x h5 files only.  Its weights load: build the same model in aslnet "
+            "and call model.load_weights(path)")
     training_config = _attr_str(f, "training_config")
     weights_group = f["model_weights"] if "model_weights" in f else f
     if "layer_names" not in weights_group.attrs and not any(
@@ -1030,7 +1044,7 @@ def load_model(filepath, compile=True, custom_objects=None):
     with _open_h5(filepath, "model") as (f, where):
         try:
             model_config, training_config, weights, opt = _read_model_file(f, where)
-        except ModelFileError:
+        except (ModelFileError, NotImplementedError):
             raise
         except _READ_ERRORS as e:
             raise ModelFileError(f"Cannot read model file {where}: it is corrupt or not an "

@@ -702,3 +702,30 @@ def test_keras_loads_a_saved_mobilenet(tmp_path):
     np.testing.assert_allclose(kmodel.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
     assert int(kmodel.optimizer.iterations.numpy()) == 1
+
+
+@pytest.mark.keras
+def test_keras3_files_say_what_to_do(tmp_path):
+    """Keras 3's files: its .keras zip and its h5 (another config format) are refused
+    with what works instead; the weights of its h5 do load into the same model."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("tensorflow").keras
+    if not keras.__version__.startswith("3."):
+        pytest.skip("Keras 2")
+    k = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+                          keras.layers.DepthwiseConv2D(3), keras.layers.Flatten(),
+                          keras.layers.Dense(2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        k.save(tmp_path / "m.keras")
+        k.save(tmp_path / "m.h5")
+    with pytest.raises(saving.ModelFileError, match="zip archive.*model.save\\('model.h5'\\)"):
+        load_model(tmp_path / "m.keras")
+    with pytest.raises(NotImplementedError, match="saved by Keras 3.*load_weights"):
+        load_model(tmp_path / "m.h5")
+    model = Sequential([L.Input((8, 8, 3)), L.Conv2D(4, 3), L.DepthwiseConv2D(3),
+                        L.Flatten(), L.Dense(2)])
+    model.load_weights(tmp_path / "m.h5")
+    x = np.random.RandomState(0).rand(2, 8, 8, 3).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), k.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
