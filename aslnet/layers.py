@@ -95,6 +95,82 @@ def _glorot_uniform(shape, fan_in, fan_out):
     return backend.rng().uniform(-limit, limit, size=shape).astype(np.float32)
 
 
+# Keras's initializers: name -> (VarianceScaling scale, mode, distribution) or
+# a plain rule.  *_normal draw from a normal truncated at 2 standard
+# deviations, scaled as Keras does (0.8796... is that truncation's stddev).
+_VARIANCE_SCALING = {
+    "glorot_uniform": (1.0, "fan_avg", "uniform"), "glorot_normal": (1.0, "fan_avg", "normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"), "he_normal": (2.0, "fan_in", "normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"), "lecun_normal": (1.0, "fan_in", "normal"),
+}
+_INITIALIZERS = (*_VARIANCE_SCALING, "zeros", "ones", "constant", "random_normal",
+                 "random_uniform")
+_KERAS_CLASS_NAMES = {"GlorotUniform": "glorot_uniform", "GlorotNormal": "glorot_normal",
+                      "HeUniform": "he_uniform", "HeNormal": "he_normal",
+                      "LecunUniform": "lecun_uniform", "LecunNormal": "lecun_normal",
+                      "Zeros": "zeros", "Ones": "ones", "Constant": "constant",
+                      "RandomNormal": "random_normal", "RandomUniform": "random_uniform"}
+
+
+def _initializer(spec, what):
+    """(name, config) of a Keras initializer given by name, config dict or
+    Keras initializer object; ValueError for one aslnet does not have."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        name, cfg = spec.lower(), {}
+    elif isinstance(spec, dict) and "class_name" in spec:
+        name, cfg = spec["class_name"], dict(spec.get("config") or {})
+    elif hasattr(spec, "get_config"):
+        name, cfg = type(spec).__name__, dict(spec.get_config())
+    else:
+        raise ValueError(f"{what}: unsupported initializer {spec!r}")
+    name = _KERAS_CLASS_NAMES.get(name, name)
+    name = {"zero": "zeros", "one": "ones", "uniform": "random_uniform",
+            "normal": "random_normal"}.get(name, name)
+    if name not in _INITIALIZERS:
+        raise ValueError(f"{what}: unsupported initializer {spec!r}; aslnet has "
+                         f"{sorted(_INITIALIZERS)}")
+    if cfg.get("seed") is not None:
+        raise ValueError(f"{what}: seeded initializers are not supported; use "
+                         "aslnet.set_random_seed")
+    return name, cfg
+
+
+def _init_value(init, shape, fan_in, fan_out, default):
+    """A float32 array of ``shape`` drawn from ``init`` (see _initializer),
+    or ``default()`` when no initializer was given."""
+    if init is None:
+        return default()
+    name, cfg = init
+    rng = backend.rng()
+    if name == "zeros":
+        v = np.zeros(shape)
+    elif name == "ones":
+        v = np.ones(shape)
+    elif name == "constant":
+        v = np.full(shape, float(cfg.get("value", 0.0)))
+    elif name == "random_normal":
+        v = rng.normal(float(cfg.get("mean", 0.0)), float(cfg.get("stddev", 0.05)), shape)
+    elif name == "random_uniform":
+        v = rng.uniform(float(cfg.get("minval", -0.05)), float(cfg.get("maxval", 0.05)), shape)
+    else:
+        scale, mode, dist = _VARIANCE_SCALING[name]
+        n = max(1.0, fan_in if mode == "fan_in" else (fan_in + fan_out) / 2.0)
+        if dist == "uniform":
+            limit = math.sqrt(3.0 * scale / n)
+            v = rng.uniform(-limit, limit, shape)
+        else:
+            std = math.sqrt(scale / n) / 0.87962566103423978
+            v = rng.normal(0.0, 1.0, shape)
+            bad = np.abs(v) > 2.0
+            while bad.any():                          # redraw beyond 2 stddev
+                v[bad] = rng.normal(0.0, 1.0, int(bad.sum()))
+                bad = np.abs(v) > 2.0
+            v = v * std
+    return np.asarray(v, np.float32)
+
+
 def _conv_fans(shape):
     rf = int(np.prod(shape[:-2]))
     return shape[-2] * rf, shape[-1] * rf
@@ -253,9 +329,11 @@ class Conv2D(Layer):
     _base_name = "conv2d"
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
-                 activation=None, use_bias=True, name=None, **kwargs):
-        kwargs.pop("kernel_initializer", None)
+                 activation=None, use_bias=True, kernel_initializer=None,
+                 bias_initializer=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
+        self._kernel_init = _initializer(kernel_initializer, f"Layer '{self.name}'")
+        self._bias_init = _initializer(bias_initializer, f"Layer '{self.name}'")
         if int(filters) < 1:
             raise ValueError(f"filters must be >= 1, got {filters}")
         self.filters = int(filters)
@@ -283,9 +361,12 @@ class Conv2D(Layer):
     def build(self, input_shape):
         self._check_input(input_shape)
         shape = (*self.kernel_size, input_shape[-1], self.filters)
-        self._add_weight("kernel", _glorot_uniform(shape, *_conv_fans(shape)))
+        fans = _conv_fans(shape)
+        self._add_weight("kernel", _init_value(self._kernel_init, shape, *fans,
+                                               lambda: _glorot_uniform(shape, *fans)))
         if self.use_bias:
-            self._add_weight("bias", np.zeros(self.filters, np.float32))
+            self._add_weight("bias", _init_value(self._bias_init, (self.filters,), *fans,
+                                                 lambda: np.zeros(self.filters, np.float32)))
 
     def compute_output_shape(self, input_shape):
         self._check_input(input_shape)
@@ -307,10 +388,11 @@ class DepthwiseConv2D(Conv2D):
     _base_name = "depthwise_conv2d"
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
-                 activation=None, use_bias=True, name=None, **kwargs):
-        kwargs.pop("depthwise_initializer", None)
+                 activation=None, use_bias=True, depthwise_initializer=None, name=None,
+                 **kwargs):
         super().__init__(1, kernel_size, strides=strides, padding=padding,
-                         activation=activation, use_bias=use_bias, name=name, **kwargs)
+                         activation=activation, use_bias=use_bias,
+                         kernel_initializer=depthwise_initializer, name=name, **kwargs)
         if int(depth_multiplier) < 1:
             raise ValueError(f"depth_multiplier must be >= 1, got {depth_multiplier}")
         self.depth_multiplier = int(depth_multiplier)
@@ -318,10 +400,13 @@ class DepthwiseConv2D(Conv2D):
     def build(self, input_shape):
         self._check_input(input_shape)
         shape = (*self.kernel_size, input_shape[-1], self.depth_multiplier)
-        self._add_weight("depthwise_kernel", _glorot_uniform(shape, *_conv_fans(shape)))
+        fans = _conv_fans(shape)
+        self._add_weight("depthwise_kernel", _init_value(
+            self._kernel_init, shape, *fans, lambda: _glorot_uniform(shape, *fans)))
         if self.use_bias:
-            self._add_weight("bias", np.zeros(input_shape[-1] * self.depth_multiplier,
-                                              np.float32))
+            n = input_shape[-1] * self.depth_multiplier
+            self._add_weight("bias", _init_value(self._bias_init, (n,), *fans,
+                                                 lambda: np.zeros(n, np.float32)))
 
     def compute_output_shape(self, input_shape):
         self._check_input(input_shape)
@@ -455,9 +540,11 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
 class Dropout(Layer):
     _base_name = "dropout"
 
-    def __init__(self, rate, seed=None, name=None, **kwargs):
-        kwargs.pop("noise_shape", None)
+    def __init__(self, rate, noise_shape=None, seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
+        if noise_shape is not None:
+            raise NotImplementedError(f"Layer '{self.name}': Dropout's noise_shape is not "
+                                      "supported (independent dropout per value only)")
         if not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
         self.rate = float(rate)
@@ -519,9 +606,11 @@ class Dense(Layer):
 
     _base_name = "dense"
 
-    def __init__(self, units, activation=None, use_bias=True, name=None, **kwargs):
-        kwargs.pop("kernel_initializer", None)
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer=None,
+                 bias_initializer=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
+        self._kernel_init = _initializer(kernel_initializer, f"Layer '{self.name}'")
+        self._bias_init = _initializer(bias_initializer, f"Layer '{self.name}'")
         if int(units) < 1:
             raise ValueError(f"units must be >= 1, got {units}")
         self.units = int(units)
@@ -530,9 +619,14 @@ class Dense(Layer):
 
     def build(self, input_shape):
         fan_in = input_shape[-1]
-        self._add_weight("kernel", _glorot_uniform((fan_in, self.units), fan_in, self.units))
+        shape = (fan_in, self.units)
+        self._add_weight("kernel", _init_value(self._kernel_init, shape, fan_in, self.units,
+                                               lambda: _glorot_uniform(shape, fan_in,
+                                                                       self.units)))
         if self.use_bias:
-            self._add_weight("bias", np.zeros(self.units, np.float32))
+            self._add_weight("bias", _init_value(self._bias_init, (self.units,), fan_in,
+                                                 self.units,
+                                                 lambda: np.zeros(self.units, np.float32)))
 
     def compute_output_shape(self, s):
         if len(s) not in (1, 3):

@@ -1,8 +1,10 @@
 """Keras-shaped functional ``Model``: a chain of layers computed by one C
 network (``aslnet._core.Net``), one C call per batch."""
+import functools
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 
 import numpy as np
@@ -14,10 +16,26 @@ from .layers import Dropout, InputLayer, KerasTensor, Layer, Reshape, core_shape
 __all__ = ["Model", "Sequential", "load_model", "recalibrate_batch_norm"]
 
 _LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
+_RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset "
+            "or generator can generate at least `steps_per_epoch * epochs` batches.")
 _CCE_EPS = 1e-7
 
 
 def _loss_name(loss):
+    """The loss's name; a Keras loss object whose options change the
+    objective (from_logits, label_smoothing, another reduction) is refused
+    rather than silently trained with the default."""
+    cfg = loss.get_config() if hasattr(loss, "get_config") and not isinstance(loss, type) \
+        else {}
+    odd = {k: v for k, v in cfg.items()
+           if (k == "from_logits" and v) or (k == "label_smoothing" and v)
+           or (k == "axis" and v not in (-1, None))
+           or (k == "ignore_class" and v is not None)
+           or (k == "reduction" and v not in ("auto", "sum_over_batch_size", None))}
+    if odd:
+        raise NotImplementedError(f"Loss {type(loss).__name__} with {odd}: aslnet computes "
+                                  "cross-entropy on the softmax output, averaged over the "
+                                  "batch, without these options")
     name = getattr(loss, "__name__", None) or getattr(loss, "name", None) or loss
     name = {"CategoricalCrossentropy": "categorical_crossentropy",
             "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy"}.get(
@@ -30,13 +48,26 @@ def _loss_name(loss):
 def categorical_crossentropy(y_true, y_pred, from_softmax=True):
     """Keras's categorical cross-entropy per sample.  For a softmax output
     Keras uses the logits (no clipping): -log(p) of the float32 softmax,
-    floored at the smallest normal float; otherwise probabilities are
-    clipped to [1e-7, 1 - 1e-7]."""
+    floored at the smallest normal float; otherwise the outputs are
+    divided by their sum, then clipped to [1e-7, 1 - 1e-7]."""
     if from_softmax:
         p = np.maximum(y_pred, np.finfo(np.float32).tiny)
     else:
-        p = np.clip(y_pred, _CCE_EPS, 1 - _CCE_EPS)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = y_pred / np.sum(y_pred, axis=-1, keepdims=True)
+        p = np.clip(p, _CCE_EPS, 1 - _CCE_EPS)
     return -np.sum(y_true * np.log(p), axis=-1)
+
+
+def _serialized(method):
+    """Run ``method`` holding the model's lock: the C network computes one
+    call at a time, so calls from several threads (a web server, a predict
+    during fit) queue instead of failing."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class _TrunkCache:
@@ -144,7 +175,14 @@ class Model:
             raise ValueError("outputs is not computed from inputs")
         chain.append(inputs._layer)
         self.layers = chain[::-1]
+        names = [layer.name for layer in self.layers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"All layer names should be unique; the model has {dup} "
+                             "more than once (pass name=... to the layers)")
         self.name = name or backend.unique_name("model")
+        self._lock = threading.RLock()
+        self._trainable = True
         self._input, self._output = inputs, outputs
         self._net = None
         self._net_version = None
@@ -184,6 +222,18 @@ class Model:
 
     compute_dtype = property(lambda self: self._dtype_policy.compute_dtype)
     variable_dtype = property(lambda self: self._dtype_policy.variable_dtype)
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """As Keras: sets every layer's flag (``model.trainable = False``
+        freezes the whole model; layers can be unfrozen one by one after)."""
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = self._trainable
 
     def get_layer(self, name=None, index=None):
         if index is not None:
@@ -352,7 +402,20 @@ class Model:
         return feats, start
 
     # -- compile / train ----------------------------------------------------
+    _COMPILE_DEFAULTS = {"loss_weights": None, "weighted_metrics": None,
+                         "run_eagerly": (False, None), "steps_per_execution": (1, None),
+                         "jit_compile": (False, None, "auto", True),
+                         "auto_scale_loss": (True, False, None)}
+
+    @_serialized
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        for key, value in kwargs.items():
+            if key not in self._COMPILE_DEFAULTS:
+                raise TypeError(f"compile() got an unexpected keyword argument {key!r}")
+            ok = self._COMPILE_DEFAULTS[key]
+            if value not in (ok if isinstance(ok, tuple) else (ok,)):
+                raise NotImplementedError(f"compile({key}={value!r}) is not supported "
+                                          "by aslnet")
         if optimizer == "rmsprop":
             raise ValueError("aslnet has no RMSprop yet; use 'adam' or 'sgd'")
         self.optimizer = optimizers_mod.get(optimizer)
@@ -386,6 +449,7 @@ class Model:
     def _sync_lr(self, net):
         net.set_learning_rate(self.optimizer.learning_rate)
 
+    @_serialized
     def train_on_batch(self, x, y, return_dict=False):
         self._require_compiled()
         net = self._core()
@@ -402,31 +466,88 @@ class Model:
         n = len(y)
         return int(np.sum(np.argmax(y.reshape(n, -1), 1) == np.argmax(pred.reshape(n, -1), 1)))
 
+    @staticmethod
+    def _unpack_validation(validation_data):
+        """(x, y) from Keras's forms: a tuple or list (x, y[, sample_weight]),
+        or one data object (a Sequence or iterable yielding (x, y))."""
+        if isinstance(validation_data, (tuple, list)):
+            if len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be (x_val, y_val), (x_val, y_val, "
+                                 "val_sample_weight) or a data object; got a sequence of "
+                                 f"{len(validation_data)} items")
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                raise NotImplementedError("val_sample_weight is not supported yet")
+            return validation_data[0], validation_data[1]
+        return validation_data, None
+
+    @staticmethod
+    def _split_validation(x, y, validation_split):
+        """Keras's validation_split: the last fraction of the arrays, taken
+        before any shuffling."""
+        from .utils.data import _is_array
+        if not 0.0 < float(validation_split) < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+        if not _is_array(x):
+            raise ValueError("validation_split is only supported for array inputs (a "
+                             "generator/Sequence: use ImageDataGenerator(validation_split=)"
+                             " with subset=, or validation_data)")
+        x, y = np.asarray(x), np.asarray(y)
+        split = int(len(x) * (1.0 - float(validation_split)))
+        if split == 0 or split == len(x):
+            raise ValueError(f"validation_split={validation_split} leaves no training or "
+                             f"no validation samples out of {len(x)}")
+        return x[:split], y[:split], (x[split:], y[split:])
+
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_data=None, shuffle=True, initial_epoch=0, steps_per_epoch=None,
-            validation_steps=None, validation_batch_size=None):
-        from .callbacks import CallbackList, History
-        from .utils.data import batches, num_steps
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Keras's ``fit``.  Each epoch runs ``steps_per_epoch`` batches (else
+        one pass over the data); a following epoch goes on where the last one
+        stopped.  Calls from other threads wait until it returns."""
+        with self._lock:
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                             validation_data, shuffle, class_weight, sample_weight,
+                             initial_epoch, steps_per_epoch, validation_steps,
+                             validation_batch_size, validation_freq)
+
+    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+             validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+             steps_per_epoch, validation_steps, validation_batch_size, validation_freq):
+        from .callbacks import CallbackList, History, ProgbarLogger
+        from .utils.data import DataStream, num_steps
         self._require_compiled()
+        if class_weight is not None or sample_weight is not None:
+            raise NotImplementedError("class_weight and sample_weight are not supported yet")
+        if validation_split:
+            if validation_data is not None:
+                validation_split = 0.0          # Keras: validation_data wins
+            else:
+                x, y, validation_data = self._split_validation(x, y, validation_split)
+        if isinstance(validation_freq, bool) or not isinstance(validation_freq, int) \
+                or validation_freq < 1:
+            raise ValueError(f"validation_freq must be a positive integer, got "
+                             f"{validation_freq!r}")
         verbose = 1 if verbose == "auto" else int(verbose)
         steps = num_steps(x, batch_size, steps_per_epoch)
-        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
-                           verbose=verbose, epochs=epochs, steps=steps)
-        history = next(c for c in cbs if isinstance(c, History))
         net = self._core()
         start = self._trunk_start()
         cache = self._trunk_cache(x, start)
+        stream = DataStream(x, y, batch_size, shuffle, cached=cache)
+        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                           verbose=verbose, epochs=epochs, steps=steps)
+        history = next(c for c in cbs if isinstance(c, History))
+        user_cbs = [c for c in cbs if not isinstance(c, (History, ProgbarLogger))]
         self._val_cache = None
         if validation_data is not None:
-            vx = validation_data[0] if isinstance(validation_data, tuple) else validation_data
+            vx, vy = self._unpack_validation(validation_data)
             self._val_cache = (vx, self._trunk_cache(vx, start))
         self.stop_training = False
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             loss_sum, correct, seen = 0.0, 0, 0
-            for step, (xb, yb, ids) in enumerate(batches(x, y, batch_size, shuffle, steps,
-                                                         cached=cache)):
+            for step, (xb, yb, ids) in enumerate(stream.epoch(steps_per_epoch)):
                 cbs.on_train_batch_begin(step)
                 self._sync_lr(net)
                 xb = None if xb is None else self._to_input(xb)   # None: cached
@@ -440,15 +561,20 @@ class Model:
                 cbs.on_train_batch_end(step, self._logs(loss_sum, correct, seen))
                 if self.stop_training:
                     break
+            if seen == 0:
+                warnings.warn(_RAN_OUT, stacklevel=3)
+                break
             logs = self._logs(loss_sum, correct, seen)
-            if validation_data is not None:
-                vx, vy = (validation_data, None) if not isinstance(validation_data, tuple) \
-                    else validation_data
+            if validation_data is not None and (epoch + 1) % validation_freq == 0:
                 val = self.evaluate(vx, vy, batch_size=validation_batch_size or batch_size,
-                                    steps=validation_steps, verbose=0, return_dict=True)
+                                    steps=validation_steps, verbose=0, return_dict=True,
+                                    callbacks=user_cbs)
                 logs.update({"val_" + k: v for k, v in val.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
+                break
+            if steps_per_epoch is not None and seen and stream.exhausted:
+                warnings.warn(_RAN_OUT, stacklevel=3)
                 break
         cbs.on_train_end()
         for c in (cache, self._val_cache and self._val_cache[1]):
@@ -516,45 +642,67 @@ class Model:
             out = net.forward(feats, training=False, start=s0)
             yield len(feats), yb, out.reshape((len(feats),) + self._output.shape[1:])
 
+    @_serialized
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        from .callbacks import CallbackList
         from .utils.data import num_steps
         n_steps = num_steps(x, batch_size, steps)
         bar = _progbar(n_steps, verbose)
+        cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
+        cbs.on_predict_begin()
         outs = []
         for i, (_, _, out) in enumerate(self._forward_batches(x, None, batch_size, n_steps,
                                                                 False)):
+            cbs.on_predict_batch_begin(i)
             outs.append(out)
+            cbs.on_predict_batch_end(i, {"outputs": out})
             if bar:
                 bar.update(i + 1)
+        cbs.on_predict_end()
         if not outs:
             return np.zeros((0,) + self._output.shape[1:], np.float32)
         return np.concatenate(outs)
 
+    @_serialized
     def predict_on_batch(self, x):
         xb = self._to_input(x)
         return self._core().forward(xb).reshape((len(xb),) + self._output.shape[1:])
 
     def __call__(self, x):
+        if isinstance(x, KerasTensor):
+            raise NotImplementedError(
+                f"Calling model '{self.name}' on a symbolic tensor (nesting a model in "
+                "another) is not supported: aslnet models are chains.  Build the new model "
+                "from this one's layers instead, e.g. Model(base.input, "
+                "Dense(10)(base.output))")
         return self.predict_on_batch(x)
 
+    @_serialized
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None,
                  return_dict=False, callbacks=None):
+        from .callbacks import CallbackList
         from .utils.data import num_steps
         self._require_compiled()
         n_steps = num_steps(x, batch_size, steps)
         bar = _progbar(n_steps, verbose, ["loss", *self.compiled_metrics])  # running means
+        cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
+        cbs.on_test_begin()
         loss_sum, correct, seen = 0.0, 0, 0
         from_softmax = self._softmax_output()
         for i, (n, yb, out) in enumerate(self._forward_batches(x, y, batch_size, n_steps,
                                                                  True)):
+            cbs.on_test_batch_begin(i)
             yb = self._to_target(yb, n).reshape(n, -1)
             p = out.reshape(n, -1)
             loss_sum += float(np.sum(categorical_crossentropy(yb, p, from_softmax)))
             correct += self._correct(yb, p)
             seen += n
+            logs = self._logs(loss_sum, correct, seen)
+            cbs.on_test_batch_end(i, logs)
             if bar:
-                bar.update(i + 1, list(self._logs(loss_sum, correct, seen).items()))
+                bar.update(i + 1, list(logs.items()))
         logs = self._logs(loss_sum, correct, seen)
+        cbs.on_test_end(logs)
         if return_dict:
             return logs
         return logs["loss"] if len(logs) == 1 else list(logs.values())
@@ -568,6 +716,7 @@ class Model:
         net = self._core()
         return next(i for i in self._core_index[layer.name] if net.params(i))
 
+    @_serialized
     def get_optimizer_state(self):
         """{'iterations': int, 'slots': {(layer name, weight index, slot): array}}
         (Adam: slots 0 = m, 1 = v; SGD with momentum: 0 = velocity).  Only
@@ -587,6 +736,7 @@ class Model:
                             slots[(layer.name, j, k)] = value.reshape(var.shape)
         return {"iterations": net.iterations, "slots": slots}
 
+    @_serialized
     def set_optimizer_state(self, state):
         if self.optimizer is None:
             raise RuntimeError("compile the model before restoring optimizer state")
@@ -669,6 +819,12 @@ def recalibrate_batch_norm(model, x, batch_size=32, steps=None):
     Returns the number of samples measured."""
     from .layers import BatchNormalization
     from .utils.data import batches, num_steps
+    with model._lock:
+        return _recalibrate(model, x, batch_size, steps, batches, num_steps)
+
+
+def _recalibrate(model, x, batch_size, steps, batches, num_steps):
+    from .layers import BatchNormalization
     net = model._core()
     bns = [(layer, model._core_index[layer.name][0]) for layer in model.layers
            if isinstance(layer, BatchNormalization)]

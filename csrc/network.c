@@ -667,6 +667,7 @@ asl_status asl_net_backward(asl_net *net, const float *dy, float *dx)
     if (!dy) return asl_fail(&net->ctx, ASL_ERR_ARG, "backward: NULL dy");
     if (net->nlayers == 0) return asl_fail(&net->ctx, ASL_ERR_STATE, "empty network");
     apply_threads(net);
+    if (!dx && first_trainable(net) >= net->nlayers) return ASL_OK;  /* all frozen */
     ASL_TRY(begin_backward(net, dx ? 0 : first_trainable(net)));
     last = &net->layers[net->nlayers - 1];
     memcpy((float *)last->dy, dy, (size_t)net->n * numel(last->out) * sizeof(float));
@@ -855,7 +856,9 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
     p = net->layers[k].y;
     if (y_pred) memcpy(y_pred, p, (size_t)n * classes * sizeof(float));
     ASL_TRY(begin_backward(net, first_trainable(net)));
-    g = (float *)net->layers[k].dy;
+    /* Nothing trainable at or below the output (everything frozen): the
+     * loss only, no gradient, no update (Keras: "no trainable weights"). */
+    g = first_trainable(net) <= k ? (float *)net->layers[k].dy : NULL;
     /* Where softmax meets cross-entropy Keras computes the loss from the
      * logits z, -sum(y * log_softmax(z)), with no clipping: so does this,
      * from the logits the layer kept; else from log(p) floored at FLT_MIN
@@ -865,7 +868,7 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
         const float *ps = p + (size_t)s * classes, *ys = y_true + (size_t)s * classes;
         const float *zs = net->layers[k].logits ? net->layers[k].logits + (size_t)s * classes
                                                 : NULL;
-        float *gs = g + (size_t)s * classes;
+        float *gs = g ? g + (size_t)s * classes : NULL;
         double ls = 0.0, ysum = 0.0, lse = 0.0;
         if (zs) {
             double zmax = zs[0];
@@ -880,11 +883,12 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
             if (ys[j] != 0.f) ls -= (double)ys[j] * logp;
             ysum += ys[j];
         }
-        for (int j = 0; j < classes; j++)
+        for (int j = 0; gs && j < classes; j++)
             gs[j] = (float)((ps[j] * ysum - ys[j]) / n);
         total += ls;
     }
     *loss = (float)(total / n);
+    if (!g) return ASL_OK;
     net->layers[k].fused_softmax_ce = 1;
     ASL_TRY(run_backward(net, k, NULL));
     return asl_net_apply_gradients(net);

@@ -175,6 +175,32 @@ def test_trunk_cache_off_with_augmentation(tmp_path):
     assert counts == {False: 3, True: 9}
 
 
+def test_trunk_cache_off_with_a_preprocessing_function_of_unknown_randomness(tmp_path):
+    """A preprocessing_function may be random augmentation (noise, cutout): the trunk is
+    recomputed every epoch, unless the function is a known preprocess_input or marked
+    deterministic."""
+    from aslnet.applications.mobilenet import preprocess_input
+    from aslnet.preprocessing.image import ImageDataGenerator, deterministic
+    _image_folders(tmp_path, 4)
+
+    def noisy(x):
+        return x + np.random.normal(0, 20, x.shape)
+
+    def scaled(x):
+        return x / 255.0
+    counts = {}
+    for name, fn in (("random", noisy), ("preprocess_input", preprocess_input),
+                     ("marked", deterministic(scaled))):
+        it = ImageDataGenerator(preprocessing_function=fn).flow_from_directory(
+            str(tmp_path), target_size=(16, 16), batch_size=4, seed=1)
+        model = small_model()
+        model.freeze(upto=-4)
+        model.compile(Adam(1e-2), "categorical_crossentropy")
+        model.fit(it, epochs=3, verbose=0)
+        counts[name] = model._net.layer_calls(model._core_index[model.layers[2].name][0])[0]
+    assert counts == {"random": 9, "preprocess_input": 3, "marked": 3}
+
+
 def _fit_cached(x, y, cache_bytes=1 << 30, cache_dir=None, callbacks=None, epochs=3):
     model = small_model()
     model.freeze(upto=-4)
@@ -303,3 +329,185 @@ def test_load_pretrained_is_the_tutorial_model(shared_weights_dir):
     assert model.count_params() == 3_239_114
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     assert trainable == 1_873_930
+
+
+# -- Keras semantics of the API (each a behaviour a Keras user relies on) -------------
+def _tiny(units=4):
+    """Dense(softmax) on 4 features: bias b gives every sample p = softmax(b)."""
+    m = aslnet.models.Sequential([L.Input((4,)), L.Dense(units, activation="softmax")])
+    m.set_weights([np.zeros((4, units), np.float32), np.arange(units, dtype=np.float32)])
+    return m
+
+
+def test_duplicate_layer_names_are_refused():
+    inp = L.Input((4,))
+    with pytest.raises(ValueError, match="unique.*'d'"):
+        Model(inp, L.Dense(2, name="d")(L.Dense(5, name="d")(inp)))
+
+
+def test_model_trainable_false_freezes_every_layer():
+    x, y = data(8)
+    model = small_model()
+    model.compile(Adam(1e-2), "categorical_crossentropy")
+    model.trainable = False
+    assert not model.trainable and model.trainable_weights == []
+    w0 = model.get_weights()
+    model.train_on_batch(x, y)
+    for a, b in zip(w0, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.trainable = True
+    assert all(layer.trainable for layer in model.layers)
+
+
+def test_compile_refuses_what_it_would_ignore():
+    model = small_model()
+    with pytest.raises(TypeError, match="metric"):
+        model.compile("adam", "categorical_crossentropy", metric=["accuracy"])
+    with pytest.raises(NotImplementedError, match="loss_weights"):
+        model.compile("adam", "categorical_crossentropy", loss_weights=[2.0])
+    model.compile("adam", "categorical_crossentropy", run_eagerly=False, jit_compile="auto")
+    keras = pytest.importorskip("tensorflow").keras
+    for loss in (keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+                 keras.losses.CategoricalCrossentropy(from_logits=True)):
+        with pytest.raises(NotImplementedError, match="label_smoothing|from_logits"):
+            model.compile("adam", loss)
+    model.compile("adam", keras.losses.CategoricalCrossentropy())
+    assert model.loss == "categorical_crossentropy"
+
+
+def test_steps_per_epoch_goes_on_where_the_last_epoch_stopped():
+    """Keras: with steps_per_epoch below the data, each epoch takes the next batches
+    (with SGD(0) the loss of batch k is -log softmax(b)[k], so it tells the batch)."""
+    x = np.zeros((16, 4), np.float32)
+    y = np.eye(4, dtype=np.float32)[np.repeat(np.arange(4), 4)]
+    m = _tiny()
+    m.compile(SGD(0.0), "categorical_crossentropy")
+    h = m.fit(x, y, batch_size=4, steps_per_epoch=1, epochs=5, shuffle=False, verbose=0)
+    logp = np.log(np.exp(np.arange(4)) / np.exp(np.arange(4)).sum())
+    np.testing.assert_allclose(h.history["loss"], -logp[[0, 1, 2, 3, 0]], rtol=1e-5)
+
+
+def test_generators_and_datasets_without_steps():
+    x, y = data(12)
+    model = small_model()
+    model.compile(SGD(0.0), "categorical_crossentropy", metrics=["accuracy"])
+    expected = model.evaluate(x, y, batch_size=4, verbose=0)
+
+    def gen():
+        for i in range(0, 12, 4):
+            yield x[i:i + 4], y[i:i + 4]
+    np.testing.assert_allclose(model.evaluate(gen(), verbose=0), expected, rtol=1e-6)
+    assert model.predict((b for b, _ in gen()), verbose=0).shape == (12, 3)
+    # a generator is one pass: the second epoch has no data -> warning, one epoch kept
+    with pytest.warns(UserWarning, match="ran out of data"):
+        h = model.fit(gen(), epochs=3, verbose=0)
+    assert h.epoch == [0]
+    tf = pytest.importorskip("tensorflow")
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)        # re-iterable, len 3
+    h = model.fit(ds, epochs=2, verbose=0)
+    h2 = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    np.testing.assert_allclose(h.history["loss"], h2.history["loss"], rtol=1e-6)
+    np.testing.assert_allclose(model.predict(tf.constant(x), verbose=0),
+                               model.predict(x, verbose=0))
+
+
+def test_array_likes_are_arrays():
+    torch = pytest.importorskip("torch")
+    x, y = data(8)
+    model = small_model()
+    model.compile(SGD(0.0), "categorical_crossentropy")
+    np.testing.assert_array_equal(model.predict(torch.from_numpy(x), verbose=0),
+                                  model.predict(x, verbose=0))
+    assert model.evaluate(torch.from_numpy(x), torch.from_numpy(y), verbose=0) == \
+        model.evaluate(x, y, verbose=0)
+
+
+def test_validation_data_forms_and_validation_split():
+    x, y = data(20)
+    model = small_model().freeze(upto=-1)         # fit changes nothing: SGD(0), frozen BN
+    model.compile(SGD(0.0), "categorical_crossentropy")
+    ref = model.evaluate(x[16:], y[16:], verbose=0)
+    for vd in ((x[16:], y[16:]), [x[16:], y[16:]], (x[16:], y[16:], None)):
+        h = model.fit(x, y, validation_data=vd, verbose=0)
+        np.testing.assert_allclose(h.history["val_loss"], [ref], rtol=1e-6)
+    h = model.fit(x, y, validation_split=0.2, verbose=0)          # the last 20%, as Keras
+    np.testing.assert_allclose(h.history["val_loss"], [ref], rtol=1e-6)
+    h = model.fit(x, y, validation_data=(x, y), validation_freq=2, epochs=4, verbose=0)
+    assert [len(h.history[k]) for k in ("loss", "val_loss")] == [4, 2]
+    with pytest.raises(NotImplementedError, match="class_weight"):
+        model.fit(x, y, class_weight={0: 2.0}, verbose=0)
+    for bs in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="batch_size"):
+            model.fit(x, y, batch_size=bs, verbose=0)
+
+
+def test_callbacks_see_test_and_predict_hooks():
+    calls = []
+
+    class Recorder(aslnet.callbacks.Callback):
+        def __getattribute__(self, name):
+            if name.startswith("on_"):
+                return lambda *a, **k: calls.append(name)
+            return super().__getattribute__(name)
+    x, y = data(8)
+    model = small_model()
+    model.compile(SGD(0.0), "categorical_crossentropy")
+    model.predict(x, batch_size=4, callbacks=[Recorder()], verbose=0)
+    assert calls == ["on_predict_begin"] + ["on_predict_batch_begin",
+                                            "on_predict_batch_end"] * 2 + ["on_predict_end"]
+    calls.clear()
+    model.evaluate(x, y, batch_size=8, callbacks=[Recorder()], verbose=0)
+    assert calls == ["on_test_begin", "on_test_batch_begin", "on_test_batch_end",
+                     "on_test_end"]
+    calls.clear()
+    model.fit(x, y, batch_size=8, validation_data=(x, y), callbacks=[Recorder()], verbose=0)
+    assert "on_test_batch_end" in calls
+    assert calls.index("on_test_end") < calls.index("on_epoch_end")
+
+
+def test_calls_from_threads_queue_instead_of_failing():
+    import threading
+    x, y = data(16)
+    model = small_model()
+    model.compile(Adam(1e-3), "categorical_crossentropy")
+    expected = model.predict(x, batch_size=4, verbose=0)
+    out, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                out.append(model.predict(x, batch_size=4, verbose=0))
+        except Exception as e:      # pragma: no cover - the failure being tested
+            errors.append(e)
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(out) == 15
+    for o in out:
+        np.testing.assert_array_equal(o, expected)
+    # predict while fit runs in another thread: waits, then sees the trained weights
+    t = threading.Thread(target=lambda: model.fit(x, y, epochs=3, verbose=0))
+    t.start()
+    model.predict(x, verbose=0)
+    t.join()
+    assert model.history is not None and len(model.history.epoch) == 3
+
+
+def test_nesting_a_model_says_how_instead():
+    base = small_model()
+    with pytest.raises(NotImplementedError, match="Model\\(base.input"):
+        base(L.Input((16, 16, 3)))
+
+
+def test_evaluate_loss_of_a_non_softmax_output_is_keras_s():
+    """Keras divides non-softmax outputs by their sum, then clips to [1e-7, 1 - 1e-7]."""
+    from aslnet.models import categorical_crossentropy
+    p = np.array([[0.5, 0.2, 0.0], [2.0, 1.0, 1.0]], np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1]]
+    np.testing.assert_allclose(categorical_crossentropy(y, p, from_softmax=False),
+                               [-np.log(0.5 / 0.7), -np.log(0.25)], rtol=1e-6)
+    keras = pytest.importorskip("tensorflow").keras
+    np.testing.assert_allclose(categorical_crossentropy(y, p, from_softmax=False),
+                               keras.losses.categorical_crossentropy(y, p).numpy(), rtol=1e-6)

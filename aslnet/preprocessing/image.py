@@ -22,7 +22,29 @@ from PIL import Image, ImageEnhance
 __all__ = [
     "load_img", "img_to_array", "array_to_img", "save_img", "ImageDataGenerator",
     "Iterator", "DirectoryIterator", "NumpyArrayIterator", "ImageCache", "image_cache",
+    "deterministic",
 ]
+
+def is_deterministic(fn):
+    """Whether ``preprocessing_function`` ``fn`` is known to compute a fixed
+    function of the image: a Keras/aslnet ``preprocess_input``, or a
+    function marked with :func:`deterministic`."""
+    if getattr(fn, "aslnet_deterministic", False):
+        return True
+    target = getattr(fn, "func", fn)                  # functools.partial
+    module = getattr(target, "__module__", "") or ""
+    return getattr(target, "__name__", "") == "preprocess_input" and \
+        module.split(".")[0] in ("aslnet", "keras", "tensorflow", "tf_keras")
+
+
+def deterministic(fn):
+    """Mark a ``preprocessing_function`` as deterministic (no randomness, no
+    state): ``fit`` may then compute the frozen trunk once per image and
+    reuse it in later epochs.  An unmarked function of your own is assumed
+    to be random augmentation (the trunk is recomputed every epoch)."""
+    fn.aslnet_deterministic = True
+    return fn
+
 
 _PIL_INTERPOLATION_METHODS = {
     "nearest": Image.Resampling.NEAREST,

@@ -9,20 +9,32 @@ from .. import backend
 
 
 def _is_array(x):
-    return isinstance(x, (np.ndarray, list))
+    """NumPy arrays, lists, and array-likes (TensorFlow/PyTorch tensors,
+    pandas objects): anything NumPy converts through ``__array__``."""
+    return isinstance(x, (np.ndarray, list)) or (hasattr(x, "__array__")
+                                                 and not hasattr(x, "__next__"))
 
 
 def _is_sequence(x):
     return hasattr(x, "__getitem__") and hasattr(x, "__len__") and not _is_array(x)
 
 
+def check_batch_size(batch_size):
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
 def num_steps(x, batch_size, steps):
-    """Batches per epoch: ``steps`` if given, else from the data's length."""
+    """Batches per epoch: ``steps`` if given, else the batches in one pass
+    over the data, or None when the data does not tell (a generator: it runs
+    until it is exhausted)."""
+    check_batch_size(batch_size)
     if steps is not None:
-        steps = int(steps)
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        return steps
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        return int(steps)
     if x is None:
         raise ValueError("No data given (x is None)")
     if _is_array(x):
@@ -30,19 +42,28 @@ def num_steps(x, batch_size, steps):
         if n == 0:
             raise ValueError("Empty input: x has no samples")
         return math.ceil(n / (batch_size or 32))
+    if batch_size is not None:
+        raise ValueError("Do not pass batch_size with a generator/Sequence/dataset: "
+                         "it makes its own batches")
     if _is_sequence(x):
-        if batch_size is not None:
-            raise ValueError("Do not pass batch_size with a generator/Sequence: "
-                             "it makes its own batches")
         n = len(x)
         if n == 0:
             raise ValueError("The data iterator is empty (no batches)")
         return n
-    raise ValueError("steps (steps_per_epoch) is required for a plain iterator or generator")
+    if not hasattr(x, "__iter__") and not hasattr(x, "__next__"):
+        raise TypeError(f"Unsupported data {type(x).__name__}: pass NumPy arrays, a "
+                        "Sequence of batches (e.g. flow_from_directory), or an iterable "
+                        "of (x, y) batches")
+    try:
+        n = len(x)                   # e.g. a finite tf.data.Dataset
+    except TypeError:
+        return None
+    return int(n) if n > 0 else None
 
 
 def _split(item, with_targets):
-    if isinstance(item, tuple):
+    """x, (x,), (x, y) or (x, y, sample_weight), as a tuple or a list (Keras)."""
+    if isinstance(item, (tuple, list)):
         if len(item) not in (1, 2, 3):
             raise ValueError("A batch must be x, (x,), (x, y) or (x, y, sample_weight)")
         if len(item) == 3 and item[2] is not None:
@@ -51,62 +72,112 @@ def _split(item, with_targets):
     return item, None
 
 
-def batches(x, y, batch_size, shuffle, steps, with_targets=True, cached=None):
-    """Yield (x_batch, y_batch, ids) for one epoch of ``steps`` batches.
-    ``ids`` are the samples' indices in the data set when the source tells
-    them (arrays; Keras-style image iterators), else None.  ``cached``: an
-    object whose ``has(ids)`` tells that the caller holds what it needs of
-    those samples' inputs: x_batch is then None and not read at all."""
-    def skip(ids):
-        return cached is not None and ids is not None and cached.has(ids)
+class DataStream:
+    """The batches of ``x`` (and ``y``), epoch after epoch, as
+    (x_batch, y_batch, ids).  ``ids`` are the samples' indices in the data
+    set when the source tells them (arrays; Keras-style image iterators),
+    else None.  ``cached``: an object whose ``has(ids)`` tells that the
+    caller holds what it needs of those samples' inputs: x_batch is then
+    None and not read at all.
 
-    if _is_array(x):
-        x = np.asarray(x)
-        if with_targets:
-            if y is None:
-                raise ValueError("Targets y are required with array inputs")
-            y = np.asarray(y)
-            if len(y) != len(x):
-                raise ValueError(f"x and y have different lengths: {len(x)} vs {len(y)}")
-        bs = batch_size or 32
-        order = backend.rng().permutation(len(x)) if shuffle else np.arange(len(x))
-        for s in range(steps):
-            idx = order[s * bs:(s + 1) * bs]
-            if len(idx) == 0:
+    Passes over re-iterable data (arrays, Sequences, datasets) follow one
+    another (arrays reshuffled, a Sequence's ``on_epoch_end`` called at the
+    end of each pass), so an epoch of ``steps_per_epoch`` batches goes on
+    where the previous one stopped, as in Keras; a generator is one pass."""
+
+    def __init__(self, x, y, batch_size, shuffle, with_targets=True, cached=None):
+        self.with_targets, self.shuffle, self.cached = with_targets, shuffle, cached
+        self.num_batches = num_steps(x, batch_size, None)
+        if _is_array(x):
+            x = np.asarray(x)
+            if with_targets:
+                if y is None:
+                    raise ValueError("Targets y are required with array inputs")
+                y = np.asarray(y)
+                if len(y) != len(x):
+                    raise ValueError(f"x and y have different lengths: {len(x)} vs {len(y)}")
+            self.kind = "array"
+        elif y is not None:
+            raise ValueError("y must be None when x is a generator/Sequence/dataset "
+                             "(it yields (x, y) batches)")
+        elif _is_sequence(x):
+            self.kind = "sequence"
+        else:
+            self.kind = "iterable"
+            self.one_shot = iter(x) is x if hasattr(x, "__iter__") else True
+        self.x, self.y, self.batch_size = x, y, batch_size or 32
+        self._pass = None          # generator of the current pass
+        self._pos = 0              # batches taken from it
+        self.exhausted = False     # a one-shot iterator ran out
+
+    def _skip(self, ids):
+        return self.cached is not None and ids is not None and self.cached.has(ids)
+
+    def _new_pass(self):
+        x, y, bs, wt = self.x, self.y, self.batch_size, self.with_targets
+        if self.kind == "array":
+            order = backend.rng().permutation(len(x)) if self.shuffle else np.arange(len(x))
+            for s in range(0, len(x), bs):
+                ids = order[s:s + bs]
+                idx = ids if self.shuffle else slice(s, s + len(ids))
+                yield (None if self._skip(ids) else x[idx]), (y[idx] if wt else None), ids
+        elif self.kind == "sequence":
+            for k in range(len(x)):
+                ids = _sequence_ids(x, k)
+                if wt and self._skip(ids) and hasattr(x, "_batch_targets"):
+                    yb = x._batch_targets(k)
+                    if yb is not None:
+                        yield None, yb, ids
+                        continue
+                xb, yb = _split(x[k], wt)
+                if wt and yb is None:
+                    raise ValueError("The data yields no targets; expected (x, y) batches")
+                yield xb, yb, _sequence_ids(x, k, len(xb))
+            if hasattr(x, "on_epoch_end"):
+                x.on_epoch_end()
+        else:
+            if self.exhausted:
                 return
-            ids = idx
-            if not shuffle:
-                idx = slice(s * bs, s * bs + len(idx))
-            yield (None if skip(ids) else x[idx]), (y[idx] if with_targets else None), ids
-        return
-    if y is not None:
-        raise ValueError("y must be None when x is a generator/Sequence (it yields (x, y))")
-    if _is_sequence(x):
-        for s in range(steps):
-            k = s % len(x)
-            ids = _sequence_ids(x, k)
-            if with_targets and skip(ids) and hasattr(x, "_batch_targets"):
-                yb = x._batch_targets(k)
-                if yb is not None:
-                    yield None, yb, ids
-                    continue
-            xb, yb = _split(x[k], with_targets)
-            if with_targets and yb is None:
-                raise ValueError("The data yields no targets; expected (x, y) batches")
-            yield xb, yb, _sequence_ids(x, k, len(xb))
-        if hasattr(x, "on_epoch_end"):
-            x.on_epoch_end()
-        return
-    it = iter(x)
-    for _ in range(steps):
-        try:
-            item = next(it)
-        except StopIteration:
-            return
-        xb, yb = _split(item, with_targets)
-        if with_targets and yb is None:
-            raise ValueError("The data yields no targets; expected (x, y) batches")
-        yield xb, yb, None
+            for item in (x if self.one_shot else iter(x)):
+                xb, yb = _split(item, wt)
+                if wt and yb is None:
+                    raise ValueError("The data yields no targets; expected (x, y) batches")
+                yield xb, yb, None
+            self.exhausted = self.one_shot
+
+    def epoch(self, steps=None):
+        """Yield one epoch's batches: ``steps`` of them (passes follow one
+        another), or with None the rest of the current pass (a new pass if
+        none is under way).  Fewer when a generator runs out."""
+        taken = 0
+        while steps is None or taken < steps:
+            if self._pass is None:
+                if (steps is None and taken) or self.exhausted:
+                    break
+                self._pass, self._pos = self._new_pass(), 0
+            item = next(self._pass, None)
+            if item is None:
+                empty = self._pos == 0
+                self._pass = None
+                if steps is None or empty:
+                    break
+                continue
+            self._pos += 1
+            taken += 1
+            yield item
+        # a pass that ended with this epoch's last batch ends now (on_epoch_end)
+        if self._pass is not None and self._pos == self.num_batches:
+            next(self._pass, None)
+            self._pass = None
+
+
+def batches(x, y, batch_size, shuffle, steps, with_targets=True, cached=None):
+    """One pass of at most ``steps`` batches (None: all): predict, evaluate."""
+    stream = DataStream(x, y, batch_size, shuffle, with_targets, cached)
+    for i, item in enumerate(stream.epoch(None)):
+        if steps is not None and i >= steps:
+            break
+        yield item
 
 
 def _sequence_ids(seq, k, n=None):
@@ -120,12 +191,26 @@ def _sequence_ids(seq, k, n=None):
     return ids if n is None or len(ids) == n else None
 
 
+_TRANSFORM_METHODS = ("get_random_transform", "random_transform", "apply_transform",
+                      "standardize")
+
+
 def has_augmentation(data):
-    """Whether batches of ``data`` are randomly augmented (a Keras image
-    iterator whose ImageDataGenerator has random transforms)."""
+    """Whether batches of ``data`` may differ from epoch to epoch: a Keras
+    image iterator whose ImageDataGenerator has random transforms, a
+    ``preprocessing_function`` not known to be deterministic, or transform
+    methods overridden by a subclass."""
     gen = getattr(data, "image_data_generator", None)
     if gen is None:
         return False
+    from ..preprocessing.image import ImageDataGenerator, is_deterministic
+    fn = getattr(gen, "preprocessing_function", None)
+    if fn is not None and not is_deterministic(fn):
+        return True
+    if isinstance(gen, ImageDataGenerator) and any(
+            getattr(type(gen), m, None) is not getattr(ImageDataGenerator, m, None)
+            for m in _TRANSFORM_METHODS):
+        return True
     zoom = getattr(gen, "zoom_range", (1, 1))
     return bool(getattr(gen, "rotation_range", 0) or getattr(gen, "width_shift_range", 0)
                 or getattr(gen, "height_shift_range", 0) or getattr(gen, "shear_range", 0)

@@ -362,6 +362,31 @@ def test_need_dx_runs_frozen_layers_without_grads():
     assert net.grad(0, 0) is None and np.array_equal(net.get_param(0, 0), w)
 
 
+def test_everything_frozen_gives_the_loss_and_changes_nothing():
+    """A network with no trainable layer (a user froze them all): train_step returns the
+    loss and updates nothing; backward without need_dx does nothing (it used to write
+    through the gradient buffers that no layer had)."""
+    rng = np.random.default_rng(8)
+    net = _core.Net((4, 4, 2))
+    net.add("conv2d", filters=3, kernel_size=3, padding="same")
+    net.add("global_average_pooling2d")
+    net.add("dense", units=3, activation="softmax")
+    net.set_optimizer("adam", learning_rate=0.1)
+    for i in range(net.num_layers):
+        net.set_trainable(i, False)
+    before = [net.get_param(i, j) for i in (0, 2) for j in range(2)]
+    x = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 2]].reshape(2, 1, 1, 3)
+    loss, p = net.train_step(x, y)
+    p = p.reshape(2, 3)
+    np.testing.assert_allclose(loss, -np.mean(np.log(p[[0, 1], [0, 2]])), rtol=1e-5)
+    net.forward(x, training=True)
+    net.backward(np.ones((2, 1, 1, 3), np.float32))
+    for a, b in zip(before, [net.get_param(i, j) for i in (0, 2) for j in range(2)]):
+        np.testing.assert_array_equal(a, b)
+    assert all(net.layer_calls(i)[1] == 0 for i in range(net.num_layers))
+
+
 # ---------------------------------------------------------------- (d) MobileNet vs torch
 
 ALPHA, SIZE, BATCH, CLASSES = 0.25, 64, 4, 10

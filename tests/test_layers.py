@@ -1,0 +1,51 @@
+"""Keras layer arguments of aslnet.layers (the C side of each layer kind is tested
+in tests/core)."""
+import numpy as np
+import pytest
+
+import aslnet
+from aslnet import layers as L
+
+
+def _built(layer, shape):
+    aslnet.models.Sequential([L.Input(shape), layer])
+    return layer
+
+
+@pytest.mark.parametrize("name, std", [
+    ("glorot_uniform", np.sqrt(2 / (300 + 400))), ("glorot_normal", np.sqrt(2 / (300 + 400))),
+    ("he_uniform", np.sqrt(2 / 300)), ("he_normal", np.sqrt(2 / 300)),
+    ("lecun_uniform", np.sqrt(1 / 300)), ("lecun_normal", np.sqrt(1 / 300)),
+    ("random_normal", 0.05), ("random_uniform", 0.1 / np.sqrt(12))])
+def test_dense_kernel_initializers_have_keras_s_spread(name, std):
+    """Keras's variance-scaling rules: the standard deviation of 120,000 draws within 2%
+    (its sampling error is ~0.3%); *_normal draw from a normal of std / 0.8796...
+    truncated at 2 of its standard deviations (whose spread is then std)."""
+    aslnet.set_random_seed(0)
+    w = _built(L.Dense(400, kernel_initializer=name), (300,)).get_weights()[0]
+    assert abs(w.std() / std - 1) < 0.02 and abs(w.mean()) < 3 * std / np.sqrt(w.size)
+    if name.endswith("_normal") and name != "random_normal":
+        assert np.abs(w).max() <= 2 * std / 0.87962566103423978 * 1.0001
+
+
+def test_initializers_by_name_config_and_object():
+    keras = pytest.importorskip("tensorflow").keras
+    d = _built(L.Dense(3, kernel_initializer="zeros", bias_initializer="ones"), (4,))
+    assert (d.get_weights()[0] == 0).all() and (d.get_weights()[1] == 1).all()
+    c = _built(L.Conv2D(2, 3, kernel_initializer={"class_name": "Constant",
+                                                   "config": {"value": 0.5}}), (5, 5, 1))
+    assert (c.get_weights()[0] == 0.5).all()
+    dw = _built(L.DepthwiseConv2D(3, depthwise_initializer=keras.initializers.Ones()),
+                (5, 5, 2))
+    assert (dw.get_weights()[0] == 1).all()
+
+
+def test_what_aslnet_cannot_do_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="unsupported initializer 'orthogonal'"):
+        L.Dense(3, kernel_initializer="orthogonal")
+    with pytest.raises(ValueError, match="seeded"):
+        L.Dense(3, kernel_initializer={"class_name": "GlorotUniform", "config": {"seed": 1}})
+    with pytest.raises(NotImplementedError, match="noise_shape"):
+        L.Dropout(0.5, noise_shape=(None, 1))
+    with pytest.raises(TypeError, match="kernel_regularizer"):
+        L.Dense(3, kernel_regularizer="l2")
