@@ -399,3 +399,12 @@ def test_offline_without_files():
     message = str(info.value)
     assert all(name in message for name in WEIGHT_FILES)
     assert str(weights_cache_dir()) in message and "ASLNET_WEIGHTS" in message
+
+
+def test_decode_predictions_refuses_what_is_not_a_batch_of_imagenet_scores():
+    """A digit model's (1, 10) output or a TFLite-style (1, 1001) one would be decoded into
+    wrong ImageNet labels without a word."""
+    from aslnet.applications.mobilenet import decode_predictions
+    for shape in [(1, 10), (1, 1001), (1000,)]:
+        with pytest.raises(ValueError, match="shape \\(samples, 1000\\)"):
+            decode_predictions(np.zeros(shape, np.float32))

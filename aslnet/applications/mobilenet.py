@@ -7,6 +7,8 @@ ImageNet weights (alpha 1.0) come from the TFLite files described in
 ``aslnet.pretrained`` (found offline or downloaded and verified)."""
 import os
 
+import numpy as np
+
 from .. import pretrained
 from ..layers import (Activation, BatchNormalization, Conv2D, DepthwiseConv2D, Dropout,
                       GlobalAveragePooling2D, GlobalMaxPooling2D, Input, ReLU, Reshape,
@@ -28,7 +30,12 @@ def preprocess_input(x, data_format=None):
 
 def decode_predictions(preds, top=5, weights_dir=None):
     """[(class_index, label, probability)] * top for each row of ``preds``
-    (1000 ImageNet classes, Keras order)."""
+    (1000 ImageNet classes, Keras order).  Keras gives the WordNet id where
+    this gives the class index; the label is the second item in both."""
+    preds = np.asarray(preds)
+    if preds.ndim != 2 or preds.shape[1] != 1000:
+        raise ValueError("decode_predictions expects a batch of ImageNet predictions (a 2D "
+                         f"array of shape (samples, 1000)); got shape {preds.shape}")
     labels = pretrained.imagenet_labels(weights_dir)
     out = []
     for row in preds:

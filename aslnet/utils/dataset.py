@@ -3,8 +3,11 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
+from multiprocessing.pool import ThreadPool
 
 import numpy as np
+from PIL import Image
 
 from ..preprocessing.image import list_class_files
 
@@ -20,9 +23,10 @@ def split_dataset(src, dst, valid=30, test=5, seed=0, mode="copy"):
     Per class, a seeded random choice of ``valid`` then ``test`` images (an
     int: that many; a float below 1: that fraction, rounded down) leaves the
     rest for training: by default the tutorial's 30 and 5.  Images are listed
-    as ``flow_from_directory`` lists them (sorted; unreadable files are left
-    out with a warning), so the split depends only on the files and ``seed``.
-    Every subset gets a folder for every class.
+    as ``flow_from_directory`` lists them (sorted; files that do not decode
+    completely are left out with a warning), so the split depends only on the
+    files and ``seed``.  Every subset gets a folder for every class; hidden
+    folders (``.ipynb_checkpoints``...) are not classes.
 
     mode: 'copy' (default), 'link' (hard links: no extra space, same file
     system only) or 'symlink'.  ``src`` is only read.  The split is built in a
@@ -38,7 +42,8 @@ def split_dataset(src, dst, valid=30, test=5, seed=0, mode="copy"):
     src, dst = os.path.abspath(src), os.path.abspath(dst)
     if not os.path.isdir(src):
         raise FileNotFoundError(f"Dataset folder not found: {src}")
-    if os.path.commonpath([src, dst]) in (src, dst):
+    real_src, real_dst = os.path.realpath(src), os.path.realpath(dst)   # through symlinks
+    if os.path.commonpath([real_src, real_dst]) in (real_src, real_dst):
         raise ValueError(f"dst must lie outside src and not contain it: {dst} vs {src}")
     plan = _plan(src, valid, test, seed)
     summary = {subset: {c: len(files) for c, files in classes.items()}
@@ -49,6 +54,9 @@ def split_dataset(src, dst, valid=30, test=5, seed=0, mode="copy"):
     parent = os.path.dirname(dst)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.partial-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)           # as os.makedirs would (mkdtemp: 0700)
     try:
         for subset, classes in plan.items():
             for cls, files in classes.items():
@@ -82,9 +90,23 @@ def _count(n, spec, name):
 
 def _plan(src, valid, test, seed):
     """{subset: {class: [file relative to src]}} for the split."""
-    classes, files = list_class_files(src)
+    classes = [d for d in sorted(os.listdir(src))
+               if os.path.isdir(os.path.join(src, d)) and not d.startswith(".")]
     if not classes:
         raise ValueError(f"No class folders in {src}")
+    classes, files = list_class_files(src, classes=classes)
+    with ThreadPool() as pool:
+        broken = pool.map(lambda rel: _decodes(os.path.join(src, rel)),
+                          [f for class_files in files for f in class_files])
+    bad = {}
+    for rel, reason in zip([f for class_files in files for f in class_files], broken):
+        if reason is not None:
+            bad[rel] = reason
+            warnings.warn(f"Skipping {os.path.join(src, rel)}: it does not decode ({reason})")
+    files = [[f for f in class_files if f not in bad] for class_files in files]
+    for cls, class_files in zip(classes, files):
+        if not class_files:
+            warnings.warn(f"Class folder {os.path.join(src, cls)} holds no readable image")
     rng = np.random.RandomState(seed)  # its stream is fixed across NumPy versions
     plan = {subset: {} for subset in SUBSETS}
     for cls, class_files in zip(classes, files):
@@ -98,6 +120,17 @@ def _plan(src, valid, test, seed):
         plan["test"][cls] = sorted(order[n_valid:n_valid + n_test])
         plan["train"][cls] = sorted(order[n_valid + n_test:])
     return plan
+
+
+def _decodes(path):
+    """None if the whole image decodes, else why not (a truncated file passes
+    the header check of flow_from_directory, then fails in the middle of fit)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return str(e) or type(e).__name__
 
 
 def _holds(dst, plan, src):

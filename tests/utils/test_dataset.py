@@ -157,3 +157,46 @@ def test_shared_dataset_tutorial_split(shared_dir, tmp_path):
     assert summary["valid"] == {str(d): 30 for d in range(10)}
     assert summary["test"] == {str(d): 5 for d in range(10)}
     assert sum(summary["train"].values()) == 1768 - 350
+
+
+def test_hidden_folders_are_not_classes(src, tmp_path):
+    """Jupyter's .ipynb_checkpoints beside the class folders would become class 0 and shift
+    every label; it is not a class."""
+    (src / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (4, 4)).save(src / ".ipynb_checkpoints" / "x.png")
+    summary = split_dataset(src, tmp_path / "out", valid=2, test=1)
+    assert sorted(summary["train"]) == ["a", "b", "c"]
+    assert sorted(os.listdir(tmp_path / "out" / "train")) == ["a", "b", "c"]
+
+
+def test_truncated_images_are_left_out_with_a_warning(src, tmp_path):
+    path = src / "a" / "img03.png"
+    data = path.read_bytes()
+    big = np.random.RandomState(1).randint(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(big).save(path)                      # a real image, then cut in half
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    assert data != path.read_bytes()
+    with pytest.warns(UserWarning, match="img03.png: it does not decode"):
+        summary = split_dataset(src, tmp_path / "out", valid=2, test=1)
+    assert summary["train"]["a"] == 8
+    assert all("img03.png" not in os.listdir(tmp_path / "out" / s / "a")
+               for s in ("train", "valid", "test"))
+
+
+def test_dst_inside_src_through_a_symlink_is_refused(src, tmp_path):
+    os.symlink(src, tmp_path / "alias")
+    before = snapshot(src)
+    with pytest.raises(ValueError, match="outside src"):
+        split_dataset(src, tmp_path / "alias" / "split", valid=2, test=1)
+    with pytest.raises(ValueError, match="outside src"):
+        split_dataset(tmp_path / "alias", src / "split", valid=2, test=1)
+    assert snapshot(src) == before
+
+
+def test_the_split_folder_gets_the_usual_permissions(src, tmp_path):
+    umask = os.umask(0o022)
+    try:
+        split_dataset(src, tmp_path / "out", valid=2, test=1)
+    finally:
+        os.umask(umask)
+    assert os.stat(tmp_path / "out").st_mode & 0o777 == 0o755
