@@ -137,13 +137,23 @@ def _cmd_train(args):
     return 0
 
 
+def _color_mode(model):
+    """The color_mode that feeds ``model`` (as the web app chooses it)."""
+    from .serving import _COLOR_MODES
+    channels = model.input_shape[-1]
+    if channels not in _COLOR_MODES:
+        raise ValueError(f"can't feed images to a model with {channels} input channels")
+    return _COLOR_MODES[channels]
+
+
 def _cmd_evaluate(args):
     from .applications.mobilenet import preprocess_input
     from .models import load_model
     from .preprocessing.image import ImageDataGenerator
     model = load_model(args.model)
     batches = ImageDataGenerator(preprocessing_function=preprocess_input).flow_from_directory(
-        args.directory, target_size=model.input_shape[1:3], batch_size=32, shuffle=False)
+        args.directory, target_size=model.input_shape[1:3], batch_size=32, shuffle=False,
+        color_mode=_color_mode(model))
     _evaluate(model, batches)
     return 0
 
@@ -153,9 +163,10 @@ def _cmd_predict(args):
     from .models import load_model
     from .preprocessing.image import img_to_array, load_img
     model = load_model(args.model)
-    size = model.input_shape[1:3]
+    size, mode = model.input_shape[1:3], _color_mode(model)
     for path in args.images:
-        x = preprocess_input(img_to_array(load_img(path, target_size=size)))[None]
+        x = preprocess_input(img_to_array(load_img(path, target_size=size,
+                                                   color_mode=mode)))[None]
         p = model.predict(x, verbose=0)[0]
         print(f"{path}: class {int(p.argmax())} (p={p.max():.4f})  "
               + " ".join(f"{v:.3f}" for v in p))
@@ -213,6 +224,19 @@ def _split_options(p):
     p.add_argument("--split-seed", type=int, default=0)
 
 
+def _int_in(lo, hi):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {v}")
+        return v
+    parse.__name__ = "int"
+    return parse
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="aslnet", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -251,13 +275,13 @@ def build_parser():
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP)")
     p.add_argument("--weights", help="folder with the ImageNet weight files "
                    "(default: $ASLNET_WEIGHTS, the cache, or a download)")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=_int_in(1, 1000), default=5)
     p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser("serve", help="serve a saved model over HTTP (Flask development server)")
     p.add_argument("model")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=_int_in(0, 65535), default=5000)
     p.add_argument("--classes", help="comma-separated class names, one per output "
                    "(default: 0, 1, ...)")
     p.add_argument("--dtype-policy", choices=["float32", "mixed_bfloat16"],
@@ -268,9 +292,18 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    """Run a subcommand.  What the user can fix (a missing or unreadable file, a
+    bad argument value, an unsupported model) is one line on stderr and exit
+    status 1; ASLNET_DEBUG=1 shows the traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     for name in ("valid", "test"):
         v = getattr(args, name, None)
         if v is not None and v >= 1:
             setattr(args, name, int(v))
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (OSError, ValueError, NotImplementedError) as e:
+        if os.environ.get("ASLNET_DEBUG"):
+            raise
+        parser.exit(1, f"aslnet {args.command}: error: {e}\n")

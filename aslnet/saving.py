@@ -34,8 +34,10 @@ corruption of weights is detected.  Editing a native file with h5py
 invalidates its checksum (edit ``.h5`` files instead).  So ``.keras`` is
 *not* Keras 3's zip format, and no suffix is *not* a TensorFlow SavedModel
 directory.  Keras 3 opens aslnet's h5 files (through its legacy h5 loader);
-aslnet opens the weights of Keras 3's h5 files (``load_weights``), not their
-model config (another format: ``load_model`` says so).  Loading never looks at the suffix: it sniffs the HDF5 signature
+aslnet opens the weights of the h5 files Keras 3's ``model.save('m.h5')``
+writes (``load_weights``), not their model config (another format:
+``load_model`` says so), nor Keras 3's ``.weights.h5`` layout (refused with
+that advice).  Loading never looks at the suffix: it sniffs the HDF5 signature
 and the header.
 
 Every write is atomic: the file is written to a temporary file in the same
@@ -625,6 +627,8 @@ def _restore_optimizer_weights(model, names, values, where):
     problem = None
     if not names or not names[0].endswith("iter:0") or np.ndim(values[0]) != 0:
         problem = "the first optimizer weight is not the iteration count"
+    elif not (np.isfinite(values[0]) and values[0] >= 0 and values[0] == int(values[0])):
+        problem = f"the iteration count is {values[0]}"
     elif len(names) - 1 != len(order):
         problem = (f"the file has {len(names) - 1} optimizer slot arrays, the model's "
                    f"optimizer has {len(order)}")
@@ -994,10 +998,20 @@ def _open_h5(filepath, what):
         yield f, path
 
 
+def _refuse_keras3_weights(f, where):
+    """Keras 3's ``save_weights('x.weights.h5')`` layout: layers/<name>/vars/<i>."""
+    if isinstance(f.get("layers"), h5py.Group) and "vars" in f:
+        raise ModelFileError(
+            f"{where} is in Keras 3's .weights.h5 layout, which aslnet does not read.  "
+            "In Keras, model.save('model.h5') writes a file whose weights "
+            "aslnet's model.load_weights takes")
+
+
 def _read_model_file(f, where):
     """Everything load_model needs, read while the file is open."""
     model_config = _attr_str(f, "model_config")
     if model_config is None:
+        _refuse_keras3_weights(f, where)
         hint = (" (it holds weights only: build the model and call model.load_weights)"
                 if "layer_names" in f.attrs else "")
         raise ModelFileError(f"No model config found in the file at {where}{hint}.")
@@ -1098,6 +1112,7 @@ def load_weights(model, filepath, by_name=False, skip_mismatch=False):
             if not any(k.startswith("layer_names") for k in f.attrs) and "model_weights" in f:
                 g = f["model_weights"]
             if not any(k.startswith("layer_names") for k in g.attrs):
+                _refuse_keras3_weights(f, where)
                 raise ModelFileError(f"{where} holds no weights (no layer_names attribute)")
             saved = _read_weights_group(g)
         except ModelFileError:

@@ -8,7 +8,11 @@ Routes: ``GET /`` an upload page, ``POST /predict`` an image (multipart field
 ``image``, or the raw bytes with an ``image/*`` content type) -> JSON
 ``{"class", "index", "probabilities"}``, ``GET /health`` -> ``{"status": "ok"}``.
 Errors are JSON ``{"error": message}`` with their HTTP status (400, 413...).
-Needs Flask: ``pip install 'aslnet[serve]'``.
+Uploads are limited to ``MAX_UPLOAD_BYTES`` and images to ``MAX_IMAGE_PIXELS``
+(checked from the header, before decoding: a small file can hold a huge
+image), and at most two images are decoded at once, so a request's memory is
+bounded.  16-bit images are scaled to 8 bits (what ``preprocess_input``
+expects).  Needs Flask: ``pip install 'aslnet[serve]'``.
 """
 import io
 import os
@@ -16,9 +20,11 @@ import threading
 
 import numpy as np
 
-__all__ = ["create_app", "MAX_UPLOAD_BYTES"]
+__all__ = ["create_app", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS"]
 
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+MAX_IMAGE_PIXELS = 50_000_000         # a 50-megapixel photo; decoded RGB: 150 MB
+_HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
 
 _PAGE = """<!doctype html>
@@ -58,7 +64,7 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None):
     """
     try:
         from flask import Flask, jsonify, render_template_string, request
-        from werkzeug.exceptions import BadRequest, HTTPException
+        from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
     except ImportError as e:
         raise ImportError("aslnet.serving needs Flask: pip install 'aslnet[serve]'") from e
     from .applications.mobilenet import preprocess_input
@@ -70,10 +76,13 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None):
     if dtype_policy is not None:
         model.dtype_policy = dtype_policy
     _, height, width, channels = model.input_shape
-    size = tuple(target_size or (height, width))
-    if None in size or len(size) != 2:
-        raise ValueError(f"the model's input has no fixed size {model.input_shape}: "
-                         "pass target_size=(height, width)")
+    size = tuple(target_size) if target_size is not None else (height, width)
+    if len(size) != 2 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                 and d > 0 for d in size):
+        raise ValueError(f"target_size must be (height, width) in pixels, got {target_size!r}")
+    if (height, width) != tuple(size):
+        raise ValueError(f"target_size {tuple(size)} does not fit the model's input "
+                         f"{(height, width)}: leave it out")
     if channels not in _COLOR_MODES:
         raise ValueError(f"can't feed images to a model with {channels} input channels")
     num_classes = model.output_shape[-1]
@@ -84,27 +93,54 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None):
     if len(set(names)) != len(names):
         raise ValueError(f"class names must be distinct, got {names}")
     lock = threading.Lock()     # one C network: no concurrent calls
+    decoding = threading.BoundedSemaphore(2)    # bounds the memory of decoding
 
-    def read_image():
-        """The request's image as the model's input batch (1, h, w, c)."""
+    def request_bytes():
         if request.mimetype == "multipart/form-data":
             upload = request.files.get("image")
             if upload is None:
                 raise BadRequest("no image: send a file in the multipart field 'image'")
-            data = upload.read()
-        elif request.mimetype.startswith("image/"):
-            data = request.get_data()
-        else:
-            raise BadRequest("no image: send a file in the multipart field 'image', or the "
-                             "image bytes with an image/* Content-Type")
+            return upload.read()
+        if request.mimetype.startswith("image/"):
+            # read to the limit + 1 (a chunked body declares no length)
+            data = request.stream.read(MAX_UPLOAD_BYTES + 1)
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise RequestEntityTooLarge()
+            return data
+        raise BadRequest("no image: send a file in the multipart field 'image', or the "
+                         "image bytes with an image/* Content-Type")
+
+    def eight_bit(data):
+        """The image file itself, or an 8-bit PNG of a 16-bit one; refuses an
+        image too large to decode, from its header."""
+        from PIL import Image
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise RequestEntityTooLarge(f"image too large: {w}x{h} pixels (limit: "
+                                            f"{MAX_IMAGE_PIXELS:,} pixels)")
+            if img.mode not in _HIGH_BIT_DEPTH:
+                return data
+            a = np.asarray(img, np.float64) / 257.0           # 65535 -> 255
+            out = io.BytesIO()
+            Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").save(
+                out, "PNG")
+            return out.getvalue()
+
+    def read_image():
+        """The request's image as the model's input batch (1, h, w, c)."""
+        data = request_bytes()
         if not data:
             raise BadRequest("empty image")
-        try:
-            img = load_img(io.BytesIO(data), color_mode=_COLOR_MODES[channels],
-                           target_size=size)
-            x = img_to_array(img)       # decodes: a truncated file fails here at the latest
-        except Exception as e:          # Pillow raises many kinds on malformed files
-            raise BadRequest(f"not a readable image ({type(e).__name__})") from e
+        with decoding:
+            try:
+                img = load_img(io.BytesIO(eight_bit(data)), color_mode=_COLOR_MODES[channels],
+                               target_size=size)
+                x = img_to_array(img)   # decodes: a truncated file fails here at the latest
+            except HTTPException:
+                raise
+            except Exception as e:      # Pillow raises many kinds on malformed files
+                raise BadRequest(f"not a readable image ({type(e).__name__})") from e
         return preprocess_input(x)[None]
 
     def predict():
@@ -120,7 +156,7 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None):
     app.json.sort_keys = False      # probabilities in class order
 
     def message(e):
-        if e.code == 413:
+        if e.code == 413 and not (e.description or "").startswith("image too large"):
             return f"upload too large (limit: {app.config['MAX_CONTENT_LENGTH']} bytes)"
         return e.description
 

@@ -729,3 +729,34 @@ def test_keras3_files_say_what_to_do(tmp_path):
     x = np.random.RandomState(0).rand(2, 8, 8, 3).astype(np.float32)
     np.testing.assert_allclose(model.predict(x, verbose=0), k.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.keras
+def test_keras3_weights_h5_layout_says_what_works(tmp_path):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("tensorflow").keras
+    if not keras.__version__.startswith("3."):
+        pytest.skip("Keras 2")
+    k = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    k.save_weights(tmp_path / "k.weights.h5")
+    model = Sequential([L.Input((4,)), L.Dense(2)])
+    for call in (lambda: model.load_weights(tmp_path / "k.weights.h5"),
+                 lambda: load_model(tmp_path / "k.weights.h5")):
+        with pytest.raises(saving.ModelFileError, match="Keras 3's .weights.h5 layout.*"
+                                                        "model.save\\('model.h5'\\)"):
+            call()
+
+
+def test_a_corrupt_iteration_count_gives_a_fresh_optimizer_with_a_warning(tmp_path):
+    model = small_model()
+    model.compile(aslnet.optimizers.Adam(1e-3), "categorical_crossentropy")
+    x = np.random.RandomState(0).rand(4, 32, 32, 3).astype(np.float32)
+    model.train_on_batch(x, np.eye(3, dtype=np.float32)[[0, 1, 2, 0]])
+    model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r+") as f:
+        g = f["optimizer_weights"]
+        name = saving._load_attributes(g, "weight_names")[0]
+        g[name][()] = -5
+    with pytest.warns(UserWarning, match="iteration count is -5"):
+        loaded = load_model(tmp_path / "m.h5")
+    assert loaded.get_optimizer_state()["iterations"] == 0

@@ -205,3 +205,47 @@ def test_dtype_policy(tmp_path):
         assert not np.allclose(probs, f32, rtol=1e-6, atol=0)   # the policy took effect
     with pytest.raises(ValueError, match="Unknown dtype policy"):
         create_app(tiny_model(), dtype_policy="float16")
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_a_small_file_holding_a_huge_image_is_413_before_decoding(client):
+    """22 KB of PNG for 13370 x 13370 pixels: refused from the header (decoding it took
+    ~700 MB per request)."""
+    buf = io.BytesIO()
+    Image.new("1", (13370, 13370)).save(buf, "PNG", optimize=True)
+    assert len(buf.getvalue()) < 64 * 1024
+    r = client.post("/predict", data=buf.getvalue(), content_type="image/png")
+    assert r.status_code == 413 and "13370x13370 pixels" in r.get_json()["error"]
+
+
+def test_sixteen_bit_images_are_scaled_to_eight(model):
+    """A 16-bit PNG (value v * 257) predicts as its 8-bit twin (v), not as a white image
+    or values up to 65535."""
+    client = create_app(model).test_client()
+    gray = np.random.default_rng(3).integers(0, 256, (30, 40)).astype(np.uint16)
+    eight, sixteen = io.BytesIO(), io.BytesIO()
+    Image.fromarray(gray.astype(np.uint8), "L").save(eight, "PNG")
+    Image.fromarray(gray * 257).save(sixteen, "PNG")
+    assert Image.open(io.BytesIO(sixteen.getvalue())).mode.startswith("I")
+    p8 = post_image(client, eight.getvalue()).get_json()["probabilities"]
+    p16 = post_image(client, sixteen.getvalue()).get_json()["probabilities"]
+    assert p8 == p16
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut(client):
+    """A body without Content-Length (chunked: the server hands the app a stream that
+    ends with the body) over the limit is refused, not cut at the limit and decoded."""
+    body = png_bytes() + bytes(MAX_UPLOAD_BYTES)          # a valid image, then padding
+    r = client.post("/predict", input_stream=io.BytesIO(body), content_type="image/png",
+                    environ_overrides={"wsgi.input_terminated": True})
+    assert r.status_code == 413
+    small = png_bytes()
+    r = client.post("/predict", input_stream=io.BytesIO(small), content_type="image/png",
+                    environ_overrides={"wsgi.input_terminated": True})
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("target_size", [(8, 8), (0, 0), (16.5, 16), "ab"])
+def test_a_target_size_the_model_cannot_take_is_refused_up_front(model, target_size):
+    with pytest.raises(ValueError, match="target_size"):
+        create_app(model, target_size=target_size)
