@@ -511,3 +511,85 @@ def test_evaluate_loss_of_a_non_softmax_output_is_keras_s():
     keras = pytest.importorskip("tensorflow").keras
     np.testing.assert_allclose(categorical_crossentropy(y, p, from_softmax=False),
                                keras.losses.categorical_crossentropy(y, p).numpy(), rtol=1e-6)
+
+
+# -- batched inference: large early activations one image at a time ------------------
+def wide_model(seed=0):
+    """Its first activation (96 x 96 x 16 floats, 590 KB per image) is above
+    Model._MICRO_BYTES, the next ones below: batched inference splits after the
+    depthwise block."""
+    aslnet.set_random_seed(seed)
+    inp = L.Input((96, 96, 3))
+    x = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(16, 3, padding="same", use_bias=False)(inp)))
+    x = L.ReLU(6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, strides=2, padding="same",
+                                                             use_bias=False)(x)))
+    x = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(32, 1, use_bias=False)(x)))
+    out = L.Dense(3, activation="softmax")(L.GlobalAveragePooling2D()(x))
+    model = Model(inp, out)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            c = layer.weights[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c),
+                               rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)])
+    return model
+
+
+def _whole_batch(model, fn):
+    """fn() with the per-image split switched off."""
+    old = Model._MICRO_BYTES
+    Model._MICRO_BYTES = 1 << 60
+    model._split_cache = (None,)
+    try:
+        return fn()
+    finally:
+        Model._MICRO_BYTES = old
+        model._split_cache = (None,)
+
+
+def test_batched_inference_splits_and_changes_no_result():
+    x = np.random.default_rng(2).normal(size=(6, 96, 96, 3)).astype(np.float32)
+    model = wide_model()
+    split_out = model.predict(x, batch_size=6, verbose=0)
+    split = model._micro_split()
+    assert split == model._core_index[model.layers[7].name][0]     # after conv_dw's ReLU
+    assert model._early is not None
+    whole = _whole_batch(model, lambda: model.predict(x, batch_size=6, verbose=0))
+    np.testing.assert_array_equal(split_out, whole)
+    assert _whole_batch(model, model._micro_split) is None
+    assert small_model()._micro_split() is None            # no large activation
+
+
+def test_the_per_image_network_sees_trained_and_set_weights():
+    x = np.random.default_rng(3).normal(size=(4, 96, 96, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    model = wide_model()
+    model.compile(Adam(1e-2), "categorical_crossentropy")
+    before = model.predict(x, verbose=0)
+    model.train_on_batch(x, y)                 # moves the first conv (in the early part)
+    after = model.predict(x, verbose=0)
+    assert np.abs(after - before).max() > 1e-4
+    np.testing.assert_array_equal(after, _whole_batch(model, lambda: model.predict(x,
+                                                                                  verbose=0)))
+    w = model.layers[1].get_weights()
+    model.layers[1].set_weights([w[0] * 0.5])
+    np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                  _whole_batch(model, lambda: model.predict(x, verbose=0)))
+
+
+def test_fit_with_the_split_trunk_equals_recomputing():
+    """The frozen trunk's features computed through the per-image network, cached or
+    not, train the tail to the same weights."""
+    x = np.random.default_rng(4).normal(size=(12, 96, 96, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(12) % 3]
+    runs = []
+    for cache_bytes in (1 << 30, 0):
+        model = wide_model().freeze(upto=-4)
+        model.trunk_cache_bytes = cache_bytes
+        model.compile(Adam(1e-2), "categorical_crossentropy")
+        aslnet.set_random_seed(5)
+        h = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        runs.append((h.history, model.get_weights()))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
