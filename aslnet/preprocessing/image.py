@@ -389,12 +389,13 @@ class ImageDataGenerator:
         self.brightness_range = brightness_range
 
     def flow(self, x, y=None, batch_size=32, shuffle=True, sample_weight=None, seed=None,
-             save_to_dir=None, save_prefix="", save_format="png", subset=None):
+             save_to_dir=None, save_prefix="", save_format="png", ignore_class_split=False,
+             subset=None):
         """Batches of augmented data from arrays: x (N, H, W, C) and optional labels y."""
         return NumpyArrayIterator(
             x, y, self, batch_size=batch_size, shuffle=shuffle, sample_weight=sample_weight,
             seed=seed, save_to_dir=save_to_dir, save_prefix=save_prefix,
-            save_format=save_format, subset=subset)
+            save_format=save_format, ignore_class_split=ignore_class_split, subset=subset)
 
     def flow_from_directory(self, directory, target_size=(256, 256), color_mode="rgb",
                             classes=None, class_mode="categorical", batch_size=32, shuffle=True,
@@ -649,7 +650,7 @@ class NumpyArrayIterator(Iterator):
 
     def __init__(self, x, y, image_data_generator, batch_size=32, shuffle=False,
                  sample_weight=None, seed=None, save_to_dir=None, save_prefix="",
-                 save_format="png", subset=None):
+                 save_format="png", subset=None, ignore_class_split=False):
         if y is not None and len(x) != len(y):
             raise ValueError("`x` (images tensor) and `y` (labels) should have the same length. "
                              f"Found: x.shape = {np.shape(x)}, y.shape = {np.shape(y)}")
@@ -662,7 +663,8 @@ class NumpyArrayIterator(Iterator):
                 raise ValueError(f"Invalid subset name: {subset}; expected 'training' or "
                                  "'validation'.")
             split_idx = int(len(x) * image_data_generator._validation_split)
-            if y is not None and not np.array_equal(np.unique(y[:split_idx]), np.unique(y)):
+            if y is not None and not ignore_class_split and not np.array_equal(
+                    np.unique(y[:split_idx]), np.unique(y[split_idx:])):
                 raise ValueError("Training and validation subsets have different number of "
                                  "classes after the split. If your numpy arrays are sorted by "
                                  "the label, you might want to shuffle them.")

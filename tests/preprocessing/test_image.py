@@ -585,6 +585,13 @@ def test_flow_subsets():
     assert gen.flow(x, y, subset="training").n == 8
     with pytest.raises(ValueError, match="different number of classes"):
         gen.flow(x, np.sort(y), subset="validation")
+    # as Keras: the validation part against the training part (here only the validation
+    # part, the first 3 of 13, has class 2)
+    x13, y13 = np.zeros((13, 2, 2, 1)), np.array([0, 1, 2] + [0, 1] * 5)
+    gen = ImageDataGenerator(validation_split=0.25)
+    with pytest.raises(ValueError, match="different number of classes"):
+        gen.flow(x13, y13, subset="training")
+    assert gen.flow(x13, y13, subset="training", ignore_class_split=True).n == 10
 
 
 # -- ImageNet preprocessing -------------------------------------------------------------------
