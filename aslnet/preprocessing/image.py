@@ -63,12 +63,14 @@ def _check_data_format(data_format):
         raise ValueError(f"Unknown data_format: {data_format}")
 
 
-def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest"):
+def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest",
+             keep_aspect_ratio=False):
     """Load an image file (path or file object) into a PIL image, as Keras does.
 
     color_mode: 'rgb', 'rgba' or 'grayscale' (16- and 32-bit grayscale images
     are kept as they are).  target_size: (height, width) or None; resizing
-    uses ``interpolation`` ('nearest' by default, like Keras).
+    uses ``interpolation`` ('nearest' by default, like Keras), of the central
+    crop with the target's aspect ratio if ``keep_aspect_ratio``.
     """
     if color_mode not in _PIL_MODES:
         raise ValueError('color_mode must be "grayscale", "rgb", or "rgba"')
@@ -82,11 +84,13 @@ def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest"):
             img = img.convert("L")
     elif img.mode != _PIL_MODES[color_mode]:
         img = img.convert(_PIL_MODES[color_mode])
-    return _resize(img, target_size, interpolation)
+    return _resize(img, target_size, interpolation, keep_aspect_ratio)
 
 
-def _resize(img, target_size, interpolation):
-    """load_img's resizing: to (height, width) ``target_size`` unless None or equal."""
+def _resize(img, target_size, interpolation, keep_aspect_ratio=False):
+    """load_img's resizing: to (height, width) ``target_size`` unless None or
+    equal; with ``keep_aspect_ratio``, of the largest central crop with the
+    target's aspect ratio (Keras's box)."""
     if target_size is not None:
         width_height = (target_size[1], target_size[0])
         if img.size != width_height:
@@ -94,7 +98,14 @@ def _resize(img, target_size, interpolation):
                 raise ValueError(
                     f"Invalid interpolation method {interpolation} specified. Supported "
                     f"methods are {', '.join(_PIL_INTERPOLATION_METHODS)}")
-            img = img.resize(width_height, _PIL_INTERPOLATION_METHODS[interpolation])
+            box = None
+            if keep_aspect_ratio:
+                width, height = img.size
+                crop_h = min(height, (width * width_height[1]) // width_height[0])
+                crop_w = min(width, (height * width_height[0]) // width_height[1])
+                top, left = (height - crop_h) // 2, (width - crop_w) // 2
+                box = (left, top, left + crop_w, top + crop_h)
+            img = img.resize(width_height, _PIL_INTERPOLATION_METHODS[interpolation], box=box)
     return img
 
 
@@ -401,7 +412,7 @@ class ImageDataGenerator:
                             classes=None, class_mode="categorical", batch_size=32, shuffle=True,
                             seed=None, save_to_dir=None, save_prefix="", save_format="png",
                             follow_links=False, subset=None, interpolation="nearest",
-                            cache=True):
+                            keep_aspect_ratio=False, cache=True):
         """Batches of augmented images from ``directory``, one subfolder per class.
 
         See ``DirectoryIterator``.
@@ -411,7 +422,7 @@ class ImageDataGenerator:
             class_mode=class_mode, batch_size=batch_size, shuffle=shuffle, seed=seed,
             save_to_dir=save_to_dir, save_prefix=save_prefix, save_format=save_format,
             follow_links=follow_links, subset=subset, interpolation=interpolation,
-            cache=cache)
+            keep_aspect_ratio=keep_aspect_ratio, cache=cache)
 
     def standardize(self, x):
         """Apply preprocessing_function, rescale and the normalisations to one image.
@@ -776,7 +787,8 @@ class DirectoryIterator(Iterator):
     def __init__(self, directory, image_data_generator, target_size=(256, 256),
                  color_mode="rgb", classes=None, class_mode="categorical", batch_size=32,
                  shuffle=True, seed=None, save_to_dir=None, save_prefix="", save_format="png",
-                 follow_links=False, subset=None, interpolation="nearest", cache=True):
+                 follow_links=False, subset=None, interpolation="nearest",
+                 keep_aspect_ratio=False, cache=True):
         if color_mode not in _CHANNELS:
             raise ValueError(f"Invalid color mode: {color_mode}; expected 'rgb', 'rgba', or "
                              "'grayscale'.")
@@ -792,6 +804,7 @@ class DirectoryIterator(Iterator):
         self.image_shape = self.target_size + (_CHANNELS[color_mode],)
         self.class_mode = class_mode
         self.interpolation = interpolation
+        self.keep_aspect_ratio = bool(keep_aspect_ratio)
         self.dtype = image_data_generator.dtype if image_data_generator else "float32"
         self.save_to_dir = save_to_dir
         self.save_prefix = save_prefix
@@ -832,16 +845,17 @@ class DirectoryIterator(Iterator):
         if self.cache is not None:
             st = os.stat(path)
             key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, self.target_size,
-                   self.color_mode, self.interpolation)
+                   self.color_mode, self.interpolation, self.keep_aspect_ratio)
             x = self.cache.get(key)
             if isinstance(x, Image.Image):   # stored before resizing
-                x = np.asarray(_resize(x, self.target_size, self.interpolation))
+                x = np.asarray(_resize(x, self.target_size, self.interpolation,
+                                       self.keep_aspect_ratio))
                 return x.reshape(x.shape[:2] + (-1,))
             if x is not None:
                 return x
         try:
             decoded = load_img(path, color_mode=self.color_mode)
-            img = _resize(decoded, self.target_size, self.interpolation)
+            img = _resize(decoded, self.target_size, self.interpolation, self.keep_aspect_ratio)
         except OSError as e:
             raise OSError(f"Cannot read image {path}: {e}") from e
         x = np.asarray(img)

@@ -634,3 +634,24 @@ def test_shared_sign_language_digits(shared_dir):
         x, y = it[j // 10]
         np.testing.assert_array_equal(x[j % 10], pil_nearest(it.filepaths[j], (224, 224)))
         assert y[j % 10].argmax() == it.classes[j] == 7
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("size", [(37, 20), (20, 37), (30, 30)])
+def test_keep_aspect_ratio_crops_as_keras(tmp_path, size):
+    """load_img / flow_from_directory(keep_aspect_ratio=True): the central crop with the
+    target's aspect ratio, resized; the same pixels as keras.utils.load_img."""
+    keras = pytest.importorskip("tensorflow").keras
+    (tmp_path / "c").mkdir()
+    path = tmp_path / "c" / "x.png"
+    Image.fromarray(RNG.randint(0, 256, (size[1], size[0], 3)).astype(np.uint8)).save(path)
+    for target in [(16, 24), (24, 16)]:
+        ours = img_to_array(load_img(path, target_size=target, keep_aspect_ratio=True))
+        theirs = np.asarray(keras.utils.load_img(path, target_size=target,
+                                                 keep_aspect_ratio=True), np.float32)
+        np.testing.assert_array_equal(ours, theirs)
+        it = ImageDataGenerator().flow_from_directory(str(tmp_path), target_size=target,
+                                                      keep_aspect_ratio=True, batch_size=1)
+        np.testing.assert_array_equal(it[0][0][0], ours)
+        plain = img_to_array(load_img(path, target_size=target))
+        assert not np.array_equal(plain, ours)          # no size here has the target's ratio
