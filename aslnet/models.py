@@ -513,17 +513,44 @@ class Model:
         net.set_learning_rate(self.optimizer.learning_rate)
 
     @_serialized
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         self._require_compiled()
         net = self._core()
         self._sync_lr(net)
         xb = self._to_input(x)
         yb = self._to_target(y, xb.shape[0])
+        w = self._sample_weights(yb, sample_weight, class_weight)
         feats, s0 = self._features(net, xb, None, None, self._trunk_start())
-        loss, pred = net.train_step(feats, yb, start=s0)
+        loss, pred = net.train_step(feats, yb if w is None else yb * w, start=s0)
         self._after_update()
         logs = self._logs(loss * len(xb), self._correct(yb, pred), len(xb))
         return logs if return_dict else (logs["loss"] if len(logs) == 1 else list(logs.values()))
+
+    @staticmethod
+    def _sample_weights(yb, sample_weight, class_weight):
+        """Per-sample loss weights, shaped to scale the (n, 1, 1, classes)
+        targets, or None.  Scaling the targets weights both the loss and its
+        gradient: with the softmax output fused with the cross-entropy, the
+        gradient is (p * sum(w y) - w y) / n = w (p - y) / n, and the loss
+        sum(w_i l_i) / n, Keras's reduction ("sum_over_batch_size")."""
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError("You cannot pass both class_weight and sample_weight")
+        n = len(yb)
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise ValueError(f"class_weight must be a dict {{class index: weight}}, got "
+                                 f"{type(class_weight).__name__}")
+            labels = np.argmax(yb.reshape(n, -1), axis=1)
+            w = np.array([class_weight.get(int(c), 1.0) for c in labels], np.float32)
+        elif sample_weight is not None:
+            w = np.asarray(sample_weight, np.float32).reshape(-1)
+            if len(w) != n:
+                raise ValueError(f"sample_weight has {len(w)} values for a batch of {n}")
+        else:
+            return None
+        if not np.all(np.isfinite(w)):
+            raise ValueError("sample weights must be finite")
+        return w.reshape(n, 1, 1, 1)
 
     @staticmethod
     def _correct(y, pred):
@@ -545,7 +572,7 @@ class Model:
         return validation_data, None
 
     @staticmethod
-    def _split_validation(x, y, validation_split):
+    def _split_validation(x, y, sample_weight, validation_split):
         """Keras's validation_split: the last fraction of the arrays, taken
         before any shuffling."""
         from .utils.data import _is_array
@@ -560,7 +587,9 @@ class Model:
         if split == 0 or split == len(x):
             raise ValueError(f"validation_split={validation_split} leaves no training or "
                              f"no validation samples out of {len(x)}")
-        return x[:split], y[:split], (x[split:], y[split:])
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight)[:split]
+        return x[:split], y[:split], sample_weight, (x[split:], y[split:])
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -581,13 +610,14 @@ class Model:
         from .callbacks import CallbackList, History, ProgbarLogger
         from .utils.data import DataStream, num_steps
         self._require_compiled()
-        if class_weight is not None or sample_weight is not None:
-            raise NotImplementedError("class_weight and sample_weight are not supported yet")
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("You cannot pass both class_weight and sample_weight")
         if validation_split:
             if validation_data is not None:
                 validation_split = 0.0          # Keras: validation_data wins
             else:
-                x, y, validation_data = self._split_validation(x, y, validation_split)
+                x, y, sample_weight, validation_data = self._split_validation(
+                    x, y, sample_weight, validation_split)
         if isinstance(validation_freq, bool) or not isinstance(validation_freq, int) \
                 or validation_freq < 1:
             raise ValueError(f"validation_freq must be a positive integer, got "
@@ -597,7 +627,7 @@ class Model:
         net = self._core()
         start = self._trunk_start()
         cache = self._trunk_cache(x, start)
-        stream = DataStream(x, y, batch_size, shuffle, cached=cache)
+        stream = DataStream(x, y, batch_size, shuffle, cached=cache, sample_weight=sample_weight)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
         history = next(c for c in cbs if isinstance(c, History))
@@ -611,13 +641,14 @@ class Model:
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             loss_sum, correct, seen = 0.0, 0, 0
-            for step, (xb, yb, ids) in enumerate(stream.epoch(steps_per_epoch)):
+            for step, (xb, yb, ids, sw) in enumerate(stream.epoch(steps_per_epoch)):
                 cbs.on_train_batch_begin(step)
                 self._sync_lr(net)
                 xb = None if xb is None else self._to_input(xb)   # None: cached
                 yb = self._to_target(yb, len(yb) if xb is None else len(xb))
+                w = self._sample_weights(yb, sw, class_weight)
                 feats, s0 = self._features(net, xb, ids, cache, start)
-                loss, pred = net.train_step(feats, yb, start=s0)
+                loss, pred = net.train_step(feats, yb if w is None else yb * w, start=s0)
                 self._after_update()
                 loss_sum += loss * len(yb)
                 correct += self._correct(yb, pred)

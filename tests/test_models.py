@@ -434,8 +434,8 @@ def test_validation_data_forms_and_validation_split():
     np.testing.assert_allclose(h.history["val_loss"], [ref], rtol=1e-6)
     h = model.fit(x, y, validation_data=(x, y), validation_freq=2, epochs=4, verbose=0)
     assert [len(h.history[k]) for k in ("loss", "val_loss")] == [4, 2]
-    with pytest.raises(NotImplementedError, match="class_weight"):
-        model.fit(x, y, class_weight={0: 2.0}, verbose=0)
+    with pytest.raises(ValueError, match="both class_weight and sample_weight"):
+        model.fit(x, y, class_weight={0: 2.0}, sample_weight=np.ones(20), verbose=0)
     for bs in (0, -1, 2.5):
         with pytest.raises(ValueError, match="batch_size"):
             model.fit(x, y, batch_size=bs, verbose=0)
@@ -593,3 +593,43 @@ def test_fit_with_the_split_trunk_equals_recomputing():
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("how", ["class_weight", "sample_weight", "train_on_batch"])
+def test_weighted_losses_match_keras(how):
+    """class_weight / sample_weight scale each sample's loss and gradient, averaged over the
+    batch (Keras's sum_over_batch_size): the same losses and weights as Keras."""
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("tensorflow").keras
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 5)).astype(np.float32)
+    labels = np.array([0, 1, 2, 2, 1, 0, 2, 2, 1, 0, 0, 2])
+    y = np.eye(3, dtype=np.float32)[labels]
+    w0 = [rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+    model = aslnet.models.Sequential([L.Input((5,)), L.Dense(3, activation="softmax")])
+    kmodel = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    for m, opt in ((model, SGD(0.5)), (kmodel, keras.optimizers.SGD(0.5))):
+        m.set_weights(w0)
+        m.compile(opt, "categorical_crossentropy")
+    kw = {"class_weight": {0: 2.0, 2: 0.25}} if how == "class_weight" else \
+        {"sample_weight": rng.uniform(0, 3, 12).astype(np.float32)}
+    if how == "train_on_batch":
+        ours = [model.train_on_batch(x[:6], y[:6], sample_weight=kw["sample_weight"][:6])]
+        theirs = [float(kmodel.train_on_batch(x[:6], y[:6],
+                                              sample_weight=kw["sample_weight"][:6]))]
+    else:
+        ours = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                         **kw).history["loss"]
+        theirs = kmodel.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                            **kw).history["loss"]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    for a, b in zip(model.get_weights(), kmodel.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if how != "train_on_batch":                 # and the weights did change the result
+        plain = aslnet.models.Sequential([L.Input((5,)), L.Dense(3, activation="softmax")])
+        plain.set_weights(w0)
+        plain.compile(SGD(0.5), "categorical_crossentropy")
+        plain.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+        assert np.abs(plain.get_weights()[0] - model.get_weights()[0]).max() > 1e-3

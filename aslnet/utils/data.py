@@ -62,19 +62,20 @@ def num_steps(x, batch_size, steps):
 
 
 def _split(item, with_targets):
-    """x, (x,), (x, y) or (x, y, sample_weight), as a tuple or a list (Keras)."""
+    """(x, y, sample_weight) of a batch: x, (x,), (x, y) or (x, y, sample_weight),
+    as a tuple or a list (Keras)."""
     if isinstance(item, (tuple, list)):
         if len(item) not in (1, 2, 3):
             raise ValueError("A batch must be x, (x,), (x, y) or (x, y, sample_weight)")
-        if len(item) == 3 and item[2] is not None:
-            raise NotImplementedError("sample_weight is not supported yet")
-        return item[0], (item[1] if len(item) > 1 else None)
-    return item, None
+        return item[0], (item[1] if len(item) > 1 else None), \
+            (item[2] if len(item) > 2 else None)
+    return item, None, None
 
 
 class DataStream:
-    """The batches of ``x`` (and ``y``), epoch after epoch, as
-    (x_batch, y_batch, ids).  ``ids`` are the samples' indices in the data
+    """The batches of ``x`` (and ``y``, ``sample_weight``), epoch after epoch,
+    as (x_batch, y_batch, ids, sample_weight_batch or None).  ``ids`` are
+    the samples' indices in the data
     set when the source tells them (arrays; Keras-style image iterators),
     else None.  ``cached``: an object whose ``has(ids)`` tells that the
     caller holds what it needs of those samples' inputs: x_batch is then
@@ -85,7 +86,8 @@ class DataStream:
     end of each pass), so an epoch of ``steps_per_epoch`` batches goes on
     where the previous one stopped, as in Keras; a generator is one pass."""
 
-    def __init__(self, x, y, batch_size, shuffle, with_targets=True, cached=None):
+    def __init__(self, x, y, batch_size, shuffle, with_targets=True, cached=None,
+                 sample_weight=None):
         self.with_targets, self.shuffle, self.cached = with_targets, shuffle, cached
         self.num_batches = num_steps(x, batch_size, None)
         if _is_array(x):
@@ -96,7 +98,15 @@ class DataStream:
                 y = np.asarray(y)
                 if len(y) != len(x):
                     raise ValueError(f"x and y have different lengths: {len(x)} vs {len(y)}")
+            if sample_weight is not None:
+                sample_weight = np.asarray(sample_weight, np.float32).reshape(-1)
+                if len(sample_weight) != len(x):
+                    raise ValueError(f"sample_weight has {len(sample_weight)} values for "
+                                     f"{len(x)} samples")
             self.kind = "array"
+        elif sample_weight is not None:
+            raise ValueError("sample_weight must be None when x is a generator/Sequence/"
+                             "dataset (it yields (x, y, sample_weight))")
         elif y is not None:
             raise ValueError("y must be None when x is a generator/Sequence/dataset "
                              "(it yields (x, y) batches)")
@@ -106,6 +116,7 @@ class DataStream:
             self.kind = "iterable"
             self.one_shot = iter(x) is x if hasattr(x, "__iter__") else True
         self.x, self.y, self.batch_size = x, y, batch_size or 32
+        self.sample_weight = sample_weight
         self._pass = None          # generator of the current pass
         self._pos = 0              # batches taken from it
         self.exhausted = False     # a one-shot iterator ran out
@@ -120,29 +131,30 @@ class DataStream:
             for s in range(0, len(x), bs):
                 ids = order[s:s + bs]
                 idx = ids if self.shuffle else slice(s, s + len(ids))
-                yield (None if self._skip(ids) else x[idx]), (y[idx] if wt else None), ids
+                sw = None if self.sample_weight is None else self.sample_weight[idx]
+                yield (None if self._skip(ids) else x[idx]), (y[idx] if wt else None), ids, sw
         elif self.kind == "sequence":
             for k in range(len(x)):
                 ids = _sequence_ids(x, k)
                 if wt and self._skip(ids) and hasattr(x, "_batch_targets"):
                     yb = x._batch_targets(k)
                     if yb is not None:
-                        yield None, yb, ids
+                        yield None, yb, ids, None
                         continue
-                xb, yb = _split(x[k], wt)
+                xb, yb, sw = _split(x[k], wt)
                 if wt and yb is None:
                     raise ValueError("The data yields no targets; expected (x, y) batches")
-                yield xb, yb, _sequence_ids(x, k, len(xb))
+                yield xb, yb, _sequence_ids(x, k, len(xb)), sw
             if hasattr(x, "on_epoch_end"):
                 x.on_epoch_end()
         else:
             if self.exhausted:
                 return
             for item in (x if self.one_shot else iter(x)):
-                xb, yb = _split(item, wt)
+                xb, yb, sw = _split(item, wt)
                 if wt and yb is None:
                     raise ValueError("The data yields no targets; expected (x, y) batches")
-                yield xb, yb, None
+                yield xb, yb, None, sw
             self.exhausted = self.one_shot
 
     def epoch(self, steps=None):
@@ -172,12 +184,13 @@ class DataStream:
 
 
 def batches(x, y, batch_size, shuffle, steps, with_targets=True, cached=None):
-    """One pass of at most ``steps`` batches (None: all): predict, evaluate."""
+    """One pass of at most ``steps`` batches (None: all) as (x, y, ids):
+    predict, evaluate (sample weights are not applied there)."""
     stream = DataStream(x, y, batch_size, shuffle, with_targets, cached)
-    for i, item in enumerate(stream.epoch(None)):
+    for i, (xb, yb, ids, _) in enumerate(stream.epoch(None)):
         if steps is not None and i >= steps:
             break
-        yield item
+        yield xb, yb, ids
 
 
 def _sequence_ids(seq, k, n=None):
