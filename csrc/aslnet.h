@@ -122,10 +122,11 @@ asl_status asl_net_forward(asl_net *net, const float *x, int n, int training,
 asl_status asl_net_forward_range(asl_net *net, int start, int stop,
                                  const float *x, int n, int training,
                                  float *y);
-/* Backward from dy (gradient of the last forward's output).  Computes
- * gradients of trainable parameters and, if dx != NULL, of the input;
- * stops at the earliest trainable layer otherwise. */
-asl_status asl_net_backward(asl_net *net, const float *dy, float *dx);
+/* Backward from dy (gradient of the last forward's output, n samples: the
+ * forward's batch size).  Computes gradients of trainable parameters and,
+ * if dx != NULL, of the input; stops at the earliest trainable layer
+ * otherwise. */
+asl_status asl_net_backward(asl_net *net, const float *dy, int n, float *dx);
 
 asl_status asl_net_set_optimizer(asl_net *net, const asl_optimizer_desc *opt);
 asl_status asl_net_set_learning_rate(asl_net *net, float lr);

@@ -43,11 +43,52 @@ static int enter(NetObject *self)
     }
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError,
-                        "this Net is already running in another thread");
+                        "this Net is already running (in another thread, or a call "
+                        "made while converting its arguments)");
         return -1;
     }
     return 0;
 }
+
+/* The arrays bound with bind_param must still be where the network reads
+ * them: numpy lets ndarray.resize(refcheck=False) move or shrink an array
+ * whose buffer is in use, which would leave the network a dangling pointer. */
+static int check_bound(NetObject *self)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(self->bound, &pos, &key, &value)) {
+        int i = (int)PyLong_AsLong(PyTuple_GET_ITEM(key, 0));
+        int j = (int)PyLong_AsLong(PyTuple_GET_ITEM(key, 1));
+        asl_param_info info;
+        float *data = NULL;
+        PyArrayObject *a = (PyArrayObject *)value;
+        if (asl_net_param_info(self->net, i, j, &info) != ASL_OK) continue;
+        asl_net_param_data(self->net, i, j, &data);
+        if (data != (float *)PyArray_DATA(a) || (size_t)PyArray_SIZE(a) != info.size) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "the array bound to layer %d parameter %d was resized or moved "
+                         "after bind_param (ndarray.resize(refcheck=False)?): bind it again",
+                         i, j);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Run a method that converts array arguments (which can run Python code:
+ * __array__) and then computes with the GIL released: the network is
+ * marked busy for the whole call, so that code cannot change it. */
+#define BUSY_WRAPPER(name)                                                    \
+    static PyObject *name(NetObject *self, PyObject *args, PyObject *kw)      \
+    {                                                                         \
+        PyObject *r;                                                          \
+        if (enter(self) || check_bound(self)) return NULL;                    \
+        self->busy = 1;                                                       \
+        r = name##_body(self, args, kw);                                      \
+        self->busy = 0;                                                       \
+        return r;                                                             \
+    }
 
 /* ---- keyword helpers ------------------------------------------------- */
 
@@ -94,6 +135,11 @@ static int kw_ints(PyObject *kw, const char *key, int n, int *out)
     if (!v) return 0;
     if (PyLong_Check(v)) {
         long x = PyLong_AsLong(v);
+        if ((x == -1 && PyErr_Occurred()) || x < -(1L << 30) || x > (1L << 30)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s out of range", key);
+            return -1;
+        }
         for (int i = 0; i < n; i++) out[i] = (int)x;
         return 0;
     }
@@ -107,9 +153,16 @@ static int kw_ints(PyObject *kw, const char *key, int n, int *out)
     for (int i = 0; i < n; i++) {
         long x = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
         if (x == -1 && PyErr_Occurred()) {
+            int overflow = PyErr_ExceptionMatches(PyExc_OverflowError);
             Py_DECREF(seq);
             PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "%s must be an int or %d ints", key, n);
+            if (overflow) PyErr_Format(PyExc_ValueError, "%s out of range", key);
+            else PyErr_Format(PyExc_TypeError, "%s must be an int or %d ints", key, n);
+            return -1;
+        }
+        if (x < -(1L << 30) || x > (1L << 30)) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "%s out of range", key);
             return -1;
         }
         out[i] = (int)x;
@@ -255,7 +308,13 @@ static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
         if (v) {
             int t, b, l, r;
             if (PyLong_Check(v)) {
-                t = b = l = r = (int)PyLong_AsLong(v);
+                long x = PyLong_AsLong(v);
+                if ((x == -1 && PyErr_Occurred()) || x < -(1L << 30) || x > (1L << 30)) {
+                    PyErr_Clear();
+                    PyErr_SetString(PyExc_ValueError, "padding out of range");
+                    return NULL;
+                }
+                t = b = l = r = (int)x;
             } else if (PyArg_ParseTuple(v, "(ii)(ii)", &t, &b, &l, &r)) {
             } else {
                 PyErr_Clear();
@@ -395,7 +454,7 @@ static PyObject *Net_get_param(NetObject *self, PyObject *args)
     int i, j;
     asl_param_info info;
     float *data;
-    if (enter(self) || !PyArg_ParseTuple(args, "ii", &i, &j)) return NULL;
+    if (enter(self) || check_bound(self) || !PyArg_ParseTuple(args, "ii", &i, &j)) return NULL;
     if (param_index(self, &i, &j, &info)) return NULL;
     asl_net_param_data(self->net, i, j, &data);
     return copy_out(&info, data);
@@ -412,6 +471,10 @@ static PyObject *Net_set_param(NetObject *self, PyObject *args)
     if (param_index(self, &i, &j, &info)) return NULL;
     a = param_array(obj, &info, "set_param", 0);
     if (!a) return NULL;
+    if (check_bound(self)) {          /* after the conversion: it can run Python code */
+        Py_DECREF(a);
+        return NULL;
+    }
     asl_net_param_data(self->net, i, j, &data);
     memcpy(data, PyArray_DATA(a), info.size * sizeof(float));
     Py_DECREF(a);
@@ -430,9 +493,10 @@ static PyObject *Net_bind_param(NetObject *self, PyObject *args)
         return NULL;
     if (param_index(self, &i, &j, &info)) return NULL;
     if (PyArray_TYPE(arr) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(arr) ||
-        !PyArray_ISWRITEABLE(arr) || !PyArray_ISALIGNED(arr)) {
+        !PyArray_ISWRITEABLE(arr) || !PyArray_ISALIGNED(arr) || !PyArray_ISNOTSWAPPED(arr)) {
         PyErr_SetString(PyExc_ValueError,
-                        "bind_param needs a writeable, aligned, C-contiguous float32 array");
+                        "bind_param needs a writeable, aligned, C-contiguous float32 array "
+                        "in native byte order");
         return NULL;
     }
     {
@@ -536,7 +600,13 @@ static PyArrayObject *batch_array(PyObject *obj, const int shape[3],
             ok = shape[0] == 1 && shape[1] == 1 && d[1] == shape[2];
         else
             ok = 0;
-        if (!ok || d[0] < 1 || d[0] > (1 << 30)) {
+        if (ok && (d[0] < 1 || d[0] > (1 << 30))) {
+            PyErr_Format(PyExc_ValueError, "%s: batch size must be in [1, 2**30], got %zd",
+                         what, (Py_ssize_t)d[0]);
+            Py_DECREF(a);
+            return NULL;
+        }
+        if (!ok) {
             PyObject *got = PyObject_GetAttrString((PyObject *)a, "shape");
             if (shape[0] == 1 && shape[1] == 1)
                 PyErr_Format(PyExc_ValueError, "%s must have shape (batch, %d), got %S",
@@ -590,15 +660,15 @@ static int range_shapes(NetObject *self, int start, int *stop, int in[3], int ou
     return 0;
 }
 
-static PyObject *Net_forward(NetObject *self, PyObject *args, PyObject *kw)
+static PyObject *Net_forward_body(NetObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"x", "training", "start", "stop", NULL};
     PyObject *xo, *y;
     PyArrayObject *x;
     int training = 0, start = 0, stop = -1, n, in[3], s[3];
     asl_status st;
-    if (enter(self) || !PyArg_ParseTupleAndKeywords(args, kw, "O|pii", kwlist, &xo, &training,
-                                                    &start, &stop))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pii", kwlist, &xo, &training,
+                                     &start, &stop))
         return NULL;
     if (range_shapes(self, start, &stop, in, s)) return NULL;
     if (!(x = batch_array(xo, in, "x"))) return NULL;
@@ -608,12 +678,10 @@ static PyObject *Net_forward(NetObject *self, PyObject *args, PyObject *kw)
         Py_DECREF(x);
         return NULL;
     }
-    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     st = asl_net_forward_range(self->net, start, stop, PyArray_DATA(x), n, training,
                                PyArray_DATA((PyArrayObject *)y));
     Py_END_ALLOW_THREADS
-    self->busy = 0;
     Py_DECREF(x);
     if (st != ASL_OK) {
         Py_DECREF(y);
@@ -622,14 +690,14 @@ static PyObject *Net_forward(NetObject *self, PyObject *args, PyObject *kw)
     return y;
 }
 
-static PyObject *Net_backward(NetObject *self, PyObject *args, PyObject *kw)
+static PyObject *Net_backward_body(NetObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"dy", "need_dx", NULL};
     PyObject *dyo, *dx = NULL;
     PyArrayObject *dy;
     int need_dx = 0, s[3], n;
     asl_status st;
-    if (enter(self) || !PyArg_ParseTupleAndKeywords(args, kw, "O|p", kwlist, &dyo, &need_dx))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|p", kwlist, &dyo, &need_dx))
         return NULL;
     if (out_shape(self, s)) return NULL;
     if (!(dy = batch_array(dyo, s, "dy"))) return NULL;
@@ -638,12 +706,10 @@ static PyObject *Net_backward(NetObject *self, PyObject *args, PyObject *kw)
         Py_DECREF(dy);
         return NULL;
     }
-    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    st = asl_net_backward(self->net, PyArray_DATA(dy),
+    st = asl_net_backward(self->net, PyArray_DATA(dy), n,
                           dx ? PyArray_DATA((PyArrayObject *)dx) : NULL);
     Py_END_ALLOW_THREADS
-    self->busy = 0;
     Py_DECREF(dy);
     if (st != ASL_OK) {
         Py_XDECREF(dx);
@@ -694,7 +760,7 @@ static PyObject *Net_apply_gradients(NetObject *self, PyObject *unused)
 {
     asl_status st;
     (void)unused;
-    if (enter(self)) return NULL;
+    if (enter(self) || check_bound(self)) return NULL;
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     st = asl_net_apply_gradients(self->net);
@@ -742,7 +808,7 @@ static PyObject *Net_set_slot(NetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *Net_train_step(NetObject *self, PyObject *args, PyObject *kw)
+static PyObject *Net_train_step_body(NetObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"x", "y", "start", NULL};
     PyObject *xo, *yo, *pred;
@@ -750,7 +816,7 @@ static PyObject *Net_train_step(NetObject *self, PyObject *args, PyObject *kw)
     int n, s[3], in[3], start = 0, stop = -1;
     float loss = 0.f;
     asl_status st;
-    if (enter(self) || !PyArg_ParseTupleAndKeywords(args, kw, "OO|i", kwlist, &xo, &yo, &start))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|i", kwlist, &xo, &yo, &start))
         return NULL;
     if (range_shapes(self, start, &stop, in, s)) return NULL;
     if (!(x = batch_array(xo, in, "x"))) return NULL;
@@ -772,12 +838,10 @@ static PyObject *Net_train_step(NetObject *self, PyObject *args, PyObject *kw)
         Py_DECREF(y);
         return NULL;
     }
-    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     st = asl_net_train_step_from(self->net, start, PyArray_DATA(x), PyArray_DATA(y), n,
                                  &loss, PyArray_DATA((PyArrayObject *)pred));
     Py_END_ALLOW_THREADS
-    self->busy = 0;
     Py_DECREF(x);
     Py_DECREF(y);
     if (st != ASL_OK) {
@@ -786,6 +850,10 @@ static PyObject *Net_train_step(NetObject *self, PyObject *args, PyObject *kw)
     }
     return Py_BuildValue("(dN)", (double)loss, pred);
 }
+
+BUSY_WRAPPER(Net_forward)
+BUSY_WRAPPER(Net_backward)
+BUSY_WRAPPER(Net_train_step)
 
 static PyObject *Net_layer_calls(NetObject *self, PyObject *args)
 {

@@ -510,8 +510,12 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
         for (int k = i; k <= (hi > i ? hi : i); k++)
             ASL_TRY(plan_layer(net, &net->layers[k], n));
         l->x = cur;
-        /* fused relu/relu6 would turn NaN into 0: not with NaN/Inf input */
-        if (hi > i && finite < 0) finite = all_finite(net->input, in_size);
+        /* fused relu/relu6 would turn NaN into 0: not with NaN/Inf input.
+         * Checked at the input and again after any unfused layer (NaN
+         * weights there, or a group refused for non-finite parameters);
+         * a fused group's output counts as finite. */
+        if (hi > i && finite < 0)
+            finite = cur_bf16 || all_finite(cur, (size_t)n * numel(l->in));
         if (hi > i && finite) {
             asl_layer *last = &net->layers[hi];
             int keep = keep_output(net, hi, training, ft);
@@ -543,6 +547,7 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
                 l->fused = !keep;
             }
             ASL_TRY(forward_layer(net, l, training));
+            if (!l->ops->alias) finite = -1;
         }
         if (net->layers[i].fused) net->fused_hi = i;
         cur = net->layers[i].y;
@@ -661,11 +666,18 @@ static asl_status begin_backward(asl_net *net, int stop)
     return ASL_OK;
 }
 
-asl_status asl_net_backward(asl_net *net, const float *dy, float *dx)
+asl_status asl_net_backward(asl_net *net, const float *dy, int n, float *dx)
 {
     asl_layer *last;
     if (!dy) return asl_fail(&net->ctx, ASL_ERR_ARG, "backward: NULL dy");
     if (net->nlayers == 0) return asl_fail(&net->ctx, ASL_ERR_STATE, "empty network");
+    if (!net->forward_done)
+        return asl_fail(&net->ctx, ASL_ERR_STATE,
+                        "backward needs a forward pass first (since the last "
+                        "change of batch size or trainable flags)");
+    if (n != net->n)
+        return asl_fail(&net->ctx, ASL_ERR_SHAPE,
+                        "backward: dy has %d samples, the last forward had %d", n, net->n);
     apply_threads(net);
     if (!dx && first_trainable(net) >= net->nlayers) return ASL_OK;  /* all frozen */
     ASL_TRY(begin_backward(net, dx ? 0 : first_trainable(net)));
@@ -848,6 +860,10 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
     if (!net->has_opt) return asl_fail(c, ASL_ERR_STATE, "no optimizer set");
     if (!y_true || !loss) return asl_fail(c, ASL_ERR_ARG, "train_step: NULL buffer");
     classes = (int)numel(net_out(net));
+    if (start > k)
+        return asl_fail(c, ASL_ERR_ARG,
+                        "train_step from layer %d: past the softmax output (layer %d)",
+                        start, k);
     if (start < 0 || start >= net->nlayers || first_trainable(net) < start)
         return asl_fail(c, ASL_ERR_ARG,
                         "train_step from layer %d: a layer below it is trainable "

@@ -387,6 +387,109 @@ def test_everything_frozen_gives_the_loss_and_changes_nothing():
     assert all(net.layer_calls(i)[1] == 0 for i in range(net.num_layers))
 
 
+class TestMisuseRaisesInsteadOfCrashing:
+    """Calls that used to read or write out of bounds (or compute garbage) in C; each
+    must be a Python exception now.  Found by a crash hunt over the Net API."""
+
+    @staticmethod
+    def _classifier():
+        net = _core.Net((8, 8, 3))
+        net.add("conv2d", filters=4, kernel_size=3, padding="same")
+        net.add("global_average_pooling2d")
+        net.add("dense", units=3, activation="softmax")
+        return net
+
+    def test_backward_with_another_batch_size_than_the_forward(self):
+        net = self._classifier()
+        net.forward(np.ones((4, 8, 8, 3), np.float32), training=True)
+        for n in (1, 6):
+            with pytest.raises(ValueError, match=f"dy has {n} samples, the last forward had 4"):
+                net.backward(np.ones((n, 3), np.float32), need_dx=True)
+        assert net.backward(np.ones((4, 3), np.float32), need_dx=True).shape == (4, 8, 8, 3)
+
+    def test_train_step_starting_past_the_softmax_layer(self):
+        net = _core.Net((1, 1, 4))
+        net.add("dense", units=3, activation="softmax")
+        net.add("reshape", target_shape=(1, 1, 3))
+        net.set_trainable(0, False)
+        net.set_optimizer("sgd")
+        with pytest.raises(ValueError, match="past the softmax output"):
+            net.train_step(np.ones((2, 3), np.float32), np.eye(3, dtype=np.float32)[[0, 1]],
+                           start=1)
+
+    def test_argument_conversion_cannot_change_the_network(self):
+        net = self._classifier()
+        net.set_optimizer("sgd")
+
+        class Sneaky:
+            def __array__(self, dtype=None, copy=None):
+                net.add("dense", units=5000, activation="softmax")
+                return np.ones((4, 8, 8, 3), np.float32)
+        with pytest.raises(RuntimeError, match="already running"):
+            net.train_step(Sneaky(), np.eye(3, dtype=np.float32)[[0, 1, 2, 0]])
+        with pytest.raises(RuntimeError, match="already running"):
+            net.forward(Sneaky())
+        assert net.num_layers == 3
+        net.forward(np.ones((1, 8, 8, 3), np.float32))          # and it is usable after
+
+    def test_a_bound_array_resized_behind_the_network_s_back(self):
+        net = _core.Net((1, 1, 64))
+        net.add("dense", units=64)
+        a = np.ones((64, 64), np.float32)
+        net.bind_param(0, 0, a)
+        a.resize((1,), refcheck=False)
+        for call in (lambda: net.forward(np.ones((1, 64), np.float32)),
+                     lambda: net.get_param(0, 0)):
+            with pytest.raises(RuntimeError, match="resized or moved after bind_param"):
+                call()
+        net.bind_param(0, 0, np.ones((64, 64), np.float32))
+        assert net.forward(np.ones((1, 64), np.float32)).shape == (1, 1, 1, 64)
+
+    def test_bind_param_refuses_foreign_byte_order(self):
+        net = _core.Net((1, 1, 1))
+        net.add("dense", units=2)
+        with pytest.raises(ValueError, match="native byte order"):
+            net.bind_param(0, 0, np.array([[1.0, 2.0]], dtype=">f4"))
+
+    def test_nan_made_inside_the_network_reaches_the_output_of_a_fused_group(self):
+        """A NaN weight in an unfused layer upstream: the fused conv+BN+ReLU would clip the
+        NaN to 0 (oneDNN's relu); it must propagate, as unfused (and TF)."""
+        outs = []
+        for fuse in (True, False):
+            net = _core.Net((4, 4, 1))
+            net.add("dense", units=16)
+            net.add("reshape", target_shape=(4, 4, 1))
+            net.add("conv2d", filters=1, kernel_size=1)
+            if not fuse:
+                net.add("reshape", target_shape=(4, 4, 1))      # breaks the group
+            net.add("batch_normalization")
+            net.add("activation", activation="relu")
+            w = np.zeros((16, 16), np.float32)
+            w[0, 0] = np.nan
+            net.set_param(0, 0, w)
+            net.set_param(2, 0, np.ones((1, 1, 1, 1), np.float32))
+            outs.append(net.forward(np.ones((1, 4, 4, 1), np.float32)).ravel())
+        assert np.isnan(outs[0][0]) and np.isnan(outs[1][0])
+        np.testing.assert_array_equal(outs[0][1:], outs[1][1:])
+
+    @pytest.mark.parametrize("kw", [dict(kernel_size=2**32 + 3), dict(kernel_size=(3, 2**40)),
+                                    dict(strides=2**64), dict(filters=2, kernel_size=2**64)])
+    def test_integer_options_out_of_range(self, kw):
+        net = _core.Net((8, 8, 3))
+        kw.setdefault("filters", 2)
+        with pytest.raises(ValueError, match="out of range"):
+            net.add("conv2d", **kw)
+        with pytest.raises(ValueError, match="out of range"):
+            net.add("zero_padding2d", padding=2**32)
+        with pytest.raises(ValueError, match="out of range"):
+            net.add("reshape", target_shape=(2**32 + 1, 1, 192))
+
+    def test_an_empty_batch_says_so(self):
+        net = self._classifier()
+        with pytest.raises(ValueError, match="batch size must be in \\[1"):
+            net.forward(np.zeros((0, 8, 8, 3), np.float32))
+
+
 # ---------------------------------------------------------------- (d) MobileNet vs torch
 
 ALPHA, SIZE, BATCH, CLASSES = 0.25, 64, 4, 10
