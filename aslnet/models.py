@@ -236,6 +236,9 @@ class Model:
 
     def get_layer(self, name=None, index=None):
         if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model "
+                                 f"only has {len(self.layers)} layers.")
             return self.layers[index]
         for layer in self.layers:
             if layer.name == name:

@@ -495,6 +495,13 @@ def test_calls_from_threads_queue_instead_of_failing():
     assert model.history is not None and len(model.history.epoch) == 3
 
 
+def test_get_layer_out_of_range_says_so():
+    model = small_model()
+    with pytest.raises(ValueError, match="index 100 but model only has 13 layers"):
+        model.get_layer(index=100)
+    assert model.get_layer(index=-1) is model.layers[-1]
+
+
 def test_nesting_a_model_says_how_instead():
     base = small_model()
     with pytest.raises(NotImplementedError, match="Model\\(base.input"):
