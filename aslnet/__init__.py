@@ -7,13 +7,13 @@ compute runs in C on oneDNN and OpenBLAS.
                   loss="categorical_crossentropy", metrics=["accuracy"])
 """
 from . import _libs  # noqa: F401  (loads oneDNN/OpenBLAS before the extension)
-from . import _core, backend, layers, mixed_precision, models, optimizers
+from . import _core, backend, callbacks, layers, mixed_precision, models, optimizers
 from .backend import clear_session, get_num_threads, set_num_threads, set_random_seed
 from .models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "mixed_precision", "models", "optimizers", "Model", "Sequential", "load_model",
+__all__ = ["callbacks", "layers", "mixed_precision", "models", "optimizers", "Model", "Sequential", "load_model",
            "load_pretrained", "set_num_threads", "get_num_threads", "set_random_seed",
            "clear_session"]
 
@@ -23,13 +23,25 @@ def load_pretrained(name="mobilenet", num_classes=10, trainable_layers=23, weigh
     """The tutorial's model in one line: ImageNet MobileNet, its classifier
     cut at the pooled features (``layers[-6]``), a new ``num_classes``-way
     softmax ``Dense``, and all but the last ``trainable_layers`` layers frozen."""
-    if name.lower() != "mobilenet":
+    import numbers
+    if not isinstance(name, str) or name.lower() != "mobilenet":
         raise ValueError(f"Unknown pretrained model {name!r}; available: 'mobilenet'")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
+            or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if trainable_layers is not None and (isinstance(trainable_layers, bool) or
+                                         not isinstance(trainable_layers, numbers.Integral)
+                                         or trainable_layers < 0):
+        raise ValueError("trainable_layers must be None (all trainable) or an integer >= 0, "
+                         f"got {trainable_layers!r}")
     from .applications.mobilenet import MobileNet
     mobile = MobileNet(input_shape=input_shape, weights=weights, weights_dir=weights_dir)
     x = mobile.layers[-6].output
-    output = layers.Dense(units=num_classes, activation="softmax")(x)
+    output = layers.Dense(units=int(num_classes), activation="softmax")(x)
     model = Model(inputs=mobile.input, outputs=output)
+    if trainable_layers is not None and trainable_layers > len(model.layers):
+        raise ValueError(f"trainable_layers={trainable_layers} but the model has only "
+                         f"{len(model.layers)} layers")
     if trainable_layers is not None:
         model.freeze(upto=-trainable_layers if trainable_layers else None)
     return model

@@ -1,7 +1,8 @@
 """Keras's training callbacks (``keras.callbacks``).
 
 Callbacks reach the model only through ``stop_training``, ``save(path)``,
-``save_weights(path)``, ``get_weights()`` and ``set_weights(weights)``.
+``save_weights(path)``, ``get_weights()``, ``set_weights(weights)`` and
+``optimizer.learning_rate``.
 Logs follow Keras: batch logs hold the epoch's running averages, epoch
 logs the epoch's results, validation ones prefixed 'val_'.
 """
@@ -14,7 +15,7 @@ import numpy as np
 from .utils.progbar import Progbar
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
-           "ModelCheckpoint"]
+           "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau"]
 
 
 class Callback:
@@ -459,3 +460,101 @@ class ModelCheckpoint(Callback):
         except KeyError as e:
             raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". '
                            f"Reason: {e}") from e
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch to
+    ``schedule(epoch, lr)`` (or ``schedule(epoch)``); epoch logs get
+    ``learning_rate``."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        try:
+            lr = self.schedule(epoch, float(optimizer.learning_rate))
+        except TypeError:                  # schedule(epoch): the old signature
+            lr = self.schedule(epoch)
+        if not isinstance(lr, (float, int, np.floating, np.integer)) or isinstance(lr, bool):
+            raise ValueError('The output of the "schedule" function should be a float. '
+                             f"Got: {lr!r}")
+        optimizer.learning_rate = float(lr)
+        if self.verbose > 0:
+            sys.stdout.write(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning "
+                             f"rate to {float(lr)}.\n")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not
+    improved by more than ``min_delta`` for ``patience`` epochs; then wait
+    ``cooldown`` epochs; never below ``min_lr``.  Epoch logs get
+    ``learning_rate``."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0, **kwargs):
+        super().__init__()
+        if factor >= 1.0:
+            raise ValueError("ReduceLROnPlateau does not support a factor >= 1.0. "
+                             f"Received factor={factor}")
+        if "epsilon" in kwargs:            # tf.keras 1's name for min_delta
+            min_delta = kwargs.pop("epsilon")
+        if kwargs:
+            raise TypeError(f"Unexpected keyword arguments: {sorted(kwargs)}")
+        self.monitor, self.factor, self.patience = monitor, float(factor), patience
+        self.verbose, self.min_delta, self.cooldown = verbose, min_delta, cooldown
+        self.min_lr = float(min_lr)
+        self.mode = mode
+        self._reset()
+
+    def _reset(self):
+        op = _monitor_op(self.monitor, self.mode, "Learning rate reduction")
+        if op is np.greater:
+            self.monitor_op = lambda a, b: np.greater(a, b + self.min_delta)
+            self.best = -np.inf
+        else:
+            self.monitor_op = lambda a, b: np.less(a, b - self.min_delta)
+            self.best = np.inf
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        optimizer = self.model.optimizer
+        logs["learning_rate"] = float(optimizer.learning_rate)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Learning rate reduction is conditioned on metric `{self.monitor}` "
+                          f"which is not available. Available metrics are: {','.join(logs)}.",
+                          stacklevel=2)
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.monitor_op(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = float(optimizer.learning_rate)
+                if old_lr > np.float32(self.min_lr):
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    optimizer.learning_rate = new_lr
+                    if self.verbose > 0:
+                        sys.stdout.write(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing "
+                                         f"learning rate to {new_lr}.\n")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0

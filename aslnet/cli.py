@@ -214,8 +214,8 @@ def _train_options(p):
     p.add_argument("--out", default="digit_model.h5", help="where to save the model")
     p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
     p.add_argument("--dtype-policy", default="float32", choices=["float32", "mixed_bfloat16"],
-                   help="mixed_bfloat16: the frozen trunk and inference convolutions in "
-                        "bfloat16 (about 2x faster on CPUs with AVX512_BF16)")
+                   help="mixed_bfloat16: every convolution computes in bfloat16 (float32 "
+                        "weights and accumulation; about 2x faster on CPUs with AVX512_BF16)")
 
 
 def _split_options(p):

@@ -33,7 +33,11 @@ class DTypePolicy:
     def __init__(self, name):
         if isinstance(name, DTypePolicy):
             name = name.name
-        if name not in _POLICIES:
+        elif name is None:                 # as set_global_policy(None): the default
+            name = "float32"
+        elif not isinstance(name, str) and isinstance(getattr(name, "name", None), str):
+            name = name.name               # a Keras DTypePolicy / tf.keras Policy object
+        if not isinstance(name, str) or name not in _POLICIES:
             hint = (" (aslnet has no float16 path: use 'mixed_bfloat16')"
                     if isinstance(name, str) and "float16" in name else "")
             raise ValueError(f"Unknown dtype policy {name!r}{hint}; "

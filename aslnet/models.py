@@ -284,8 +284,14 @@ class Model:
             first = len(self.layers)
         elif isinstance(upto, str):
             first = self.layers.index(self.get_layer(upto))
+        elif isinstance(upto, (int, np.integer)) and not isinstance(upto, bool):
+            if not -len(self.layers) <= upto <= len(self.layers):
+                raise ValueError(f"freeze(upto={upto}): the model has {len(self.layers)} "
+                                 "layers")
+            first = upto % len(self.layers) if upto < 0 else upto   # as in slicing
         else:
-            first = range(len(self.layers))[upto]          # negative indices as in slicing
+            raise TypeError(f"freeze(upto=...) takes a layer index, a layer name or None, "
+                            f"got {upto!r}")
         for i, layer in enumerate(self.layers):
             layer.trainable = i >= first
         return self
@@ -484,15 +490,19 @@ class Model:
                                           "by aslnet")
         if optimizer == "rmsprop":
             raise ValueError("aslnet has no RMSprop yet; use 'adam' or 'sgd'")
-        self.optimizer = optimizers_mod.get(optimizer)
-        self.loss = _loss_name(loss)
+        new = optimizers_mod.get(optimizer)
+        loss = _loss_name(loss)
         metrics = list(metrics or [])
         for m in metrics:
             if m not in ("accuracy", "acc", "categorical_accuracy"):
                 raise ValueError(f"Unsupported metric {m!r}; aslnet has 'accuracy'")
-        self.compiled_metrics = metrics
         if self._net is not None:
-            self._net.set_optimizer(self.optimizer._core_name, **self.optimizer._core_config())
+            self._net.set_optimizer(new._core_name, **new._core_config())
+            if new is not self.optimizer:
+                # As Keras: a new optimizer starts from zero (its moments and
+                # iteration count); compiling again with the same one keeps them.
+                self._net.reset_optimizer()
+        self.optimizer, self.loss, self.compiled_metrics = new, loss, metrics
 
     def _softmax_output(self):
         """Whether the output is a softmax (past trailing reshapes/dropout)."""
@@ -610,7 +620,7 @@ class Model:
     def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
              validation_data, shuffle, class_weight, sample_weight, initial_epoch,
              steps_per_epoch, validation_steps, validation_batch_size, validation_freq):
-        from .callbacks import CallbackList, History, ProgbarLogger
+        from .callbacks import CallbackList, History
         from .utils.data import DataStream, num_steps
         self._require_compiled()
         if class_weight is not None and sample_weight is not None:
@@ -629,16 +639,32 @@ class Model:
         steps = num_steps(x, batch_size, steps_per_epoch)
         net = self._core()
         start = self._trunk_start()
-        cache = self._trunk_cache(x, start)
-        stream = DataStream(x, y, batch_size, shuffle, cached=cache, sample_weight=sample_weight)
-        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
-                           verbose=verbose, epochs=epochs, steps=steps)
-        history = next(c for c in cbs if isinstance(c, History))
-        user_cbs = [c for c in cbs if not isinstance(c, (History, ProgbarLogger))]
-        self._val_cache = None
-        if validation_data is not None:
-            vx, vy = self._unpack_validation(validation_data)
-            self._val_cache = (vx, self._trunk_cache(vx, start))
+        cache, self._val_cache = None, None
+        try:
+            cache = self._trunk_cache(x, start)
+            stream = DataStream(x, y, batch_size, shuffle, cached=cache,
+                                sample_weight=sample_weight)
+            cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
+                               model=self, verbose=verbose, epochs=epochs, steps=steps)
+            history = next(c for c in cbs if isinstance(c, History))
+            if validation_data is not None:
+                vx, vy = self._unpack_validation(validation_data)
+                self._val_cache = (vx, self._trunk_cache(vx, start))
+            self._epochs(net, start, cache, stream, cbs, epochs, initial_epoch,
+                         steps_per_epoch, class_weight, validation_data is not None and
+                         (vx, vy, validation_batch_size or batch_size, validation_steps,
+                          validation_freq))
+        finally:                    # also after an exception or Ctrl-C
+            for c in (cache, self._val_cache and self._val_cache[1]):
+                if c is not None:
+                    c.close()
+            self._val_cache = None
+        self.history = history
+        return history
+
+    def _epochs(self, net, start, cache, stream, cbs, epochs, initial_epoch, steps_per_epoch,
+                class_weight, validation):
+        """fit's loop; ``validation``: (x, y, batch_size, steps, freq) or False."""
         self.stop_training = False
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -660,27 +686,21 @@ class Model:
                 if self.stop_training:
                     break
             if seen == 0:
-                warnings.warn(_RAN_OUT, stacklevel=3)
+                warnings.warn(_RAN_OUT, stacklevel=4)
                 break
             logs = self._logs(loss_sum, correct, seen)
-            if validation_data is not None and (epoch + 1) % validation_freq == 0:
-                val = self.evaluate(vx, vy, batch_size=validation_batch_size or batch_size,
-                                    steps=validation_steps, verbose=0, return_dict=True,
-                                    callbacks=user_cbs)
+            if validation and (epoch + 1) % validation[4] == 0:
+                vx, vy, vbatch, vsteps, _ = validation
+                val = self.evaluate(vx, vy, batch_size=vbatch, steps=vsteps, verbose=0,
+                                    return_dict=True, callbacks=cbs)
                 logs.update({"val_" + k: v for k, v in val.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
             if steps_per_epoch is not None and seen and stream.exhausted:
-                warnings.warn(_RAN_OUT, stacklevel=3)
+                warnings.warn(_RAN_OUT, stacklevel=4)
                 break
         cbs.on_train_end()
-        for c in (cache, self._val_cache and self._val_cache[1]):
-            if c is not None:
-                c.close()
-        self._val_cache = None
-        self.history = history
-        return history
 
     def fine_tune(self, x, validation_data=None, head_epochs=20, epochs=8,
                   unfreeze_from="conv_dw_7", head_learning_rate=1e-3, learning_rate=2e-5,
@@ -726,15 +746,18 @@ class Model:
                         batch_size=batch_size, verbose=verbose, callbacks=cbs)
 
     # -- inference ----------------------------------------------------------
-    def _forward_batches(self, x, y, batch_size, steps, with_targets):
+    def _forward_batches(self, x, y, batch_size, steps, with_targets, on_begin):
+        """Yields (n, targets, outputs) per batch; ``on_begin(i)`` is called
+        before batch i is computed (the callbacks' *_batch_begin)."""
         from .utils.data import batches
         net = self._core()
         cache, start = None, 0
         val_cache = self._val_cache
         if val_cache is not None and val_cache[0] is x:          # validation inside fit
             cache, start = val_cache[1], self._trunk_start()
-        for xb, yb, ids in batches(x, y, batch_size, False, steps, with_targets=with_targets,
-                                   cached=cache):
+        for i, (xb, yb, ids) in enumerate(batches(x, y, batch_size, False, steps,
+                                                  with_targets=with_targets, cached=cache)):
+            on_begin(i)
             xb = None if xb is None else self._to_input(xb)   # None: cached
             feats, s0 = self._features(net, xb, ids, cache, start)
             out = self._inference_forward(feats) if s0 == 0 else \
@@ -750,9 +773,8 @@ class Model:
         cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
         cbs.on_predict_begin()
         outs = []
-        for i, (_, _, out) in enumerate(self._forward_batches(x, None, batch_size, n_steps,
-                                                                False)):
-            cbs.on_predict_batch_begin(i)
+        for i, (_, _, out) in enumerate(self._forward_batches(
+                x, None, batch_size, n_steps, False, cbs.on_predict_batch_begin)):
             outs.append(out)
             cbs.on_predict_batch_end(i, {"outputs": out})
             if bar:
@@ -785,13 +807,15 @@ class Model:
         self._require_compiled()
         n_steps = num_steps(x, batch_size, steps)
         bar = _progbar(n_steps, verbose, ["loss", *self.compiled_metrics])  # running means
-        cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
+        if isinstance(callbacks, CallbackList):     # fit's own list (validation)
+            cbs = callbacks
+        else:
+            cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
         cbs.on_test_begin()
         loss_sum, correct, seen = 0.0, 0, 0
         from_softmax = self._softmax_output()
-        for i, (n, yb, out) in enumerate(self._forward_batches(x, y, batch_size, n_steps,
-                                                                 True)):
-            cbs.on_test_batch_begin(i)
+        for i, (n, yb, out) in enumerate(self._forward_batches(
+                x, y, batch_size, n_steps, True, cbs.on_test_batch_begin)):
             yb = self._to_target(yb, n).reshape(n, -1)
             p = out.reshape(n, -1)
             loss_sum += float(np.sum(categorical_crossentropy(yb, p, from_softmax)))

@@ -4,11 +4,52 @@ rule and its state run in C (see csrc/network.c)."""
 __all__ = ["Optimizer", "SGD", "Adam", "get"]
 
 
+import math
+
+import numpy as np
+
+
+class _LearningRate(float):
+    """An optimizer's learning rate: a float that also answers the Keras
+    variable calls users write, ``optimizer.learning_rate.assign(1e-5)``
+    and ``.numpy()``.  ``assign`` sets the optimizer's rate (read it again
+    from the optimizer: this float keeps its value)."""
+
+    def __new__(cls, value, owner):
+        self = super().__new__(cls, value)
+        self._owner = owner
+        return self
+
+    def assign(self, value):
+        self._owner.learning_rate = value
+        return self._owner.learning_rate
+
+    def numpy(self):
+        return np.float32(self)
+
+
 class Optimizer:
     _core_name = None
 
     def __init__(self, learning_rate):
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = learning_rate
+
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if callable(value) and not isinstance(value, (int, float, np.number)):
+            raise NotImplementedError("learning-rate schedules are not supported; pass a "
+                                      "number (and change it with a callback, e.g. "
+                                      "aslnet.callbacks.LearningRateScheduler)")
+        value = float(value)
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"learning_rate must be finite and >= 0, got {value}")
+        self._learning_rate = _LearningRate(value, self)
+
+    lr = learning_rate          # tf.keras 2's name
 
     def _core_config(self):
         raise NotImplementedError

@@ -6,7 +6,7 @@ Batch normalization is folded into those convolutions (kernel and bias, no stati
 ``bn_init`` of :func:`mobilenet_v1_weights` chooses how Keras's batch-norm layers are filled.
 
 Weight files are found like Keras finds its own: :func:`resolve_weights_dir` looks at an
-explicit folder, then the cache ``$ASLNET_HOME/weights`` (default ``~/.cache/aslnet``), then
+explicit folder, then the cache ``$ASLNET_HOME/weights`` (default ``~/.cache/aslnet/weights``), then
 a folder named by ``$ASLNET_WEIGHTS``, and else downloads the files into the cache (base URL
 ``$ASLNET_WEIGHTS_URL``, default the pinned GitHub commit), verifying SHA-256 hashes.
 """
@@ -83,8 +83,9 @@ def resolve_weights_dir(explicit: str | os.PathLike | None = None) -> Path:
 
     Order: ``explicit`` (if given it must hold the files: no fallback), the cache
     :func:`weights_cache_dir`, the folder ``$ASLNET_WEIGHTS`` (each used if it holds all the
-    files), then a download of the files missing from the cache into the cache.
-    Raises :class:`WeightsIntegrityError` for a consulted file with a wrong hash and
+    files), then a download of the files missing from the cache, or corrupt there, into the
+    cache.  Raises :class:`WeightsIntegrityError` for a file with a wrong hash in ``explicit``
+    or ``$ASLNET_WEIGHTS`` (folders of the user's: never overwritten) and
     :class:`WeightsNotFoundError` when the files can be neither found nor fetched.
     """
     if explicit is not None:
@@ -95,13 +96,17 @@ def resolve_weights_dir(explicit: str | os.PathLike | None = None) -> Path:
                 f"{folder} lacks the MobileNet v1 weight files {', '.join(missing)}")
         return folder
     cache = weights_cache_dir()
-    candidates = [cache]
+    missing, corrupt = _check_files(cache)
+    if not missing and not corrupt:
+        return cache
     if os.environ.get("ASLNET_WEIGHTS"):
-        candidates.append(Path(os.environ["ASLNET_WEIGHTS"]).expanduser())
-    for folder in candidates:
+        folder = Path(os.environ["ASLNET_WEIGHTS"]).expanduser()
         if not _missing_files(folder):
             return folder
-    _download(_missing_files(cache), cache)
+    for name in corrupt:        # the cache is aslnet's: a bad file there is fetched again
+        log.warning("%s has the wrong SHA-256 (an interrupted copy or another version); "
+                    "downloading it again", cache / name)
+    _download(missing + corrupt, cache)
     return cache
 
 
@@ -113,17 +118,27 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _missing_files(folder: Path) -> list[str]:
-    """Names of the needed files absent from ``folder``; raise if a present one is corrupt."""
-    missing = []
+def _check_files(folder: Path) -> tuple[list[str], list[str]]:
+    """Names of the needed files (absent from ``folder``, there with a wrong SHA-256)."""
+    missing, corrupt = [], []
     for name, expected in WEIGHT_FILES.items():
         path = folder / name
         if not path.is_file():
             missing.append(name)
         elif _sha256(path) != expected:
-            raise WeightsIntegrityError(
-                f"{path} has the wrong SHA-256 (expected {expected}); the file is corrupt or "
-                f"not the expected version: delete or replace it")
+            corrupt.append(name)
+    return missing, corrupt
+
+
+def _missing_files(folder: Path) -> list[str]:
+    """Names of the needed files absent from ``folder``; raise if a present one is corrupt
+    (a folder of the user's: never overwritten)."""
+    missing, corrupt = _check_files(folder)
+    if corrupt:
+        path = folder / corrupt[0]
+        raise WeightsIntegrityError(
+            f"{path} has the wrong SHA-256 (expected {WEIGHT_FILES[corrupt[0]]}); the file is "
+            f"corrupt or not the expected version: delete or replace it")
     return missing
 
 

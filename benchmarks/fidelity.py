@@ -4,7 +4,7 @@ weights (aslnet's, exported with ``aslnet.utils.keras_export.to_keras``); prints
 with the test accuracy and fit time.  Run each side in its own process:
 
     python -m benchmarks.fidelity aslnet SEED    # first: writes the initial head weights
-    python -m benchmarks.fidelity keras SEED
+    python -m benchmarks.fidelity keras SEED     # after aslnet's run of the same SEED
 
 With ``--same-order`` both sides also see the same batches: each epoch's order is a
 permutation drawn from the seed, fed with ``shuffle=False`` one epoch at a time (the
@@ -12,7 +12,7 @@ optimizer state carries over), which leaves the frameworks' arithmetic as the on
 difference.  ``--bf16`` (aslnet only) runs under the mixed_bfloat16 dtype policy: the
 accuracy cost of bfloat16 is the difference from the float32 run of the same seed.
 
-The split is valid 30 / test 20 per class (split seed 0, 1,218 train images): 200 test
+The split is valid 30 / test 20 per class (split seed 0, 1,268 train images): 200 test
 images, so one image is 0.5 pp.  Seeds change the new head's initialisation and the batch
 order.
 """

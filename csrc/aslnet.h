@@ -137,6 +137,8 @@ asl_status asl_net_apply_gradients(asl_net *net);
 int64_t asl_net_iterations(const asl_net *net);
 void asl_net_set_iterations(asl_net *net, int64_t it);
 asl_status asl_net_slot(asl_net *net, int layer, int j, int k, float **slot);
+/* Forget the optimizer state (slots and iteration count): a new optimizer. */
+void asl_net_reset_optimizer(asl_net *net);
 
 /* forward(training) + categorical cross-entropy + backward + update.
  * y_true[n, classes]; loss: batch mean; y_pred (optional): predictions. */

@@ -746,6 +746,14 @@ static PyObject *Net_set_optimizer(NetObject *self, PyObject *args, PyObject *kw
     Py_RETURN_NONE;
 }
 
+static PyObject *Net_reset_optimizer(NetObject *self, PyObject *noargs)
+{
+    (void)noargs;
+    if (enter(self)) return NULL;
+    asl_net_reset_optimizer(self->net);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Net_set_learning_rate(NetObject *self, PyObject *args)
 {
     float lr;
@@ -935,6 +943,8 @@ static PyMethodDef Net_methods[] = {
     {"set_optimizer", (PyCFunction)(void (*)(void))Net_set_optimizer, METH_VARARGS | METH_KEYWORDS,
      "set_optimizer('adam'|'sgd', learning_rate=..., ...)"},
     {"set_learning_rate", (PyCFunction)Net_set_learning_rate, METH_VARARGS, ""},
+    {"reset_optimizer", (PyCFunction)Net_reset_optimizer, METH_NOARGS,
+     "forget the optimizer's slots and iteration count"},
     {"apply_gradients", (PyCFunction)Net_apply_gradients, METH_NOARGS, "one optimizer step"},
     {"slot", (PyCFunction)Net_slot, METH_VARARGS, "copy of optimizer slot k of (i, j), or None"},
     {"set_slot", (PyCFunction)Net_set_slot, METH_VARARGS, "set optimizer slot k of (i, j)"},

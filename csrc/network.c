@@ -718,6 +718,19 @@ asl_status asl_net_set_learning_rate(asl_net *net, float lr)
 int64_t asl_net_iterations(const asl_net *net) { return net->iterations; }
 void asl_net_set_iterations(asl_net *net, int64_t it) { net->iterations = it; }
 
+void asl_net_reset_optimizer(asl_net *net)
+{
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        for (int j = 0; j < l->nparams; j++)
+            for (int k = 0; k < 2; k++) {
+                asl_free(l->p[j].slot[k]);
+                l->p[j].slot[k] = NULL;
+            }
+    }
+    net->iterations = 0;
+}
+
 static int nslots(const asl_net *net)
 {
     if (!net->has_opt) return 0;

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from aslnet.callbacks import (
-    Callback, CallbackList, EarlyStopping, History, ModelCheckpoint, ProgbarLogger)
+    Callback, CallbackList, EarlyStopping, History, LearningRateScheduler, ModelCheckpoint,
+    ProgbarLogger, ReduceLROnPlateau)
 
 
 class FakeModel:
@@ -203,3 +204,75 @@ def test_progbar_logger_lines(capsys):
     out = capsys.readouterr().out
     assert "Epoch 1/1" not in out
     assert re.search(r"3/3 \[={30}\] - \d+s .*/step - loss: 1\.0000 - val_loss: 0\.5000\n$", out)
+
+
+# -- learning-rate callbacks: the rates Keras's own callbacks set, epoch by epoch ---------
+class _Optimizer:
+    def __init__(self, lr):
+        self.learning_rate = lr
+
+
+def _lr_run(callback, epoch_logs, lr=1.0):
+    """Drive ``callback`` through a fit on a fake model; the rate after each epoch."""
+    model = FakeModel()
+    model.optimizer = _Optimizer(lr)
+    callback.set_model(model)
+    callback.set_params({"epochs": len(epoch_logs), "steps": 1, "verbose": 0})
+    callback.on_train_begin()
+    rates = []
+    for epoch, logs in enumerate(epoch_logs):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, dict(logs))
+        rates.append(float(model.optimizer.learning_rate))
+    return rates
+
+
+PLATEAU_CASES = [
+    (dict(patience=2, factor=0.5), losses(1.0, 0.9, 0.95, 0.97, 0.99, 0.5, 0.6, 0.7, 0.8)),
+    (dict(patience=1, factor=0.1, cooldown=2, min_lr=0.005),
+     losses(1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7)),
+    (dict(patience=1, min_delta=0.1), losses(1.0, 0.95, 0.8, 0.75, 0.74)),
+    (dict(monitor="val_accuracy", patience=1, factor=0.5),
+     [{"loss": 1.0, "val_accuracy": a} for a in (0.5, 0.6, 0.55, 0.7, 0.7, 0.7)]),
+    (dict(monitor="val_loss", mode="max", patience=1, factor=0.5), losses(1.0, 0.9, 0.8)),
+]
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("kwargs,logs", PLATEAU_CASES)
+def test_reduce_lr_on_plateau_sets_the_rates_keras_sets(kwargs, logs):
+    keras = pytest.importorskip("keras")
+    ours = _lr_run(ReduceLROnPlateau(**kwargs), logs)
+    # Keras 3 finds an accuracy's direction in its compiled metric objects (our model has
+    # none: its own callbacks need mode='max' there); ours maximises accuracies in 'auto'.
+    mode = "max" if "accuracy" in kwargs.get("monitor", "") else kwargs.get("mode", "auto")
+    theirs = _lr_run(keras.callbacks.ReduceLROnPlateau(**{**kwargs, "mode": mode}), logs)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    assert len(set(ours)) > 1          # each case does reduce
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("schedule", [lambda epoch, lr: lr * 0.5 if epoch else lr,
+                                      lambda epoch: 0.1 / (epoch + 1)])
+def test_learning_rate_scheduler_sets_the_rates_keras_sets(schedule):
+    keras = pytest.importorskip("keras")
+    logs = losses(1, 1, 1, 1)
+    assert _lr_run(LearningRateScheduler(schedule), logs) == \
+        _lr_run(keras.callbacks.LearningRateScheduler(schedule), logs)
+
+
+def test_lr_callbacks_log_the_rate_and_check_their_arguments(capsys):
+    model = FakeModel()
+    model.optimizer = _Optimizer(0.1)
+    fit([LearningRateScheduler(lambda e: 0.1 * 2 ** -e, verbose=1)], losses(1, 1, 1),
+        model=model)
+    assert "Epoch 3: LearningRateScheduler setting learning rate to 0.025." in \
+        capsys.readouterr().out
+    model, h = fit([ReduceLROnPlateau(patience=1)], losses(1, 2, 3), model=model)
+    assert h.history["learning_rate"] == pytest.approx([0.025, 0.025, 0.0025], rel=1e-12)
+    with pytest.raises(ValueError, match="float"):
+        _lr_run(LearningRateScheduler(lambda e: "fast"), losses(1))
+    with pytest.raises(ValueError, match="factor"):
+        ReduceLROnPlateau(factor=1.0)
+    with pytest.warns(UserWarning, match="val_acc.*not available"):
+        _lr_run(ReduceLROnPlateau(monitor="val_acc"), losses(1))

@@ -33,6 +33,19 @@ def test_policies_as_keras_names_them():
         small_model().dtype_policy = "float64"
 
 
+def test_policies_given_as_keras_objects_or_none():
+    model = small_model()
+    keras = pytest.importorskip("keras")
+    model.dtype_policy = keras.mixed_precision.DTypePolicy("mixed_bfloat16")
+    assert model.dtype_policy == mixed_precision.DTypePolicy("mixed_bfloat16")
+    model.dtype_policy = None                    # the default, as set_global_policy(None)
+    assert model.dtype_policy.name == "float32"
+    with pytest.raises(ValueError, match="Unknown dtype policy"):
+        model.dtype_policy = keras.mixed_precision.DTypePolicy("mixed_float16")
+    with pytest.raises(ValueError, match="Unknown dtype policy"):
+        model.dtype_policy = 3
+
+
 def test_global_policy_applies_to_models_created_after():
     before = small_model()
     mixed_precision.set_global_policy("mixed_bfloat16")

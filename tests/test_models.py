@@ -640,3 +640,143 @@ def test_weighted_losses_match_keras(how):
         plain.compile(SGD(0.5), "categorical_crossentropy")
         plain.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
         assert np.abs(plain.get_weights()[0] - model.get_weights()[0]).max() > 1e-3
+
+
+# -- fit's state after errors, optimizer state, callback order, learning rate ----------
+def test_an_interrupted_fit_leaves_no_stale_validation_cache():
+    """Ctrl-C (or an exception) inside fit: the frozen trunk's cached validation features
+    must not answer a later evaluate on the same array after the trunk changed."""
+    x, y = data(12)
+    model = small_model().freeze(upto=-1)
+    model.compile(SGD(0.1), "categorical_crossentropy")
+
+    class Interrupt(aslnet.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0, callbacks=[Interrupt()])
+    assert model._val_cache is None
+    other = small_model(seed=7).get_weights()
+    model.set_weights(other[:-2] + model.get_weights()[-2:])      # a new trunk
+    twin = small_model(seed=3)
+    twin.set_weights(model.get_weights())
+    twin.compile(SGD(0.1), "categorical_crossentropy")
+    assert model.evaluate(x, y, verbose=0) == twin.evaluate(x, y, verbose=0)
+
+
+def test_compile_with_a_new_optimizer_starts_from_zero():
+    """Keras: compiling with a new optimizer forgets the old one's moments and iteration
+    count; compiling again with the same optimizer keeps them."""
+    x, y = data(8)
+    model = small_model()
+    adam = Adam(1e-2)
+    model.compile(adam, "categorical_crossentropy")
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    state = model.get_optimizer_state()
+    model.compile(adam, "categorical_crossentropy")
+    kept = model.get_optimizer_state()
+    assert kept["iterations"] == state["iterations"] == 2
+    for key, value in state["slots"].items():
+        np.testing.assert_array_equal(kept["slots"][key], value)
+    model.compile(Adam(1e-3), "categorical_crossentropy")
+    assert model.get_optimizer_state()["iterations"] == 0
+    fresh = small_model(seed=4)
+    fresh.set_weights(model.get_weights())
+    fresh.compile(Adam(1e-3), "categorical_crossentropy")
+    for m in (model, fresh):
+        m.train_on_batch(x, y)
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_validation_inside_fit_keeps_the_callbacks_params():
+    seen = []
+
+    class Params(aslnet.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((dict(self.params), self.model))
+    x, y = data(8)
+    model = small_model()
+    model.compile(SGD(0.0), "categorical_crossentropy")
+    model.fit(x, y, batch_size=4, epochs=2, validation_data=(x, y), verbose=0,
+              callbacks=[Params()])
+    assert [(p["epochs"], p["steps"], m) for p, m in seen] == [(2, 2, model)] * 2
+
+
+@pytest.mark.parametrize("method", ["predict", "evaluate"])
+def test_batch_begin_callbacks_run_before_the_batch_is_computed(method):
+    """A callback that changes the weights in on_*_batch_begin(i) changes batch i's result
+    (Keras calls the hook, then computes the batch)."""
+    model = _tiny()
+    model.compile(SGD(0.0), "categorical_crossentropy")
+    x = np.zeros((8, 4), np.float32)
+    y = np.eye(4, dtype=np.float32)[np.zeros(8, int)]
+
+    class SetBias(aslnet.callbacks.Callback):
+        def on_batch(self, i, logs=None):
+            kernel, _ = self.model.get_weights()
+            self.model.set_weights([kernel, np.array([i + 1.0, 0, 0, 0], np.float32)])
+        on_predict_batch_begin = on_test_batch_begin = on_batch
+    p = 1 / (1 + 3 * np.exp(-np.array([1.0, 2.0])))    # softmax([i + 1, 0, 0, 0])[0]
+    if method == "predict":
+        out = model.predict(x, batch_size=4, verbose=0, callbacks=[SetBias()])
+        np.testing.assert_allclose(out[::4, 0], p, rtol=1e-6)
+    else:
+        loss = model.evaluate(x, y, batch_size=4, verbose=0, callbacks=[SetBias()])
+        np.testing.assert_allclose(loss, -np.log(p).mean(), rtol=1e-6)
+
+
+def test_learning_rate_assign_as_keras_users_write_it():
+    x, y = data(8)
+    model = small_model().freeze(upto=-1)       # the Dense alone: no moving statistics
+    model.compile(Adam(1e-2), "categorical_crossentropy")
+    model.optimizer.learning_rate.assign(0.0)
+    assert model.optimizer.learning_rate == 0.0 and model.optimizer.lr == 0.0
+    assert model.optimizer.learning_rate.numpy().dtype == np.float32
+    before = model.get_weights()
+    model.train_on_batch(x, y)                 # Adam with rate 0 moves nothing
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.optimizer.lr = 1e-2
+    model.train_on_batch(x, y)
+    assert np.abs(model.get_weights()[-2] - before[-2]).max() > 1e-4
+    for bad in (-1.0, float("nan"), "fast"):
+        with pytest.raises(ValueError):
+            model.optimizer.learning_rate = bad
+    with pytest.raises(NotImplementedError, match="schedule"):
+        Adam(learning_rate=lambda step: 1e-3)
+
+
+def test_learning_rate_scheduler_reaches_the_core():
+    """LearningRateScheduler sets each epoch's rate before its batches: rate 0 in epoch 1
+    leaves the weights of epoch 0 untouched."""
+    x, y = data(8)
+    model = small_model().freeze(upto=-1)       # the Dense alone: no moving statistics
+    model.compile(SGD(0.1), "categorical_crossentropy")
+    after = []
+
+    class Weights(aslnet.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            after.append(self.model.get_weights())
+    h = model.fit(x, y, epochs=3, verbose=0, callbacks=[
+        aslnet.callbacks.LearningRateScheduler(lambda e, lr: [0.1, 0.0, 0.05][e]), Weights()])
+    assert h.history["learning_rate"] == [0.1, 0.0, 0.05]
+    for a, b in zip(after[0], after[1]):
+        np.testing.assert_array_equal(a, b)
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(after[1], after[2]))
+
+
+def test_load_pretrained_and_freeze_check_their_arguments(shared_weights_dir):
+    for kw in ({"num_classes": 2.5}, {"num_classes": 0}, {"num_classes": True},
+               {"trainable_layers": -3}, {"trainable_layers": 2.5},
+               {"trainable_layers": 1000}, {"name": "resnet"}):
+        with pytest.raises(ValueError, match=next(iter(kw)).replace("name", "model")):
+            aslnet.load_pretrained(weights_dir=shared_weights_dir, **kw)
+    model = aslnet.load_pretrained(num_classes=3, trainable_layers=0,
+                                   weights_dir=shared_weights_dir, input_shape=None)
+    assert model.input_shape == (None, 224, 224, 3) and model.trainable_weights == []
+    with pytest.raises(ValueError, match="89 layers"):
+        model.freeze(upto=-90)
+    with pytest.raises(TypeError, match="upto"):
+        model.freeze(upto=2.0)
+    assert sum(l.trainable for l in model.freeze(upto=89).layers) == 0

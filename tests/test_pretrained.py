@@ -345,13 +345,35 @@ def test_default_cache_location(tmp_path, monkeypatch):
     assert weights_cache_dir() == tmp_path / ".cache" / "aslnet" / "weights"
 
 
-def test_corrupt_local_file_is_an_error(shared_weights_dir, monkeypatch):
+def test_corrupt_file_in_users_folder_is_an_error(tmp_path, shared_weights_dir, monkeypatch):
+    """$ASLNET_WEIGHTS is the user's: a bad file there is reported, never replaced."""
+    env = populate(tmp_path / "env", shared_weights_dir)
+    (env / LABELS_FILE).write_text("background\n")
+    monkeypatch.setenv("ASLNET_WEIGHTS", str(env))
+    with pytest.raises(WeightsIntegrityError, match="wrong SHA-256") as info:
+        resolve_weights_dir()
+    assert str(env / LABELS_FILE) in str(info.value)
+    assert (env / LABELS_FILE).read_text() == "background\n"
+    with pytest.raises(WeightsIntegrityError, match="wrong SHA-256"):
+        resolve_weights_dir(env)
+
+
+def test_corrupt_cache_file_falls_through_to_env(shared_weights_dir, monkeypatch):
     cache = populate(weights_cache_dir(), shared_weights_dir)
     (cache / LABELS_FILE).write_text("background\n")
     monkeypatch.setenv("ASLNET_WEIGHTS", str(shared_weights_dir))
-    with pytest.raises(WeightsIntegrityError, match="wrong SHA-256") as info:
-        resolve_weights_dir()
-    assert str(cache / LABELS_FILE) in str(info.value)
+    assert resolve_weights_dir() == shared_weights_dir
+
+
+def test_corrupt_cache_file_is_downloaded_again(mirror, monkeypatch, caplog):
+    cache = populate(weights_cache_dir(), mirror)
+    (cache / LABELS_FILE).write_text("background\n")      # e.g. an interrupted copy
+    with serve(mirror) as (url, requests):
+        monkeypatch.setenv("ASLNET_WEIGHTS_URL", url)
+        assert resolve_weights_dir() == cache
+    assert requests == [LABELS_FILE]
+    assert (cache / LABELS_FILE).read_bytes() == (mirror / LABELS_FILE).read_bytes()
+    assert "wrong SHA-256" in caplog.text
 
 
 def test_download(mirror, monkeypatch):
