@@ -27,6 +27,9 @@ class _LearningRate(float):
     def numpy(self):
         return np.float32(self)
 
+    def __reduce__(self):                  # copies and pickles are plain floats
+        return float, (float(self),)
+
 
 class Optimizer:
     _core_name = None
@@ -36,7 +39,7 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        return self._learning_rate
+        return _LearningRate(self._learning_rate, self)
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -47,7 +50,7 @@ class Optimizer:
         value = float(value)
         if not (math.isfinite(value) and value >= 0.0):
             raise ValueError(f"learning_rate must be finite and >= 0, got {value}")
-        self._learning_rate = _LearningRate(value, self)
+        self._learning_rate = value
 
     lr = learning_rate          # tf.keras 2's name
 

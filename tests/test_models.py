@@ -745,6 +745,10 @@ def test_learning_rate_assign_as_keras_users_write_it():
             model.optimizer.learning_rate = bad
     with pytest.raises(NotImplementedError, match="schedule"):
         Adam(learning_rate=lambda step: 1e-3)
+    import copy
+    twin = copy.deepcopy(model.optimizer)
+    twin.learning_rate.assign(0.5)
+    assert (twin.learning_rate, model.optimizer.learning_rate) == (0.5, 1e-2)
 
 
 def test_learning_rate_scheduler_reaches_the_core():
