@@ -18,8 +18,8 @@ def set_num_threads(n):
     """Threads used by the C core for every model (0 or None: all cores)."""
     global _num_threads
     n = 0 if n is None else int(n)
-    if n < 0:
-        raise ValueError(f"num_threads must be >= 0, got {n}")
+    if not 0 <= n <= 1024:
+        raise ValueError(f"num_threads must be in [0, 1024] (0: all cores), got {n}")
     _num_threads = n
 
 

@@ -176,12 +176,60 @@ def _conv_fans(shape):
     return shape[-2] * rf, shape[-1] * rf
 
 
+# Keras arguments that aslnet's layers take only at the value that changes
+# nothing: another value is refused, never ignored.
+_NEUTRAL_ARGS = {
+    "dtype": ((None, "float32"), "'float32' (set mixed_bfloat16 as the model's dtype_policy)"),
+    "data_format": ((None, "channels_last"), "'channels_last'"),
+    "dilation_rate": ((1, (1, 1)), "1"),
+    "groups": ((1,), "1"),
+    "autocast": ((True,), "True"),
+}
+for _k in ("kernel", "bias", "depthwise", "beta", "gamma", "activity"):
+    _NEUTRAL_ARGS[_k + "_regularizer"] = ((None,), "None: aslnet has no regularizers")
+for _k in ("kernel", "bias", "depthwise", "beta", "gamma"):
+    _NEUTRAL_ARGS[_k + "_constraint"] = ((None,), "None: aslnet has no constraints")
+
+
+def _is_neutral(value, allowed):
+    value = getattr(value, "name", value)            # a dtype policy object
+    if isinstance(value, list):
+        value = tuple(value)
+    try:
+        return any(value == a and type(value) is type(a) or value is a for a in allowed)
+    except (TypeError, ValueError):
+        return False
+
+
+def _pop_input_shape(kwargs):
+    """Keras's input_shape / batch_input_shape / input_dim on a layer (used
+    by a Sequential when the layer comes first; ignored elsewhere, as Keras)."""
+    shape = None
+    if kwargs.get("input_shape") is not None:
+        shape = tuple(kwargs["input_shape"])
+    elif kwargs.get("batch_input_shape") is not None:
+        shape = tuple(kwargs["batch_input_shape"])[1:]
+    elif kwargs.get("input_dim") is not None:
+        shape = (int(kwargs["input_dim"]),)
+    for key in ("input_shape", "batch_input_shape", "input_dim", "batch_size"):
+        kwargs.pop(key, None)
+    return shape
+
+
 class Layer:
     """Base class: name, trainable flag, weights, the functional call."""
 
     _base_name = "layer"
+    _training_dependent = False      # computes differently in training mode
 
     def __init__(self, name=None, trainable=True, **kwargs):
+        self._input_shape_arg = _pop_input_shape(kwargs)
+        for key in [k for k in kwargs if k in _NEUTRAL_ARGS]:
+            value = kwargs.pop(key)
+            allowed, what = _NEUTRAL_ARGS[key]
+            if not _is_neutral(value, allowed):
+                raise NotImplementedError(f"{type(self).__name__}: {key}={value!r} is not "
+                                          f"supported by aslnet (only {what})")
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(kwargs)}")
         self.name = name or backend.unique_name(self._base_name)
@@ -206,6 +254,24 @@ class Layer:
     def _add_weight(self, name, value, trainable=True):
         value = np.ascontiguousarray(value, dtype=np.float32)
         self._vars.append(Variable(f"{self.name}/{name}:0", value, trainable))
+
+    _WEIGHT_ATTRS = ("kernel", "bias", "depthwise_kernel", "gamma", "beta", "moving_mean",
+                     "moving_variance")
+
+    def __getattr__(self, attr):
+        """Keras's ``layer.kernel`` / ``layer.bias`` / ``layer.gamma`` ...: the Variable
+        (``bias`` is None for a layer built without one)."""
+        if attr in Layer._WEIGHT_ATTRS and "_vars" in self.__dict__:
+            for v in self.__dict__["_vars"]:
+                if v.name.rsplit("/", 1)[-1] == attr + ":0":
+                    return v
+            if attr == "bias" and getattr(self, "use_bias", None) is False:
+                return None
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    @property
+    def dtype(self):
+        return "float32"
 
     @property
     def weights(self):
@@ -252,10 +318,20 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def __call__(self, x):
+    def __call__(self, x, training=None):
+        if training is not None and self._training_dependent:
+            raise NotImplementedError(
+                f"Layer '{self.name}': training={training!r} in a layer call is not supported; "
+                "aslnet runs a layer in training mode inside fit when it is trainable "
+                "(BatchNormalization, Dropout) and in inference mode otherwise: set "
+                "layer.trainable instead")
         if not isinstance(x, KerasTensor):
+            module = (type(x).__module__ or "").split(".")[0]
+            hint = (f" from {module}: aslnet layers do not mix with other frameworks' tensors"
+                    if module in ("keras", "tensorflow", "tf_keras", "torch") else "")
             raise TypeError(f"Layer '{self.name}' must be called on the output of another "
-                            f"layer (e.g. Input(...)); got {type(x).__name__}")
+                            f"aslnet layer (e.g. aslnet.layers.Input(...)); got "
+                            f"{type(x).__name__}{hint}")
         if self._output is not None:
             raise NotImplementedError(f"Layer '{self.name}' is already in use; aslnet models "
                                       "are chains and do not share a layer twice")
@@ -300,14 +376,16 @@ class Layer:
 class InputLayer(Layer):
     _base_name = "input"
 
-    def __init__(self, input_shape=None, batch_size=None, name=None, **kwargs):
-        kwargs.pop("dtype", None)
+    def __init__(self, input_shape=None, batch_size=None, name=None, shape=None, **kwargs):
+        kwargs.pop("dtype", None)          # inputs are converted to float32
         if "batch_input_shape" in kwargs:
             input_shape = tuple(kwargs.pop("batch_input_shape"))[1:]
+        if input_shape is None:
+            input_shape = shape            # Keras 3's name
+        if input_shape is None:
+            raise ValueError("InputLayer needs shape (or input_shape)")
         super().__init__(name=name or backend.unique_name("input", zero_based=False),
                          **kwargs)
-        if input_shape is None:
-            raise ValueError("InputLayer needs input_shape")
         input_shape = tuple(int(d) if d is not None else None for d in input_shape)
         if any(d is None or d < 1 for d in input_shape):
             raise ValueError(f"aslnet needs a fully known input shape, got {input_shape}")
@@ -455,6 +533,7 @@ class BatchNormalization(Layer):
     statistics and updates the moving ones (momentum 0.99)."""
 
     _base_name = "batch_normalization"
+    _training_dependent = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -511,7 +590,6 @@ class _GlobalPooling2D(Layer):
     _kind = None
 
     def __init__(self, keepdims=False, name=None, **kwargs):
-        kwargs.pop("data_format", None)
         super().__init__(name=name, **kwargs)
         self.keepdims = bool(keepdims)
 
@@ -539,6 +617,7 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
 
 class Dropout(Layer):
     _base_name = "dropout"
+    _training_dependent = True
 
     def __init__(self, rate, noise_shape=None, seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -591,7 +670,6 @@ class Flatten(Reshape):
     _base_name = "flatten"
 
     def __init__(self, name=None, **kwargs):
-        kwargs.pop("data_format", None)
         super().__init__((-1,), name=name, **kwargs)
 
     def get_config(self):

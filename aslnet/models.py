@@ -45,6 +45,20 @@ def _loss_name(loss):
     return name
 
 
+_ACCURACIES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
+
+
+def _metric_name(metric):
+    """The log name of an accuracy metric given by name or as a Keras metric
+    object (aslnet computes the one accuracy: argmax of the output against
+    the label, whatever the label's encoding)."""
+    name = metric if isinstance(metric, str) else getattr(metric, "name", None)
+    if name not in _ACCURACIES:
+        raise ValueError(f"Unsupported metric {metric!r}; aslnet has 'accuracy' (also "
+                         f"named {', '.join(_ACCURACIES[1:])})")
+    return name
+
+
 def categorical_crossentropy(y_true, y_pred, from_softmax=True):
     """Keras's categorical cross-entropy per sample.  For a softmax output
     Keras uses the logits (no clipping): -log(p) of the float32 softmax,
@@ -167,6 +181,17 @@ class Model:
         if not isinstance(inputs, KerasTensor) or not isinstance(outputs, KerasTensor):
             raise TypeError("Model(inputs, outputs) takes the symbolic tensors of layers, "
                             "e.g. Input(shape=...) and a layer's output")
+        self._init_state(name or backend.unique_name("model"))
+        self._set_graph(inputs, outputs)
+
+    def _set_graph(self, inputs, outputs):
+        """The chain of layers from ``inputs`` (an Input) to ``outputs``."""
+        if not isinstance(inputs._layer, InputLayer):
+            raise ValueError(
+                f"A model's input must be an Input(...) tensor; got the output of layer "
+                f"'{inputs._layer.name}'.  aslnet cannot start a model inside another: to run "
+                "the layers after it, build a model from the original input (or copy their "
+                "weights into new layers called on a new Input)")
         chain, t = [], outputs
         while t is not None and t is not inputs:
             chain.append(t._layer)
@@ -174,19 +199,23 @@ class Model:
         if t is None:
             raise ValueError("outputs is not computed from inputs")
         chain.append(inputs._layer)
-        self.layers = chain[::-1]
-        names = [layer.name for layer in self.layers]
+        names = [layer.name for layer in chain]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"All layer names should be unique; the model has {dup} "
                              "more than once (pass name=... to the layers)")
-        self.name = name or backend.unique_name("model")
-        self._lock = threading.RLock()
-        self._trainable = True
+        self._layers = chain[::-1]
         self._input, self._output = inputs, outputs
         self._net = None                             # the C network (built by _core)
         self._net_state = {}                         # what was last sent to it
         self._early = None                           # (net, state, layers): _early_core
+
+    def _init_state(self, name):
+        self.name = name
+        self._lock = threading.RLock()
+        self._trainable = True
+        self._layers, self._input, self._output = [], None, None
+        self._net, self._net_state, self._early = None, {}, None
         self._dtype_policy = mixed_precision.global_policy()
         self._val_cache = None                       # (validation data, its trunk cache)
         self.optimizer = None
@@ -199,7 +228,16 @@ class Model:
         self.trunk_cache_bytes = 4 << 30
         self.trunk_cache_dir = None
 
+    def _require_built(self):
+        """A functional model is built when made (a Sequential may not be yet)."""
+
     # -- structure ------------------------------------------------------
+    @property
+    def layers(self):
+        """The model's layers in order; a functional model's first is its
+        InputLayer, a Sequential's is not (as in Keras)."""
+        return list(self._layers)
+
     input = property(lambda self: self._input)
     output = property(lambda self: self._output)
     inputs = property(lambda self: [self._input])
@@ -231,47 +269,48 @@ class Model:
         """As Keras: sets every layer's flag (``model.trainable = False``
         freezes the whole model; layers can be unfrozen one by one after)."""
         self._trainable = bool(value)
-        for layer in self.layers:
+        for layer in self._layers:
             layer.trainable = self._trainable
 
     def get_layer(self, name=None, index=None):
         if index is not None:
-            if not -len(self.layers) <= index < len(self.layers):
+            layers = self.layers
+            if not -len(layers) <= index < len(layers):
                 raise ValueError(f"Was asked to retrieve layer at index {index} but model "
-                                 f"only has {len(self.layers)} layers.")
-            return self.layers[index]
-        for layer in self.layers:
+                                 f"only has {len(layers)} layers.")
+            return layers[index]
+        for layer in self._layers:
             if layer.name == name:
                 return layer
         raise ValueError(f"No such layer: {name}. Existing layers are: "
-                         f"{[l.name for l in self.layers]}")
+                         f"{[l.name for l in self._layers]}")
 
     @property
     def weights(self):
-        return [v for l in self.layers for v in l.weights]
+        return [v for l in self._layers for v in l.weights]
 
     @property
     def trainable_weights(self):
-        return [v for l in self.layers for v in l.trainable_weights]
+        return [v for l in self._layers for v in l.trainable_weights]
 
     @property
     def non_trainable_weights(self):
-        return [v for l in self.layers for v in l.non_trainable_weights]
+        return [v for l in self._layers for v in l.non_trainable_weights]
 
     def count_params(self):
-        return sum(l.count_params() for l in self.layers)
+        return sum(l.count_params() for l in self._layers)
 
     def get_weights(self):
         """All weights, layer by layer, each layer's in Keras order."""
-        return [w for l in self.layers for w in l.get_weights()]
+        return [w for l in self._layers for w in l.get_weights()]
 
     def set_weights(self, weights):
         weights = list(weights)
-        expected = sum(len(l.weights) for l in self.layers)
+        expected = sum(len(l.weights) for l in self._layers)
         if len(weights) != expected:
             raise ValueError(f"Model '{self.name}' expects {expected} weight arrays, "
                              f"got {len(weights)}")
-        for l in self.layers:
+        for l in self._layers:
             k = len(l.weights)
             l.set_weights(weights[:k])
             weights = weights[k:]
@@ -280,23 +319,25 @@ class Model:
         """Freeze layers before ``upto`` (an index, e.g. -23, or a layer name),
         unfreeze the rest: the tutorial's ``for layer in model.layers[:-23]:
         layer.trainable = False`` in one call."""
+        layers = self.layers
         if upto is None:
-            first = len(self.layers)
+            first = len(layers)
         elif isinstance(upto, str):
-            first = self.layers.index(self.get_layer(upto))
+            first = layers.index(self.get_layer(upto))
         elif isinstance(upto, (int, np.integer)) and not isinstance(upto, bool):
-            if not -len(self.layers) <= upto <= len(self.layers):
-                raise ValueError(f"freeze(upto={upto}): the model has {len(self.layers)} "
+            if not -len(layers) <= upto <= len(layers):
+                raise ValueError(f"freeze(upto={upto}): the model has {len(layers)} "
                                  "layers")
-            first = upto % len(self.layers) if upto < 0 else upto   # as in slicing
+            first = upto % len(layers) if upto < 0 else upto   # as in slicing
         else:
             raise TypeError(f"freeze(upto=...) takes a layer index, a layer name or None, "
                             f"got {upto!r}")
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(layers):
             layer.trainable = i >= first
         return self
 
     def summary(self, line_length=None, positions=None, print_fn=None):
+        self._require_built()
         from .utils.summary import print_summary
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
 
@@ -342,15 +383,35 @@ class Model:
     def _core(self):
         """The C network, built on first use; synchronised with the layers'
         trainable flags and with weights changed from Python."""
+        self._require_built()
         if self._net is None:
-            self._net, self._core_index = self._build_net(self.layers[1:])
+            self._net, self._core_index = self._build_net(self._layers[1:])
             self._net_state = {"version": backend.weights_version()}
             self._early = None
             if self.optimizer is not None:
                 self._net.set_optimizer(self.optimizer._core_name,
                                         **self.optimizer._core_config())
-        self._sync(self._net, self._net_state, self.layers[1:])
+        self._sync(self._net, self._net_state, self._layers[1:])
+        pending, self._pending_opt = getattr(self, "_pending_opt", None), None
+        if pending is not None and self.optimizer is not None:   # from a copy or pickle
+            self.set_optimizer_state(pending)
         return self._net
+
+    # A copy (copy.deepcopy, pickle) carries the layers, weights, compile
+    # settings and optimizer state; its C network is built anew on first use.
+    _UNCOPIED = ("_lock", "_net", "_early", "_split_cache", "_val_cache", "_net_state")
+
+    def __getstate__(self):
+        with self._lock:
+            state = {k: v for k, v in self.__dict__.items() if k not in self._UNCOPIED}
+            if self._net is not None and self.optimizer is not None:
+                state["_pending_opt"] = self.get_optimizer_state()
+            return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._net, self._net_state, self._early, self._val_cache = None, {}, None, None
 
     # Batched inference runs the first layers, whose activations are large,
     # one image at a time (they then stay in the CPU's caches: the memory-
@@ -372,11 +433,11 @@ class Model:
             self._core()
         if getattr(self, "_split_cache", (None,))[0] is not self._net:
             big, split = False, None
-            for k, layer in enumerate(self.layers[1:-1], start=1):
+            for k, layer in enumerate(self._layers[1:-1], start=1):
                 size = 4 * int(np.prod(layer.output_shape))
                 big = big or size > self._MICRO_BYTES
                 if big and size <= self._MICRO_BYTES and isinstance(layer, (ReLU, Activation)):
-                    split = self._core_index[self.layers[k + 1].name][0]
+                    split = self._core_index[self._layers[k + 1].name][0]
                     break
             self._split_cache = (self._net, split)
         return self._split_cache[1]
@@ -384,7 +445,7 @@ class Model:
     def _early_core(self, split):
         """The second C network: the layers before core op ``split``."""
         if self._early is None:
-            layers = [l for l in self.layers[1:] if self._core_index[l.name][0] < split]
+            layers = [l for l in self._layers[1:] if self._core_index[l.name][0] < split]
             net, _ = self._build_net(layers)
             self._early = (net, {"version": backend.weights_version()}, layers)
         net, state, layers = self._early
@@ -439,12 +500,12 @@ class Model:
     def _trunk_start(self):
         """Core index of the first op of the first trainable layer with
         weights, if the layers below it can be cached (no dropout), else 0."""
-        for k, layer in enumerate(self.layers[1:], start=1):
+        for k, layer in enumerate(self._layers[1:], start=1):
             if isinstance(layer, Dropout) and layer.rate > 0:
                 return 0
             if layer.trainable and layer.trainable_weights:
                 return self._core_index[layer.name][0] if k > 1 else 0
-        return self._core_index[self.layers[-1].name][0]
+        return self._core_index[self._layers[-1].name][0]
 
     def _trunk_cache(self, data, start):
         """A _TrunkCache for ``data`` if caching is possible and fits."""
@@ -492,10 +553,8 @@ class Model:
             raise ValueError("aslnet has no RMSprop yet; use 'adam' or 'sgd'")
         new = optimizers_mod.get(optimizer)
         loss = _loss_name(loss)
-        metrics = list(metrics or [])
-        for m in metrics:
-            if m not in ("accuracy", "acc", "categorical_accuracy"):
-                raise ValueError(f"Unsupported metric {m!r}; aslnet has 'accuracy'")
+        metrics = [_metric_name(m) for m in
+                   ([metrics] if isinstance(metrics, str) else list(metrics or []))]
         if self._net is not None:
             self._net.set_optimizer(new._core_name, **new._core_config())
             if new is not self.optimizer:
@@ -506,15 +565,26 @@ class Model:
 
     def _softmax_output(self):
         """Whether the output is a softmax (past trailing reshapes/dropout)."""
-        k = len(self.layers) - 1
-        while k > 0 and isinstance(self.layers[k], (Reshape, Dropout)):
+        k = len(self._layers) - 1
+        while k > 0 and isinstance(self._layers[k], (Reshape, Dropout)):
             k -= 1
-        return getattr(self.layers[k], "activation", None) == "softmax"
+        return getattr(self._layers[k], "activation", None) == "softmax"
 
     def _require_compiled(self):
         if self.loss is None:
             raise RuntimeError("You must compile your model before training/testing. "
                                "Use `model.compile(optimizer, loss)`.")
+
+    def _require_trainable_output(self):
+        """Training runs the cross-entropy fused with a softmax output."""
+        self._require_compiled()
+        if not self._softmax_output():
+            last = self._layers[-1]
+            raise ValueError(
+                f"aslnet trains with the cross-entropy of a softmax output, but the output "
+                f"layer '{last.name}' has activation "
+                f"{getattr(last, 'activation', None) or 'none'!r}: give it "
+                "activation='softmax' (from_logits=True is not supported)")
 
     def _logs(self, loss_sum, correct, n, prefix=""):
         logs = {prefix + "loss": loss_sum / max(n, 1)}
@@ -527,7 +597,7 @@ class Model:
 
     @_serialized
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
-        self._require_compiled()
+        self._require_trainable_output()
         net = self._core()
         self._sync_lr(net)
         xb = self._to_input(x)
@@ -622,7 +692,7 @@ class Model:
              steps_per_epoch, validation_steps, validation_batch_size, validation_freq):
         from .callbacks import CallbackList, History
         from .utils.data import DataStream, num_steps
-        self._require_compiled()
+        self._require_trainable_output()
         if class_weight is not None and sample_weight is not None:
             raise ValueError("You cannot pass both class_weight and sample_weight")
         if validation_split:
@@ -723,18 +793,18 @@ class Model:
         from .callbacks import EarlyStopping
         from .layers import BatchNormalization
         from .optimizers import Adam
-        with_weights = [l for l in self.layers if l.weights]
+        with_weights = [l for l in self._layers if l.weights]
         if not with_weights:
             raise ValueError("fine_tune needs a model with weights")
         head = with_weights[-1]
-        first = self.layers.index(self.get_layer(unfreeze_from))
-        for layer in self.layers:
+        first = self._layers.index(self.get_layer(unfreeze_from))
+        for layer in self._layers:
             layer.trainable = layer is head
         self.compile(optimizer=Adam(head_learning_rate), loss="categorical_crossentropy",
                      metrics=["accuracy"])
         self.head_history = self.fit(x, validation_data=validation_data, epochs=head_epochs,
                                      batch_size=batch_size, verbose=verbose)
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self._layers):
             layer.trainable = i >= first and not isinstance(layer, BatchNormalization)
         self.compile(optimizer=Adam(learning_rate), loss="categorical_crossentropy",
                      metrics=["accuracy"])
@@ -790,13 +860,19 @@ class Model:
         self._core()
         return self._inference_forward(xb).reshape((len(xb),) + self._output.shape[1:])
 
-    def __call__(self, x):
+    def __call__(self, x, training=None, mask=None):
+        if mask is not None:
+            raise NotImplementedError("aslnet models take no mask")
         if isinstance(x, KerasTensor):
             raise NotImplementedError(
                 f"Calling model '{self.name}' on a symbolic tensor (nesting a model in "
                 "another) is not supported: aslnet models are chains.  Build the new model "
                 "from this one's layers instead, e.g. Model(base.input, "
-                "Dense(10)(base.output))")
+                "Dense(10)(base.output)); freeze the base with base.trainable = False "
+                "(frozen batch norm runs in inference mode, as training=False does)")
+        if training:
+            raise NotImplementedError("model(x, training=True) is not supported: aslnet runs "
+                                      "training-mode layers only inside fit/train_on_batch")
         return self.predict_on_batch(x)
 
     @_serialized
@@ -848,7 +924,7 @@ class Model:
         if self.optimizer is None or self._net is None:
             return {"iterations": 0, "slots": {}}
         net, slots = self._core(), {}
-        for layer in self.layers:
+        for layer in self._layers:
             if not layer.weights or not layer.trainable:
                 continue
             i = self._param_holder(layer)
@@ -873,7 +949,11 @@ class Model:
         net.iterations = int(state["iterations"])
 
     # -- persistence --------------------------------------------------------
-    def save(self, filepath, overwrite=True, include_optimizer=True):
+    def save(self, filepath, overwrite=True, include_optimizer=True, save_format=None):
+        """An HDF5 file as tf.keras writes it (``save_format`` None or 'h5')."""
+        if save_format not in (None, "h5"):
+            raise NotImplementedError(f"save_format={save_format!r}: aslnet writes HDF5 "
+                                      "files only (save_format='h5')")
         from .saving import save_model
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
@@ -881,46 +961,107 @@ class Model:
         from .saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)
 
-    def load_weights(self, filepath):
+    def load_weights(self, filepath, by_name=False, skip_mismatch=False):
+        """Keras's ``load_weights``: by layer order, or ``by_name`` (then
+        ``skip_mismatch`` skips layers whose weight shapes differ)."""
         from .saving import load_weights
-        load_weights(self, filepath)
+        load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
+
+    @property
+    def metrics_names(self):
+        """tf.keras's names of evaluate's values: ['loss', *metrics]."""
+        return ["loss", *self.compiled_metrics]
 
     def get_config(self):
         return {"name": self.name,
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
-                           for l in self.layers]}
+                           for l in self._layers]}
 
 
 def _progbar(steps, verbose, metrics=()):
     verbose = 1 if verbose == "auto" else int(verbose)
-    if verbose != 1 or not steps:
+    if verbose not in (1, 2) or not steps:        # 2: one line at the end, as Keras
         return None
     from .utils.progbar import Progbar
-    return Progbar(steps, stateful_metrics=list(metrics))
+    return Progbar(steps, verbose=verbose, stateful_metrics=list(metrics))
 
 
 class Sequential(Model):
-    """``Sequential([Input(...) or layers with input_shape, ...])``."""
+    """Keras's ``Sequential``: ``Sequential([Input(shape), layer, ...])``,
+    ``Sequential([Conv2D(..., input_shape=...), ...])``, or ``Sequential()``
+    then ``add(layer)``.  As in Keras, ``layers`` leaves out the input."""
 
-    def __init__(self, layers=None, name=None):
-        layers = list(layers or [])
-        if not layers:
-            raise ValueError("Sequential needs at least an input and one layer")
-        first = layers[0]
-        if isinstance(first, KerasTensor):
-            t = first
-            layers = layers[1:]
-        elif isinstance(first, InputLayer):
-            t = first.output
-            layers = layers[1:]
+    def __init__(self, layers=None, name=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"Sequential: unexpected arguments {sorted(kwargs)}")
+        self._init_state(name or backend.unique_name("sequential"))
+        for layer in list(layers or []):
+            self.add(layer)
+
+    @property
+    def layers(self):
+        return list(self._layers[1:])
+
+    def _require_built(self):
+        if self._input is None or len(self._layers) < 2:
+            raise ValueError(
+                f"Sequential model '{self.name}' has not been built: start it with "
+                "Input(shape=...) or give its first layer input_shape=..., and add at least "
+                "one layer")
+
+    def add(self, layer):
+        """Append ``layer`` (an Input(...) tensor or InputLayer may come first)."""
+        if isinstance(layer, (KerasTensor, InputLayer)):
+            tensor = layer if isinstance(layer, KerasTensor) else layer.output
+            if not isinstance(tensor._layer, InputLayer):
+                raise TypeError("Sequential.add takes layers, or an Input(...) first; got "
+                                f"the output of layer '{tensor._layer.name}'")
+            if self._input is not None:
+                raise ValueError("An Input can only be the first entry of a Sequential")
+            self._input, self._layers = tensor, [tensor._layer]
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(_foreign_message(layer, "Sequential takes aslnet layers"))
+        if self._input is None:
+            shape = getattr(layer, "_input_shape_arg", None)
+            if shape is None:
+                raise ValueError(
+                    f"Sequential model '{self.name}': the first layer needs an input shape "
+                    "(aslnet builds a model as it is defined): start with Input(shape=...) "
+                    "or pass input_shape=... to the first layer")
+            from .layers import Input
+            self._input = Input(shape)
+            self._layers = [self._input._layer]
+        t = self._output if len(self._layers) > 1 else self._input
+        out = layer(t)
+        try:
+            self._set_graph(self._input, out)
+        except Exception:
+            layer._output = layer._inbound = None     # leave the layer unused
+            raise
+
+    def pop(self):
+        """Remove the last layer."""
+        if self._input is None or len(self._layers) < 2:
+            raise TypeError("There are no layers in the model.")
+        last = self._layers[-1]
+        last._output = last._inbound = None
+        if len(self._layers) == 2:
+            self._layers, self._output = self._layers[:1], None
+            self._net, self._net_state, self._early = None, {}, None
         else:
-            raise ValueError("Start a Sequential with Input(shape=...)")
-        inputs = t
-        for layer in layers:
-            if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential takes layers, got {type(layer).__name__}")
-            t = layer(t)
-        super().__init__(inputs, t, name=name or backend.unique_name("sequential"))
+            self._set_graph(self._input, self._layers[-2].output)
+        return last
+
+
+def _foreign_message(obj, what):
+    """``what, got X``, with advice when X is a Keras/TensorFlow object."""
+    module = type(obj).__module__ or ""
+    msg = f"{what}, got {type(obj).__name__}"
+    if module.split(".")[0] in ("keras", "tensorflow", "tf_keras", "torch"):
+        msg += (f" from {module.split('.')[0]}: aslnet does not mix with other frameworks' "
+                "objects; use aslnet.layers / aslnet.optimizers / aslnet.callbacks")
+    return msg
 
 
 def load_model(filepath, compile=True):
@@ -950,7 +1091,7 @@ def recalibrate_batch_norm(model, x, batch_size=32, steps=None):
 def _recalibrate(model, x, batch_size, steps, batches, num_steps):
     from .layers import BatchNormalization
     net = model._core()
-    bns = [(layer, model._core_index[layer.name][0]) for layer in model.layers
+    bns = [(layer, model._core_index[layer.name][0]) for layer in model._layers
            if isinstance(layer, BatchNormalization)]
     if not bns:
         return 0

@@ -31,10 +31,28 @@ class _LearningRate(float):
         return float, (float(self),)
 
 
+# Keras optimizer arguments taken at the value that changes nothing.
+_NEUTRAL = {"clipnorm": (None,), "clipvalue": (None,), "global_clipnorm": (None,),
+            "weight_decay": (None, 0, 0.0), "use_ema": (False,), "decay": (0, 0.0, None),
+            "amsgrad": (False,), "jit_compile": (True, False, None),
+            "loss_scale_factor": (None,), "gradient_accumulation_steps": (None,)}
+
+
 class Optimizer:
     _core_name = None
 
-    def __init__(self, learning_rate):
+    def __init__(self, learning_rate, name=None, **kwargs):
+        if "lr" in kwargs:                       # tf.keras 1/2's name
+            learning_rate = kwargs.pop("lr")
+        for key in [k for k in kwargs if k in _NEUTRAL]:
+            value = kwargs.pop(key)
+            if not any(value is v or (type(value) is type(v) and value == v)
+                       for v in _NEUTRAL[key]):
+                raise NotImplementedError(f"{type(self).__name__}({key}={value!r}) is not "
+                                          "supported by aslnet")
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(kwargs)}")
+        self.name = name or type(self).__name__.lower()
         self.learning_rate = learning_rate
 
     @property
@@ -72,8 +90,8 @@ class SGD(Optimizer):
 
     _core_name = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
         if not 0.0 <= float(momentum) <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
@@ -88,8 +106,9 @@ class Adam(Optimizer):
 
     _core_name = "adam"
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None,
+                 **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def _core_config(self):
@@ -111,4 +130,7 @@ def get(identifier):
         cls = {"adam": Adam, "sgd": SGD}.get(str(identifier.get("name", "")).lower())
         if cls:
             return cls.from_config(identifier)
-    raise ValueError(f"Unknown optimizer {identifier!r}; aslnet has 'adam' and 'sgd'")
+    module = (type(identifier).__module__ or "").split(".")[0]
+    hint = (f" (a {module} optimizer: use aslnet.optimizers.Adam / SGD with the same "
+            "arguments)" if module in ("keras", "tensorflow", "tf_keras", "torch") else "")
+    raise ValueError(f"Unknown optimizer {identifier!r}; aslnet has 'adam' and 'sgd'{hint}")

@@ -279,11 +279,11 @@ def _aslnet_layer_config(cls, class_name, kcfg, layer_name):
 # ---------------------------------------------------------------------------
 def _keras_layers(model):
     """The layers Keras lists in ``model.layers`` (a Sequential hides its input)."""
-    return model.layers[1:] if isinstance(model, Sequential) else list(model.layers)
+    return model._layers[1:] if isinstance(model, Sequential) else list(model._layers)
 
 
 def _check_saveable(model):
-    names = [l.name for l in model.layers]
+    names = [l.name for l in model._layers]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"Model '{model.name}' has several layers named {dup}; layer "
@@ -294,7 +294,7 @@ def _check_saveable(model):
 
 
 def _model_config(model):
-    layers = model.layers
+    layers = model._layers
     dtype = _keras_dtype(model.dtype_policy)
     if isinstance(model, Sequential):
         return {"class_name": "Sequential",
@@ -524,7 +524,8 @@ def _optimizer_from_keras(oc):
     return optimizers_mod.get(out)
 
 
-_METRIC_FNS = {"accuracy": None, "acc": None, "categorical_accuracy": "categorical_accuracy"}
+_METRIC_FNS = {"accuracy": None, "acc": None, "categorical_accuracy": "categorical_accuracy",
+               "sparse_categorical_accuracy": "sparse_categorical_accuracy"}
 
 
 def _keras_metric(name, loss):
@@ -591,7 +592,7 @@ def _slot_order(model):
     of every trainable weight, then the second."""
     order = []
     for k, slot in enumerate(_slot_names(model.optimizer)):
-        for layer in model.layers:
+        for layer in model._layers:
             if not layer.trainable:
                 continue
             for j, var in enumerate(layer.weights):
@@ -1043,6 +1044,7 @@ def _read_model_file(f, where):
 def save_model(model, filepath, overwrite=True, include_optimizer=True):
     """Save architecture, weights, trainable flags and (``include_optimizer``
     and compiled) the compile config and optimizer state, atomically."""
+    model._require_built()
     if isinstance(filepath, h5py.Group):
         _write_model(filepath, model, include_optimizer)
         return

@@ -47,5 +47,31 @@ def test_what_aslnet_cannot_do_is_refused_not_ignored():
         L.Dense(3, kernel_initializer={"class_name": "GlorotUniform", "config": {"seed": 1}})
     with pytest.raises(NotImplementedError, match="noise_shape"):
         L.Dropout(0.5, noise_shape=(None, 1))
-    with pytest.raises(TypeError, match="kernel_regularizer"):
-        L.Dense(3, kernel_regularizer="l2")
+    for layer, kw in ((L.Dense, {"kernel_regularizer": "l2"}),
+                      (L.Conv2D, {"data_format": "channels_first"}),
+                      (L.Conv2D, {"dilation_rate": 2}),
+                      (L.GlobalAveragePooling2D, {"data_format": "channels_first"}),
+                      (L.Flatten, {"data_format": "channels_first"}),
+                      (L.Dense, {"dtype": "float64"}),
+                      (L.Dense, {"kernel_constraint": "non_neg"})):
+        args = {L.Dense: (3,), L.Conv2D: (2, 3)}.get(layer, ())
+        with pytest.raises(NotImplementedError, match=next(iter(kw))):
+            layer(*args, **kw)
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        L.Dense(3, kernel_regulariser=None)
+
+
+def test_keras_arguments_at_their_neutral_values_are_taken():
+    """What Keras code passes at values that change nothing (e.g. the mixed-precision
+    guide's Dense(..., dtype='float32') output layer) builds the same layer."""
+    keras = pytest.importorskip("keras")
+    for layer in (L.Conv2D(2, 3, data_format="channels_last", dilation_rate=(1, 1),
+                           kernel_regularizer=None, bias_constraint=None, groups=1),
+                  L.Dense(3, dtype="float32"), L.Dense(3, dtype=keras.DTypePolicy("float32")),
+                  L.GlobalAveragePooling2D(data_format="channels_last"),
+                  L.DepthwiseConv2D(3, depthwise_regularizer=None, dilation_rate=1)):
+        assert isinstance(layer, L.Layer) and layer.dtype == "float32"
+    d = _built(L.Dense(3, use_bias=False), (4,))
+    assert d.kernel.shape == (4, 3) and d.bias is None
+    c = _built(L.Conv2D(2, 3), (5, 5, 1))
+    assert c.kernel.shape == (3, 3, 1, 2) and c.bias.shape == (2,)

@@ -784,3 +784,145 @@ def test_load_pretrained_and_freeze_check_their_arguments(shared_weights_dir):
     with pytest.raises(TypeError, match="upto"):
         model.freeze(upto=2.0)
     assert sum(l.trainable for l in model.freeze(upto=89).layers) == 0
+
+
+# -- what Keras code writes (from a Keras user's walk through the API) ------------------
+def test_sequential_styles_and_its_layers_leave_out_the_input():
+    """Sequential([...input_shape=...]), Sequential() + add(), InputLayer(shape=): the same
+    model; as in Keras, a Sequential's ``layers`` does not hold its InputLayer."""
+    aslnet.set_random_seed(0)
+    a = aslnet.models.Sequential([L.Conv2D(4, 3, input_shape=(8, 8, 3)),
+                                  L.GlobalAveragePooling2D(), L.Dense(3, activation="softmax")])
+    b = aslnet.models.Sequential()
+    b.add(L.InputLayer(shape=(8, 8, 3)))
+    for layer in (L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(3, activation="softmax")):
+        b.add(layer)
+    b.set_weights(a.get_weights())
+    assert [type(l).__name__ for l in a.layers] == ["Conv2D", "GlobalAveragePooling2D", "Dense"]
+    assert [type(l) for l in b.layers] == [type(l) for l in a.layers]
+    assert a.input_shape == b.input_shape == (None, 8, 8, 3)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(a.predict(x, verbose=0), b.predict(x, verbose=0))
+    # layers[0] is the first real layer: freezing it freezes the convolution
+    a.layers[0].trainable = False
+    assert [v.name for v in a.trainable_weights] == [v.name for v in a.layers[2].weights]
+    assert a.get_layer(index=0) is a.layers[0]
+    a.freeze(upto=-1)
+    assert [l.trainable for l in a.layers] == [False, False, True]
+    popped = b.pop()
+    assert isinstance(popped, L.Dense) and len(b.layers) == 2 and b.output_shape == (None, 4)
+    b.add(L.Dense(5, activation="softmax"))
+    assert b.predict(x, verbose=0).shape == (2, 5)
+    with pytest.raises(ValueError, match="input shape"):
+        aslnet.models.Sequential([L.Dense(3)])
+    with pytest.raises(ValueError, match="not been built"):
+        aslnet.models.Sequential().predict(x)
+    with pytest.raises(TypeError, match="no layers"):
+        aslnet.models.Sequential().pop()
+
+
+def test_sequential_saves_and_loads_with_keras_layer_list(tmp_path):
+    model = aslnet.models.Sequential([L.Dense(3, activation="softmax", input_dim=4)])
+    model.save(tmp_path / "m.h5", save_format="h5")
+    back = aslnet.models.load_model(tmp_path / "m.h5")
+    assert [type(l) for l in back.layers] == [L.Dense] and back.input_shape == (None, 4)
+    with pytest.raises(NotImplementedError, match="save_format"):
+        model.save(tmp_path / "m", save_format="tf")
+
+
+def test_calls_with_training_and_sub_models():
+    model = small_model()
+    x, _ = data(4)
+    np.testing.assert_array_equal(model(x, training=False), model.predict(x, verbose=0))
+    with pytest.raises(NotImplementedError, match="training=True"):
+        model(x, training=True)
+    with pytest.raises(NotImplementedError, match="nesting.*trainable = False"):
+        model(L.Input((16, 16, 3)), training=False)
+    t = L.Input((4,))
+    L.Dense(3)(t, training=False)                          # no training mode: harmless
+    with pytest.raises(NotImplementedError, match="training"):
+        L.Dropout(0.5)(t, training=True)
+    with pytest.raises(ValueError, match="must be an Input"):
+        Model(model.layers[5].output, model.layers[-1].output)
+
+
+def test_training_needs_a_softmax_output_said_before_the_core():
+    m = aslnet.models.Sequential([L.Input((4,)), L.Dense(3, name="logits")])
+    m.compile(SGD(0.1), "categorical_crossentropy")
+    x, y = np.ones((2, 4), np.float32), np.eye(3, dtype=np.float32)[:2]
+    m.evaluate(x, y, verbose=0)                            # Keras's CCE on the outputs
+    for train in (lambda: m.fit(x, y, verbose=0), lambda: m.train_on_batch(x, y)):
+        with pytest.raises(ValueError, match="'logits'.*softmax"):
+            train()
+
+
+def test_metric_names_and_verbose_2(capsys):
+    keras = pytest.importorskip("keras")
+    x, y = data(8)
+    model = small_model()
+    model.compile("adam", "categorical_crossentropy", metrics="accuracy")
+    assert model.metrics_names == ["loss", "accuracy"]
+    values = model.evaluate(x, y, batch_size=4, verbose=2)
+    out = capsys.readouterr().out
+    assert out.startswith("2/2 - ") and "accuracy:" in out and out.count("\n") == 1
+    assert dict(zip(model.metrics_names, values))["accuracy"] == values[1]
+    model.predict(x, batch_size=4, verbose=2)
+    assert capsys.readouterr().out.startswith("2/2 - ")
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.SparseCategoricalAccuracy()])
+    h = model.fit(x, y.argmax(1), verbose=0)
+    assert list(h.history) == ["loss", "sparse_categorical_accuracy"]
+    with pytest.raises(ValueError, match="keras optimizer"):
+        model.compile(keras.optimizers.Adam(1e-4), "categorical_crossentropy")
+    with pytest.raises(TypeError, match="from keras"):
+        aslnet.models.Sequential([L.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(TypeError, match="from keras"):
+        L.Dense(3)(keras.Input((4,)))
+
+
+def test_optimizers_take_keras_spellings():
+    assert Adam(lr=0.01).learning_rate == 0.01
+    adam = Adam(1e-3, name="opt", amsgrad=False, clipnorm=None, weight_decay=None)
+    assert adam.name == "opt" and SGD().name == "sgd"
+    with pytest.raises(NotImplementedError, match="amsgrad"):
+        Adam(amsgrad=True)
+    with pytest.raises(NotImplementedError, match="clipnorm"):
+        SGD(clipnorm=1.0)
+    with pytest.raises(TypeError, match="unexpected"):
+        Adam(beta1=0.5)
+
+
+def test_load_weights_by_name_into_another_head(tmp_path):
+    aslnet.clear_session()                      # the same auto-names in both
+    model = small_model()
+    model.save_weights(tmp_path / "w.h5")
+    aslnet.clear_session()
+    other = small_model(seed=3, classes=5)
+    with pytest.raises(ValueError):
+        other.load_weights(tmp_path / "w.h5")
+    other.load_weights(tmp_path / "w.h5", by_name=True, skip_mismatch=True)
+    for a, b in zip(other.get_weights()[:-2], model.get_weights()[:-2]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_copies_and_pickles_of_a_trained_model_train_on_identically():
+    import copy
+    import pickle
+    x, y = data(8)
+    model = small_model()
+    model.compile(Adam(1e-2), "categorical_crossentropy")
+    model.fit(x, y, batch_size=4, verbose=0)
+    twins = [copy.deepcopy(model), pickle.loads(pickle.dumps(model))]
+    for m in [model] + twins:
+        m.train_on_batch(x, y)                  # the Adam moments came along
+    for twin in twins:
+        assert twin.layers[1] is not model.layers[1]
+        assert twin.get_optimizer_state()["iterations"] == 3
+        for a, b in zip(twin.get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_mobilenet_at_another_size_says_which_weights(shared_weights_dir):
+    from aslnet.applications.mobilenet import MobileNet
+    with pytest.warns(UserWarning, match="224x224 only"):
+        MobileNet(input_shape=(128, 128, 3), include_top=False, weights_dir=shared_weights_dir)

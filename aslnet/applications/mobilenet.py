@@ -6,6 +6,7 @@ layer names, order and parameter counts, ending ``global_average_pooling2d``
 ImageNet weights (alpha 1.0) come from the TFLite files described in
 ``aslnet.pretrained`` (found offline or downloaded and verified)."""
 import os
+import warnings
 
 import numpy as np
 
@@ -120,6 +121,11 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3,
 
     model = Model(img_input, x, name=f"mobilenet_{alpha:0.2f}_{input_shape[0]}")
     if weights == "imagenet":
+        if tuple(input_shape[:2]) != (224, 224):
+            warnings.warn(f"input_shape {tuple(input_shape)}: aslnet has the ImageNet weights "
+                          "trained at 224x224 only, loaded as they are (Keras loads weights "
+                          "trained at 128/160/192 for those sizes); accuracy may be lower "
+                          "than at 224", stacklevel=2)
         named = pretrained.mobilenet_v1_weights(weights_dir)
         for layer in model.layers:
             if layer.weights:

@@ -102,7 +102,7 @@ def _mobilenet_trunk(model):
     Keras's MobileNet reproduces: ``end`` is the index of the last aslnet
     layer of that trunk in ``model.layers``; else None."""
     from .. import layers as L
-    names = [l.name for l in model.layers]
+    names = [l.name for l in model._layers]
     if tuple(names[1:5]) != _TRUNK_FIRST or "conv_dw_1" not in names:
         return None
     h, w, c = model.input_shape[1:]
@@ -127,7 +127,7 @@ def _mobilenet_trunk(model):
         n -= 1
     if n == 0:
         return None
-    for layer in model.layers[1:n + 1]:  # Keras's MobileNet uses the defaults
+    for layer in model._layers[1:n + 1]:  # Keras's MobileNet uses the defaults
         if isinstance(layer, L.BatchNormalization) and (layer.momentum, layer.epsilon) != \
                 (0.99, 1e-3) or isinstance(layer, L.ReLU) and layer.max_value != 6.0:
             return None
@@ -163,7 +163,7 @@ def copy_weights(model, kmodel, trainable=True):
     name, or if the weight shapes differ."""
     klayers = _keras_layers_by_name(kmodel)
     missing = []
-    for layer in model.layers[1:]:
+    for layer in model._layers[1:]:
         k = klayers.get(layer.name)
         if k is None:
             if layer.weights:
@@ -192,7 +192,7 @@ def to_keras(model, compile="auto"):
     """
     keras = _keras()
     from .. import layers as L
-    layers = model.layers
+    layers = model._layers
     inp = layers[0]
     trunk = _mobilenet_trunk(model)
     if trunk is not None:
