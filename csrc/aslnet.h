@@ -111,6 +111,7 @@ asl_status asl_net_param_grad(const asl_net *net, int layer, int j,
 asl_status asl_net_set_trainable(asl_net *net, int layer, int trainable);
 /* Tell the net parameter values were changed from outside. */
 void asl_net_weights_changed(asl_net *net);
+#define ASL_MAX_THREADS 1024
 asl_status asl_net_set_num_threads(asl_net *net, int n);
 
 /* Forward a batch x[n,h,w,c] into y[n, output shape]. */

@@ -50,6 +50,23 @@ static int enter(NetObject *self)
     return 0;
 }
 
+/* A view's memory must still lie inside the array it views: numpy's
+ * resize(refcheck=False) of the base moves the memory under the view. */
+static int inside_base(PyArrayObject *a)
+{
+    PyObject *b = PyArray_BASE(a);
+    PyArrayObject *root = NULL;
+    const char *lo, *hi, *d = PyArray_BYTES(a);
+    while (b && PyArray_Check(b)) {
+        root = (PyArrayObject *)b;
+        b = PyArray_BASE(root);
+    }
+    if (!root || !PyArray_ISONESEGMENT(root)) return 1;
+    lo = PyArray_BYTES(root);
+    hi = lo + PyArray_NBYTES(root);
+    return d >= lo && d + PyArray_NBYTES(a) <= hi;
+}
+
 /* The arrays bound with bind_param must still be where the network reads
  * them: numpy lets ndarray.resize(refcheck=False) move or shrink an array
  * whose buffer is in use, which would leave the network a dangling pointer. */
@@ -65,7 +82,8 @@ static int check_bound(NetObject *self)
         PyArrayObject *a = (PyArrayObject *)value;
         if (asl_net_param_info(self->net, i, j, &info) != ASL_OK) continue;
         asl_net_param_data(self->net, i, j, &data);
-        if (data != (float *)PyArray_DATA(a) || (size_t)PyArray_SIZE(a) != info.size) {
+        if (data != (float *)PyArray_DATA(a) || (size_t)PyArray_SIZE(a) != info.size ||
+            !inside_base(a)) {
             PyErr_Format(PyExc_RuntimeError,
                          "the array bound to layer %d parameter %d was resized or moved "
                          "after bind_param (ndarray.resize(refcheck=False)?): bind it again",
@@ -339,6 +357,13 @@ static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
             return NULL;
         }
     }
+    if (d.activation != ASL_ACT_LINEAR && d.kind != ASL_LAYER_ACTIVATION &&
+        d.kind != ASL_LAYER_DENSE && d.kind != ASL_LAYER_CONV2D &&
+        d.kind != ASL_LAYER_DEPTHWISE_CONV2D) {
+        PyErr_Format(PyExc_ValueError, "add(): a %s layer takes no activation", kind);
+        return NULL;
+    }
+    if (enter(self)) return NULL;     /* the conversions above can run Python code */
     st = asl_net_add(self->net, &d);
     if (st != ASL_OK) return raise_status(self, st);
     return PyLong_FromLong(asl_net_num_layers(self->net) - 1);
@@ -358,7 +383,7 @@ static int layer_index(NetObject *self, int i)
 static PyObject *Net_output_shape(NetObject *self, PyObject *args)
 {
     int i, s[3];
-    if (enter(self) || !PyArg_ParseTuple(args, "i", &i)) return NULL;
+    if (!PyArg_ParseTuple(args, "i", &i) || enter(self)) return NULL;
     if ((i = layer_index(self, i)) < 0) return NULL;
     asl_net_output_shape(self->net, i, s);
     return Py_BuildValue("(iii)", s[0], s[1], s[2]);
@@ -377,7 +402,7 @@ static PyObject *Net_params(NetObject *self, PyObject *args)
 {
     int i;
     PyObject *list;
-    if (enter(self) || !PyArg_ParseTuple(args, "i", &i)) return NULL;
+    if (!PyArg_ParseTuple(args, "i", &i) || enter(self)) return NULL;
     if ((i = layer_index(self, i)) < 0) return NULL;
     list = PyList_New(0);
     if (!list) return NULL;
@@ -454,7 +479,7 @@ static PyObject *Net_get_param(NetObject *self, PyObject *args)
     int i, j;
     asl_param_info info;
     float *data;
-    if (enter(self) || check_bound(self) || !PyArg_ParseTuple(args, "ii", &i, &j)) return NULL;
+    if (!PyArg_ParseTuple(args, "ii", &i, &j) || enter(self) || check_bound(self)) return NULL;
     if (param_index(self, &i, &j, &info)) return NULL;
     asl_net_param_data(self->net, i, j, &data);
     return copy_out(&info, data);
@@ -467,7 +492,7 @@ static PyObject *Net_set_param(NetObject *self, PyObject *args)
     asl_param_info info;
     PyArrayObject *a;
     float *data;
-    if (enter(self) || !PyArg_ParseTuple(args, "iiO", &i, &j, &obj)) return NULL;
+    if (!PyArg_ParseTuple(args, "iiO", &i, &j, &obj) || enter(self)) return NULL;
     if (param_index(self, &i, &j, &info)) return NULL;
     a = param_array(obj, &info, "set_param", 0);
     if (!a) return NULL;
@@ -476,7 +501,7 @@ static PyObject *Net_set_param(NetObject *self, PyObject *args)
         return NULL;
     }
     asl_net_param_data(self->net, i, j, &data);
-    memcpy(data, PyArray_DATA(a), info.size * sizeof(float));
+    memmove(data, PyArray_DATA(a), info.size * sizeof(float));   /* may overlap */
     Py_DECREF(a);
     asl_net_weights_changed(self->net);
     Py_RETURN_NONE;
@@ -489,7 +514,7 @@ static PyObject *Net_bind_param(NetObject *self, PyObject *args)
     asl_param_info info;
     PyObject *key;
     asl_status st;
-    if (enter(self) || !PyArg_ParseTuple(args, "iiO!", &i, &j, &PyArray_Type, &arr))
+    if (!PyArg_ParseTuple(args, "iiO!", &i, &j, &PyArray_Type, &arr) || enter(self))
         return NULL;
     if (param_index(self, &i, &j, &info)) return NULL;
     if (PyArray_TYPE(arr) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(arr) ||
@@ -520,7 +545,7 @@ static PyObject *Net_grad(NetObject *self, PyObject *args)
     int i, j;
     asl_param_info info;
     const float *g;
-    if (enter(self) || !PyArg_ParseTuple(args, "ii", &i, &j)) return NULL;
+    if (!PyArg_ParseTuple(args, "ii", &i, &j) || enter(self)) return NULL;
     if (param_index(self, &i, &j, &info)) return NULL;
     asl_net_param_grad(self->net, i, j, &g);
     if (!g) Py_RETURN_NONE;
@@ -530,7 +555,7 @@ static PyObject *Net_grad(NetObject *self, PyObject *args)
 static PyObject *Net_set_trainable(NetObject *self, PyObject *args)
 {
     int i, t;
-    if (enter(self) || !PyArg_ParseTuple(args, "ip", &i, &t)) return NULL;
+    if (!PyArg_ParseTuple(args, "ip", &i, &t) || enter(self)) return NULL;
     if ((i = layer_index(self, i)) < 0) return NULL;
     asl_net_set_trainable(self->net, i, t);
     Py_RETURN_NONE;
@@ -548,7 +573,7 @@ static PyObject *Net_set_num_threads(NetObject *self, PyObject *args)
 {
     int n;
     asl_status st;
-    if (enter(self) || !PyArg_ParseTuple(args, "i", &n)) return NULL;
+    if (!PyArg_ParseTuple(args, "i", &n) || enter(self)) return NULL;
     st = asl_net_set_num_threads(self->net, n);
     if (st != ASL_OK) return raise_status(self, st);
     Py_RETURN_NONE;
@@ -559,7 +584,7 @@ static PyObject *Net_set_compute_dtype(NetObject *self, PyObject *args)
     const char *name;
     asl_dtype dt;
     asl_status st;
-    if (enter(self) || !PyArg_ParseTuple(args, "s", &name)) return NULL;
+    if (!PyArg_ParseTuple(args, "s", &name) || enter(self)) return NULL;
     if (strcmp(name, "float32") == 0) {
         dt = ASL_F32;
     } else if (strcmp(name, "bfloat16") == 0) {
@@ -648,7 +673,12 @@ static int range_shapes(NetObject *self, int start, int *stop, int in[3], int ou
         PyErr_SetString(PyExc_RuntimeError, "the network has no layers");
         return -1;
     }
-    if (*stop < 0) *stop = n;
+    if (*stop < -1) {
+        PyErr_Format(PyExc_IndexError, "stop must be -1 (the end) or a layer index, got %d",
+                     *stop);
+        return -1;
+    }
+    if (*stop == -1) *stop = n;
     if (start < 0 || start >= n || *stop <= start || *stop > n) {
         PyErr_Format(PyExc_IndexError, "layer range [%d, %d) invalid for %d layers", start,
                      *stop, n);
@@ -676,6 +706,11 @@ static PyObject *Net_forward_body(NetObject *self, PyObject *args, PyObject *kw)
     y = new_batch(n, s);
     if (!y) {
         Py_DECREF(x);
+        return NULL;
+    }
+    if (check_bound(self)) {          /* converting x can run Python code */
+        Py_DECREF(x);
+        Py_DECREF(y);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -706,6 +741,11 @@ static PyObject *Net_backward_body(NetObject *self, PyObject *args, PyObject *kw
         Py_DECREF(dy);
         return NULL;
     }
+    if (check_bound(self)) {          /* converting dy can run Python code */
+        Py_DECREF(dy);
+        Py_XDECREF(dx);
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
     st = asl_net_backward(self->net, PyArray_DATA(dy), n,
                           dx ? PyArray_DATA((PyArrayObject *)dx) : NULL);
@@ -730,10 +770,9 @@ static PyObject *Net_set_optimizer(NetObject *self, PyObject *args, PyObject *kw
     o.beta_1 = 0.9f;
     o.beta_2 = 0.999f;
     o.epsilon = 1e-7f;
-    if (enter(self) ||
-        !PyArg_ParseTupleAndKeywords(args, kw, "s|ffpfff", kwlist, &name, &o.learning_rate,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|ffpfff", kwlist, &name, &o.learning_rate,
                                      &o.momentum, &o.nesterov, &o.beta_1, &o.beta_2,
-                                     &o.epsilon))
+                                     &o.epsilon) || enter(self))
         return NULL;
     if (!strcmp(name, "adam")) o.kind = ASL_OPT_ADAM;
     else if (!strcmp(name, "sgd")) o.kind = ASL_OPT_SGD;
@@ -758,7 +797,7 @@ static PyObject *Net_set_learning_rate(NetObject *self, PyObject *args)
 {
     float lr;
     asl_status st;
-    if (enter(self) || !PyArg_ParseTuple(args, "f", &lr)) return NULL;
+    if (!PyArg_ParseTuple(args, "f", &lr) || enter(self)) return NULL;
     st = asl_net_set_learning_rate(self->net, lr);
     if (st != ASL_OK) return raise_status(self, st);
     Py_RETURN_NONE;
@@ -784,7 +823,7 @@ static PyObject *Net_slot(NetObject *self, PyObject *args)
     asl_param_info info;
     float *slot;
     asl_status st;
-    if (enter(self) || !PyArg_ParseTuple(args, "iii", &i, &j, &k)) return NULL;
+    if (!PyArg_ParseTuple(args, "iii", &i, &j, &k) || enter(self)) return NULL;
     if (param_index(self, &i, &j, &info)) return NULL;
     st = asl_net_slot(self->net, i, j, k, &slot);
     if (st != ASL_OK) return raise_status(self, st);
@@ -800,18 +839,25 @@ static PyObject *Net_set_slot(NetObject *self, PyObject *args)
     PyArrayObject *a;
     float *slot;
     asl_status st;
-    if (enter(self) || !PyArg_ParseTuple(args, "iiiO", &i, &j, &k, &obj)) return NULL;
+    if (!PyArg_ParseTuple(args, "iiiO", &i, &j, &k, &obj) || enter(self)) return NULL;
     if (param_index(self, &i, &j, &info)) return NULL;
+    self->busy = 1;                   /* converting obj can run Python code */
+    a = param_array(obj, &info, "set_slot", 0);
+    self->busy = 0;
+    if (!a) return NULL;
     st = asl_net_slot(self->net, i, j, k, &slot);
-    if (st != ASL_OK) return raise_status(self, st);
+    if (st != ASL_OK) {
+        Py_DECREF(a);
+        return raise_status(self, st);
+    }
     if (!slot) {
+        Py_DECREF(a);
         PyErr_Format(PyExc_ValueError,
                      "no optimizer slot %d for layer %d param %d (frozen, a statistic, or "
                      "the optimizer has fewer slots)", k, i, j);
         return NULL;
     }
-    if (!(a = param_array(obj, &info, "set_slot", 0))) return NULL;
-    memcpy(slot, PyArray_DATA(a), info.size * sizeof(float));
+    memmove(slot, PyArray_DATA(a), info.size * sizeof(float));
     Py_DECREF(a);
     Py_RETURN_NONE;
 }
@@ -846,6 +892,12 @@ static PyObject *Net_train_step_body(NetObject *self, PyObject *args, PyObject *
         Py_DECREF(y);
         return NULL;
     }
+    if (check_bound(self)) {          /* converting x, y can run Python code */
+        Py_DECREF(x);
+        Py_DECREF(y);
+        Py_DECREF(pred);
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
     st = asl_net_train_step_from(self->net, start, PyArray_DATA(x), PyArray_DATA(y), n,
                                  &loss, PyArray_DATA((PyArrayObject *)pred));
@@ -867,7 +919,7 @@ static PyObject *Net_layer_calls(NetObject *self, PyObject *args)
 {
     int i;
     int64_t f, b;
-    if (enter(self) || !PyArg_ParseTuple(args, "i", &i)) return NULL;
+    if (!PyArg_ParseTuple(args, "i", &i) || enter(self)) return NULL;
     if ((i = layer_index(self, i)) < 0) return NULL;
     asl_net_layer_calls(self->net, i, &f, &b);
     return Py_BuildValue("(LL)", (long long)f, (long long)b);
@@ -891,17 +943,17 @@ static int Net_set_iterations(NetObject *self, PyObject *v, void *closure)
 {
     long long it;
     (void)closure;
-    if (enter(self)) return -1;
     if (!v) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete iterations");
         return -1;
     }
     it = PyLong_AsLongLong(v);
     if (it == -1 && PyErr_Occurred()) return -1;
-    if (it < 0) {
-        PyErr_SetString(PyExc_ValueError, "iterations must be >= 0");
+    if (it < 0 || it > ((int64_t)1 << 62)) {
+        PyErr_SetString(PyExc_ValueError, "iterations must be in [0, 2**62]");
         return -1;
     }
+    if (enter(self)) return -1;
     asl_net_set_iterations(self->net, it);
     return 0;
 }

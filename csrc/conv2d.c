@@ -86,7 +86,7 @@ typedef struct {
 
 void asl_same_padding(int in, int k, int s, int *before, int *after)
 {
-    int out = (in + s - 1) / s;
+    int out = (int)(((int64_t)in + s - 1) / s);
     long total = (long)(out - 1) * s + k - in;
     if (total < 0) total = 0;
     *before = (int)(total / 2);
@@ -153,8 +153,8 @@ static asl_status conv_init(asl_layer *l, asl_ctx *c)
         oh = (ih - kh) / sh + 1;
         ow = (iw - kw) / sw + 1;
     } else if (d->padding == ASL_PAD_SAME) {
-        oh = (ih + sh - 1) / sh;
-        ow = (iw + sw - 1) / sw;
+        oh = (int)(((int64_t)ih + sh - 1) / sh);
+        ow = (int)(((int64_t)iw + sw - 1) / sw);
         asl_same_padding(ih, kh, sh, &pt, &pb);
         asl_same_padding(iw, kw, sw, &pl, &pr);
     } else {

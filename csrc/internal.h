@@ -97,6 +97,8 @@ struct asl_layer {
     int fused;              /* the last forward left y unavailable: the   */
                             /* layer ran inside a fused group (fusion.c) */
                             /* or wrote a transient buffer (executor)     */
+    int in_group;           /* y kept, but written by a fused group: the  */
+                            /* layer's own forward state is unset        */
     float *ybuf, *dybuf;    /* executor-owned output and output-gradient  */
     size_t ybuf_cap, dybuf_cap; /* buffers, their capacity in floats      */
     void *fusion;           /* conv/depthwise: fused-group state          */

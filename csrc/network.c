@@ -2,6 +2,7 @@
  * backward (stopping at the earliest trainable layer), loss and optimizer
  * steps.  One call runs a whole batch. */
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,13 @@ asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc)
         free_layer_params(l);
         return asl_fail(c, ASL_ERR_SHAPE, "%s: empty output", ops->name);
     }
+    /* the executor sizes per-sample buffers in int: every layer's output too */
+    if ((int64_t)l->out[0] * l->out[1] * l->out[2] > INT_MAX) {
+        if (ops->destroy) ops->destroy(l);
+        free_layer_params(l);
+        return asl_fail(c, ASL_ERR_SHAPE, "%s: output (%d, %d, %d) is too large", ops->name,
+                        l->out[0], l->out[1], l->out[2]);
+    }
     net->nlayers++;
     return ASL_OK;
 }
@@ -293,7 +301,9 @@ void asl_net_weights_changed(asl_net *net)
 
 asl_status asl_net_set_num_threads(asl_net *net, int n)
 {
-    if (n < 0) return asl_fail(&net->ctx, ASL_ERR_ARG, "num_threads must be >= 0");
+    if (n < 0 || n > ASL_MAX_THREADS)
+        return asl_fail(&net->ctx, ASL_ERR_ARG, "num_threads must be in [0, %d], got %d",
+                        ASL_MAX_THREADS, n);
     /* oneDNN sizes some scratchpads for the thread count: re-plan */
     if (n != net->ctx.num_threads) unplan(net);
     net->ctx.num_threads = n;
@@ -343,6 +353,8 @@ static asl_status ensure_buf(asl_net *net, float **buf, size_t *cap, size_t need
                              const char *what)
 {
     if (*cap >= need) return ASL_OK;
+    if (need > SIZE_MAX / sizeof(float))
+        return asl_fail(&net->ctx, ASL_ERR_NOMEM, "%s of batch %d is too large", what, net->n);
     asl_free(*buf);
     *buf = asl_alloc(need * sizeof(float));
     *cap = *buf ? need : 0;
@@ -526,7 +538,9 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
             if (ran) {
                 for (int k = i; k <= hi; k++) {
                     net->layers[k].fused = k < hi || !keep;
+                    net->layers[k].in_group = k == hi && keep;
                     net->layers[k].calls_fwd++;
+                    if (net->layers[k].fused) net->fused_hi = k;
                 }
                 i = hi;
                 cur_bf16 = y_bf16;
@@ -546,6 +560,7 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
                 ASL_TRY(out_buf(net, l, keep, cur));
                 l->fused = !keep;
             }
+            l->in_group = 0;
             ASL_TRY(forward_layer(net, l, training));
             if (!l->ops->alias) finite = -1;
         }
@@ -574,12 +589,14 @@ static asl_status unfuse(asl_net *net)
     for (int i = net->forward_start; i < net->nlayers; i++) {
         asl_layer *l = &net->layers[i];
         l->x = i == net->forward_start ? net->input : net->layers[i - 1].y;
-        if (l->fused || !net->last_training) {
+        /* in_group: the kept last layer of a fused group (a frozen batch
+         * norm or its activation): its backward needs its own forward */
+        if (l->fused || l->in_group || !net->last_training) {
             if (l->ops->alias) l->y = (float *)l->x;
             else ASL_TRY(out_buf(net, l, 1, NULL));
             ASL_TRY(forward_layer(net, l, net->last_training));
         }
-        l->fused = 0;
+        l->fused = l->in_group = 0;
     }
     net->fused_hi = -1;
     return ASL_OK;
@@ -699,9 +716,9 @@ asl_status asl_net_set_optimizer(asl_net *net, const asl_optimizer_desc *o)
         return asl_fail(c, ASL_ERR_ARG, "momentum must be in [0, 1]");
     if (o->kind == ASL_OPT_ADAM &&
         !(o->beta_1 >= 0.f && o->beta_1 < 1.f && o->beta_2 >= 0.f &&
-          o->beta_2 < 1.f && o->epsilon > 0.f))
+          o->beta_2 < 1.f && o->epsilon > 0.f && isfinite(o->epsilon)))
         return asl_fail(c, ASL_ERR_ARG,
-                        "Adam needs 0 <= beta_1, beta_2 < 1 and epsilon > 0");
+                        "Adam needs 0 <= beta_1, beta_2 < 1 and a finite epsilon > 0");
     net->opt = *o;
     net->has_opt = 1;
     return ASL_OK;
@@ -716,7 +733,10 @@ asl_status asl_net_set_learning_rate(asl_net *net, float lr)
 }
 
 int64_t asl_net_iterations(const asl_net *net) { return net->iterations; }
-void asl_net_set_iterations(asl_net *net, int64_t it) { net->iterations = it; }
+void asl_net_set_iterations(asl_net *net, int64_t it)
+{
+    net->iterations = it < 0 ? 0 : it > ((int64_t)1 << 62) ? ((int64_t)1 << 62) : it;
+}
 
 void asl_net_reset_optimizer(asl_net *net)
 {
@@ -814,6 +834,8 @@ asl_status asl_net_apply_gradients(asl_net *net)
 {
     if (!net->has_opt)
         return asl_fail(&net->ctx, ASL_ERR_STATE, "no optimizer set");
+    if (net->iterations >= ((int64_t)1 << 62))
+        return asl_fail(&net->ctx, ASL_ERR_STATE, "optimizer iteration count overflow");
     net->iterations++;
     for (int i = 0; i < net->nlayers; i++) {
         asl_layer *l = &net->layers[i];

@@ -25,6 +25,9 @@ static asl_status reshape_init(asl_layer *l, asl_ctx *c)
                             "positive (one dimension may be -1)",
                             t[0], t[1], t[2]);
         known *= t[i];
+        if (known > 0x7fffffffLL)
+            return asl_fail(c, ASL_ERR_SHAPE, "reshape: target shape (%d, %d, %d) is too "
+                            "large", t[0], t[1], t[2]);
     }
     in = (long long)l->in[0] * l->in[1] * l->in[2];
     for (int i = 0; i < 3; i++) out[i] = t[i];

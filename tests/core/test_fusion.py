@@ -337,9 +337,10 @@ def test_need_dx_after_fused_training_forward():
     for i in range(len(CHAIN)):
         fwd, bwd = net.layer_calls(i)
         assert bwd == 1
-        # the fused groups are recomputed, but for the trunk's last output,
-        # which the training forward kept as the first trainable layer's input
-        assert fwd == (2 if i < TRUNK - 1 else 1), i
+        # the fused groups are recomputed, the trunk's last layer too: the training
+        # forward kept its output (the first trainable layer's input) but wrote it
+        # from the fused group, so that layer's own backward state must be made
+        assert fwd == (2 if i < TRUNK else 1), i
 
 
 # ------------------------------------------------------------------------- NaN

@@ -489,6 +489,126 @@ class TestMisuseRaisesInsteadOfCrashing:
         with pytest.raises(ValueError, match="batch size must be in \\[1"):
             net.forward(np.zeros((0, 8, 8, 3), np.float32))
 
+    # -- found by an ASan/UBSan fuzz of the Net API (session 5) -------------------------
+    def test_set_slot_conversion_cannot_free_the_slot(self):
+        net = _core.Net((1, 1, 4))
+        net.add("dense", units=3, activation="softmax")
+        net.set_optimizer("adam")
+        net.train_step(np.ones((2, 4), np.float32), np.eye(3, dtype=np.float32)[:2])
+
+        class Resets:
+            def __array__(self, dtype=None, copy=None):
+                net.reset_optimizer()                   # would free the slot mid-call
+                return np.ones((4, 3), np.float32)
+        with pytest.raises(RuntimeError, match="already running"):
+            net.set_slot(0, 0, 0, Resets())
+        net.set_slot(0, 0, 0, np.full((4, 3), 2.0, np.float32))
+        np.testing.assert_array_equal(net.slot(0, 0, 0), np.full((4, 3), 2.0))
+
+    def test_a_bound_array_resized_while_arguments_convert(self):
+        net = _core.Net((1, 1, 64))
+        net.add("dense", units=64)
+        a = np.ones((64, 64), np.float32)
+        net.bind_param(0, 0, a)
+        x = np.ones((1, 64), np.float32)
+
+        class Resizes:
+            def __array__(self, dtype=None, copy=None):
+                a.resize((1,), refcheck=False)
+                return x
+        with pytest.raises(RuntimeError, match="resized or moved"):
+            net.forward(Resizes())
+
+    def test_a_bound_view_whose_base_is_resized(self):
+        net = _core.Net((1, 1, 64))
+        net.add("dense", units=64)
+        base = np.ones(64 * 64 + 10, np.float32)
+        net.bind_param(0, 0, base[:64 * 64].reshape(64, 64))
+        assert net.forward(np.ones((1, 64), np.float32)).shape == (1, 1, 1, 64)
+        base.resize((10 ** 6,), refcheck=False)
+        with pytest.raises(RuntimeError, match="resized or moved"):
+            net.forward(np.ones((1, 64), np.float32))
+
+    def test_a_per_sample_size_beyond_int_is_refused_at_add(self):
+        net = _core.Net((1, 1, 4))
+        with pytest.raises(ValueError, match="too large"):
+            net.add("zero_padding2d", padding=((0, 631832657), (0, 1824726040)))
+        assert net.num_layers == 0
+
+    def test_overflowing_shape_arithmetic(self):
+        net = _core.Net((2 ** 31 - 1, 1, 1))
+        net.add("conv2d", filters=1, strides=2 ** 30, padding="same")
+        assert net.output_shape(0) == (2, 1, 1)
+        with pytest.raises(ValueError, match="too large"):
+            _core.Net((4, 4, 4)).add("reshape", target_shape=(2 ** 30, 2 ** 30, 2 ** 30))
+
+    def test_thread_counts_and_iterations_are_bounded(self):
+        net = self._classifier()
+        with pytest.raises(ValueError, match="num_threads"):
+            net.set_num_threads(100000)
+        with pytest.raises(ValueError, match="iterations"):
+            net.iterations = 2 ** 63 - 1
+        net.set_optimizer("adam", epsilon=1e-7)
+        with pytest.raises(ValueError, match="finite epsilon"):
+            net.set_optimizer("adam", epsilon=float("inf"))
+
+    def test_set_param_from_an_overlapping_view(self):
+        net = _core.Net((1, 1, 4))
+        net.add("dense", units=3, use_bias=False)
+        big = np.arange(24, dtype=np.float32)
+        net.bind_param(0, 0, big[:12].reshape(4, 3))
+        net.set_param(0, 0, big[1:13].reshape(4, 3))
+        np.testing.assert_array_equal(net.get_param(0, 0).ravel(), np.arange(1, 13))
+
+    def test_activation_only_on_layers_that_apply_it(self):
+        net = _core.Net((1, 1, 3))
+        net.add("dense", units=3)
+        for kind, cfg in (("dropout", {"rate": 0.0}), ("global_average_pooling2d", {}),
+                          ("batch_normalization", {}), ("zero_padding2d", {"padding": 1})):
+            with pytest.raises(ValueError, match="takes no activation"):
+                net.add(kind, activation="softmax", **cfg)
+
+    def test_negative_stop_other_than_minus_one(self):
+        net = self._classifier()
+        with pytest.raises(IndexError, match="stop"):
+            net.forward(np.ones((1, 8, 8, 3), np.float32), stop=-5)
+
+    def test_dx_through_a_frozen_fused_group_below_the_trainable_layers(self):
+        """conv -> frozen BN (fused in a training forward, its output kept for the dense
+        above): backward with need_dx must use the BN's inference mode, not state left by
+        an earlier training-mode forward, nor fail for the lack of one."""
+        def make():
+            net = _core.Net((4, 4, 2))
+            net.add("conv2d", filters=3, kernel_size=3)
+            net.add("batch_normalization")
+            net.add("dense", units=2)
+            rng = np.random.default_rng(0)
+            for i in range(3):
+                for j, p in enumerate(net.params(i)):
+                    if p["is_weight"]:
+                        net.set_param(i, j, rng.standard_normal(p["shape"]).astype(np.float32))
+            net.set_param(1, 3, np.full(3, 2.0, np.float32))
+            return net
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal((2, 4, 4, 2)).astype(np.float32)
+        dy = rng.standard_normal((2, 2)).astype(np.float32)
+        ref = make()
+        for i in (0, 1):
+            ref.set_trainable(i, False)
+        ref.forward(x, training=False)                  # unfused, BN in inference mode
+        want = ref.backward(dy, need_dx=True)
+        fresh = make()
+        stale = make()
+        stale.forward(x[::-1].copy(), training=True)     # BN statistics of another batch
+        for net in (fresh, stale):
+            for i in (0, 1):
+                net.set_trainable(i, False)
+            net.set_param(1, 2, np.zeros(3, np.float32))
+            net.set_param(1, 3, np.full(3, 2.0, np.float32))
+            net.forward(x, training=True)
+            np.testing.assert_allclose(net.backward(dy, need_dx=True), want, rtol=1e-5,
+                                       atol=1e-5 * np.abs(want).max())
+
 
 # ---------------------------------------------------------------- (d) MobileNet vs torch
 
