@@ -13,9 +13,9 @@ from .models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["callbacks", "layers", "mixed_precision", "models", "optimizers", "Model", "Sequential", "load_model",
-           "load_pretrained", "set_num_threads", "get_num_threads", "set_random_seed",
-           "clear_session"]
+__all__ = ["callbacks", "layers", "mixed_precision", "models", "optimizers", "Model", "Sequential",
+           "load_model", "load_pretrained", "set_num_threads", "get_num_threads",
+           "set_random_seed", "clear_session"]
 
 
 def load_pretrained(name="mobilenet", num_classes=10, trainable_layers=23, weights="imagenet",

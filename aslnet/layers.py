@@ -236,8 +236,8 @@ class Layer:
         self._trainable = bool(trainable)
         self._vars = []            # [Variable], Keras order
         self.built = False
-        self.input_shape = None    # per-sample, Keras form
-        self.output_shape = None
+        self._in_shape = None      # per-sample shapes, set when called
+        self._out_shape = None
         self._inbound = None
         self._output = None
 
@@ -267,6 +267,9 @@ class Layer:
                     return v
             if attr == "bias" and getattr(self, "use_bias", None) is False:
                 return None
+        if attr in ("input_shape", "output_shape"):   # the property found no shape
+            raise AttributeError(f"The layer {self.__dict__.get('name')} has never been "
+                                 f"called and thus has no defined {attr.replace('_', ' ')}.")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
 
     @property
@@ -339,11 +342,27 @@ class Layer:
         if not self.built:
             self.build(shape)
             self.built = True
-        self.input_shape = shape
-        self.output_shape = tuple(self.compute_output_shape(shape))
+        self._in_shape = tuple(shape)
+        self._out_shape = tuple(self.compute_output_shape(shape))
         self._inbound = x
-        self._output = KerasTensor(self.output_shape, self, x)
+        self._output = KerasTensor(self._out_shape, self, x)
         return self._output
+
+    @property
+    def input_shape(self):
+        """tf.keras 2's ``(None, ...)`` shape of the layer's input."""
+        if self._in_shape is None:
+            raise AttributeError(f"The layer {self.name} has never been called and thus has "
+                                 "no defined input shape.")
+        return (None,) + self._in_shape
+
+    @property
+    def output_shape(self):
+        """tf.keras 2's ``(None, ...)`` shape of the layer's output."""
+        if self._out_shape is None:
+            raise AttributeError(f"The layer {self.name} has never been called and thus has "
+                                 "no defined output shape.")
+        return (None,) + self._out_shape
 
     @property
     def output(self):
@@ -390,12 +409,12 @@ class InputLayer(Layer):
         if any(d is None or d < 1 for d in input_shape):
             raise ValueError(f"aslnet needs a fully known input shape, got {input_shape}")
         core_shape(input_shape)
-        self.input_shape = self.output_shape = input_shape
+        self._in_shape = self._out_shape = input_shape
         self.built = True
         self._output = KerasTensor(input_shape, self, None)
 
     def get_config(self):
-        return {"name": self.name, "batch_input_shape": (None,) + self.input_shape}
+        return {"name": self.name, "batch_input_shape": (None,) + self._in_shape}
 
 
 def Input(shape, name=None, **kwargs):
@@ -660,7 +679,7 @@ class Reshape(Layer):
         return tuple(shape)
 
     def _core_ops(self):
-        return [("reshape", dict(target_shape=core_shape(self.output_shape)))]
+        return [("reshape", dict(target_shape=core_shape(self._out_shape)))]
 
     def get_config(self):
         return {**super().get_config(), "target_shape": self.target_shape}
@@ -712,7 +731,7 @@ class Dense(Layer):
         return (*s[:-1], self.units)
 
     def _core_ops(self):
-        if len(self.input_shape) == 3 and self.input_shape[:2] != (1, 1):
+        if len(self._in_shape) == 3 and self._in_shape[:2] != (1, 1):
             return [("conv2d", dict(filters=self.units, kernel_size=1, use_bias=self.use_bias,
                                     activation=self.activation))]
         return [("dense", dict(units=self.units, use_bias=self.use_bias,

@@ -434,7 +434,7 @@ class Model:
         if getattr(self, "_split_cache", (None,))[0] is not self._net:
             big, split = False, None
             for k, layer in enumerate(self._layers[1:-1], start=1):
-                size = 4 * int(np.prod(layer.output_shape))
+                size = 4 * int(np.prod(layer._out_shape))
                 big = big or size > self._MICRO_BYTES
                 if big and size <= self._MICRO_BYTES and isinstance(layer, (ReLU, Activation)):
                     split = self._core_index[self._layers[k + 1].name][0]
@@ -472,14 +472,25 @@ class Model:
         layouts; this one need not."""
         self._net_state["version"] = backend.weights_changed()
 
+    def _single_input(self, x):
+        """Keras's {input name: array} for a one-input model: the array."""
+        if isinstance(x, dict):
+            name = self._input._layer.name
+            if len(x) != 1 or next(iter(x)) not in (name, self._layers[0].name):
+                raise ValueError(f"Model '{self.name}' has one input, '{name}'; got a dict "
+                                 f"with keys {sorted(map(str, x))}")
+            return next(iter(x.values()))
+        return x
+
     def _to_input(self, x):
-        x = np.asarray(x, dtype=np.float32)
+        x = np.asarray(self._single_input(x), dtype=np.float32)
         expected = self._input.shape[1:]
         if x.shape[1:] != expected:
             if x.shape == expected:
                 raise ValueError(f"Model '{self.name}' expects a batch of shape "
                                  f"(batch, {', '.join(map(str, expected))}); got one sample "
-                                 f"{x.shape} — add a batch axis (x[None])")
+                                 f"{x.shape} — add a batch axis (x[None]; a tf.data.Dataset: "
+                                 ".batch(n))")
             raise ValueError(f"Model '{self.name}' expects input shape "
                              f"(None, {', '.join(map(str, expected))}), got {x.shape}")
         return np.ascontiguousarray(x.reshape((x.shape[0],) + core_shape(expected)))
@@ -488,12 +499,22 @@ class Model:
         y = np.asarray(y)
         classes = self._output.shape[-1]
         if self.loss == "sparse_categorical_crossentropy":
+            if y.size != n:
+                hint = ("; these look one-hot: use loss='categorical_crossentropy'"
+                        if y.shape == (n, classes) else "")
+                raise ValueError(f"sparse_categorical_crossentropy takes one integer label "
+                                 f"per sample ({n} here), got targets of shape {y.shape}{hint}")
+            if y.size and not np.all(np.equal(np.mod(y, 1), 0)):
+                raise ValueError("sparse_categorical_crossentropy takes integer labels")
             y = y.reshape(-1).astype(np.int64)
             if y.size and (y.min() < 0 or y.max() >= classes):
                 raise ValueError(f"labels must be in [0, {classes}), got {y.min()}..{y.max()}")
             y = np.eye(classes, dtype=np.float32)[y]
         if y.shape != (n, classes):
-            raise ValueError(f"targets must have shape ({n}, {classes}), got {y.shape}")
+            hint = ("; these look like integer labels: use "
+                    "loss='sparse_categorical_crossentropy' (or aslnet.utils.to_categorical)"
+                    if y.size == n else "")
+            raise ValueError(f"targets must have shape ({n}, {classes}), got {y.shape}{hint}")
         return np.ascontiguousarray(y, dtype=np.float32).reshape(n, 1, 1, classes)
 
     # -- frozen-trunk cache -------------------------------------------------
@@ -677,15 +698,19 @@ class Model:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, validation_freq=1):
+            validation_batch_size=None, validation_freq=1, max_queue_size=10, workers=1,
+            use_multiprocessing=False):
         """Keras's ``fit``.  Each epoch runs ``steps_per_epoch`` batches (else
         one pass over the data); a following epoch goes on where the last one
-        stopped.  Calls from other threads wait until it returns."""
+        stopped.  Calls from other threads wait until it returns.
+        (``max_queue_size``, ``workers``, ``use_multiprocessing``: tf.keras's
+        data-loading options, accepted and not needed: aslnet decodes each
+        image once per fit and overlaps loading with compute itself.)"""
         with self._lock:
-            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                             validation_data, shuffle, class_weight, sample_weight,
-                             initial_epoch, steps_per_epoch, validation_steps,
-                             validation_batch_size, validation_freq)
+            return self._fit(self._single_input(x), y, batch_size, epochs, verbose, callbacks,
+                             validation_split, validation_data, shuffle, class_weight,
+                             sample_weight, initial_epoch, steps_per_epoch,
+                             validation_steps, validation_batch_size, validation_freq)
 
     def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
              validation_data, shuffle, class_weight, sample_weight, initial_epoch,
@@ -835,9 +860,11 @@ class Model:
             yield len(feats), yb, out.reshape((len(feats),) + self._output.shape[1:])
 
     @_serialized
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
+                max_queue_size=10, workers=1, use_multiprocessing=False):
         from .callbacks import CallbackList
         from .utils.data import num_steps
+        x = self._single_input(x)
         n_steps = num_steps(x, batch_size, steps)
         bar = _progbar(n_steps, verbose)
         cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
@@ -877,10 +904,12 @@ class Model:
 
     @_serialized
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None,
-                 return_dict=False, callbacks=None):
+                 return_dict=False, callbacks=None, max_queue_size=10, workers=1,
+                 use_multiprocessing=False):
         from .callbacks import CallbackList
         from .utils.data import num_steps
         self._require_compiled()
+        x = self._single_input(x)
         n_steps = num_steps(x, batch_size, steps)
         bar = _progbar(n_steps, verbose, ["loss", *self.compiled_metrics])  # running means
         if isinstance(callbacks, CallbackList):     # fit's own list (validation)
@@ -906,6 +935,34 @@ class Model:
         if return_dict:
             return logs
         return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    # tf.keras 1's generator methods, which older versions of the tutorial call
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1,
+                      callbacks=None, validation_data=None, validation_steps=None,
+                      validation_freq=1, class_weight=None, max_queue_size=10, workers=1,
+                      use_multiprocessing=False, shuffle=True, initial_epoch=0):
+        """Deprecated as in tf.keras: ``fit`` takes generators."""
+        warnings.warn("`Model.fit_generator` is deprecated: use `Model.fit`, which supports "
+                      "generators.", DeprecationWarning, stacklevel=2)
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
+                        validation_steps=validation_steps, validation_freq=validation_freq,
+                        class_weight=class_weight, shuffle=shuffle,
+                        initial_epoch=initial_epoch)
+
+    def evaluate_generator(self, generator, steps=None, callbacks=None, max_queue_size=10,
+                           workers=1, use_multiprocessing=False, verbose=0):
+        """Deprecated as in tf.keras: ``evaluate`` takes generators."""
+        warnings.warn("`Model.evaluate_generator` is deprecated: use `Model.evaluate`, which "
+                      "supports generators.", DeprecationWarning, stacklevel=2)
+        return self.evaluate(generator, steps=steps, callbacks=callbacks, verbose=verbose)
+
+    def predict_generator(self, generator, steps=None, callbacks=None, max_queue_size=10,
+                          workers=1, use_multiprocessing=False, verbose=0):
+        """Deprecated as in tf.keras: ``predict`` takes generators."""
+        warnings.warn("`Model.predict_generator` is deprecated: use `Model.predict`, which "
+                      "supports generators.", DeprecationWarning, stacklevel=2)
+        return self.predict(generator, steps=steps, callbacks=callbacks, verbose=verbose)
 
     def test_on_batch(self, x, y, return_dict=False):
         return self.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=return_dict)
@@ -1109,7 +1166,7 @@ def _recalibrate(model, x, batch_size, steps, batches, num_steps):
             stats[k][1] = stats[k][1] + (flat * flat).sum(0)
         count += h.shape[0]
     for (layer, _), (s, ss) in zip(bns, stats):
-        n = count * int(np.prod(layer.input_shape[:-1]))     # values per channel
+        n = count * int(np.prod(layer._in_shape[:-1]))     # values per channel
         m = s / n
         v = np.maximum(ss / n - m * m, 0.0)
         gamma, beta, mean, var = (w.astype(np.float64) for w in layer.get_weights())

@@ -6,9 +6,10 @@ Batch normalization is folded into those convolutions (kernel and bias, no stati
 ``bn_init`` of :func:`mobilenet_v1_weights` chooses how Keras's batch-norm layers are filled.
 
 Weight files are found like Keras finds its own: :func:`resolve_weights_dir` looks at an
-explicit folder, then the cache ``$ASLNET_HOME/weights`` (default ``~/.cache/aslnet/weights``), then
-a folder named by ``$ASLNET_WEIGHTS``, and else downloads the files into the cache (base URL
-``$ASLNET_WEIGHTS_URL``, default the pinned GitHub commit), verifying SHA-256 hashes.
+explicit folder, then the cache ``$ASLNET_HOME/weights`` (default
+``~/.cache/aslnet/weights``), then a folder named by ``$ASLNET_WEIGHTS``, and else downloads
+the files into the cache (base URL ``$ASLNET_WEIGHTS_URL``, default the pinned GitHub
+commit), verifying SHA-256 hashes.
 """
 
 from __future__ import annotations

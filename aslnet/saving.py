@@ -210,7 +210,7 @@ for _k in ("kernel", "bias", "depthwise", "beta", "gamma"):
 
 def _bn_keras_axis(layer):
     """aslnet normalises the channel axis: Keras writes it as [rank]."""
-    rank = len(layer.input_shape) if layer.input_shape is not None else 3
+    rank = len(layer._in_shape) if layer._in_shape is not None else 3
     return [rank]
 
 
@@ -454,7 +454,7 @@ def _model_from_config(model_config, custom_objects=None):
     if len(policies) == 1:   # as saved (Keras restores each layer's policy; aslnet's is
         model.dtype_policy = policies.pop()   # per model: only when all layers agree)
     for layer, axis in axes:
-        rank = len(layer.input_shape)
+        rank = len(layer._in_shape)
         if axis not in (-1, rank):
             raise ValueError(f"Layer '{layer.name}': aslnet's BatchNormalization normalises "
                              f"the channel axis ({rank} or -1), got axis={axis}")

@@ -926,3 +926,58 @@ def test_mobilenet_at_another_size_says_which_weights(shared_weights_dir):
     from aslnet.applications.mobilenet import MobileNet
     with pytest.warns(UserWarning, match="224x224 only"):
         MobileNet(input_shape=(128, 128, 3), include_top=False, weights_dir=shared_weights_dir)
+
+
+def test_layer_shapes_as_tf_keras_gives_them():
+    model = small_model()
+    conv = model.layers[2]
+    assert conv.input_shape == (None, 17, 17, 3) and conv.output_shape == (None, 8, 8, 8)
+    assert model.layers[-1].output_shape == (None, 3)
+    with pytest.raises(AttributeError, match="never been called"):
+        L.Dense(2).output_shape
+
+
+def test_generator_methods_of_old_tutorials_and_to_categorical():
+    from aslnet.utils import to_categorical
+    keras = pytest.importorskip("keras")
+    labels = np.array([[2], [0], [1], [2]])
+    np.testing.assert_array_equal(to_categorical(labels), keras.utils.to_categorical(labels))
+    np.testing.assert_array_equal(to_categorical([1, 0], num_classes=4),
+                                  keras.utils.to_categorical([1, 0], num_classes=4))
+    with pytest.raises(ValueError, match="labels must be in"):
+        to_categorical([3], num_classes=3)
+    x, y = data(8)
+    model = small_model()
+    model.compile(SGD(0.0), "categorical_crossentropy")
+
+    def gen():
+        while True:
+            yield x, y
+    with pytest.warns(DeprecationWarning, match="fit_generator"):
+        h = model.fit_generator(gen(), steps_per_epoch=2, epochs=2, verbose=0, workers=1)
+    assert len(h.history["loss"]) == 2
+    with pytest.warns(DeprecationWarning, match="evaluate_generator"):
+        loss = model.evaluate_generator(gen(), steps=1)
+    assert loss == pytest.approx(model.evaluate(x, y, verbose=0))
+    with pytest.warns(DeprecationWarning, match="predict_generator"):
+        assert model.predict_generator(gen(), steps=2).shape == (16, 3)
+
+
+def test_clear_messages_for_common_target_and_input_mistakes():
+    x, y = data(6)
+    model = small_model()
+    model.compile(SGD(0.0), "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="look one-hot: use loss='categorical_crossentropy'"):
+        model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match="integer labels"):
+        model.fit(x, np.full(6, 0.5), verbose=0)
+    model.compile(SGD(0.0), "categorical_crossentropy")
+    with pytest.raises(ValueError, match="look like integer labels"):
+        model.fit(x, y.argmax(1), verbose=0)
+    name = model.input.name if hasattr(model.input, "name") else model.layers[0].name
+    h = model.fit({name: x}, y, verbose=0)                      # Keras's dict of inputs
+    assert len(h.history["loss"]) == 1
+    np.testing.assert_array_equal(model.predict({name: x}, verbose=0),
+                                  model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="has one input"):
+        model.predict({"other": x}, verbose=0)

@@ -92,7 +92,7 @@ def _convert_layer(keras, layer):
     if t is L.Flatten:
         return L_.Flatten(name=layer.name)
     if t is L.Reshape:
-        return L_.Reshape(layer.output_shape, name=layer.name)
+        return L_.Reshape(layer._out_shape, name=layer.name)
     raise NotImplementedError(f"to_keras: no Keras twin for layer '{layer.name}' "
                               f"({type(layer).__name__})")
 
@@ -221,7 +221,7 @@ def to_keras(model, compile="auto"):
                 x = _convert_layer(keras, layer)(x)
             kmodel = keras.Model(x_in, x, name=model.name)
     else:
-        x_in = keras.Input(shape=inp.input_shape, name=inp.name)
+        x_in = keras.Input(shape=inp._in_shape, name=inp.name)
         x = x_in
         for layer in layers[1:]:
             x = _convert_layer(keras, layer)(x)

@@ -4,7 +4,7 @@ import math
 
 def _shape_str(layer):
     from ..layers import InputLayer
-    shape = (None,) + tuple(layer.output_shape)
+    shape = layer.output_shape
     return f"[{shape}]" if isinstance(layer, InputLayer) else str(shape)
 
 

@@ -625,7 +625,7 @@ def test_to_keras_odd_input_keeps_conv1_pad():
     aslnet.set_random_seed(11)
     model = MobileNet(alpha=ALPHA, input_shape=shape, weights=None, classes=CLASSES,
                       dropout=0.0)
-    assert model.get_layer("conv1").output_shape[:2] == (32, 32)
+    assert model.get_layer("conv1").output_shape[1:3] == (32, 32)
     keras_own = keras.applications.MobileNet(input_shape=shape, alpha=ALPHA, weights=None,
                                              classes=CLASSES)
     assert tuple(keras_own.get_layer("conv1").output.shape[1:3]) == (33, 33)
