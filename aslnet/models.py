@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -13,7 +14,8 @@ from . import _core, backend, mixed_precision
 from . import optimizers as optimizers_mod
 from .layers import Dropout, InputLayer, KerasTensor, Layer, Reshape, core_shape
 
-__all__ = ["Model", "Sequential", "load_model", "recalibrate_batch_norm"]
+__all__ = ["Model", "Sequential", "load_model", "model_from_json", "clone_model",
+           "recalibrate_batch_norm"]
 
 _LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 _RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset "
@@ -410,6 +412,8 @@ class Model:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if self.optimizer is not None:
+            self.optimizer._model_ref = weakref.ref(self)
         self._lock = threading.RLock()
         self._net, self._net_state, self._early, self._val_cache = None, {}, None, None
 
@@ -583,6 +587,7 @@ class Model:
                 # iteration count); compiling again with the same one keeps them.
                 self._net.reset_optimizer()
         self.optimizer, self.loss, self.compiled_metrics = new, loss, metrics
+        new._model_ref = weakref.ref(self)
 
     def _softmax_output(self):
         """Whether the output is a softmax (past trailing reshapes/dropout)."""
@@ -1030,9 +1035,25 @@ class Model:
         return ["loss", *self.compiled_metrics]
 
     def get_config(self):
-        return {"name": self.name,
-                "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
-                           for l in self._layers]}
+        """Keras's model config (tf.keras 2's Functional/Sequential form)."""
+        from .saving import _model_config
+        self._require_built()
+        return _model_config(self)["config"]
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A new model (fresh weights) from ``get_config()``'s output."""
+        from .saving import _model_from_config
+        kind = "Sequential" if issubclass(cls, Sequential) else "Functional"
+        return _model_from_config({"class_name": kind, "config": config}, custom_objects)
+
+    def to_json(self, **kwargs):
+        """The architecture as Keras's JSON (``models.model_from_json`` reads it)."""
+        import json
+        from .saving import BACKEND, KERAS_VERSION, _json_default, _model_config
+        self._require_built()
+        return json.dumps({**_model_config(self), "keras_version": KERAS_VERSION,
+                           "backend": BACKEND}, default=_json_default, **kwargs)
 
 
 def _progbar(steps, verbose, metrics=()):
@@ -1124,6 +1145,21 @@ def _foreign_message(obj, what):
 def load_model(filepath, compile=True):
     from .saving import load_model as _load
     return _load(filepath, compile=compile)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A new model (fresh weights) from ``Model.to_json()`` (or tf.keras's)."""
+    import json
+    from .saving import _model_from_config
+    return _model_from_config(json.loads(json_string), custom_objects)
+
+
+def clone_model(model):
+    """Keras's ``clone_model``: the same architecture with new layers and newly
+    initialised weights (copy them with ``clone.set_weights(model.get_weights())``)."""
+    from .saving import _model_config, _model_from_config
+    model._require_built()
+    return _model_from_config(_model_config(model))
 
 
 def recalibrate_batch_norm(model, x, batch_size=32, steps=None):

@@ -72,6 +72,24 @@ class Optimizer:
 
     lr = learning_rate          # tf.keras 2's name
 
+    @property
+    def iterations(self):
+        """Steps taken by this optimizer in the model it was last compiled with
+        (the count lives in that model's C network)."""
+        ref = self.__dict__.get("_model_ref")
+        model = ref() if ref is not None else None
+        if model is None:
+            return 0
+        if model._net is None:                  # a copy not run yet: its restored state
+            pending = model.__dict__.get("_pending_opt")
+            return int(pending["iterations"]) if pending else 0
+        return int(model._net.iterations)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_model_ref", None)           # the model relinks its copy
+        return state
+
     def _core_config(self):
         raise NotImplementedError
 

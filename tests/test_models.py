@@ -981,3 +981,31 @@ def test_clear_messages_for_common_target_and_input_mistakes():
                                   model.predict(x, verbose=0))
     with pytest.raises(ValueError, match="has one input"):
         model.predict({"other": x}, verbose=0)
+
+
+def test_config_json_and_clone_rebuild_the_architecture():
+    x, _ = data(4)
+    model = small_model()
+    for clone in (Model.from_config(model.get_config()),
+                  aslnet.models.model_from_json(model.to_json()),
+                  aslnet.models.clone_model(model)):
+        assert [type(l) for l in clone.layers] == [type(l) for l in model.layers]
+        assert [l.name for l in clone.layers] == [l.name for l in model.layers]
+        assert clone.layers[2] is not model.layers[2]
+        clone.set_weights(model.get_weights())
+        np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+    seq = aslnet.models.Sequential([L.Dense(3, activation="softmax", input_shape=(4,))])
+    back = aslnet.models.Sequential.from_config(seq.get_config())
+    assert isinstance(back, aslnet.models.Sequential) and back.output_shape == (None, 3)
+
+
+def test_optimizer_iterations_counts_the_models_steps():
+    x, y = data(8)
+    model = small_model()
+    opt = Adam(1e-3)
+    assert opt.iterations == 0
+    model.compile(opt, "categorical_crossentropy")
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert model.optimizer.iterations == 4
+    import copy
+    assert copy.deepcopy(model).optimizer.iterations == 4
