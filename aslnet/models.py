@@ -338,10 +338,15 @@ class Model:
             layer.trainable = i >= first
         return self
 
-    def summary(self, line_length=None, positions=None, print_fn=None):
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """tf.keras 2's table (``expand_nested``: aslnet models nest nothing)."""
         self._require_built()
+        if layer_range is not None:
+            raise NotImplementedError("summary(layer_range=...) is not supported")
         from .utils.summary import print_summary
-        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
+                      show_trainable=show_trainable)
 
     # -- the C network ------------------------------------------------------
     def _build_net(self, layers):

@@ -1009,3 +1009,13 @@ def test_optimizer_iterations_counts_the_models_steps():
     assert model.optimizer.iterations == 4
     import copy
     assert copy.deepcopy(model).optimizer.iterations == 4
+
+
+def test_summary_show_trainable():
+    model = small_model().freeze(upto=-2)
+    lines = []
+    model.summary(show_trainable=True, print_fn=lines.append)
+    assert lines[2].split()[-1] == "Trainable"
+    flags = [line.split()[-1] for line in lines if "(" in line and ")" in line][1:]
+    assert flags == ["Y" if l.trainable else "N" for l in model.layers]
+    assert len(lines[1]) == 65 + 11

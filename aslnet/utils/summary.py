@@ -8,12 +8,18 @@ def _shape_str(layer):
     return f"[{shape}]" if isinstance(layer, InputLayer) else str(shape)
 
 
-def print_summary(model, line_length=None, positions=None, print_fn=None):
+def print_summary(model, line_length=None, positions=None, print_fn=None,
+                  show_trainable=False):
     line_length = line_length or 65
     positions = positions or [0.45, 0.85, 1.0]
     if positions[-1] <= 1:
         positions = [int(line_length * p) for p in positions]
     print_fn = print_fn or print
+    header = ["Layer (type)", "Output Shape", "Param #"]
+    if show_trainable:                      # tf.keras 2.9+: a "Trainable" column
+        line_length += 11
+        positions = positions + [line_length]
+        header.append("Trainable")
 
     def row(fields):
         line = ""
@@ -27,10 +33,12 @@ def print_summary(model, line_length=None, positions=None, print_fn=None):
 
     print_fn(f'Model: "{model.name}"')
     print_fn("_" * line_length)
-    row(["Layer (type)", "Output Shape", "Param #"])
+    row(header)
     print_fn("=" * line_length)
     for i, layer in enumerate(model.layers):
-        row([f"{layer.name} ({type(layer).__name__})", _shape_str(layer), layer.count_params()])
+        fields = [f"{layer.name} ({type(layer).__name__})", _shape_str(layer),
+                  layer.count_params()]
+        row(fields + (["Y" if layer.trainable else "N"] if show_trainable else []))
         print_fn("=" * line_length if i == len(model.layers) - 1 else "_" * line_length)
     trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
     total = model.count_params()
