@@ -9,9 +9,11 @@
     aslnet serve MODEL                web page + JSON API for a saved model (needs Flask)
 """
 import argparse
+import io
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +69,20 @@ def _print_confusion(m, names):
         print(f"{name:>{width}} " + " ".join(f"{v:>{width}d}" for v in row))
 
 
-def _evaluate(model, batches):
+def _evaluate(model, batches, where):
+    names = sorted(batches.class_indices, key=batches.class_indices.get)
+    outputs = model.output_shape[-1]
+    if len(names) != outputs:
+        raise ValueError(f"{where} has {len(names)} class folders ({', '.join(names[:12])}"
+                         f"{', ...' if len(names) > 12 else ''}), the model has {outputs} "
+                         "outputs: give the folder that holds one subfolder per class")
+    if batches.samples == 0:
+        print(f"\nNo images in {where}: nothing to test.")
+        return None
     batches.reset() if hasattr(batches, "reset") else None
     probs = model.predict(batches, verbose=0)
     y_pred = probs.argmax(1)
     y_true = np.asarray(batches.classes)
-    names = sorted(batches.class_indices, key=batches.class_indices.get)
     m = confusion_matrix(y_true, y_pred, len(names))
     acc = float(np.mean(y_true == y_pred))
     print(f"\nTest accuracy: {acc:.4f} ({int(np.sum(y_true == y_pred))}/{len(y_true)})")
@@ -83,6 +93,15 @@ def _evaluate(model, batches):
 def _train(split_dir, args, timer):
     import aslnet
     from .optimizers import Adam
+    if os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a directory: give the model file's path")
+    if args.recipe == "fine_tune" and (args.epochs is not None or
+                                       args.learning_rate is not None):
+        raise ValueError("--recipe fine_tune has its own schedule (20 head epochs at 1e-3, "
+                         "then 8 at 2e-5; see Model.fine_tune): --epochs and "
+                         "--learning-rate set the tutorial recipe")
+    epochs = 10 if args.epochs is None else args.epochs
+    learning_rate = 1e-4 if args.learning_rate is None else args.learning_rate
     if args.seed is not None:
         aslnet.set_random_seed(args.seed)
     aslnet.mixed_precision.set_global_policy(args.dtype_policy)
@@ -98,15 +117,15 @@ def _train(split_dir, args, timer):
             model.fine_tune(train_batches, validation_data=valid_batches,
                             verbose=args.verbose)
         else:
-            model.compile(optimizer=Adam(learning_rate=args.learning_rate),
+            model.compile(optimizer=Adam(learning_rate=learning_rate),
                           loss="categorical_crossentropy", metrics=["accuracy"])
-            model.fit(x=train_batches, validation_data=valid_batches, epochs=args.epochs,
+            model.fit(x=train_batches, validation_data=valid_batches, epochs=epochs,
                       verbose=args.verbose)
-    with timer("test"):
-        acc = _evaluate(model, test_batches)
-    with timer("save"):
+    with timer("save"):                 # before testing: a failure there keeps the model
         model.save(args.out)
         print(f"Model saved to {args.out}")
+    with timer("test"):
+        acc = _evaluate(model, test_batches, Path(split_dir) / "test")
     return model, acc
 
 
@@ -150,48 +169,88 @@ def _cmd_evaluate(args):
     from .applications.mobilenet import preprocess_input
     from .models import load_model
     from .preprocessing.image import ImageDataGenerator
-    model = load_model(args.model)
+    model = load_model(args.model, compile=False)
     batches = ImageDataGenerator(preprocessing_function=preprocess_input).flow_from_directory(
         args.directory, target_size=model.input_shape[1:3], batch_size=32, shuffle=False,
         color_mode=_color_mode(model))
-    _evaluate(model, batches)
+    _evaluate(model, batches, args.directory)
     return 0
+
+
+def _image_error(path, e):
+    """One line for an image that cannot be used."""
+    from PIL import UnidentifiedImageError
+    what = "not an image file Pillow can read" if isinstance(e, UnidentifiedImageError) \
+        else f"{e}"
+    return f"{path}: {what}"
+
+
+def _read_image(path, size, mode, interpolation="nearest"):
+    """The tutorial's load_img -> img_to_array of one file, 16-bit images scaled to
+    8 bits and huge ones refused from their header (as the web app does)."""
+    from .preprocessing.image import img_to_array, load_img
+    from .serving import eight_bit_image
+    with open(path, "rb") as f:
+        data = f.read()
+    img = load_img(io.BytesIO(eight_bit_image(data)), target_size=size, color_mode=mode,
+                   interpolation=interpolation)
+    return img_to_array(img)
+
+
+def _each_image(command, paths, read, failures):
+    """(path, array) for each readable image; a line on stderr for the others (their
+    paths appended to ``failures``)."""
+    for path in paths:
+        try:
+            x = read(path)
+        except Exception as e:      # Pillow raises many kinds on malformed files
+            if os.environ.get("ASLNET_DEBUG"):
+                raise
+            failures.append(path)
+            print(f"aslnet {command}: error: {_image_error(path, e)}", file=sys.stderr)
+            continue
+        yield path, x
 
 
 def _cmd_predict(args):
     from .applications.mobilenet import preprocess_input
     from .models import load_model
-    from .preprocessing.image import img_to_array, load_img
-    model = load_model(args.model)
+    model = load_model(args.model, compile=False)
     size, mode = model.input_shape[1:3], _color_mode(model)
-    for path in args.images:
-        x = preprocess_input(img_to_array(load_img(path, target_size=size,
-                                                   color_mode=mode)))[None]
-        p = model.predict(x, verbose=0)[0]
+    failures = []
+    for path, x in _each_image("predict", args.images, lambda p: _read_image(p, size, mode),
+                               failures):
+        p = model.predict(preprocess_input(x)[None], verbose=0)[0]
         print(f"{path}: class {int(p.argmax())} (p={p.max():.4f})  "
               + " ".join(f"{v:.3f}" for v in p))
-    return 0
+    return 1 if failures else 0
 
 
 def _cmd_classify(args):
     from .applications.mobilenet import MobileNet, decode_predictions, preprocess_input
-    from .preprocessing.image import img_to_array, load_img
+    from .pretrained import imagenet_labels
     t0 = time.perf_counter()
     model = MobileNet(weights="imagenet", weights_dir=args.weights)
     t1 = time.perf_counter()
     # the reference pipeline: RGB, bilinear resize to 224x224, x / 127.5 - 1
-    x = np.stack([img_to_array(load_img(p, target_size=(224, 224), interpolation="bilinear"))
-                  for p in args.images])
-    probs = model.predict(preprocess_input(x), verbose=0)
+    # (the weights' reference top-5 are computed so; load_img's default is nearest)
+    failures = []
+    good = list(_each_image("classify", args.images, lambda p: _read_image(
+        p, (224, 224), "rgb", interpolation="bilinear"), failures))
+    if not good:
+        return 1
+    paths = [p for p, _ in good]
+    probs = model.predict(preprocess_input(np.stack([x for _, x in good])), verbose=0)
     t2 = time.perf_counter()
-    for path, top in zip(args.images, decode_predictions(probs, top=args.top,
-                                                          weights_dir=args.weights)):
+    labels = imagenet_labels(args.weights)              # the full synonym lists
+    for path, top in zip(paths, decode_predictions(probs, top=args.top,
+                                                    weights_dir=args.weights)):
         print(path)
-        for rank, (index, label, p) in enumerate(top, 1):
-            print(f"  {rank}. {label:<40s} {p:7.4f}  (class {index})")
-    print(f"model load {t1 - t0:.2f} s, {len(args.images)} images classified in "
+        for rank, (index, _, p) in enumerate(top, 1):
+            print(f"  {rank}. {labels[index]:<40s} {p:7.4f}  (class {index})")
+    print(f"model load {t1 - t0:.2f} s, {len(paths)} images classified in "
           f"{t2 - t1:.2f} s", file=sys.stderr)
-    return 0
+    return 1 if failures else 0
 
 
 def _cmd_serve(args):
@@ -206,9 +265,11 @@ def _train_options(p):
     p.add_argument("--recipe", choices=["tutorial", "fine_tune"], default="tutorial",
                    help="tutorial: Adam 1e-4, batch 10, 10 epochs, last 23 layers trainable; "
                         "fine_tune: aslnet's better default recipe")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--epochs", type=_int_in(1, 1_000_000), default=None,
+                   help="tutorial recipe: epochs (default 10)")
+    p.add_argument("--batch-size", type=_int_in(1, 65536), default=10)
+    p.add_argument("--learning-rate", type=_positive_float, default=None,
+                   help="tutorial recipe: Adam's learning rate (default 1e-4)")
     p.add_argument("--seed", type=int, default=None, help="weights/shuffling seed")
     p.add_argument("--weights", help="folder with the ImageNet weight files")
     p.add_argument("--out", default="digit_model.h5", help="where to save the model")
@@ -218,9 +279,35 @@ def _train_options(p):
                         "weights and accumulation; about 2x faster on CPUs with AVX512_BF16)")
 
 
+def _count_or_fraction(text):
+    """A per-class count (an integer >= 1) or a fraction in [0, 1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if 0 <= v < 1:
+        return v
+    if v >= 1 and v == int(v):
+        return int(v)
+    raise argparse.ArgumentTypeError(f"must be a count (an integer >= 1) or a fraction in "
+                                     f"[0, 1), got {text}")
+
+
+def _positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v > 0 and np.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
 def _split_options(p):
-    p.add_argument("--valid", type=float, default=30, help="per class: count or fraction")
-    p.add_argument("--test", type=float, default=5, help="per class: count or fraction")
+    p.add_argument("--valid", type=_count_or_fraction, default=30,
+                   help="per class: a count or a fraction (default 30)")
+    p.add_argument("--test", type=_count_or_fraction, default=5,
+                   help="per class: a count or a fraction (default 5)")
     p.add_argument("--split-seed", type=int, default=0)
 
 
@@ -295,15 +382,14 @@ def main(argv=None):
     """Run a subcommand.  What the user can fix (a missing or unreadable file, a
     bad argument value, an unsupported model) is one line on stderr and exit
     status 1; ASLNET_DEBUG=1 shows the traceback."""
+    from PIL import Image
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("valid", "test"):
-        v = getattr(args, name, None)
-        if v is not None and v >= 1:
-            setattr(args, name, int(v))
+    warnings.formatwarning = lambda message, *a, **k: f"aslnet {args.command}: warning: " \
+        f"{message}\n"
     try:
         return args.func(args)
-    except (OSError, ValueError, NotImplementedError) as e:
+    except (OSError, ValueError, NotImplementedError, Image.DecompressionBombError) as e:
         if os.environ.get("ASLNET_DEBUG"):
             raise
         parser.exit(1, f"aslnet {args.command}: error: {e}\n")

@@ -1180,7 +1180,6 @@ def recalibrate_batch_norm(model, x, batch_size=32, steps=None):
     ``moving_mean = m, moving_variance = v`` with gamma and beta rescaled so
     that ``gamma * (x - mean) / sqrt(var + eps) + beta`` is unchanged.
     Returns the number of samples measured."""
-    from .layers import BatchNormalization
     from .utils.data import batches, num_steps
     with model._lock:
         return _recalibrate(model, x, batch_size, steps, batches, num_steps)

@@ -20,12 +20,40 @@ import threading
 
 import numpy as np
 
-__all__ = ["create_app", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS"]
+__all__ = ["create_app", "eight_bit_image", "ImageTooLarge", "MAX_UPLOAD_BYTES",
+           "MAX_IMAGE_PIXELS"]
 
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000         # a 50-megapixel photo; decoded RGB: 150 MB
 _HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
+
+class ImageTooLarge(ValueError):
+    """An image with more than MAX_IMAGE_PIXELS pixels (told by its header)."""
+
+
+def eight_bit_image(data):
+    """The image file ``data`` itself, or an 8-bit PNG of a 16-bit one (scaled, not
+    clipped: what ``preprocess_input`` expects); ImageTooLarge for an image over
+    ``MAX_IMAGE_PIXELS`` pixels, from its header, before decoding.  Used by the web
+    app and the ``aslnet predict`` command."""
+    from PIL import Image
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:       # Pillow's own limit, far above ours
+        raise ImageTooLarge(f"image too large ({e})") from e
+    with img:
+        w, h = img.size
+        if w * h > MAX_IMAGE_PIXELS:
+            raise ImageTooLarge(f"image too large: {w}x{h} pixels (limit: "
+                                f"{MAX_IMAGE_PIXELS:,} pixels)")
+        if img.mode not in _HIGH_BIT_DEPTH:
+            return data
+        a = np.asarray(img, np.float64) / 257.0           # 65535 -> 255
+        out = io.BytesIO()
+        Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").save(out, "PNG")
+        return out.getvalue()
+
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -110,23 +138,6 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None):
         raise BadRequest("no image: send a file in the multipart field 'image', or the "
                          "image bytes with an image/* Content-Type")
 
-    def eight_bit(data):
-        """The image file itself, or an 8-bit PNG of a 16-bit one; refuses an
-        image too large to decode, from its header."""
-        from PIL import Image
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise RequestEntityTooLarge(f"image too large: {w}x{h} pixels (limit: "
-                                            f"{MAX_IMAGE_PIXELS:,} pixels)")
-            if img.mode not in _HIGH_BIT_DEPTH:
-                return data
-            a = np.asarray(img, np.float64) / 257.0           # 65535 -> 255
-            out = io.BytesIO()
-            Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").save(
-                out, "PNG")
-            return out.getvalue()
-
     def read_image():
         """The request's image as the model's input batch (1, h, w, c)."""
         data = request_bytes()
@@ -134,11 +145,11 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None):
             raise BadRequest("empty image")
         with decoding:
             try:
-                img = load_img(io.BytesIO(eight_bit(data)), color_mode=_COLOR_MODES[channels],
-                               target_size=size)
+                img = load_img(io.BytesIO(eight_bit_image(data)),
+                               color_mode=_COLOR_MODES[channels], target_size=size)
                 x = img_to_array(img)   # decodes: a truncated file fails here at the latest
-            except HTTPException:
-                raise
+            except ImageTooLarge as e:
+                raise RequestEntityTooLarge(str(e)) from e
             except Exception as e:      # Pillow raises many kinds on malformed files
                 raise BadRequest(f"not a readable image ({type(e).__name__})") from e
         return preprocess_input(x)[None]
@@ -152,12 +163,15 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None):
                 "probabilities": {n: float(v) for n, v in zip(names, p)}}
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES
+    # one byte over the limit gets through to request_bytes, which then sees that a
+    # chunked body (no declared length: werkzeug cuts its stream at this value) is
+    # over the limit; declared lengths over it are refused by werkzeug
+    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 1
     app.json.sort_keys = False      # probabilities in class order
 
     def message(e):
         if e.code == 413 and not (e.description or "").startswith("image too large"):
-            return f"upload too large (limit: {app.config['MAX_CONTENT_LENGTH']} bytes)"
+            return f"upload too large (limit: {MAX_UPLOAD_BYTES} bytes)"
         return e.description
 
     @app.errorhandler(HTTPException)

@@ -1,5 +1,7 @@
 """The ``aslnet`` command line (aslnet/cli.py) on tiny models and images; the full
 tutorial job (sign-digits) is what the README's first command runs."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -80,8 +82,87 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [["serve", "m.h5", "--port", "99999"],
                                   ["classify", "x.png", "--top", "0"],
-                                  ["classify", "x.png", "--top", "-3"]])
+                                  ["classify", "x.png", "--top", "-3"],
+                                  ["train", "s", "--batch-size", "0"],
+                                  ["train", "s", "--epochs", "-1"],
+                                  ["train", "s", "--learning-rate", "nan"],
+                                  ["split", "a", "b", "--valid", "1.5"],
+                                  ["split", "a", "b", "--test", "-1"]])
 def test_out_of_range_options_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
-    assert e.value.code == 2 and "must be in" in capsys.readouterr().err
+    assert e.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+def test_a_bad_image_is_named_and_the_others_still_predicted(tmp_path, capsys):
+    _, path = saved_model(tmp_path)
+    root = images(tmp_path / "imgs")
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not an image")
+    bomb = tmp_path / "bomb.png"                     # 20000 x 20000, a few hundred KB
+    Image.new("L", (20000, 20000)).save(bomb)
+    argv = ["predict", str(path), str(root / "a" / "0.png"), str(garbage), str(bomb),
+            str(root / "b" / "0.png")]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out.count(": class ") == 2
+    assert f"{garbage}: not an image file Pillow can read" in err
+    assert f"{bomb}: image too large" in err and "Traceback" not in err
+
+
+def test_16_bit_images_are_scaled_as_the_web_app_does(tmp_path, capsys):
+    """aslnet predict and aslnet serve agree: a 16-bit image is scaled to 8 bits."""
+    model, path = saved_model(tmp_path, channels=1)
+    img = tmp_path / "deep.png"
+    a16 = np.random.default_rng(0).integers(0, 65536, (20, 20)).astype(np.uint16)
+    Image.fromarray(a16).save(img)
+    assert main(["predict", str(path), str(img)]) == 0
+    from aslnet.applications.mobilenet import preprocess_input
+    from aslnet.preprocessing.image import img_to_array
+    a8 = Image.fromarray(np.clip(np.rint(a16 / 257.0), 0, 255).astype(np.uint8))
+    x = preprocess_input(img_to_array(a8.resize((16, 16), Image.NEAREST)))
+    p = model.predict(x[None], verbose=0)[0]
+    assert f"class {int(p.argmax())} (p={p.max():.4f})" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_folders_that_are_not_the_model_s_classes(tmp_path, capsys):
+    _, path = saved_model(tmp_path)
+    root = images(tmp_path / "imgs", classes=("a", "b", "c"))
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(path), str(root)])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "3 class folders (a, b, c), the model has 2 outputs" in err
+
+
+def _tiny_split(tmp_path, test=1):
+    src = images(tmp_path / "src", classes=("a", "b"), n=4)
+    main(["split", str(src), str(tmp_path / "split"), "--valid", "1", "--test", str(test)])
+    return tmp_path / "split"
+
+
+def test_train_saves_before_testing_and_checks_out_first(tmp_path, capsys, monkeypatch):
+    """The trained model is saved before the test step (a failure there keeps it); an --out
+    that cannot be written is refused before any training; the fine_tune recipe refuses the
+    tutorial's --epochs."""
+    import aslnet.cli as cli
+    split = _tiny_split(tmp_path, test=0)                   # an empty test set
+    small = lambda *a, **k: saved_model(tmp_path / "m")[0]  # noqa: E731  (no MobileNet here)
+    monkeypatch.setattr(aslnet, "load_pretrained", small)
+    monkeypatch.setattr(cli, "_generators", _small_generators)
+    out = tmp_path / "model.h5"
+    assert main(["train", str(split), "--epochs", "1", "--out", str(out), "--verbose", "0"]) \
+        == 0
+    assert out.exists() and "nothing to test" in capsys.readouterr().out
+    for argv, msg in ((["--out", str(tmp_path)], "is a directory"),
+                      (["--recipe", "fine_tune", "--epochs", "3"], "own schedule")):
+        with pytest.raises(SystemExit) as e:
+            main(["train", str(split)] + argv)
+        assert e.value.code == 1 and msg in capsys.readouterr().err
+
+
+def _small_generators(split_dir, batch_size):
+    from aslnet.preprocessing.image import ImageDataGenerator
+    gen = ImageDataGenerator(rescale=1 / 255)
+    return tuple(gen.flow_from_directory(str(Path(split_dir) / s), target_size=(16, 16),
+                                         batch_size=batch_size)
+                 for s in ("train", "valid", "test"))

@@ -430,3 +430,17 @@ def test_decode_predictions_refuses_what_is_not_a_batch_of_imagenet_scores():
     for shape in [(1, 10), (1, 1001), (1000,)]:
         with pytest.raises(ValueError, match="shape \\(samples, 1000\\)"):
             decode_predictions(np.zeros(shape, np.float32))
+
+
+def test_decode_predictions_names_as_keras(shared_weights_dir):
+    """Keras's names (imagenet_class_index.json): the first synonym, spaces as
+    underscores; the class index stands where Keras has the WordNet id."""
+    from aslnet.applications.mobilenet import decode_predictions
+    keras_names = {281: "tabby", 285: "Egyptian_cat", 400: "academic_gown",
+                   607: "jack-o'-lantern", 639: "maillot", 837: "sunglasses",
+                   986: "yellow_lady's_slipper", 20: "water_ouzel"}
+    preds = np.zeros((len(keras_names), 1000), np.float32)
+    for row, i in enumerate(keras_names):
+        preds[row, i] = 1.0
+    got = decode_predictions(preds, top=1, weights_dir=shared_weights_dir)
+    assert [top[0][:2] for top in got] == list(keras_names.items())

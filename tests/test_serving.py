@@ -121,9 +121,11 @@ def test_bad_input_is_400(client, kwargs):
 
 
 def test_too_large_is_413(client):
-    assert client.application.config["MAX_CONTENT_LENGTH"] == MAX_UPLOAD_BYTES
-    r = client.post("/predict", data=b"\0" * (MAX_UPLOAD_BYTES + 1), content_type="image/png")
-    assert r.status_code == 413 and "too large" in r.get_json()["error"]
+    # werkzeug lets one byte more through, for request_bytes to see a chunked body's excess
+    assert client.application.config["MAX_CONTENT_LENGTH"] == MAX_UPLOAD_BYTES + 1
+    for n in (MAX_UPLOAD_BYTES + 1, MAX_UPLOAD_BYTES + 2):
+        r = client.post("/predict", data=b"\0" * n, content_type="image/png")
+        assert r.status_code == 413 and "too large" in r.get_json()["error"]
     client.application.config["MAX_CONTENT_LENGTH"] = 1000
     r = post_image(client, png_bytes())
     assert r.status_code == 413 and "error" in r.get_json()
@@ -249,3 +251,47 @@ def test_a_chunked_body_over_the_limit_is_413_not_cut(client):
 def test_a_target_size_the_model_cannot_take_is_refused_up_front(model, target_size):
     with pytest.raises(ValueError, match="target_size"):
         create_app(model, target_size=target_size)
+
+
+def _chunked_post(port, body, chunk=1 << 20):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.putrequest("POST", "/predict")
+    conn.putheader("Content-Type", "image/png")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    try:
+        for i in range(0, len(body), chunk):
+            part = body[i:i + chunk]
+            conn.send(b"%x\r\n%s\r\n" % (len(part), part))
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass                                    # the server may answer before the end
+    r = conn.getresponse()
+    status, payload = r.status, r.read()
+    conn.close()
+    return status, payload
+
+
+def test_a_chunked_body_over_the_limit_is_413_on_a_real_server(model):
+    """Through werkzeug's own server (which cuts a chunked stream at MAX_CONTENT_LENGTH):
+    a valid image padded past the limit is 413, not decoded from its first 16 MB."""
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, create_app(model), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, _ = _chunked_post(server.port, png_bytes() + bytes(MAX_UPLOAD_BYTES + 10))
+        assert status == 413
+        status, payload = _chunked_post(server.port, png_bytes())
+        assert status == 200 and b"probabilities" in payload
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_an_image_past_pillow_s_own_limit_is_413_too(client):
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG", optimize=True)    # 400 MP
+    r = client.post("/predict", data=buf.getvalue(), content_type="image/png")
+    assert r.status_code == 413 and "too large" in r.get_json()["error"]

@@ -30,9 +30,12 @@ def preprocess_input(x, data_format=None):
 
 
 def decode_predictions(preds, top=5, weights_dir=None):
-    """[(class_index, label, probability)] * top for each row of ``preds``
-    (1000 ImageNet classes, Keras order).  Keras gives the WordNet id where
-    this gives the class index; the label is the second item in both."""
+    """[(class_index, name, probability)] * top for each row of ``preds``
+    (1000 ImageNet classes, Keras order).  The name is Keras's ('tabby',
+    'Egyptian_cat': each class's first synonym, spaces as underscores);
+    Keras gives the class's WordNet id first, which aslnet's offline label
+    file lacks: the class index stands there.  The full synonym lists are
+    ``aslnet.pretrained.imagenet_labels()``."""
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[1] != 1000:
         raise ValueError("decode_predictions expects a batch of ImageNet predictions (a 2D "
@@ -41,8 +44,13 @@ def decode_predictions(preds, top=5, weights_dir=None):
     out = []
     for row in preds:
         best = row.argsort()[::-1][:top]
-        out.append([(int(i), labels[i], float(row[i])) for i in best])
+        out.append([(int(i), _keras_name(labels[i]), float(row[i])) for i in best])
     return out
+
+
+def _keras_name(label):
+    """'tabby, tabby cat' -> 'tabby' (the names of Keras's imagenet_class_index)."""
+    return label.split(",")[0].strip().replace(" ", "_")
 
 
 def _conv_block(x, filters, alpha, strides):
