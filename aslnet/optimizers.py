@@ -65,9 +65,12 @@ class Optimizer:
             raise NotImplementedError("learning-rate schedules are not supported; pass a "
                                       "number (and change it with a callback, e.g. "
                                       "aslnet.callbacks.LearningRateScheduler)")
+        if isinstance(value, (str, bytes, bool, complex, np.complexfloating)):
+            raise ValueError(f"learning_rate must be a number, got {value!r}")
         value = float(value)
-        if not (math.isfinite(value) and value >= 0.0):
-            raise ValueError(f"learning_rate must be finite and >= 0, got {value}")
+        if not (math.isfinite(value) and 0.0 <= value <= float(np.finfo(np.float32).max)):
+            raise ValueError(f"learning_rate must be finite, >= 0 and within float32, got "
+                             f"{value}")
         self._learning_rate = value
 
     lr = learning_rate          # tf.keras 2's name

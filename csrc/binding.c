@@ -197,8 +197,16 @@ static int kw_str(PyObject *kw, const char *key, const char **out)
         PyErr_Format(PyExc_TypeError, "%s must be a string", key);
         return -1;
     }
-    *out = PyUnicode_AsUTF8(v);
-    return *out ? 0 : -1;
+    {
+        Py_ssize_t size;
+        *out = PyUnicode_AsUTF8AndSize(v, &size);
+        if (!*out) return -1;
+        if ((size_t)size != strlen(*out)) {
+            PyErr_Format(PyExc_ValueError, "%s must not contain NUL characters", key);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int parse_activation(const char *s, asl_activation *a)

@@ -1019,3 +1019,65 @@ def test_summary_show_trainable():
     flags = [line.split()[-1] for line in lines if "(" in line and ")" in line][1:]
     assert flags == ["Y" if l.trainable else "N" for l in model.layers]
     assert len(lines[1]) == 65 + 11
+
+
+def test_fine_tune_phase_2_goes_on_with_phase_1_s_adam():
+    from aslnet.preprocessing.image import ImageDataGenerator
+    x, y = data(8)
+    model = small_model()
+    flow = ImageDataGenerator().flow(x, y, batch_size=4, shuffle=False)
+    unfreeze = model.layers[4].name                      # the depthwise convolution
+    h = model.fine_tune(flow, head_epochs=2, epochs=1, unfreeze_from=unfreeze, verbose=0)
+    assert len(model.head_history.history["loss"]) == 2 and len(h.history["loss"]) == 1
+    assert model.optimizer.iterations == (2 + 1) * 2     # one Adam across both phases
+    assert model.optimizer.learning_rate == 2e-5
+    assert [l.trainable for l in model.layers[4:]] == [
+        not isinstance(l, L.BatchNormalization) for l in model.layers[4:]]
+
+
+def test_optimizer_state_across_copies_recompiles_and_graph_edits():
+    """A copy recompiled with a new optimizer starts from zero (it used to take the old
+    one's state along); Sequential.add/pop keep the state of the layers that stay; a
+    shallow copy does not take the original's optimizer link."""
+    import copy
+    x, y = data(8)
+    model = small_model()
+    model.compile(Adam(1e-2), "categorical_crossentropy")
+    model.fit(x, y, batch_size=4, verbose=0)
+    twin = copy.deepcopy(model)
+    twin.compile(SGD(0.1, momentum=0.9), "categorical_crossentropy")
+    twin.fit(x, y, batch_size=4, verbose=0)
+    assert twin.optimizer.iterations == 2
+    shallow = copy.copy(model)
+    assert model.optimizer.iterations == 2 and shallow.optimizer is model.optimizer
+    model.train_on_batch(x, y)
+    assert model.optimizer.iterations == 3
+
+    aslnet.set_random_seed(1)
+    seq = aslnet.models.Sequential([L.Dense(6, activation="relu", input_shape=(4,)),
+                                    L.Dense(3, activation="softmax", name="head")])
+    seq.compile(Adam(1e-2), "categorical_crossentropy")
+    xs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    seq.fit(xs, y, batch_size=4, verbose=0)
+    kept = seq.get_optimizer_state()
+    head = seq.pop()
+    seq.add(L.Dense(5, activation="softmax", name="head2"))      # another head
+    state = seq.get_optimizer_state()
+    assert state["iterations"] == kept["iterations"] == 2
+    first = seq.layers[0].name
+    for key in [k for k in kept["slots"] if k[0] == first]:
+        np.testing.assert_array_equal(state["slots"][key], kept["slots"][key])
+    assert not any(k[0] == head.name for k in state["slots"])
+    seq.fit(xs, np.eye(5, dtype=np.float32)[np.arange(8) % 5], batch_size=4, verbose=0)
+
+
+def test_training_needs_a_classifier_output_and_sane_learning_rates():
+    model = aslnet.models.Sequential([L.Input((4, 4, 2)),
+                                      L.Dense(3, activation="softmax")])   # (None, 4, 4, 3)
+    model.compile(SGD(0.1), "categorical_crossentropy")
+    with pytest.raises(ValueError, match="output must be \\(None, classes\\)"):
+        model.fit(np.ones((2, 4, 4, 2), np.float32), np.eye(3, dtype=np.float32)[:2],
+                  verbose=0)
+    for bad in (1e300, "1e-3", b"0.1", np.complex64(1), True):
+        with pytest.raises(ValueError):
+            Adam(learning_rate=bad)

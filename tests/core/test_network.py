@@ -568,6 +568,14 @@ class TestMisuseRaisesInsteadOfCrashing:
             with pytest.raises(ValueError, match="takes no activation"):
                 net.add(kind, activation="softmax", **cfg)
 
+    def test_strings_with_nul_characters_are_refused(self):
+        net = _core.Net((4, 4, 1))
+        with pytest.raises(ValueError, match="NUL"):
+            net.add("conv2d", filters=1, activation="relu\0x")
+        with pytest.raises(ValueError, match="NUL"):
+            net.add("conv2d", filters=1, padding="same\0junk")
+        assert net.num_layers == 0
+
     def test_negative_stop_other_than_minus_one(self):
         net = self._classifier()
         with pytest.raises(IndexError, match="stop"):
