@@ -689,10 +689,9 @@ class Model:
                 raise ValueError("validation_data must be (x_val, y_val), (x_val, y_val, "
                                  "val_sample_weight) or a data object; got a sequence of "
                                  f"{len(validation_data)} items")
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                raise NotImplementedError("val_sample_weight is not supported yet")
-            return validation_data[0], validation_data[1]
-        return validation_data, None
+            weights = validation_data[2] if len(validation_data) == 3 else None
+            return validation_data[0], validation_data[1], weights
+        return validation_data, None, None
 
     @staticmethod
     def _split_validation(x, y, sample_weight, validation_split):
@@ -710,9 +709,11 @@ class Model:
         if split == 0 or split == len(x):
             raise ValueError(f"validation_split={validation_split} leaves no training or "
                              f"no validation samples out of {len(x)}")
-        if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight)[:split]
-        return x[:split], y[:split], sample_weight, (x[split:], y[split:])
+        val_weight = None
+        if sample_weight is not None:        # Keras splits the weights too
+            sample_weight = np.asarray(sample_weight)
+            sample_weight, val_weight = sample_weight[:split], sample_weight[split:]
+        return x[:split], y[:split], sample_weight, (x[split:], y[split:], val_weight)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -762,12 +763,12 @@ class Model:
                                model=self, verbose=verbose, epochs=epochs, steps=steps)
             history = next(c for c in cbs if isinstance(c, History))
             if validation_data is not None:
-                vx, vy = self._unpack_validation(validation_data)
+                vx, vy, vw = self._unpack_validation(validation_data)
                 self._val_cache = (vx, self._trunk_cache(vx, start))
             self._epochs(net, start, cache, stream, cbs, epochs, initial_epoch,
                          steps_per_epoch, class_weight, validation_data is not None and
                          (vx, vy, validation_batch_size or batch_size, validation_steps,
-                          validation_freq))
+                          validation_freq, vw))
         finally:                    # also after an exception or Ctrl-C
             for c in (cache, self._val_cache and self._val_cache[1]):
                 if c is not None:
@@ -778,7 +779,8 @@ class Model:
 
     def _epochs(self, net, start, cache, stream, cbs, epochs, initial_epoch, steps_per_epoch,
                 class_weight, validation):
-        """fit's loop; ``validation``: (x, y, batch_size, steps, freq) or False."""
+        """fit's loop; ``validation``: (x, y, batch_size, steps, freq, sample_weight)
+        or False."""
         self.stop_training = False
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -804,9 +806,9 @@ class Model:
                 break
             logs = self._logs(loss_sum, correct, seen)
             if validation and (epoch + 1) % validation[4] == 0:
-                vx, vy, vbatch, vsteps, _ = validation
+                vx, vy, vbatch, vsteps, _, vw = validation
                 val = self.evaluate(vx, vy, batch_size=vbatch, steps=vsteps, verbose=0,
-                                    return_dict=True, callbacks=cbs)
+                                    return_dict=True, callbacks=cbs, sample_weight=vw)
                 logs.update({"val_" + k: v for k, v in val.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -926,13 +928,25 @@ class Model:
         return self.predict_on_batch(x)
 
     @_serialized
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None,
-                 return_dict=False, callbacks=None, max_queue_size=10, workers=1,
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, return_dict=False, callbacks=None, max_queue_size=10, workers=1,
                  use_multiprocessing=False):
+        """Keras's ``evaluate``; ``sample_weight`` (arrays only) weights each sample's
+        loss as in fit (the accuracy stays unweighted, as Keras's compiled metrics)."""
         from .callbacks import CallbackList
-        from .utils.data import num_steps
+        from .utils.data import _is_array, num_samples, num_steps
         self._require_compiled()
         x = self._single_input(x)
+        if sample_weight is not None:
+            if not _is_array(x):
+                raise ValueError("sample_weight must be None when x is a generator/Sequence/"
+                                 "dataset (it yields (x, y, sample_weight))")
+            sample_weight = np.asarray(sample_weight, np.float32).reshape(-1)
+            if len(sample_weight) != num_samples(x):
+                raise ValueError(f"sample_weight has {len(sample_weight)} values for "
+                                 f"{num_samples(x)} samples")
+            if not np.all(np.isfinite(sample_weight)):
+                raise ValueError("sample weights must be finite")
         n_steps = num_steps(x, batch_size, steps)
         bar = _progbar(n_steps, verbose, ["loss", *self.compiled_metrics])  # running means
         if isinstance(callbacks, CallbackList):     # fit's own list (validation)
@@ -946,7 +960,10 @@ class Model:
                 x, y, batch_size, n_steps, True, cbs.on_test_batch_begin)):
             yb = self._to_target(yb, n).reshape(n, -1)
             p = out.reshape(n, -1)
-            loss_sum += float(np.sum(categorical_crossentropy(yb, p, from_softmax)))
+            losses = categorical_crossentropy(yb, p, from_softmax)
+            if sample_weight is not None:
+                losses = losses * sample_weight[seen:seen + n]
+            loss_sum += float(np.sum(losses))
             correct += self._correct(yb, p)
             seen += n
             logs = self._logs(loss_sum, correct, seen)
@@ -987,8 +1004,9 @@ class Model:
                       "supports generators.", DeprecationWarning, stacklevel=2)
         return self.predict(generator, steps=steps, callbacks=callbacks, verbose=verbose)
 
-    def test_on_batch(self, x, y, return_dict=False):
-        return self.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=return_dict)
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        return self.evaluate(x, y, batch_size=len(x), verbose=0, sample_weight=sample_weight,
+                             return_dict=return_dict)
 
     # -- optimizer state (for saving) ----------------------------------------
     def _param_holder(self, layer):

@@ -1081,3 +1081,32 @@ def test_training_needs_a_classifier_output_and_sane_learning_rates():
     for bad in (1e300, "1e-3", b"0.1", np.complex64(1), True):
         with pytest.raises(ValueError):
             Adam(learning_rate=bad)
+
+
+@pytest.mark.keras
+def test_evaluate_and_validation_with_sample_weights_match_keras():
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("tensorflow").keras
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(10, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 10)]
+    w = rng.uniform(0, 3, 10).astype(np.float32)
+    w0 = [rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+    model = aslnet.models.Sequential([L.Input((5,)), L.Dense(3, activation="softmax")])
+    kmodel = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    for m, opt in ((model, SGD(0.1)), (kmodel, keras.optimizers.SGD(0.1))):
+        m.set_weights(w0)
+        m.compile(opt, "categorical_crossentropy", metrics=["accuracy"])
+    ours = model.evaluate(x, y, batch_size=4, sample_weight=w, verbose=0)
+    theirs = kmodel.evaluate(x, y, batch_size=4, sample_weight=w, verbose=0)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    assert ours[0] != pytest.approx(model.evaluate(x, y, verbose=0)[0], rel=1e-3)
+    np.testing.assert_allclose(model.test_on_batch(x, y, sample_weight=w),
+                               kmodel.test_on_batch(x, y, sample_weight=w), rtol=1e-5)
+    for kw in ({"validation_data": (x[6:], y[6:], w[6:])}, {"validation_split": 0.4}):
+        h = model.fit(x, y, sample_weight=w, batch_size=4, epochs=1, shuffle=False,
+                      verbose=0, **kw)
+        kh = kmodel.fit(x, y, sample_weight=w, batch_size=4, epochs=1, shuffle=False,
+                        verbose=0, **kw)
+        np.testing.assert_allclose(h.history["val_loss"], kh.history["val_loss"], rtol=1e-5)
