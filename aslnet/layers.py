@@ -348,21 +348,16 @@ class Layer:
         self._output = KerasTensor(self._out_shape, self, x)
         return self._output
 
-    @property
-    def input_shape(self):
-        """tf.keras 2's ``(None, ...)`` shape of the layer's input."""
-        if self._in_shape is None:
-            raise AttributeError(f"The layer {self.name} has never been called and thus has "
-                                 "no defined input shape.")
-        return (None,) + self._in_shape
+    @staticmethod
+    def _batch_shape(shape):
+        if shape is None:          # never called: __getattr__ says so
+            raise AttributeError
+        return (None,) + shape
 
-    @property
-    def output_shape(self):
-        """tf.keras 2's ``(None, ...)`` shape of the layer's output."""
-        if self._out_shape is None:
-            raise AttributeError(f"The layer {self.name} has never been called and thus has "
-                                 "no defined output shape.")
-        return (None,) + self._out_shape
+    input_shape = property(lambda self: self._batch_shape(self._in_shape),
+                           doc="tf.keras 2's ``(None, ...)`` shape of the layer's input.")
+    output_shape = property(lambda self: self._batch_shape(self._out_shape),
+                            doc="tf.keras 2's ``(None, ...)`` shape of the layer's output.")
 
     @property
     def output(self):
