@@ -211,6 +211,7 @@ class Model:
         self._net = None                             # the C network (built by _core)
         self._net_state = {}                         # what was last sent to it
         self._early = None                           # (net, state, layers): _early_core
+        self.__dict__.pop("_split_cache", None)      # held the old network alive
 
     def _init_state(self, name):
         self.name = name
@@ -1182,6 +1183,7 @@ class Sequential(Model):
         if len(self._layers) == 2:
             self._layers, self._output = self._layers[:1], None
             self._net, self._net_state, self._early = None, {}, None
+            self.__dict__.pop("_split_cache", None)
         else:
             self._set_graph(self._input, self._layers[-2].output)
         return last

@@ -1110,3 +1110,14 @@ def test_evaluate_and_validation_with_sample_weights_match_keras():
         kh = kmodel.fit(x, y, sample_weight=w, batch_size=4, epochs=1, shuffle=False,
                         verbose=0, **kw)
         np.testing.assert_allclose(h.history["val_loss"], kh.history["val_loss"], rtol=1e-5)
+
+
+def test_sequential_edits_release_the_old_network():
+    x, _ = data(4)
+    seq = aslnet.models.Sequential([L.Conv2D(4, 3, input_shape=(16, 16, 3)),
+                                    L.GlobalAveragePooling2D(),
+                                    L.Dense(3, activation="softmax")])
+    seq.predict(x, verbose=0)
+    assert getattr(seq, "_split_cache", None) is not None
+    seq.pop()
+    assert getattr(seq, "_split_cache", None) is None and seq._net is None
