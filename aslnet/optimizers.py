@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from .layers import _is_neutral
+
 
 class _LearningRate(float):
     """An optimizer's learning rate: a float that also answers the Keras
@@ -46,8 +48,7 @@ class Optimizer:
             learning_rate = kwargs.pop("lr")
         for key in [k for k in kwargs if k in _NEUTRAL]:
             value = kwargs.pop(key)
-            if not any(value is v or (type(value) is type(v) and value == v)
-                       for v in _NEUTRAL[key]):
+            if not _is_neutral(value, _NEUTRAL[key]):
                 raise NotImplementedError(f"{type(self).__name__}({key}={value!r}) is not "
                                           "supported by aslnet")
         if kwargs:
