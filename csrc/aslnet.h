@@ -109,8 +109,11 @@ asl_status asl_net_bind_param(asl_net *net, int layer, int j, float *data);
 asl_status asl_net_param_grad(const asl_net *net, int layer, int j,
                               const float **grad);
 asl_status asl_net_set_trainable(asl_net *net, int layer, int trainable);
-/* Tell the net parameter values were changed from outside. */
+/* Tell the net parameter values were changed from outside: those of every
+ * layer, or those of layer i only (fused groups holding it refold; the
+ * others keep their folded, reordered weights). */
 void asl_net_weights_changed(asl_net *net);
+asl_status asl_net_layer_weights_changed(asl_net *net, int i);
 #define ASL_MAX_THREADS 1024
 asl_status asl_net_set_num_threads(asl_net *net, int n);
 

@@ -7,6 +7,7 @@
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
 
+#include <limits.h>
 #include <string.h>
 
 #include "aslnet.h"
@@ -500,6 +501,7 @@ static PyObject *Net_set_param(NetObject *self, PyObject *args)
     asl_param_info info;
     PyArrayObject *a;
     float *data;
+    asl_status st;
     if (!PyArg_ParseTuple(args, "iiO", &i, &j, &obj) || enter(self)) return NULL;
     if (param_index(self, &i, &j, &info)) return NULL;
     a = param_array(obj, &info, "set_param", 0);
@@ -511,7 +513,8 @@ static PyObject *Net_set_param(NetObject *self, PyObject *args)
     asl_net_param_data(self->net, i, j, &data);
     memmove(data, PyArray_DATA(a), info.size * sizeof(float));   /* may overlap */
     Py_DECREF(a);
-    asl_net_weights_changed(self->net);
+    st = asl_net_layer_weights_changed(self->net, i);
+    if (st != ASL_OK) return raise_status(self, st);
     Py_RETURN_NONE;
 }
 
@@ -569,11 +572,18 @@ static PyObject *Net_set_trainable(NetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *Net_weights_changed(NetObject *self, PyObject *unused)
+static PyObject *Net_weights_changed(NetObject *self, PyObject *args)
 {
-    (void)unused;
-    if (enter(self)) return NULL;
-    asl_net_weights_changed(self->net);
+    int i = INT_MIN;
+    asl_status st;
+    if (!PyArg_ParseTuple(args, "|i", &i) || enter(self)) return NULL;
+    if (i == INT_MIN) {
+        asl_net_weights_changed(self->net);
+        Py_RETURN_NONE;
+    }
+    if ((i = layer_index(self, i)) < 0) return NULL;
+    st = asl_net_layer_weights_changed(self->net, i);
+    if (st != ASL_OK) return raise_status(self, st);
     Py_RETURN_NONE;
 }
 
@@ -990,8 +1000,9 @@ static PyMethodDef Net_methods[] = {
      "use a float32 ndarray as the storage of parameter j of layer i"},
     {"grad", (PyCFunction)Net_grad, METH_VARARGS, "gradient of the last backward, or None"},
     {"set_trainable", (PyCFunction)Net_set_trainable, METH_VARARGS, "freeze/unfreeze layer i"},
-    {"weights_changed", (PyCFunction)Net_weights_changed, METH_NOARGS,
-     "invalidate cached weight layouts after changing bound arrays"},
+    {"weights_changed", (PyCFunction)Net_weights_changed, METH_VARARGS,
+     "weights_changed(i=None): invalidate cached weight layouts after changing bound "
+     "arrays, of layer i or of every layer"},
     {"set_num_threads", (PyCFunction)Net_set_num_threads, METH_VARARGS, "0 = all cores"},
     {"set_compute_dtype", (PyCFunction)Net_set_compute_dtype, METH_VARARGS,
      "'float32' or 'bfloat16': compute type of the convolutions"},

@@ -299,6 +299,13 @@ void asl_net_weights_changed(asl_net *net)
         net->layers[i].weights_version = net->version;
 }
 
+asl_status asl_net_layer_weights_changed(asl_net *net, int i)
+{
+    ASL_TRY(check_layer(net, i));
+    net->layers[i].weights_version = ++net->version;
+    return ASL_OK;
+}
+
 asl_status asl_net_set_num_threads(asl_net *net, int n)
 {
     if (n < 0 || n > ASL_MAX_THREADS)
