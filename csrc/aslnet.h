@@ -161,6 +161,9 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
  * each layer it covers; recomputing it before a backward counts again. */
 asl_status asl_net_layer_calls(const asl_net *net, int layer,
                                int64_t *forward, int64_t *backward);
+/* How many times the fused group led by convolution `layer` folded its
+ * batch norm into its weights (0 when it never ran fused). */
+asl_status asl_net_fold_count(const asl_net *net, int layer, int64_t *folds);
 
 /* Compute type of the convolutions.  ASL_F32 (the default): float32
  * throughout.  ASL_BF16: convolutions round their input and weights (and,

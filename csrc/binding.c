@@ -943,6 +943,16 @@ static PyObject *Net_layer_calls(NetObject *self, PyObject *args)
     return Py_BuildValue("(LL)", (long long)f, (long long)b);
 }
 
+static PyObject *Net_fold_count(NetObject *self, PyObject *args)
+{
+    int i;
+    int64_t folds;
+    if (!PyArg_ParseTuple(args, "i", &i) || enter(self)) return NULL;
+    if ((i = layer_index(self, i)) < 0) return NULL;
+    asl_net_fold_count(self->net, i, &folds);
+    return PyLong_FromLongLong((long long)folds);
+}
+
 static PyObject *Net_buffer_bytes(NetObject *self, PyObject *noargs)
 {
     (void)noargs;
@@ -1022,6 +1032,8 @@ static PyMethodDef Net_methods[] = {
     {"train_step", (PyCFunction)(void (*)(void))Net_train_step, METH_VARARGS | METH_KEYWORDS,
      "train_step(x, y_onehot, start=0) -> (loss, y_pred); x is the input of layer start"},
     {"layer_calls", (PyCFunction)Net_layer_calls, METH_VARARGS, "(forward, backward) call counts"},
+    {"fold_count", (PyCFunction)Net_fold_count, METH_VARARGS,
+     "fold_count(i): times the fused group led by conv layer i folded its batch norm"},
     {"buffer_bytes", (PyCFunction)Net_buffer_bytes, METH_NOARGS,
      "bytes of activation, gradient and input buffers held now"},
     {NULL, NULL, 0, NULL}};

@@ -55,6 +55,7 @@ typedef struct {
     int finite;                 /* no NaN/Inf among them               */
     uint64_t conv_ver, bn_ver;  /* the versions they were folded from  */
     uint64_t fold_ver;          /* bumped by each fold (asl_wmem key)  */
+    uint64_t folds;             /* folds done, for tests (not reset)   */
 
     /* the primitive of one variant, for batch size n (made lazily) */
     int variant;                /* 6 * precision (0 float32, 1 bf16 -> */
@@ -74,6 +75,12 @@ static void mem_free(dnnl_memory_t *m)
 {
     if (*m) dnnl_memory_destroy(*m);
     *m = NULL;
+}
+
+uint64_t asl_fused_folds(const asl_layer *conv)
+{
+    const fused_state *f = conv->fusion;
+    return f ? f->folds : 0;
 }
 
 void asl_fused_release(asl_layer *conv)
@@ -136,6 +143,7 @@ static void fold(fused_state *f, const asl_layer *conv, const asl_layer *bn)
     f->conv_ver = conv->weights_version;
     f->bn_ver = bn->weights_version;
     f->fold_ver++;
+    f->folds++;
 }
 
 /* Build the primitive of the group; *ok = 0 when oneDNN refuses it. */

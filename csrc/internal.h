@@ -242,6 +242,8 @@ void asl_act_backward(asl_activation a, const float *y, const float *dy,
 asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int x_bf16,
                              int y_bf16, int *ran);
 void asl_fused_release(asl_layer *conv);
+/* How many times the group held by conv folded its batch norm (0: none). */
+uint64_t asl_fused_folds(const asl_layer *conv);
 void asl_fused_destroy(asl_layer *conv);
 
 /* TF 'same' padding: total = max((ceil(in/s)-1)*s + k - in, 0). */

@@ -952,6 +952,13 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
     return asl_net_apply_gradients(net);
 }
 
+asl_status asl_net_fold_count(const asl_net *net, int i, int64_t *folds)
+{
+    ASL_TRY(check_layer(net, i));
+    *folds = (int64_t)asl_fused_folds(&net->layers[i]);
+    return ASL_OK;
+}
+
 asl_status asl_net_layer_calls(const asl_net *net, int i, int64_t *fwd,
                                int64_t *bwd)
 {
