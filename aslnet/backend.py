@@ -4,6 +4,7 @@ These are user settings, as in Keras (``keras.utils.set_random_seed``,
 ``tf.config.threading``); model state never lives here.
 """
 import collections
+import itertools
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 _num_threads = 0                 # 0: all cores
 _rng = np.random.default_rng()
 _name_counts = collections.Counter()
-_weights_version = 0             # bumped when parameter arrays change in place
+_versions = itertools.count(1)   # versions of weight values (unique, increasing)
 
 
 def set_num_threads(n):
@@ -54,12 +55,9 @@ def clear_session():
     _name_counts.clear()
 
 
-def weights_changed():
-    """Record that some parameter arrays changed outside the C core."""
-    global _weights_version
-    _weights_version += 1
-    return _weights_version
-
-
-def weights_version():
-    return _weights_version
+def new_version():
+    """A fresh version number for a weight's values (``Variable._version``):
+    each C network compares the versions of its layers' weights with those it
+    last saw, and refolds only the fused groups whose weights changed.  A
+    counter of unique numbers, not state two models could share by accident."""
+    return next(_versions)

@@ -53,10 +53,13 @@ def core_shape(shape):
 class Variable:
     """A named parameter (what Keras's ``layer.weights`` holds)."""
 
+    _version = 0      # (instances pickled before versions existed)
+
     def __init__(self, name, value, trainable):
         self.name = name
         self._value = value
         self.trainable = trainable
+        self._version = backend.new_version()   # bumped when the values change
 
     shape = property(lambda self: self._value.shape)
     dtype = property(lambda self: self._value.dtype)
@@ -69,7 +72,7 @@ class Variable:
         if value.shape != self._value.shape:
             raise ValueError(f"{self.name}: expected shape {self._value.shape}, got {value.shape}")
         np.copyto(self._value, value)
-        backend.weights_changed()
+        self._version = backend.new_version()
 
     def __array__(self, dtype=None, copy=None):
         return self._value.astype(dtype) if dtype else self._value.copy()
@@ -309,7 +312,7 @@ class Layer:
             values.append(w)
         for v, w in zip(self._vars, values):
             np.copyto(v._value, w, casting="unsafe")
-        backend.weights_changed()
+            v._version = backend.new_version()
 
     def count_params(self):
         return int(sum(v._value.size for v in self._vars))

@@ -87,7 +87,7 @@ class Optimizer:
         if model._net is None:                  # a copy not run yet: its restored state
             pending = model.__dict__.get("_pending_opt")
             return int(pending["iterations"]) if pending else 0
-        return int(model._net.iterations)
+        return int(model._net.net.iterations)
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -8,7 +8,8 @@ import pytest
 
 import aslnet
 from aslnet import mixed_precision
-from tests.test_models import _fit_cached, data, small_model
+from tests.model_fixtures import data, small_model
+from tests.trainers.test_trunk_cache import _fit_cached
 
 needs_bf16 = pytest.mark.skipif(not mixed_precision.bfloat16_supported(),
                                 reason="CPU without native bfloat16 (AVX512_BF16)")

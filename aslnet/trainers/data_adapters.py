@@ -239,3 +239,82 @@ def num_samples(data):
         return len(data)
     n = getattr(data, "n", None)
     return int(n) if isinstance(n, (int, np.integer)) else None
+
+
+# -- sample weights and validation data, in Keras's forms ---------------------
+def sample_weights(yb, sample_weight, class_weight):
+    """Per-sample loss weights, shaped to scale the (n, 1, 1, classes)
+    targets, or None.  Scaling the targets weights both the loss and its
+    gradient: with the softmax output fused with the cross-entropy, the
+    gradient is (p * sum(w y) - w y) / n = w (p - y) / n, and the loss
+    sum(w_i l_i) / n, Keras's reduction ("sum_over_batch_size")."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("You cannot pass both class_weight and sample_weight")
+    n = len(yb)
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise ValueError(f"class_weight must be a dict {{class index: weight}}, got "
+                             f"{type(class_weight).__name__}")
+        labels = np.argmax(yb.reshape(n, -1), axis=1)
+        w = np.array([class_weight.get(int(c), 1.0) for c in labels], np.float32)
+    elif sample_weight is not None:
+        w = np.asarray(sample_weight, np.float32).reshape(-1)
+        if len(w) != n:
+            raise ValueError(f"sample_weight has {len(w)} values for a batch of {n}")
+    else:
+        return None
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample weights must be finite")
+    return w.reshape(n, 1, 1, 1)
+
+
+def unpack_validation(validation_data):
+    """(x, y, sample_weight) from Keras's forms: a tuple or list
+    (x, y[, sample_weight]), or one data object (a Sequence or iterable
+    yielding (x, y))."""
+    if isinstance(validation_data, (tuple, list)):
+        if len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (x_val, y_val), (x_val, y_val, "
+                             "val_sample_weight) or a data object; got a sequence of "
+                             f"{len(validation_data)} items")
+        weights = validation_data[2] if len(validation_data) == 3 else None
+        return validation_data[0], validation_data[1], weights
+    return validation_data, None, None
+
+
+def split_validation(x, y, sample_weight, validation_split):
+    """Keras's validation_split: the last fraction of the arrays, taken
+    before any shuffling: (x, y, sample_weight, validation_data)."""
+    if not 0.0 < float(validation_split) < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+    if not _is_array(x):
+        raise ValueError("validation_split is only supported for array inputs (a "
+                         "generator/Sequence: use ImageDataGenerator(validation_split=)"
+                         " with subset=, or validation_data)")
+    x, y = np.asarray(x), np.asarray(y)
+    split = int(len(x) * (1.0 - float(validation_split)))
+    if split == 0 or split == len(x):
+        raise ValueError(f"validation_split={validation_split} leaves no training or "
+                         f"no validation samples out of {len(x)}")
+    val_weight = None
+    if sample_weight is not None:        # Keras splits the weights too
+        sample_weight = np.asarray(sample_weight)
+        sample_weight, val_weight = sample_weight[:split], sample_weight[split:]
+    return x[:split], y[:split], sample_weight, (x[split:], y[split:], val_weight)
+
+
+def evaluation_weights(x, sample_weight):
+    """evaluate's ``sample_weight`` (arrays only), checked: a float32 vector
+    of one finite weight per sample, or None."""
+    if sample_weight is None:
+        return None
+    if not _is_array(x):
+        raise ValueError("sample_weight must be None when x is a generator/Sequence/"
+                         "dataset (it yields (x, y, sample_weight))")
+    sample_weight = np.asarray(sample_weight, np.float32).reshape(-1)
+    if len(sample_weight) != num_samples(x):
+        raise ValueError(f"sample_weight has {len(sample_weight)} values for "
+                         f"{num_samples(x)} samples")
+    if not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample weights must be finite")
+    return sample_weight

@@ -1,0 +1,21 @@
+"""Keras's ``models``: the functional ``Model``, ``Sequential``, and the
+functions that make models from files and configs.
+
+Where things live: the layer graph and weights in ``model.py``; training
+and inference in :mod:`aslnet.trainers`; the C network in
+:mod:`aslnet.engine`; files in :mod:`aslnet.saving`; recipes
+(``fine_tune``, ``recalibrate_batch_norm``) in :mod:`aslnet.recipes`.
+"""
+from ..recipes.batch_norm import recalibrate_batch_norm
+from .cloning import clone_model, model_from_json
+from .model import Model
+from .sequential import Sequential
+
+__all__ = ["Model", "Sequential", "load_model", "model_from_json", "clone_model",
+           "recalibrate_batch_norm"]
+
+
+def load_model(filepath, compile=True):
+    """A model saved by ``Model.save`` (or tf.keras 2's h5 files)."""
+    from ..saving import load_model as _load
+    return _load(filepath, compile=compile)

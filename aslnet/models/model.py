@@ -1,0 +1,348 @@
+"""``Model``: a Keras functional model over a chain of layers.
+
+The model holds the layer graph (``_layers``, from its Input to its
+output), the weights (in the layers), and its C network (``_net``, a
+:class:`aslnet.engine.CoreNetwork`, built on first use); training and
+inference come from :class:`aslnet.trainers.Trainer`, files from
+:mod:`aslnet.saving`.
+"""
+import threading
+import weakref
+
+import numpy as np
+
+from .. import backend, mixed_precision
+from ..engine.network import CoreNetwork
+from ..layers import InputLayer, KerasTensor
+from ..trainers.trainer import Trainer, serialized
+
+__all__ = ["Model"]
+
+
+class Model(Trainer):
+    """``Model(inputs, outputs)`` over a chain of layers, as built with the
+    Keras functional API (e.g. ``Model(mobile.input, Dense(10)(x))``)."""
+
+    _keras_class_name = "Functional"
+
+    def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"Model: unexpected arguments {sorted(kwargs)}")
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != 1:
+                raise NotImplementedError("aslnet models have exactly one input")
+            inputs = inputs[0]
+        if isinstance(outputs, (list, tuple)):
+            if len(outputs) != 1:
+                raise NotImplementedError("aslnet models have exactly one output")
+            outputs = outputs[0]
+        if not isinstance(inputs, KerasTensor) or not isinstance(outputs, KerasTensor):
+            raise TypeError("Model(inputs, outputs) takes the symbolic tensors of layers, "
+                            "e.g. Input(shape=...) and a layer's output")
+        self._init_state(name or backend.unique_name("model"))
+        self._set_graph(inputs, outputs)
+
+    def _set_graph(self, inputs, outputs):
+        """The chain of layers from ``inputs`` (an Input) to ``outputs``."""
+        if not isinstance(inputs._layer, InputLayer):
+            raise ValueError(
+                f"A model's input must be an Input(...) tensor; got the output of layer "
+                f"'{inputs._layer.name}'.  aslnet cannot start a model inside another: to run "
+                "the layers after it, build a model from the original input (or copy their "
+                "weights into new layers called on a new Input)")
+        chain, t = [], outputs
+        while t is not None and t is not inputs:
+            chain.append(t._layer)
+            t = t._inbound
+        if t is None:
+            raise ValueError("outputs is not computed from inputs")
+        chain.append(inputs._layer)
+        names = [layer.name for layer in chain]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"All layer names should be unique; the model has {dup} "
+                             "more than once (pass name=... to the layers)")
+        self._layers = chain[::-1]
+        self._input, self._output = inputs, outputs
+        self._net = None                             # the CoreNetwork, built by _core()
+
+    def _init_state(self, name):
+        self.name = name
+        self._lock = threading.RLock()
+        self._trainable = True
+        self._layers, self._input, self._output = [], None, None
+        self._net = None
+        self._dtype_policy = mixed_precision.global_policy()
+        self._val_cache = None                       # (validation data, its trunk cache)
+        self.optimizer = None
+        self.loss = None
+        self.compiled_metrics = []
+        self.stop_training = False
+        self.history = None
+        # Bytes the frozen-trunk cache may use per data set (0: never cache),
+        # and where its temporary files go (None: the system's temp dir).
+        self.trunk_cache_bytes = 4 << 30
+        self.trunk_cache_dir = None
+
+    def _require_built(self):
+        """A functional model is built when made (a Sequential may not be yet)."""
+
+    # -- structure ------------------------------------------------------------
+    @property
+    def layers(self):
+        """The model's layers in order; a functional model's first is its
+        InputLayer, a Sequential's is not (as in Keras)."""
+        return list(self._layers)
+
+    input = property(lambda self: self._input)
+    output = property(lambda self: self._output)
+    inputs = property(lambda self: [self._input])
+    outputs = property(lambda self: [self._output])
+    input_shape = property(lambda self: self._input.shape)
+    output_shape = property(lambda self: self._output.shape)
+
+    @property
+    def dtype_policy(self):
+        """The model's :class:`aslnet.mixed_precision.DTypePolicy`; set it to
+        ``"mixed_bfloat16"`` to compute every convolution in bfloat16 (float32
+        weights and accumulation; see aslnet.mixed_precision)."""
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, policy):
+        self._dtype_policy = mixed_precision._check_supported(
+            mixed_precision.DTypePolicy(policy))
+
+    compute_dtype = property(lambda self: self._dtype_policy.compute_dtype)
+    variable_dtype = property(lambda self: self._dtype_policy.variable_dtype)
+
+    @property
+    def trainable(self):
+        """Whether the model trains; setting it sets every layer's flag."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """As Keras: sets every layer's flag (``model.trainable = False``
+        freezes the whole model; layers can be unfrozen one by one after)."""
+        self._trainable = bool(value)
+        for layer in self._layers:
+            layer.trainable = self._trainable
+
+    def get_layer(self, name=None, index=None):
+        """A layer by name, or by index in ``layers``."""
+        if index is not None:
+            layers = self.layers
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model "
+                                 f"only has {len(layers)} layers.")
+            return layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: "
+                         f"{[l.name for l in self._layers]}")
+
+    @property
+    def weights(self):
+        """Every layer's weights (``Variable`` objects), in layer order."""
+        return [v for l in self._layers for v in l.weights]
+
+    @property
+    def trainable_weights(self):
+        """The weights that training updates."""
+        return [v for l in self._layers for v in l.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        """The weights that training leaves alone (frozen layers, statistics)."""
+        return [v for l in self._layers for v in l.non_trainable_weights]
+
+    def count_params(self):
+        """The number of weight values."""
+        return sum(l.count_params() for l in self._layers)
+
+    def get_weights(self):
+        """All weights, layer by layer, each layer's in Keras order."""
+        return [w for l in self._layers for w in l.get_weights()]
+
+    def set_weights(self, weights):
+        """Set all weights from ``get_weights()``'s list."""
+        weights = list(weights)
+        expected = sum(len(l.weights) for l in self._layers)
+        if len(weights) != expected:
+            raise ValueError(f"Model '{self.name}' expects {expected} weight arrays, "
+                             f"got {len(weights)}")
+        for l in self._layers:
+            k = len(l.weights)
+            l.set_weights(weights[:k])
+            weights = weights[k:]
+
+    def freeze(self, upto):
+        """Freeze layers before ``upto`` (an index, e.g. -23, or a layer name),
+        unfreeze the rest: the tutorial's ``for layer in model.layers[:-23]:
+        layer.trainable = False`` in one call."""
+        layers = self.layers
+        if upto is None:
+            first = len(layers)
+        elif isinstance(upto, str):
+            first = layers.index(self.get_layer(upto))
+        elif isinstance(upto, (int, np.integer)) and not isinstance(upto, bool):
+            if not -len(layers) <= upto <= len(layers):
+                raise ValueError(f"freeze(upto={upto}): the model has {len(layers)} "
+                                 "layers")
+            first = upto % len(layers) if upto < 0 else upto   # as in slicing
+        else:
+            raise TypeError(f"freeze(upto=...) takes a layer index, a layer name or None, "
+                            f"got {upto!r}")
+        for i, layer in enumerate(layers):
+            layer.trainable = i >= first
+        return self
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """tf.keras 2's table (``expand_nested``: aslnet models nest nothing)."""
+        self._require_built()
+        if layer_range is not None:
+            raise NotImplementedError("summary(layer_range=...) is not supported")
+        from ..utils.summary import print_summary
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
+                      show_trainable=show_trainable)
+
+    # -- the C network ----------------------------------------------------------
+    def _core(self):
+        """The CoreNetwork, built on first use, in step with the layers'
+        trainable flags, their weights, the dtype policy and thread count."""
+        self._require_built()
+        if self._net is None:
+            self._net = CoreNetwork(self._input.shape[1:], self._layers[1:])
+            if self.optimizer is not None:
+                self._net.set_optimizer(self.optimizer)
+        self._net.sync(self._dtype_policy.compute_dtype)
+        pending, self._pending_opt = getattr(self, "_pending_opt", None), None
+        if pending is not None and self.optimizer is not None:   # a copy, or a rebuilt graph
+            self.set_optimizer_state(pending, strict=False)
+        return self._net
+
+    def __call__(self, x, training=None, mask=None):
+        if mask is not None:
+            raise NotImplementedError("aslnet models take no mask")
+        if isinstance(x, KerasTensor):
+            raise NotImplementedError(
+                f"Calling model '{self.name}' on a symbolic tensor (nesting a model in "
+                "another) is not supported: aslnet models are chains.  Build the new model "
+                "from this one's layers instead, e.g. Model(base.input, "
+                "Dense(10)(base.output)); freeze the base with base.trainable = False "
+                "(frozen batch norm runs in inference mode, as training=False does)")
+        if training:
+            raise NotImplementedError("model(x, training=True) is not supported: aslnet runs "
+                                      "training-mode layers only inside fit/train_on_batch")
+        return self.predict_on_batch(x)
+
+    # A copy (copy.deepcopy, pickle) carries the layers, weights, compile
+    # settings and optimizer state; its C network is built anew on first use.
+    _UNCOPIED = ("_lock", "_net", "_val_cache")
+
+    def __getstate__(self):
+        with self._lock:
+            state = {k: v for k, v in self.__dict__.items() if k not in self._UNCOPIED}
+            if self._net is not None and self.optimizer is not None:
+                state["_pending_opt"] = self.get_optimizer_state()
+            return state
+
+    def __setstate__(self, state):
+        for old in ("_early", "_split_cache", "_net_state", "_core_index"):  # aslnet 0.1
+            state.pop(old, None)
+        self.__dict__.update(state)
+        link = self.optimizer is not None and self.optimizer.__dict__.get("_model_ref")
+        if self.optimizer is not None and (link is None or link() is None):
+            self.optimizer._model_ref = weakref.ref(self)   # not copy.copy's shared one
+        self._lock = threading.RLock()
+        self._net, self._val_cache = None, None
+
+    # -- optimizer state (for saving) -------------------------------------------
+    @serialized
+    def get_optimizer_state(self):
+        """{'iterations': int, 'slots': {(layer name, weight index, slot): array}}
+        (Adam: slots 0 = m, 1 = v; SGD with momentum: 0 = velocity).  Only
+        trainable weights that the optimizer has seen have slots."""
+        if self.optimizer is None or (self._net is None and
+                                      getattr(self, "_pending_opt", None) is None):
+            return {"iterations": 0, "slots": {}}
+        network, slots = self._core(), {}      # (applies a pending state first)
+        net = network.net
+        for layer in self._layers[1:]:
+            if not layer.weights or not layer.trainable:
+                continue
+            i = network.holder(layer)
+            for j, var in enumerate(layer.weights):
+                for k in range(2):
+                    if var.trainable:
+                        value = net.slot(i, j, k)
+                        if value is not None:
+                            slots[(layer.name, j, k)] = value.reshape(var.shape)
+        return {"iterations": net.iterations, "slots": slots}
+
+    @serialized
+    def set_optimizer_state(self, state, strict=True):
+        """Restore ``get_optimizer_state()``'s output.  ``strict=False`` skips
+        the slots of layers that are gone, frozen or of another shape (the
+        state of a model whose layers changed since)."""
+        if self.optimizer is None:
+            raise RuntimeError("compile the model before restoring optimizer state")
+        network = self._core()
+        net = network.net
+        names = {layer.name for layer in self._layers}
+        for (name, j, k), value in state["slots"].items():
+            if not strict and name not in names:
+                continue
+            layer = self.get_layer(name)
+            i = network.holder(layer)
+            info = net.params(i)[j]
+            value = np.asarray(value, np.float32)
+            if not strict and (value.size != int(np.prod(info["shape"])) or
+                               not layer.trainable or k >= 2 or net.slot(i, j, k) is None):
+                continue
+            net.set_slot(i, j, k, value.reshape(info["shape"]))
+        net.iterations = int(state["iterations"])
+
+    # -- persistence ------------------------------------------------------------
+    def save(self, filepath, overwrite=True, include_optimizer=True, save_format=None):
+        """An HDF5 file as tf.keras writes it (``save_format`` None or 'h5')."""
+        if save_format not in (None, "h5"):
+            raise NotImplementedError(f"save_format={save_format!r}: aslnet writes HDF5 "
+                                      "files only (save_format='h5')")
+        from ..saving import save_model
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath, overwrite=True):
+        """The weights alone, in Keras's h5 weights layout."""
+        from ..saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, by_name=False, skip_mismatch=False):
+        """Keras's ``load_weights``: by layer order, or ``by_name`` (then
+        ``skip_mismatch`` skips layers whose weight shapes differ)."""
+        from ..saving import load_weights
+        load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
+
+    def get_config(self):
+        """Keras's model config (tf.keras 2's Functional/Sequential form)."""
+        from ..saving import _model_config
+        self._require_built()
+        return _model_config(self)["config"]
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A new model (fresh weights) from ``get_config()``'s output."""
+        from ..saving import _model_from_config
+        return _model_from_config({"class_name": cls._keras_class_name, "config": config},
+                                  custom_objects)
+
+    def to_json(self, **kwargs):
+        """The architecture as Keras's JSON (``models.model_from_json`` reads it)."""
+        import json
+        from ..saving import BACKEND, KERAS_VERSION, _json_default, _model_config
+        self._require_built()
+        return json.dumps({**_model_config(self), "keras_version": KERAS_VERSION,
+                           "backend": BACKEND}, default=_json_default, **kwargs)

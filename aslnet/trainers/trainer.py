@@ -1,0 +1,433 @@
+"""``Trainer``: compile, fit, evaluate and predict, as Keras's ``Model`` has
+them (the model classes inherit it, as in Keras 3).
+
+One training step (``_train_batch``) serves ``train_on_batch`` and ``fit``:
+convert the batch, take the frozen trunk's output from the cache or compute
+it, run one C ``train_step`` from the trunk boundary.  ``fit``'s loop is
+``_epochs``; inference batches go through ``_forward_batches``.
+"""
+import functools
+import warnings
+import weakref
+
+import numpy as np
+
+from .. import losses
+from .. import metrics as metrics_mod
+from .. import optimizers as optimizers_mod
+from ..layers import Dropout, Reshape, core_shape
+from . import data_adapters as data
+from . import trunk_cache
+
+__all__ = ["Trainer", "serialized"]
+
+_RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset "
+            "or generator can generate at least `steps_per_epoch * epochs` batches.")
+
+
+def serialized(method):
+    """Run ``method`` holding the model's lock: the C network computes one
+    call at a time, so calls from several threads (a web server, a predict
+    during fit) queue instead of failing."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def _progbar(steps, verbose, names=()):
+    verbose = 1 if verbose == "auto" else int(verbose)
+    if verbose not in (1, 2) or not steps:        # 2: one line at the end, as Keras
+        return None
+    from ..utils.progbar import Progbar
+    return Progbar(steps, verbose=verbose, stateful_metrics=list(names))
+
+
+class Trainer:
+    """The training and inference API of a model.  Relies on the model for
+    ``_core()`` (its ``CoreNetwork``, built and synced), ``_net`` (the same
+    or None), ``_layers``, ``_input``,
+    ``_output``, ``_lock`` and ``_dtype_policy``."""
+
+    _COMPILE_DEFAULTS = {"loss_weights": None, "weighted_metrics": None,
+                         "run_eagerly": (False, None), "steps_per_execution": (1, None),
+                         "jit_compile": (False, None, "auto", True),
+                         "auto_scale_loss": (True, False, None)}
+
+    # -- compile --------------------------------------------------------------
+    @serialized
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Keras's ``compile``: an optimizer (name or object), the loss
+        (``'categorical_crossentropy'`` or ``'sparse_categorical_crossentropy'``)
+        and metrics (``['accuracy']``).  Compiling again with the same
+        optimizer object keeps its state (moments, iterations); a new one
+        starts from zero, as in Keras."""
+        for key, value in kwargs.items():
+            if key not in self._COMPILE_DEFAULTS:
+                raise TypeError(f"compile() got an unexpected keyword argument {key!r}")
+            ok = self._COMPILE_DEFAULTS[key]
+            if value not in (ok if isinstance(ok, tuple) else (ok,)):
+                raise NotImplementedError(f"compile({key}={value!r}) is not supported "
+                                          "by aslnet")
+        if optimizer == "rmsprop":
+            raise ValueError("aslnet has no RMSprop yet; use 'adam' or 'sgd'")
+        new = optimizers_mod.get(optimizer)
+        loss = losses.resolve(loss)
+        names = [metrics_mod.resolve(m) for m in
+                 ([metrics] if isinstance(metrics, str) else list(metrics or []))]
+        if new is not self.optimizer:
+            self._pending_opt = None         # a copy's restored state was the old one's
+        if self._net is not None:
+            self._net.set_optimizer(new, reset=new is not self.optimizer)
+        self.optimizer, self.loss, self.compiled_metrics = new, loss, names
+        new._model_ref = weakref.ref(self)
+
+    @property
+    def metrics_names(self):
+        """tf.keras's names of evaluate's values: ['loss', *metrics]."""
+        return ["loss", *self.compiled_metrics]
+
+    def _require_compiled(self):
+        if self.loss is None:
+            raise RuntimeError("You must compile your model before training/testing. "
+                               "Use `model.compile(optimizer, loss)`.")
+
+    def _softmax_output(self):
+        """Whether the output is a softmax (past trailing reshapes/dropout)."""
+        k = len(self._layers) - 1
+        while k > 0 and isinstance(self._layers[k], (Reshape, Dropout)):
+            k -= 1
+        return getattr(self._layers[k], "activation", None) == "softmax"
+
+    def _require_trainable_output(self):
+        """Training runs the cross-entropy fused with a softmax output."""
+        self._require_compiled()
+        shape = self._output.shape[1:]
+        if not (len(shape) == 1 or tuple(shape[:2]) == (1, 1)):
+            raise ValueError(
+                f"aslnet trains classifiers: the output must be (None, classes), got "
+                f"{self._output.shape} (add GlobalAveragePooling2D or Flatten before the "
+                "Dense)")
+        if not self._softmax_output():
+            last = self._layers[-1]
+            raise ValueError(
+                f"aslnet trains with the cross-entropy of a softmax output, but the output "
+                f"layer '{last.name}' has activation "
+                f"{getattr(last, 'activation', None) or 'none'!r}: give it "
+                "activation='softmax' (from_logits=True is not supported)")
+
+    # -- batches --------------------------------------------------------------
+    def _single_input(self, x):
+        """Keras's {input name: array} for a one-input model: the array."""
+        if isinstance(x, dict):
+            name = self._input._layer.name
+            if len(x) != 1 or next(iter(x)) not in (name, self._layers[0].name):
+                raise ValueError(f"Model '{self.name}' has one input, '{name}'; got a dict "
+                                 f"with keys {sorted(map(str, x))}")
+            return next(iter(x.values()))
+        return x
+
+    def _to_input(self, x):
+        x = np.asarray(self._single_input(x), dtype=np.float32)
+        expected = self._input.shape[1:]
+        if x.shape[1:] != expected:
+            if x.shape == expected:
+                raise ValueError(f"Model '{self.name}' expects a batch of shape "
+                                 f"(batch, {', '.join(map(str, expected))}); got one sample "
+                                 f"{x.shape} — add a batch axis (x[None]; a tf.data.Dataset: "
+                                 ".batch(n))")
+            raise ValueError(f"Model '{self.name}' expects input shape "
+                             f"(None, {', '.join(map(str, expected))}), got {x.shape}")
+        return np.ascontiguousarray(x.reshape((x.shape[0],) + core_shape(expected)))
+
+    def _to_target(self, y, n):
+        y = np.asarray(y)
+        classes = self._output.shape[-1]
+        if self.loss == "sparse_categorical_crossentropy":
+            if y.size != n:
+                hint = ("; these look one-hot: use loss='categorical_crossentropy'"
+                        if y.shape == (n, classes) else "")
+                raise ValueError(f"sparse_categorical_crossentropy takes one integer label "
+                                 f"per sample ({n} here), got targets of shape {y.shape}{hint}")
+            if y.size and not np.all(np.equal(np.mod(y, 1), 0)):
+                raise ValueError("sparse_categorical_crossentropy takes integer labels")
+            y = y.reshape(-1).astype(np.int64)
+            if y.size and (y.min() < 0 or y.max() >= classes):
+                raise ValueError(f"labels must be in [0, {classes}), got {y.min()}..{y.max()}")
+            y = np.eye(classes, dtype=np.float32)[y]
+        if y.shape != (n, classes):
+            hint = ("; these look like integer labels: use "
+                    "loss='sparse_categorical_crossentropy' (or aslnet.utils.to_categorical)"
+                    if y.size == n else "")
+            raise ValueError(f"targets must have shape ({n}, {classes}), got {y.shape}{hint}")
+        return np.ascontiguousarray(y, dtype=np.float32).reshape(n, 1, 1, classes)
+
+    def _logs(self, loss_sum, correct, n, prefix=""):
+        logs = {prefix + "loss": loss_sum / max(n, 1)}
+        for m in self.compiled_metrics:
+            logs[prefix + m] = correct / max(n, 1)
+        return logs
+
+    def _trunk_start(self):
+        return trunk_cache.trunk_start(self._layers[1:], self._net)
+
+    def _trunk_cache(self, x, start):
+        return trunk_cache.make_cache(self._net, x, start, self.trunk_cache_bytes,
+                                      self.trunk_cache_dir)
+
+    # -- training -------------------------------------------------------------
+    def _train_batch(self, network, xb, yb, *, ids=None, cache=None, start=0,
+                     sample_weight=None, class_weight=None):
+        """The one training step: (summed loss, correct, samples).  ``xb`` is
+        None when the batch's trunk features are cached."""
+        network.net.set_learning_rate(self.optimizer.learning_rate)
+        xb = None if xb is None else self._to_input(xb)
+        yb = self._to_target(yb, len(yb) if xb is None else len(xb))
+        w = data.sample_weights(yb, sample_weight, class_weight)
+        feats, s0 = trunk_cache.features(network, xb, ids, cache, start,
+                                         self._dtype_policy.compute_dtype)
+        loss, pred = network.train_step(feats, yb if w is None else yb * w, start=s0)
+        return loss * len(yb), metrics_mod.count_correct(yb, pred), len(yb)
+
+    @serialized
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
+        """One optimizer step on one batch; the loss (and metrics) of it."""
+        self._require_trainable_output()
+        network = self._core()
+        logs = self._logs(*self._train_batch(network, x, y, start=self._trunk_start(),
+                                             sample_weight=sample_weight,
+                                             class_weight=class_weight))
+        return logs if return_dict else (logs["loss"] if len(logs) == 1 else list(logs.values()))
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1, max_queue_size=10, workers=1,
+            use_multiprocessing=False):
+        """Keras's ``fit``.  Each epoch runs ``steps_per_epoch`` batches (else
+        one pass over the data); a following epoch goes on where the last one
+        stopped.  Calls from other threads wait until it returns.
+        (``max_queue_size``, ``workers``, ``use_multiprocessing``: tf.keras's
+        data-loading options, accepted and not needed: aslnet decodes each
+        image once per fit and overlaps loading with compute itself.)"""
+        with self._lock:
+            return self._fit(self._single_input(x), y, batch_size=batch_size, epochs=epochs,
+                             verbose=verbose, callbacks=callbacks,
+                             validation_split=validation_split,
+                             validation_data=validation_data, shuffle=shuffle,
+                             class_weight=class_weight, sample_weight=sample_weight,
+                             initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                             validation_steps=validation_steps,
+                             validation_batch_size=validation_batch_size,
+                             validation_freq=validation_freq)
+
+    def _fit(self, x, y, *, batch_size, epochs, verbose, callbacks, validation_split,
+             validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+             steps_per_epoch, validation_steps, validation_batch_size, validation_freq):
+        from ..callbacks import CallbackList, History
+        self._require_trainable_output()
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("You cannot pass both class_weight and sample_weight")
+        if validation_split and validation_data is None:   # Keras: validation_data wins
+            x, y, sample_weight, validation_data = data.split_validation(
+                x, y, sample_weight, validation_split)
+        if isinstance(validation_freq, bool) or not isinstance(validation_freq, int) \
+                or validation_freq < 1:
+            raise ValueError(f"validation_freq must be a positive integer, got "
+                             f"{validation_freq!r}")
+        verbose = 1 if verbose == "auto" else int(verbose)
+        steps = data.num_steps(x, batch_size, steps_per_epoch)
+        network = self._core()
+        start = self._trunk_start()
+        cache, self._val_cache, validation = None, None, None
+        try:
+            cache = self._trunk_cache(x, start)
+            stream = data.DataStream(x, y, batch_size, shuffle, cached=cache,
+                                     sample_weight=sample_weight)
+            cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
+                               model=self, verbose=verbose, epochs=epochs, steps=steps)
+            history = next(c for c in cbs if isinstance(c, History))
+            if validation_data is not None:
+                vx, vy, vw = data.unpack_validation(validation_data)
+                self._val_cache = (vx, self._trunk_cache(vx, start))
+                validation = dict(x=vx, y=vy, batch_size=validation_batch_size or batch_size,
+                                  steps=validation_steps, sample_weight=vw,
+                                  freq=validation_freq)
+            self._epochs(network, stream, cbs, start=start, cache=cache, epochs=epochs,
+                         initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                         class_weight=class_weight, validation=validation)
+        finally:                    # also after an exception or Ctrl-C
+            for c in (cache, self._val_cache and self._val_cache[1]):
+                if c is not None:
+                    c.close()
+            self._val_cache = None
+        self.history = history
+        return history
+
+    def _epochs(self, network, stream, cbs, *, start, cache, epochs, initial_epoch,
+                steps_per_epoch, class_weight, validation):
+        """fit's loop; ``validation``: the evaluate arguments and ``freq``, or None."""
+        self.stop_training = False
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step, (xb, yb, ids, sw) in enumerate(stream.epoch(steps_per_epoch)):
+                cbs.on_train_batch_begin(step)
+                l, c, n = self._train_batch(network, xb, yb, ids=ids, cache=cache, start=start,
+                                            sample_weight=sw, class_weight=class_weight)
+                loss_sum, correct, seen = loss_sum + l, correct + c, seen + n
+                cbs.on_train_batch_end(step, self._logs(loss_sum, correct, seen))
+                if self.stop_training:
+                    break
+            if seen == 0:
+                warnings.warn(_RAN_OUT, stacklevel=4)
+                break
+            logs = self._logs(loss_sum, correct, seen)
+            if validation and (epoch + 1) % validation["freq"] == 0:
+                val = self.evaluate(validation["x"], validation["y"],
+                                    batch_size=validation["batch_size"],
+                                    steps=validation["steps"], verbose=0, return_dict=True,
+                                    callbacks=cbs, sample_weight=validation["sample_weight"])
+                logs.update({"val_" + k: v for k, v in val.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+            if steps_per_epoch is not None and seen and stream.exhausted:
+                warnings.warn(_RAN_OUT, stacklevel=4)
+                break
+        cbs.on_train_end()
+
+    def fine_tune(self, x, validation_data=None, head_epochs=20, epochs=8,
+                  unfreeze_from="conv_dw_7", head_learning_rate=1e-3, learning_rate=2e-5,
+                  batch_size=None, verbose="auto", callbacks=None):
+        """aslnet's fine-tuning recipe (see :func:`aslnet.recipes.fine_tune`);
+        returns the History of phase 2 (phase 1's is ``self.head_history``)."""
+        from ..recipes.fine_tune import fine_tune
+        return fine_tune(self, x, validation_data=validation_data, head_epochs=head_epochs,
+                         epochs=epochs, unfreeze_from=unfreeze_from,
+                         head_learning_rate=head_learning_rate, learning_rate=learning_rate,
+                         batch_size=batch_size, verbose=verbose, callbacks=callbacks)
+
+    # -- inference ------------------------------------------------------------
+    def _forward_batches(self, x, y, batch_size, steps, with_targets, on_begin):
+        """Yields (n, targets, outputs) per batch; ``on_begin(i)`` is called
+        before batch i is computed (the callbacks' *_batch_begin)."""
+        network = self._core()
+        dtype = self._dtype_policy.compute_dtype
+        cache, start = None, 0
+        if self._val_cache is not None and self._val_cache[0] is x:   # validation in fit
+            cache, start = self._val_cache[1], self._trunk_start()
+        for i, (xb, yb, ids) in enumerate(data.batches(x, y, batch_size, False, steps,
+                                                       with_targets=with_targets,
+                                                       cached=cache)):
+            on_begin(i)
+            xb = None if xb is None else self._to_input(xb)   # None: cached
+            feats, s0 = trunk_cache.features(network, xb, ids, cache, start, dtype)
+            out = network.inference_forward(feats, dtype) if s0 == 0 else \
+                network.forward(feats, start=s0)
+            yield len(feats), yb, out.reshape((len(feats),) + self._output.shape[1:])
+
+    @serialized
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
+                max_queue_size=10, workers=1, use_multiprocessing=False):
+        """The model's outputs for ``x`` (arrays, an image iterator, a
+        generator or a dataset), batch by batch (``batch_size`` default 32)."""
+        from ..callbacks import CallbackList
+        x = self._single_input(x)
+        n_steps = data.num_steps(x, batch_size, steps)
+        bar = _progbar(n_steps, verbose)
+        cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
+        cbs.on_predict_begin()
+        outs = []
+        for i, (_, _, out) in enumerate(self._forward_batches(
+                x, None, batch_size, n_steps, False, cbs.on_predict_batch_begin)):
+            outs.append(out)
+            cbs.on_predict_batch_end(i, {"outputs": out})
+            if bar:
+                bar.update(i + 1)
+        cbs.on_predict_end()
+        if not outs:
+            return np.zeros((0,) + self._output.shape[1:], np.float32)
+        return np.concatenate(outs)
+
+    @serialized
+    def predict_on_batch(self, x):
+        """The outputs for one batch of inputs, in one call."""
+        xb = self._to_input(x)
+        network = self._core()
+        return network.inference_forward(xb, self._dtype_policy.compute_dtype).reshape(
+            (len(xb),) + self._output.shape[1:])
+
+    @serialized
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, return_dict=False, callbacks=None, max_queue_size=10, workers=1,
+                 use_multiprocessing=False):
+        """Keras's ``evaluate``; ``sample_weight`` (arrays only) weights each sample's
+        loss as in fit (the accuracy stays unweighted, as Keras's compiled metrics)."""
+        from ..callbacks import CallbackList
+        self._require_compiled()
+        x = self._single_input(x)
+        sample_weight = data.evaluation_weights(x, sample_weight)
+        n_steps = data.num_steps(x, batch_size, steps)
+        bar = _progbar(n_steps, verbose, ["loss", *self.compiled_metrics])  # running means
+        if isinstance(callbacks, CallbackList):     # fit's own list (validation)
+            cbs = callbacks
+        else:
+            cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
+        cbs.on_test_begin()
+        loss_sum, correct, seen = 0.0, 0, 0
+        from_softmax = self._softmax_output()
+        for i, (n, yb, out) in enumerate(self._forward_batches(
+                x, y, batch_size, n_steps, True, cbs.on_test_batch_begin)):
+            yb = self._to_target(yb, n).reshape(n, -1)
+            p = out.reshape(n, -1)
+            per_sample = losses.categorical_crossentropy(yb, p, from_softmax)
+            if sample_weight is not None:
+                per_sample = per_sample * sample_weight[seen:seen + n]
+            loss_sum += float(np.sum(per_sample))
+            correct += metrics_mod.count_correct(yb, p)
+            seen += n
+            logs = self._logs(loss_sum, correct, seen)
+            cbs.on_test_batch_end(i, logs)
+            if bar:
+                bar.update(i + 1, list(logs.items()))
+        logs = self._logs(loss_sum, correct, seen)
+        cbs.on_test_end(logs)
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """``evaluate`` on one batch."""
+        return self.evaluate(x, y, batch_size=len(x), verbose=0, sample_weight=sample_weight,
+                             return_dict=return_dict)
+
+    # tf.keras 1's generator methods, which older versions of the tutorial call
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1,
+                      callbacks=None, validation_data=None, validation_steps=None,
+                      validation_freq=1, class_weight=None, max_queue_size=10, workers=1,
+                      use_multiprocessing=False, shuffle=True, initial_epoch=0):
+        """Deprecated as in tf.keras: ``fit`` takes generators."""
+        warnings.warn("`Model.fit_generator` is deprecated: use `Model.fit`, which supports "
+                      "generators.", DeprecationWarning, stacklevel=2)
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
+                        validation_steps=validation_steps, validation_freq=validation_freq,
+                        class_weight=class_weight, shuffle=shuffle,
+                        initial_epoch=initial_epoch)
+
+    def evaluate_generator(self, generator, steps=None, callbacks=None, max_queue_size=10,
+                           workers=1, use_multiprocessing=False, verbose=0):
+        """Deprecated as in tf.keras: ``evaluate`` takes generators."""
+        warnings.warn("`Model.evaluate_generator` is deprecated: use `Model.evaluate`, which "
+                      "supports generators.", DeprecationWarning, stacklevel=2)
+        return self.evaluate(generator, steps=steps, callbacks=callbacks, verbose=verbose)
+
+    def predict_generator(self, generator, steps=None, callbacks=None, max_queue_size=10,
+                          workers=1, use_multiprocessing=False, verbose=0):
+        """Deprecated as in tf.keras: ``predict`` takes generators."""
+        warnings.warn("`Model.predict_generator` is deprecated: use `Model.predict`, which "
+                      "supports generators.", DeprecationWarning, stacklevel=2)
+        return self.predict(generator, steps=steps, callbacks=callbacks, verbose=verbose)
