@@ -1266,3 +1266,7 @@ def _recalibrate(model, x, batch_size, steps, batches, num_steps):
         scale = gamma / np.sqrt(var + eps)
         layer.set_weights([scale * np.sqrt(v + eps), beta + scale * (m - mean), m, v])
     return count
+
+
+from .saving.serialization import register_model_class  # noqa: E402
+register_model_class("Functional", Model); register_model_class("Sequential", Sequential)
