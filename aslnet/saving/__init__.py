@@ -74,8 +74,8 @@ themselves with ``serialization.register_model_class``):
 * ``file_io``: atomic writes and stale temporary files, the integrity
   header, opening and sniffing files.
 """
-from .file_io import ModelFileError
-from .saving_api import load_model, load_weights, save_model, save_weights
+import importlib
+
 from .serialization import register_model_class
 
 # Until aslnet.models imports them from .serialization, the names it uses.
@@ -86,3 +86,22 @@ from .serialization import model_to_config as _model_config  # noqa: E402,F401
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "ModelFileError",
            "register_model_class"]
+
+# Loaded on first use, with h5py (about 0.15 s): aslnet.models registers its
+# classes here when ``import aslnet`` runs, which should not pay for files.
+_LAZY = {"save_model": "saving_api", "load_model": "saving_api",
+         "save_weights": "saving_api", "load_weights": "saving_api",
+         "ModelFileError": "file_io"}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
