@@ -10,6 +10,10 @@ from ..recipes.batch_norm import recalibrate_batch_norm
 from .cloning import clone_model, model_from_json
 from .model import Model
 from .sequential import Sequential
+from ..saving.serialization import register_model_class
+
+register_model_class("Functional", Model)
+register_model_class("Sequential", Sequential)
 
 __all__ = ["Model", "Sequential", "load_model", "model_from_json", "clone_model",
            "recalibrate_batch_norm"]

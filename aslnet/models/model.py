@@ -23,8 +23,6 @@ class Model(Trainer):
     """``Model(inputs, outputs)`` over a chain of layers, as built with the
     Keras functional API (e.g. ``Model(mobile.input, Dense(10)(x))``)."""
 
-    _keras_class_name = "Functional"
-
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
         if kwargs:
             raise TypeError(f"Model: unexpected arguments {sorted(kwargs)}")
@@ -328,21 +326,22 @@ class Model(Trainer):
 
     def get_config(self):
         """Keras's model config (tf.keras 2's Functional/Sequential form)."""
-        from ..saving import _model_config
+        from ..saving.serialization import model_to_config
         self._require_built()
-        return _model_config(self)["config"]
+        return model_to_config(self)["config"]
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         """A new model (fresh weights) from ``get_config()``'s output."""
-        from ..saving import _model_from_config
-        return _model_from_config({"class_name": cls._keras_class_name, "config": config},
-                                  custom_objects)
+        from ..saving.serialization import model_from_config, model_kind
+        return model_from_config({"class_name": model_kind(cls), "config": config},
+                                 custom_objects)
 
     def to_json(self, **kwargs):
         """The architecture as Keras's JSON (``models.model_from_json`` reads it)."""
         import json
-        from ..saving import BACKEND, KERAS_VERSION, _json_default, _model_config
+        from ..saving.serialization import (BACKEND, KERAS_VERSION, json_default,
+                                            model_to_config)
         self._require_built()
-        return json.dumps({**_model_config(self), "keras_version": KERAS_VERSION,
-                           "backend": BACKEND}, default=_json_default, **kwargs)
+        return json.dumps({**model_to_config(self), "keras_version": KERAS_VERSION,
+                           "backend": BACKEND}, default=json_default, **kwargs)

@@ -12,8 +12,6 @@ class Sequential(Model):
     ``Sequential([Conv2D(..., input_shape=...), ...])``, or ``Sequential()``
     then ``add(layer)``.  As in Keras, ``layers`` leaves out the input."""
 
-    _keras_class_name = "Sequential"
-
     def __init__(self, layers=None, name=None, **kwargs):
         if kwargs:
             raise TypeError(f"Sequential: unexpected arguments {sorted(kwargs)}")

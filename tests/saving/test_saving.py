@@ -1,4 +1,4 @@
-"""Model.save / models.load_model / save_weights / load_weights (aslnet/saving.py):
+"""Model.save / models.load_model / save_weights / load_weights (aslnet/saving/):
 exact round trips, Keras 2.x h5 layout, atomic writes, bad files."""
 import json
 import os
@@ -11,6 +11,7 @@ import pytest
 import aslnet
 from aslnet import layers as L
 from aslnet import saving
+from aslnet.saving import h5_format
 from aslnet.models import Model, Sequential, load_model
 
 SUFFIXES = [".h5", ".hdf5", ".keras", ".aslnet", ""]
@@ -215,7 +216,7 @@ def test_all_layer_kinds_round_trip(tmp_path, data):
 
 # -- writes are atomic ---------------------------------------------------------
 def _crash_after(monkeypatch, n):
-    real = saving._write_array
+    real = h5_format._write_array
     calls = []
 
     def flaky(group, name, value):
@@ -224,7 +225,7 @@ def _crash_after(monkeypatch, n):
             raise RuntimeError("simulated crash during save")
         real(group, name, value)
 
-    monkeypatch.setattr(saving, "_write_array", flaky)
+    monkeypatch.setattr(h5_format, "_write_array", flaky)
 
 
 @pytest.mark.parametrize("what", ["save", "save_weights"])
@@ -517,9 +518,9 @@ def test_long_layer_name_lists_are_chunked(tmp_path):
     group_path = tmp_path / "attrs.h5"
     names = [f"layer_{i:05d}_{'x' * 40}".encode() for i in range(3000)]
     with h5py.File(group_path, "w") as f:
-        saving._save_attributes(f, "layer_names", names)
+        h5_format.save_attributes(f, "layer_names", names)
         assert "layer_names" not in f.attrs and "layer_names0" in f.attrs
-        assert saving._load_attributes(f, "layer_names") == [n.decode() for n in names]
+        assert h5_format.load_attributes(f, "layer_names") == [n.decode() for n in names]
 
 
 # -- save_weights / load_weights -------------------------------------------------------
@@ -755,7 +756,7 @@ def test_a_corrupt_iteration_count_gives_a_fresh_optimizer_with_a_warning(tmp_pa
     model.save(tmp_path / "m.h5")
     with h5py.File(tmp_path / "m.h5", "r+") as f:
         g = f["optimizer_weights"]
-        name = saving._load_attributes(g, "weight_names")[0]
+        name = h5_format.load_attributes(g, "weight_names")[0]
         g[name][()] = -5
     with pytest.warns(UserWarning, match="iteration count is -5"):
         loaded = load_model(tmp_path / "m.h5")

@@ -1,0 +1,291 @@
+"""Files on disk: atomic writes through a temporary file next to the
+target (and the removal of stale temporaries a killed save left), the
+integrity header of aslnet-native files, opening a file for reading with
+clear errors (format sniffing: HDF5 signature, Keras 3 zip archives)."""
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import secrets
+import socket
+import struct
+import time
+
+import h5py
+
+KERAS_H5_SUFFIXES = (".h5", ".hdf5", ".keras")   # tf.keras 2.x's _is_hdf5_filepath
+# aslnet-native files: the HDF5 user block (bytes HDF5 leaves to applications
+# before its superblock) starts with _MAGIC, the length of what follows the
+# user block and its SHA-256 -- checked before libhdf5 parses anything.
+_USERBLOCK = 512
+_MAGIC = b"ASLNET\x00\x01"
+_HEADER = struct.Struct("<8sQ32s")
+
+
+class ModelFileError(ValueError, OSError):
+    """A file that is not a readable aslnet/Keras model or weights file
+    (corrupt, truncated, not HDF5, no model config).  Both a ``ValueError``
+    and an ``OSError`` (as h5py's and tf.keras's errors for such files)."""
+
+
+# ---------------------------------------------------------------------------
+# Temporary files
+# ---------------------------------------------------------------------------
+# A save writes ".<target>.aslnet-<host>-<pid>-<random>.tmp" next to the
+# target.  A save killed before its os.replace (kill -9, power loss) leaves
+# it behind; the next save to the same target removes those that are stale:
+# written on this host by a process that is gone, or (another host's, whose
+# process cannot be asked) untouched for _STALE_SECONDS.  A live process's
+# temporary file on this host is never removed, however old.
+_TMP_PREFIX = "aslnet"
+_TMP_NAME = re.compile(r"aslnet-([0-9a-f]{8})-([0-9]+)-[0-9a-f]{8}")
+_STALE_SECONDS = 24 * 3600
+
+
+def _host_tag():
+    """8 hex digits naming this host (process ids mean nothing on another)."""
+    return hashlib.sha256(socket.gethostname().encode("utf8", "surrogateescape")).hexdigest()[:8]
+
+
+def _create_temp(d, base):
+    """A new empty file for a save of ``d/base``, named as above."""
+    host, pid = _host_tag(), os.getpid()
+    for _ in range(100):
+        tmp = os.path.join(d, f".{base}.{_TMP_PREFIX}-{host}-{pid}-{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                         0o600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "No usable temporary file name", os.path.join(d, base))
+
+
+def _process_gone(pid):
+    """True only when process ``pid`` of this host is known not to run (no such
+    process, or a zombie); anything uncertain counts as running."""
+    if os.name != "posix" or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)                     # signal 0: checks only, sends nothing
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):        # EPERM: another user's live process
+        return False
+    try:                                    # killed but not yet reaped by its parent
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rpartition(b")")[2].split()[:1]
+        return state in ([b"Z"], [b"X"])
+    except (OSError, IndexError):
+        return False
+
+
+def stale_temps(d, base, now=None):
+    """Paths of the stale temporary files that saves of ``d/base`` left."""
+    prefix, suffix = f".{base}.", ".tmp"
+    host = _host_tag()
+    now = time.time() if now is None else now
+    out = []
+    with os.scandir(d) as entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(suffix)):
+                continue
+            m = _TMP_NAME.fullmatch(name[len(prefix):len(name) - len(suffix)])
+            if m is None or not entry.is_file(follow_symlinks=False):
+                continue
+            if m.group(1) == host:
+                stale = _process_gone(int(m.group(2)))
+            else:
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > _STALE_SECONDS
+            if stale:
+                out.append(entry.path)
+    return out
+
+
+def _remove_stale_temps(d, base):
+    """Best effort: a file another save removes first, or a directory that
+    cannot be listed, is no reason to fail this save."""
+    with contextlib.suppress(OSError):
+        for tmp in stale_temps(d, base):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+# ---------------------------------------------------------------------------
+# Integrity header (aslnet-native files)
+# ---------------------------------------------------------------------------
+def _payload_digest(fh, start):
+    """(length, sha256) of the bytes of ``fh`` from ``start`` on."""
+    h, n = hashlib.sha256(), 0
+    fh.seek(start)
+    while True:
+        chunk = fh.read(1 << 20)
+        if not chunk:
+            return n, h.digest()
+        h.update(chunk)
+        n += len(chunk)
+
+
+def _write_integrity_header(path):
+    with open(path, "r+b") as fh:
+        n, digest = _payload_digest(fh, _USERBLOCK)
+        fh.seek(0)
+        fh.write(_HEADER.pack(_MAGIC, n, digest))
+
+
+def _check_integrity_header(path, what):
+    """For aslnet-native files: the payload's length and SHA-256 as saved."""
+    with open(path, "rb") as fh:
+        head = fh.read(_HEADER.size)
+        if len(head) < _HEADER.size or not head.startswith(_MAGIC):
+            return
+        _, n, digest = _HEADER.unpack(head)
+        got_n, got_digest = _payload_digest(fh, _USERBLOCK)
+    if got_n != n:
+        raise ModelFileError(f"{what} file {path} is truncated or extended: {got_n} bytes of "
+                             f"data after the header, {n} when saved")
+    if got_digest != digest:
+        raise ModelFileError(f"{what} file {path} is corrupt: its SHA-256 differs from the "
+                             "one recorded when it was saved (or it was modified after "
+                             "saving; edit .h5 files instead)")
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+def _umask():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _fsync_dir(d):
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _is_keras_h5_path(path):
+    return os.fspath(path).lower().endswith(KERAS_H5_SUFFIXES)
+
+
+@contextlib.contextmanager
+def atomic_h5(filepath, overwrite):
+    """An h5py.File to write; it becomes ``filepath`` only once complete.
+    Paths without a Keras suffix get aslnet's native integrity header."""
+    path = os.fspath(filepath)
+    native = not _is_keras_h5_path(path)
+    if os.path.islink(path):
+        path = os.path.realpath(path)          # write through a symlink, as h5py would
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "Cannot save to a directory", path)
+    if not overwrite and os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, "File exists and overwrite=False", path)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        # replacing would bypass the file's own permissions: refuse, as writing would
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    _remove_stale_temps(d, os.path.basename(path))
+    tmp = _create_temp(d, os.path.basename(path))
+    try:
+        with h5py.File(tmp, "w", userblock_size=_USERBLOCK if native else 0) as f:
+            yield f
+            f.flush()
+        if native:
+            _write_integrity_header(tmp)
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)              # fails if someone created path meanwhile
+            except FileExistsError:
+                raise FileExistsError(errno.EEXIST, "File exists and overwrite=False",
+                                      path) from None
+            except OSError:                     # no hard links here
+                if os.path.lexists(path):
+                    raise FileExistsError(errno.EEXIST, "File exists and overwrite=False",
+                                          path) from None
+                os.replace(tmp, path)
+            else:
+                os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(d)
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+# What h5py/json raise on damaged content while a file is read.
+READ_ERRORS = (OSError, KeyError, TypeError, AttributeError, IndexError, ValueError,
+                RuntimeError)
+
+
+@contextlib.contextmanager
+def open_h5(filepath, what):
+    """Open a model/weights file for reading, with clear errors."""
+    if isinstance(filepath, h5py.Group):
+        yield filepath, getattr(filepath.file, "filename", "<h5py group>")
+        return
+    path = os.fspath(filepath)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, f"No file or directory found at {path}", path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"{path} is a directory, not an aslnet/Keras "
+                                "HDF5 file (TensorFlow SavedModel directories are not "
+                                "supported)", path)
+    try:
+        is_h5 = h5py.is_hdf5(path)
+    except OSError as e:
+        raise ModelFileError(f"Cannot read {what} file {path}: {e}") from e
+    if not is_h5:
+        with open(path, "rb") as fh:
+            if fh.read(4) == b"PK\x03\x04":
+                raise ModelFileError(
+                    f"{path} is a zip archive (Keras 3's .keras format?): aslnet reads "
+                    "HDF5 files.  In Keras, model.save('model.h5') writes one whose weights "
+                    "aslnet's model.load_weights takes")
+        raise ModelFileError(f"{path} is not an aslnet/Keras {what} file: no HDF5 signature "
+                             f"(size {os.path.getsize(path)} bytes; corrupt, truncated or "
+                             "another format)")
+    try:
+        _check_integrity_header(path, what)
+    except ModelFileError:
+        raise
+    except OSError as e:
+        raise ModelFileError(f"Cannot read {what} file {path}: {e}") from e
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ModelFileError(f"Cannot open {what} file {path}: it is corrupt or truncated "
+                             f"({e})") from e
+    with f:
+        yield f, path

@@ -1,0 +1,205 @@
+"""What a model file keeps of training: the ``training_config`` (loss,
+metrics and the optimizer's config in tf.keras 2.6's form, and the model
+compiled back from it) and the optimizer's state (``optimizer_weights``:
+the iteration count, then each slot of each trainable weight in tf.keras's
+order and names)."""
+import inspect
+import warnings
+
+import numpy as np
+
+from .. import optimizers as optimizers_mod
+
+
+def _is_none(v):
+    return v is None
+
+
+# ---------------------------------------------------------------------------
+# Training config
+# ---------------------------------------------------------------------------
+# (Keras class name, [(key, default)] in tf.keras 2.6's get_config order)
+_KERAS_OPTIMIZERS = {
+    "adam": ("Adam", [("learning_rate", 0.001), ("decay", 0.0), ("beta_1", 0.9),
+                      ("beta_2", 0.999), ("epsilon", 1e-7), ("amsgrad", False)]),
+    "sgd": ("SGD", [("learning_rate", 0.01), ("decay", 0.0), ("momentum", 0.0),
+                    ("nesterov", False)]),
+}
+_OPTIMIZER_KERAS_ONLY = {
+    "decay": (lambda v: not v, "0"),
+    "amsgrad": (lambda v: not v, "false"),
+    "clipnorm": (_is_none, "null"),
+    "clipvalue": (_is_none, "null"),
+    "global_clipnorm": (_is_none, "null"),
+}
+
+
+def _keras_optimizer_config(optimizer):
+    cfg = optimizer.get_config()
+    kind = optimizer._core_name
+    class_name, keys = _KERAS_OPTIMIZERS.get(kind, (type(optimizer).__name__, []))
+    out = {"name": class_name}
+    for key, default in keys:
+        out[key] = cfg.get(key, default)
+    out.update((k, v) for k, v in cfg.items() if k not in out and k != "name")
+    return {"class_name": class_name, "config": out}
+
+
+def _optimizer_from_keras(oc):
+    if isinstance(oc, str):
+        return optimizers_mod.get(oc)
+    if not isinstance(oc, dict) or "class_name" not in oc:
+        raise ValueError(f"bad optimizer_config {oc!r}")
+    class_name = str(oc["class_name"])
+    kind = class_name.lower()
+    cls = {"adam": optimizers_mod.Adam, "sgd": optimizers_mod.SGD}.get(kind)
+    if cls is None:
+        raise ValueError(f"Unsupported optimizer {class_name!r}: aslnet has Adam and SGD "
+                         "(load with compile=False and compile the model yourself)")
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    cfg = dict(oc.get("config") or {})
+    cfg.pop("name", None)
+    if "lr" in cfg:
+        cfg.setdefault("learning_rate", cfg.pop("lr"))
+    out = {"name": kind}
+    for key, value in cfg.items():
+        if key in accepted:
+            if isinstance(value, dict):
+                raise ValueError(f"optimizer {class_name}: {key}={value!r} (a schedule) is "
+                                 "not supported by aslnet")
+            out[key] = value
+        elif key in _OPTIMIZER_KERAS_ONLY:
+            ok, expected = _OPTIMIZER_KERAS_ONLY[key]
+            if not ok(value):
+                raise ValueError(f"optimizer {class_name}: {key}={value!r} is not supported "
+                                 f"by aslnet (only {expected})")
+        elif value is not None:
+            raise ValueError(f"optimizer {class_name}: unsupported option {key}={value!r}")
+    return optimizers_mod.get(out)
+
+
+_METRIC_FNS = {"accuracy": None, "acc": None, "categorical_accuracy": "categorical_accuracy",
+               "sparse_categorical_accuracy": "sparse_categorical_accuracy"}
+
+
+def _keras_metric(name, loss):
+    fn = _METRIC_FNS.get(name) or ("sparse_categorical_accuracy"
+                                   if loss == "sparse_categorical_crossentropy"
+                                   else "categorical_accuracy")
+    return {"class_name": "MeanMetricWrapper",
+            "config": {"name": name, "dtype": "float32", "fn": fn}}
+
+
+def training_config(model):
+    metrics = [_keras_metric(m, model.loss) for m in model.compiled_metrics]
+    return {"loss": model.loss, "metrics": metrics or None, "weighted_metrics": None,
+            "loss_weights": None, "optimizer_config": _keras_optimizer_config(model.optimizer)}
+
+
+def _flatten(obj):
+    if isinstance(obj, (list, tuple)):
+        return [x for o in obj for x in _flatten(o)]
+    if isinstance(obj, dict) and "class_name" not in obj and "config" not in obj:
+        return [x for o in obj.values() for x in _flatten(o)]   # {output_name: ...}
+    return [obj]
+
+
+def compile_from_training_config(model, tc):
+    loss = tc.get("loss")
+    losses = _flatten(loss)
+    if len(losses) != 1:
+        raise ValueError(f"aslnet models have one loss; the file has {loss!r}")
+    loss = losses[0]
+    if isinstance(loss, dict):
+        cn = loss.get("class_name")
+        loss = {"CategoricalCrossentropy": "categorical_crossentropy",
+                "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy"}.get(
+                    cn, (loss.get("config") or {}).get("fn") or cn)
+    metrics = []
+    for m in _flatten(tc.get("metrics") or []) + _flatten(tc.get("weighted_metrics") or []):
+        if isinstance(m, dict):
+            m = (m.get("config") or {}).get("name") or m.get("class_name")
+        if m not in metrics:
+            metrics.append(m)
+    model.compile(optimizer=_optimizer_from_keras(tc.get("optimizer_config")), loss=loss,
+                  metrics=metrics)
+
+
+# ---------------------------------------------------------------------------
+# Optimizer weights
+# ---------------------------------------------------------------------------
+def _slot_names(optimizer):
+    if optimizer._core_name == "adam":
+        return ("m", "v")
+    if optimizer._core_name == "sgd" and np.float32(optimizer.momentum) > 0:
+        return ("momentum",)
+    return ()
+
+
+def _var_base(var):
+    name = var.name
+    return name[:-2] if name.endswith(":0") else name
+
+
+def _slot_order(model):
+    """[(layer, j, k, variable, slot name)] in tf.keras's order: the first slot
+    of every trainable weight, then the second."""
+    order = []
+    for k, slot in enumerate(_slot_names(model.optimizer)):
+        for layer in model._layers:
+            if not layer.trainable:
+                continue
+            for j, var in enumerate(layer.weights):
+                if var.trainable:
+                    order.append((layer, j, k, var, slot))
+    return order
+
+
+def optimizer_weights(model):
+    """(names, values) of ``optimizer_weights``, or None when the optimizer
+    has no state yet (as tf.keras before the first step)."""
+    state = model.get_optimizer_state()
+    slots = state["slots"]
+    iterations = int(state["iterations"])
+    if iterations == 0 and not any(np.any(v) for v in slots.values()):
+        return None
+    prefix = _KERAS_OPTIMIZERS.get(model.optimizer._core_name,
+                                   (type(model.optimizer).__name__,))[0]
+    names, values = [f"{prefix}/iter:0"], [np.int64(iterations)]
+    for layer, j, k, var, slot in _slot_order(model):
+        value = slots.get((layer.name, j, k))
+        if value is None:
+            raise RuntimeError(f"internal: no optimizer slot {slot} for {var.name}")
+        names.append(f"{prefix}/{_var_base(var)}/{slot}:0")
+        values.append(np.asarray(value, np.float32).reshape(var.shape))
+    return names, values
+
+
+def restore_optimizer_weights(model, names, values, where):
+    """Positional, as tf.keras: iterations, then the slots in _slot_order.
+    On a mismatch, warn and keep a fresh optimizer (as tf.keras does)."""
+    order = _slot_order(model)
+    problem = None
+    if not names or not names[0].endswith("iter:0") or np.ndim(values[0]) != 0:
+        problem = "the first optimizer weight is not the iteration count"
+    elif not (np.isfinite(values[0]) and values[0] >= 0 and values[0] == int(values[0])):
+        problem = f"the iteration count is {values[0]}"
+    elif len(names) - 1 != len(order):
+        problem = (f"the file has {len(names) - 1} optimizer slot arrays, the model's "
+                   f"optimizer has {len(order)}")
+    else:
+        for (layer, j, k, var, slot), name, value in zip(order, names[1:], values[1:]):
+            if np.shape(value) != var.shape:
+                problem = (f"optimizer weight {name} has shape {np.shape(value)}, "
+                           f"{var.name} has {var.shape}")
+                break
+    if problem:
+        warnings.warn(f"{where}: error in loading the saved optimizer state ({problem}). "
+                      "As a result, your model is starting with a freshly initialized "
+                      "optimizer.", stacklevel=3)
+        return
+    slots = {(layer.name, j, k): np.asarray(value, np.float32)
+             for (layer, j, k, var, slot), value in zip(order, values[1:])}
+    model.set_optimizer_state({"iterations": int(values[0]), "slots": slots})
+
+
