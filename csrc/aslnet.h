@@ -144,6 +144,12 @@ asl_status asl_net_slot(asl_net *net, int layer, int j, int k, float **slot);
 /* Forget the optimizer state (slots and iteration count): a new optimizer. */
 void asl_net_reset_optimizer(asl_net *net);
 
+/* The layer whose softmax train_step fuses with the cross-entropy: the
+ * last layer that is not a reshape, if it applies softmax and gives one
+ * distribution per sample ((1, 1, classes)); -1 when there is none (then
+ * train_step refuses).  The one home of this rule (Python asks it). */
+int asl_net_softmax_output(const asl_net *net);
+
 /* forward(training) + categorical cross-entropy + backward + update.
  * y_true[n, classes]; loss: batch mean; y_pred (optional): predictions. */
 asl_status asl_net_train_step(asl_net *net, const float *x,
@@ -176,6 +182,17 @@ asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt);
 /* 1 if this CPU runs bfloat16 convolutions natively (AVX512_BF16 or
  * newer), else 0. */
 int asl_bf16_supported(void);
+
+/* Convolution geometry along one axis (Keras/TF rule, the one the conv
+ * layers use): input size `in`, kernel k, stride s, dilation (1: none),
+ * 'valid' or 'same' -> output size and the padding before and after (0
+ * for 'valid'; 'same' puts the smaller half before).  Any output pointer
+ * may be NULL.  ASL_ERR_ARG for a size, kernel, stride or dilation < 1,
+ * ASL_ERR_SHAPE when 'valid' and the input is smaller than the dilated
+ * kernel.  Pure: touches no state. */
+asl_status asl_conv_geometry(int in, int k, int s, int dilation,
+                             asl_padding padding, int *out, int *before,
+                             int *after);
 
 /* Bytes of activation, gradient and input buffers the net holds now (not
  * weights, optimizer state or oneDNN scratchpads). */

@@ -244,7 +244,4 @@ asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int x_bf16,
 void asl_fused_release(asl_layer *conv);
 void asl_fused_destroy(asl_layer *conv);
 
-/* TF 'same' padding: total = max((ceil(in/s)-1)*s + k - in, 0). */
-void asl_same_padding(int in, int k, int s, int *before, int *after);
-
 #endif /* ASLNET_INTERNAL_H */

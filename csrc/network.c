@@ -878,6 +878,11 @@ static int softmax_output(const asl_net *net)
     return -1;
 }
 
+int asl_net_softmax_output(const asl_net *net)
+{
+    return softmax_output(net);
+}
+
 asl_status asl_net_train_step(asl_net *net, const float *x,
                               const float *y_true, int n, float *loss,
                               float *y_pred)
