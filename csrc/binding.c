@@ -268,7 +268,8 @@ static void Net_dealloc(NetObject *self)
 }
 
 /* The description of a layer `kind` from Net.add's keywords, with the
- * C core's defaults (Keras's: use_bias true for every kind that has one).
+ * C core's defaults, Keras's (use_bias true for every kind that has one,
+ * zero padding 1; tests/core/test_rules.py checks them against aslnet.layers).
  * Shared by Net.add and layer_output_shape.  -1 with an exception set. */
 static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
 {
@@ -294,6 +295,7 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
     d.strides[0] = d.strides[1] = 1;
     d.depth_multiplier = 1;
     d.use_bias = 1;
+    d.pad[0] = d.pad[1] = d.pad[2] = d.pad[3] = 1;   /* ZeroPadding2D(padding=1) */
     d.momentum = 0.99f;
     d.epsilon = 1e-3f;
 
