@@ -8,8 +8,24 @@
  * or in caller-owned storage bound with asl_net_bind_param().
  *
  * Every function returns an asl_status; on failure asl_net_last_error() says
- * why.  Nothing here aborts or exits.  No global mutable state: two networks
- * share nothing.
+ * why.  Nothing here aborts or exits.
+ *
+ * State.  A network owns all of its state (buffers, primitives, optimizer
+ * state, its last error); the core has no mutable globals of its own and
+ * two networks share no aslnet data.  Process-wide state of the libraries
+ * underneath is touched, though:
+ *  - OpenBLAS's thread count is process-wide: each forward/backward sets it
+ *    to the network's count (asl_net_set_num_threads; 0: all cores), so the
+ *    network that ran last sets it for every OpenBLAS user in the process;
+ *  - omp_set_num_threads sets the calling thread's OpenMP thread count,
+ *    which later OpenMP regions started by that thread inherit;
+ *  - oneDNN's primitive cache is process-wide (thread-safe): networks with
+ *    identical layer shapes may share a compiled primitive, never data;
+ *    oneDNN reads its CPU dispatch limit (ONEDNN_MAX_CPU_ISA) once per
+ *    process.
+ * One network must not be entered from two threads at once (the Python
+ * binding refuses that); distinct networks may run concurrently, the
+ * thread counts above being their one interaction.
  */
 #ifndef ASLNET_H
 #define ASLNET_H

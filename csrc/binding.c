@@ -1032,8 +1032,8 @@ static PyMethodDef Net_methods[] = {
     {"set_compute_dtype", (PyCFunction)Net_set_compute_dtype, METH_VARARGS,
      "'float32' or 'bfloat16': compute type of the convolutions"},
     {"forward", (PyCFunction)(void (*)(void))Net_forward, METH_VARARGS | METH_KEYWORDS,
-     "forward(x, training=False, start=0, stop=None) -> y: layers [start, stop) on x, "
-     "the input of layer start"},
+     "forward(x, training=False, start=0, stop=-1) -> y: layers [start, stop) on x, "
+     "the input of layer start (stop=-1: through the last layer)"},
     {"backward", (PyCFunction)(void (*)(void))Net_backward, METH_VARARGS | METH_KEYWORDS,
      "backward(dy, need_dx=False) -> dx or None"},
     {"set_optimizer", (PyCFunction)(void (*)(void))Net_set_optimizer, METH_VARARGS | METH_KEYWORDS,

@@ -1,6 +1,8 @@
 /* network.c - the executor: a chain of layers, its buffers, forward,
  * backward (stopping at the earliest trainable layer), loss and optimizer
- * steps.  One call runs a whole batch. */
+ * steps.  A call computes the batch it is given, over the layer range it
+ * is given; the caller decides the split (aslnet's batched inference runs
+ * the early layers one image at a time, then the rest on the batch). */
 #include <float.h>
 #include <limits.h>
 #include <math.h>
