@@ -25,6 +25,9 @@ class _ParamInfo(TypedDict):
 def bfloat16_supported() -> bool:
     """True if this CPU runs bfloat16 convolutions natively (AVX512_BF16)."""
 
+def categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike) -> NDArray[np.float64]:
+    """Per-sample cross-entropy of softmax outputs (samples, classes), train_step's rule."""
+
 def conv_geometry(size: int, kernel: int, stride: int, padding: _Padding = "valid",
                   dilation: int = 1) -> tuple[int, int, int]:
     """(out, pad_before, pad_after) of a convolution along one axis (TF/Keras rule)."""

@@ -166,6 +166,14 @@ void asl_net_reset_optimizer(asl_net *net);
  * train_step refuses).  The one home of this rule (Python asks it). */
 int asl_net_softmax_output(const asl_net *net);
 
+/* Categorical cross-entropy of n samples of `classes` probabilities (a
+ * softmax output) against y_true: losses[s] = -sum(y * log(max(p, FLT_MIN))),
+ * the rule train_step applies when it has no logits (it uses the logits
+ * when the softmax layer kept them: equal while logit gaps stay below ~87).
+ * Pure: touches no state.  ASL_ERR_ARG for NULL pointers or bad sizes. */
+asl_status asl_categorical_crossentropy(const float *y_true, const float *y_pred,
+                                        int n, int classes, double *losses);
+
 /* forward(training) + categorical cross-entropy + backward + update.
  * y_true[n, classes]; loss: batch mean; y_pred (optional): predictions. */
 asl_status asl_net_train_step(asl_net *net, const float *x,

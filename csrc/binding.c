@@ -1156,7 +1156,58 @@ static PyObject *core_layer_output_shape(PyObject *mod, PyObject *args, PyObject
     return r;
 }
 
+/* Per-sample categorical cross-entropy of softmax outputs: the C core's
+ * rule (asl_categorical_crossentropy, the one train_step applies). */
+static PyObject *core_categorical_crossentropy(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"y_true", "y_pred", NULL};
+    PyObject *yo, *po, *out = NULL;
+    PyArrayObject *y = NULL, *p = NULL;
+    const int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST;
+    npy_intp n;
+    int classes;
+    asl_status st;
+    (void)mod;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kwlist, &yo, &po)) return NULL;
+    y = (PyArrayObject *)PyArray_FROMANY(yo, NPY_FLOAT32, 2, 2, flags);
+    if (y) p = (PyArrayObject *)PyArray_FROMANY(po, NPY_FLOAT32, 2, 2, flags);
+    if (!y || !p) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "categorical_crossentropy takes y_true and "
+                            "y_pred as (samples, classes) arrays: reshape them to 2-D");
+        }
+        goto done;
+    }
+    if (!PyArray_SAMESHAPE(y, p) || PyArray_DIM(y, 1) < 1 || PyArray_DIM(y, 1) > INT_MAX ||
+        PyArray_DIM(y, 0) > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "categorical_crossentropy: y_true and y_pred "
+                        "must have the same (samples, classes) shape, classes >= 1");
+        goto done;
+    }
+    n = PyArray_DIM(y, 0);
+    classes = (int)PyArray_DIM(y, 1);
+    out = PyArray_SimpleNew(1, &n, NPY_FLOAT64);
+    if (!out) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    st = asl_categorical_crossentropy(PyArray_DATA(y), PyArray_DATA(p), (int)n, classes,
+                                      PyArray_DATA((PyArrayObject *)out));
+    Py_END_ALLOW_THREADS
+    if (st != ASL_OK) {
+        Py_CLEAR(out);
+        PyErr_SetString(PyExc_ValueError, "categorical_crossentropy: bad arguments");
+    }
+done:
+    Py_XDECREF(y);
+    Py_XDECREF(p);
+    return out;
+}
+
 static PyMethodDef core_functions[] = {
+    {"categorical_crossentropy", (PyCFunction)(void (*)(void))core_categorical_crossentropy,
+     METH_VARARGS | METH_KEYWORDS,
+     "categorical_crossentropy(y_true, y_pred) -> float64 (samples,): -sum(y * log(max(p, "
+     "FLT_MIN))) per sample of a softmax output, train_step's rule"},
     {"conv_geometry", (PyCFunction)(void (*)(void))core_conv_geometry,
      METH_VARARGS | METH_KEYWORDS,
      "conv_geometry(size, kernel, stride, padding='valid', dilation=1) -> (out, pad_before, "

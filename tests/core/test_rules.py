@@ -167,3 +167,38 @@ def test_pretrained_import_checks_tflite_same_is_keras_s_padding(size, ok):
         with pytest.raises(ValueError, match="not Keras's ZeroPadding2D"):
             _check_keras_padding(model, 0, 2, (3, 3))
     _check_keras_padding(model, 0, 1, (3, 3))       # stride 1: 'same' on both sides
+
+
+def test_categorical_crossentropy_is_train_step_s_rule():
+    """_core.categorical_crossentropy (for Python's evaluate) against (a) a float64 NumPy
+    twin of -sum(y * log(max(p, FLT_MIN))) on the same float32 p: both take double logs
+    of the same floats and sum <= 7 terms in double, so they agree to a few double ulps
+    (rtol 1e-12); (b) train_step's own loss, which uses the kept logits: log(p) of a
+    float32 softmax is off by ~1e-7 per class (p's rounding, relative 2**-24, and the
+    softmax's few float32 operations), and the batch mean is rounded to float32, so
+    atol 1e-5 is 10x that with room for the 7 classes."""
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(7), size=16).astype(np.float32)
+    p[0, 3] = 0.0                                  # floored at FLT_MIN, not -inf
+    y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 16)]
+    y[1] = 0.5 * y[1] + 0.5 * np.eye(7, dtype=np.float32)[2]   # soft labels
+    y[0, 3] = 1.0
+    want = -np.sum(y.astype(np.float64) * np.log(np.maximum(p.astype(np.float64),
+                                                            np.finfo(np.float32).tiny)), -1)
+    got = _core.categorical_crossentropy(y, p)
+    assert got.dtype == np.float64 and got.shape == (16,)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+    net = _core.Net((1, 1, 5))
+    net.add("dense", units=7, activation="softmax")
+    net.set_optimizer("sgd", learning_rate=0.0)
+    x = rng.normal(size=(16, 1, 1, 5)).astype(np.float32)
+    y4 = y.reshape(16, 1, 1, 7)
+    y4[0] = np.eye(7, dtype=np.float32)[0]
+    loss, pred = net.train_step(x, y4)
+    assert abs(loss - _core.categorical_crossentropy(y4.reshape(16, 7),
+                                                     pred.reshape(16, 7)).mean()) < 1e-5
+    with pytest.raises(ValueError, match="same .samples, classes. shape"):
+        _core.categorical_crossentropy(y, p[:, :3])
+    with pytest.raises(ValueError, match="2-D"):
+        _core.categorical_crossentropy(y.ravel(), p.ravel())

@@ -38,7 +38,7 @@ def test_every_stub_entry_has_a_docstring():
     assert names - documented == set()
 
 
-@pytest.mark.parametrize("name", ["conv_geometry", "layer_output_shape"])
+@pytest.mark.parametrize("name", ["categorical_crossentropy", "conv_geometry", "layer_output_shape"])
 def test_keyword_names_match(name):
     """The C functions' docstrings start with their signature: the stub's names."""
     stub = _defs(STUB.body)[name]
