@@ -250,11 +250,12 @@ class Layer:
             raise NotImplementedError(f"Layer '{self.name}' is already in use; aslnet models "
                                       "are chains and do not share a layer twice")
         shape = x.shape[1:]
+        out_shape = tuple(self.compute_output_shape(shape))   # refuses before building
         if not self.built:
             self.build(shape)
             self.built = True
         self._in_shape = tuple(shape)
-        self._out_shape = tuple(self.compute_output_shape(shape))
+        self._out_shape = out_shape
         self._inbound = x
         self._output = KerasTensor(self._out_shape, self, x)
         return self._output
