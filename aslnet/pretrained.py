@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aslnet import _core
 from aslnet._tflite import TFLiteModel, read_tflite
 
 __all__ = [
@@ -242,7 +243,22 @@ def _conv_params(model: TFLiteModel, index: int, opcode: str,
     kernel, bias = (model.tensors[t].data for t in op.inputs[1:3])
     if kernel is None or bias is None:
         raise _structure_error(model, f"operator {index} has no constant kernel and bias")
+    _check_keras_padding(model, index, stride, kernel.shape[1:3])
     return kernel, bias
+
+
+def _check_keras_padding(model: TFLiteModel, index: int, stride: int, kernel_hw) -> None:
+    """TFLite pads each convolution 'SAME'; Keras's MobileNet pads a stride-2 one with
+    ``ZeroPadding2D(((0, 1), (0, 1)))`` and 'valid' (stride 1: 'same').  The two compute the
+    same only where TF's 'same' rule (the C core's, ``_core.conv_geometry``) pads 0 before
+    and 1 after on this operator's input: true at even sizes (224 -> 112), not at odd ones."""
+    shape = model.tensors[model.operators[index].inputs[0]].shape
+    if stride == 1 or len(shape) != 4:
+        return
+    for size, k in zip(shape[1:3], kernel_hw):
+        if _core.conv_geometry(size, k, stride, "same")[1:] != (0, 1):
+            raise _structure_error(model, f"operator {index}: 'SAME' padding of a size-{size} "
+                                   "input is not Keras's ZeroPadding2D((0, 1)) + 'valid'")
 
 
 def _bn_weights(name: str, bias: np.ndarray, bn_init) -> list[np.ndarray]:

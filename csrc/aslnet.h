@@ -8,8 +8,24 @@
  * or in caller-owned storage bound with asl_net_bind_param().
  *
  * Every function returns an asl_status; on failure asl_net_last_error() says
- * why.  Nothing here aborts or exits.  No global mutable state: two networks
- * share nothing.
+ * why.  Nothing here aborts or exits.
+ *
+ * State.  A network owns all of its state (buffers, primitives, optimizer
+ * state, its last error); the core has no mutable globals of its own and
+ * two networks share no aslnet data.  Process-wide state of the libraries
+ * underneath is touched, though:
+ *  - OpenBLAS's thread count is process-wide: each forward/backward sets it
+ *    to the network's count (asl_net_set_num_threads; 0: all cores), so the
+ *    network that ran last sets it for every OpenBLAS user in the process;
+ *  - omp_set_num_threads sets the calling thread's OpenMP thread count,
+ *    which later OpenMP regions started by that thread inherit;
+ *  - oneDNN's primitive cache is process-wide (thread-safe): networks with
+ *    identical layer shapes may share a compiled primitive, never data;
+ *    oneDNN reads its CPU dispatch limit (ONEDNN_MAX_CPU_ISA) once per
+ *    process.
+ * One network must not be entered from two threads at once (the Python
+ * binding refuses that); distinct networks may run concurrently, the
+ * thread counts above being their one interaction.
  */
 #ifndef ASLNET_H
 #define ASLNET_H
@@ -144,6 +160,20 @@ asl_status asl_net_slot(asl_net *net, int layer, int j, int k, float **slot);
 /* Forget the optimizer state (slots and iteration count): a new optimizer. */
 void asl_net_reset_optimizer(asl_net *net);
 
+/* The layer whose softmax train_step fuses with the cross-entropy: the
+ * last layer that is not a reshape, if it applies softmax and gives one
+ * distribution per sample ((1, 1, classes)); -1 when there is none (then
+ * train_step refuses).  The one home of this rule (Python asks it). */
+int asl_net_softmax_output(const asl_net *net);
+
+/* Categorical cross-entropy of n samples of `classes` probabilities (a
+ * softmax output) against y_true: losses[s] = -sum(y * log(max(p, FLT_MIN))),
+ * the rule train_step applies when it has no logits (it uses the logits
+ * when the softmax layer kept them: equal while logit gaps stay below ~87).
+ * Pure: touches no state.  ASL_ERR_ARG for NULL pointers or bad sizes. */
+asl_status asl_categorical_crossentropy(const float *y_true, const float *y_pred,
+                                        int n, int classes, double *losses);
+
 /* forward(training) + categorical cross-entropy + backward + update.
  * y_true[n, classes]; loss: batch mean; y_pred (optional): predictions. */
 asl_status asl_net_train_step(asl_net *net, const float *x,
@@ -179,6 +209,17 @@ asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt);
 /* 1 if this CPU runs bfloat16 convolutions natively (AVX512_BF16 or
  * newer), else 0. */
 int asl_bf16_supported(void);
+
+/* Convolution geometry along one axis (Keras/TF rule, the one the conv
+ * layers use): input size `in`, kernel k, stride s, dilation (1: none),
+ * 'valid' or 'same' -> output size and the padding before and after (0
+ * for 'valid'; 'same' puts the smaller half before).  Any output pointer
+ * may be NULL.  ASL_ERR_ARG for a size, kernel, stride or dilation < 1,
+ * ASL_ERR_SHAPE when 'valid' and the input is smaller than the dilated
+ * kernel.  Pure: touches no state. */
+asl_status asl_conv_geometry(int in, int k, int s, int dilation,
+                             asl_padding padding, int *out, int *before,
+                             int *after);
 
 /* Bytes of activation, gradient and input buffers the net holds now (not
  * weights, optimizer state or oneDNN scratchpads). */

@@ -267,14 +267,15 @@ static void Net_dealloc(NetObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
+/* The description of a layer `kind` from Net.add's keywords, with the
+ * C core's defaults, Keras's (use_bias true for every kind that has one,
+ * zero padding 1; tests/core/test_rules.py checks them against aslnet.layers).
+ * Shared by Net.add and layer_output_shape.  -1 with an exception set. */
+static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
 {
-    const char *kind, *padding = NULL, *act = NULL;
+    const char *padding = NULL, *act = NULL;
     asl_layer_desc d;
-    asl_status st;
 
-    if (enter(self)) return NULL;
-    if (!PyArg_ParseTuple(args, "s", &kind)) return NULL;
     if (kw) {
         PyObject *key;
         Py_ssize_t pos = 0;
@@ -285,7 +286,7 @@ static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
                 if (k && !strcmp(k, known_keys[i])) ok = 1;
             if (!ok) {
                 PyErr_Format(PyExc_TypeError, "add(): unknown argument '%s'", k ? k : "?");
-                return NULL;
+                return -1;
             }
         }
     }
@@ -294,11 +295,12 @@ static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
     d.strides[0] = d.strides[1] = 1;
     d.depth_multiplier = 1;
     d.use_bias = 1;
+    d.pad[0] = d.pad[1] = d.pad[2] = d.pad[3] = 1;   /* ZeroPadding2D(padding=1) */
     d.momentum = 0.99f;
     d.epsilon = 1e-3f;
 
     if (!strcmp(kind, "conv2d")) d.kind = ASL_LAYER_CONV2D;
-    else if (!strcmp(kind, "depthwise_conv2d")) { d.kind = ASL_LAYER_DEPTHWISE_CONV2D; d.use_bias = 0; }
+    else if (!strcmp(kind, "depthwise_conv2d")) d.kind = ASL_LAYER_DEPTHWISE_CONV2D;
     else if (!strcmp(kind, "zero_padding2d")) d.kind = ASL_LAYER_ZERO_PADDING2D;
     else if (!strcmp(kind, "batch_normalization")) d.kind = ASL_LAYER_BATCH_NORM;
     else if (!strcmp(kind, "activation")) d.kind = ASL_LAYER_ACTIVATION;
@@ -309,7 +311,7 @@ static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
     else if (!strcmp(kind, "dense")) d.kind = ASL_LAYER_DENSE;
     else {
         PyErr_Format(PyExc_ValueError, "unknown layer kind '%s'", kind);
-        return NULL;
+        return -1;
     }
 
     if (kw_int(kw, "filters", &d.filters) || kw_int(kw, "units", &d.filters) ||
@@ -321,12 +323,12 @@ static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
         kw_float(kw, "momentum", &d.momentum) ||
         kw_float(kw, "epsilon", &d.epsilon) || kw_float(kw, "rate", &d.rate) ||
         kw_ints(kw, "target_shape", 3, d.target))
-        return NULL;
+        return -1;
     {
         PyObject *seed = kw ? PyDict_GetItemString(kw, "seed") : NULL;
         if (seed && seed != Py_None) {
             d.seed = PyLong_AsUnsignedLongLongMask(seed);
-            if (PyErr_Occurred()) return NULL;
+            if (PyErr_Occurred()) return -1;
         }
     }
     if (d.kind == ASL_LAYER_ZERO_PADDING2D) {
@@ -339,7 +341,7 @@ static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
                 if ((x == -1 && PyErr_Occurred()) || x < -(1L << 30) || x > (1L << 30)) {
                     PyErr_Clear();
                     PyErr_SetString(PyExc_ValueError, "padding out of range");
-                    return NULL;
+                    return -1;
                 }
                 t = b = l = r = (int)x;
             } else if (PyArg_ParseTuple(v, "(ii)(ii)", &t, &b, &l, &r)) {
@@ -349,29 +351,42 @@ static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
                     PyErr_Clear();
                     PyErr_SetString(PyExc_TypeError,
                                     "padding must be an int, (h, w) or ((top, bottom), (left, right))");
-                    return NULL;
+                    return -1;
                 }
                 b = t;
                 r = l;
             }
-            if (PyErr_Occurred()) return NULL;
+            if (PyErr_Occurred()) return -1;
             d.pad[0] = t; d.pad[1] = b; d.pad[2] = l; d.pad[3] = r;
         }
     } else {
-        if (kw_str(kw, "padding", &padding)) return NULL;
+        if (kw_str(kw, "padding", &padding)) return -1;
         if (padding && !strcmp(padding, "same")) d.padding = ASL_PAD_SAME;
         else if (!padding || !strcmp(padding, "valid")) d.padding = ASL_PAD_VALID;
         else {
             PyErr_Format(PyExc_ValueError, "padding must be 'valid' or 'same', got '%s'", padding);
-            return NULL;
+            return -1;
         }
     }
     if (d.activation != ASL_ACT_LINEAR && d.kind != ASL_LAYER_ACTIVATION &&
         d.kind != ASL_LAYER_DENSE && d.kind != ASL_LAYER_CONV2D &&
         d.kind != ASL_LAYER_DEPTHWISE_CONV2D) {
         PyErr_Format(PyExc_ValueError, "add(): a %s layer takes no activation", kind);
-        return NULL;
+        return -1;
     }
+    *dp = d;
+    return 0;
+}
+
+static PyObject *Net_add(NetObject *self, PyObject *args, PyObject *kw)
+{
+    const char *kind;
+    asl_layer_desc d;
+    asl_status st;
+
+    if (enter(self)) return NULL;
+    if (!PyArg_ParseTuple(args, "s", &kind)) return NULL;
+    if (parse_layer(kind, kw, &d)) return NULL;
     if (enter(self)) return NULL;     /* the conversions above can run Python code */
     st = asl_net_add(self->net, &d);
     if (st != ASL_OK) return raise_status(self, st);
@@ -933,6 +948,16 @@ BUSY_WRAPPER(Net_forward)
 BUSY_WRAPPER(Net_backward)
 BUSY_WRAPPER(Net_train_step)
 
+static PyObject *Net_softmax_output(NetObject *self, PyObject *noargs)
+{
+    int k;
+    (void)noargs;
+    if (enter(self)) return NULL;
+    k = asl_net_softmax_output(self->net);
+    if (k < 0) Py_RETURN_NONE;
+    return PyLong_FromLong(k);
+}
+
 static PyObject *Net_layer_calls(NetObject *self, PyObject *args)
 {
     int i;
@@ -1017,8 +1042,8 @@ static PyMethodDef Net_methods[] = {
     {"set_compute_dtype", (PyCFunction)Net_set_compute_dtype, METH_VARARGS,
      "'float32' or 'bfloat16': compute type of the convolutions"},
     {"forward", (PyCFunction)(void (*)(void))Net_forward, METH_VARARGS | METH_KEYWORDS,
-     "forward(x, training=False, start=0, stop=None) -> y: layers [start, stop) on x, "
-     "the input of layer start"},
+     "forward(x, training=False, start=0, stop=-1) -> y: layers [start, stop) on x, "
+     "the input of layer start (stop=-1: through the last layer)"},
     {"backward", (PyCFunction)(void (*)(void))Net_backward, METH_VARARGS | METH_KEYWORDS,
      "backward(dy, need_dx=False) -> dx or None"},
     {"set_optimizer", (PyCFunction)(void (*)(void))Net_set_optimizer, METH_VARARGS | METH_KEYWORDS,
@@ -1031,6 +1056,9 @@ static PyMethodDef Net_methods[] = {
     {"set_slot", (PyCFunction)Net_set_slot, METH_VARARGS, "set optimizer slot k of (i, j)"},
     {"train_step", (PyCFunction)(void (*)(void))Net_train_step, METH_VARARGS | METH_KEYWORDS,
      "train_step(x, y_onehot, start=0) -> (loss, y_pred); x is the input of layer start"},
+    {"softmax_output", (PyCFunction)Net_softmax_output, METH_NOARGS,
+     "index of the softmax layer train_step fuses with the cross-entropy (the last "
+     "layer but reshapes, softmax, (1, 1, classes)), or None: then training is refused"},
     {"layer_calls", (PyCFunction)Net_layer_calls, METH_VARARGS, "(forward, backward) call counts"},
     {"fold_count", (PyCFunction)Net_fold_count, METH_VARARGS,
      "fold_count(i): times the fused group led by conv layer i folded its batch norm"},
@@ -1064,7 +1092,142 @@ static PyObject *core_bfloat16_supported(PyObject *mod, PyObject *noargs)
     return PyBool_FromLong(asl_bf16_supported());
 }
 
+static int padding_arg(const char *s, asl_padding *p)
+{
+    if (!strcmp(s, "valid")) *p = ASL_PAD_VALID;
+    else if (!strcmp(s, "same")) *p = ASL_PAD_SAME;
+    else {
+        PyErr_Format(PyExc_ValueError, "padding must be 'valid' or 'same', got '%s'", s);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *core_conv_geometry(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"size", "kernel", "stride", "padding", "dilation", NULL};
+    int in, k, s, dil = 1, out, before, after;
+    const char *pname = "valid";
+    asl_padding p;
+    asl_status st;
+    (void)mod;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iii|si", kwlist, &in, &k, &s, &pname, &dil) ||
+        padding_arg(pname, &p))
+        return NULL;
+    st = asl_conv_geometry(in, k, s, dil, p, &out, &before, &after);
+    if (st == ASL_ERR_ARG) {
+        PyErr_Format(PyExc_ValueError, "conv_geometry: size, kernel, stride and dilation "
+                     "must be >= 1, got %d, %d, %d, %d", in, k, s, dil);
+        return NULL;
+    }
+    if (st != ASL_OK) {
+        PyErr_Format(PyExc_ValueError, "conv_geometry: input size %d is smaller than the "
+                     "kernel %d (dilation %d) with padding 'valid': use padding='same' or "
+                     "a larger input", in, k, dil);
+        return NULL;
+    }
+    return Py_BuildValue("(iii)", out, before, after);
+}
+
+/* Output shape of one layer on a per-sample input shape: the rule of the
+ * layer's own init (the one Net.add applies), run on a throw-away network
+ * so that shapes have one home. */
+static PyObject *core_layer_output_shape(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    const char *kind;
+    int h, w, c, shape[3];
+    asl_layer_desc d;
+    asl_net *net = NULL;
+    asl_status st;
+    PyObject *r = NULL;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "s(iii)", &kind, &h, &w, &c) || parse_layer(kind, kw, &d))
+        return NULL;
+    if (h < 1 || w < 1 || c < 1) {
+        PyErr_Format(PyExc_ValueError, "input_shape must be positive, got (%d, %d, %d)",
+                     h, w, c);
+        return NULL;
+    }
+    st = asl_net_create(&net, h, w, c);
+    if (st != ASL_OK) {
+        PyErr_SetString(st == ASL_ERR_NOMEM ? PyExc_MemoryError : CoreError,
+                        "could not create the network (oneDNN engine)");
+        return NULL;
+    }
+    st = asl_net_add(net, &d);
+    if (st == ASL_OK) st = asl_net_output_shape(net, 0, shape);
+    if (st == ASL_OK) {
+        r = Py_BuildValue("(iii)", shape[0], shape[1], shape[2]);
+    } else {
+        const char *msg = asl_net_last_error(net);
+        PyErr_SetString(st == ASL_ERR_ARG || st == ASL_ERR_SHAPE ? PyExc_ValueError
+                        : st == ASL_ERR_NOMEM ? PyExc_MemoryError : CoreError,
+                        msg && *msg ? msg : "aslnet core error");
+    }
+    asl_net_destroy(net);
+    return r;
+}
+
+/* Per-sample categorical cross-entropy of softmax outputs: the C core's
+ * rule (asl_categorical_crossentropy, the one train_step applies). */
+static PyObject *core_categorical_crossentropy(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"y_true", "y_pred", NULL};
+    PyObject *yo, *po, *out = NULL;
+    PyArrayObject *y = NULL, *p = NULL;
+    const int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST;
+    npy_intp n;
+    int classes;
+    asl_status st;
+    (void)mod;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kwlist, &yo, &po)) return NULL;
+    y = (PyArrayObject *)PyArray_FROMANY(yo, NPY_FLOAT32, 2, 2, flags);
+    if (y) p = (PyArrayObject *)PyArray_FROMANY(po, NPY_FLOAT32, 2, 2, flags);
+    if (!y || !p) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "categorical_crossentropy takes y_true and "
+                            "y_pred as (samples, classes) arrays: reshape them to 2-D");
+        }
+        goto done;
+    }
+    if (!PyArray_SAMESHAPE(y, p) || PyArray_DIM(y, 1) < 1 || PyArray_DIM(y, 1) > INT_MAX ||
+        PyArray_DIM(y, 0) > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "categorical_crossentropy: y_true and y_pred "
+                        "must have the same (samples, classes) shape, classes >= 1");
+        goto done;
+    }
+    n = PyArray_DIM(y, 0);
+    classes = (int)PyArray_DIM(y, 1);
+    out = PyArray_SimpleNew(1, &n, NPY_FLOAT64);
+    if (!out) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    st = asl_categorical_crossentropy(PyArray_DATA(y), PyArray_DATA(p), (int)n, classes,
+                                      PyArray_DATA((PyArrayObject *)out));
+    Py_END_ALLOW_THREADS
+    if (st != ASL_OK) {
+        Py_CLEAR(out);
+        PyErr_SetString(PyExc_ValueError, "categorical_crossentropy: bad arguments");
+    }
+done:
+    Py_XDECREF(y);
+    Py_XDECREF(p);
+    return out;
+}
+
 static PyMethodDef core_functions[] = {
+    {"categorical_crossentropy", (PyCFunction)(void (*)(void))core_categorical_crossentropy,
+     METH_VARARGS | METH_KEYWORDS,
+     "categorical_crossentropy(y_true, y_pred) -> float64 (samples,): -sum(y * log(max(p, "
+     "FLT_MIN))) per sample of a softmax output, train_step's rule"},
+    {"conv_geometry", (PyCFunction)(void (*)(void))core_conv_geometry,
+     METH_VARARGS | METH_KEYWORDS,
+     "conv_geometry(size, kernel, stride, padding='valid', dilation=1) -> (out, pad_before, "
+     "pad_after): the convolution rule along one axis (TF/Keras 'valid' and 'same')"},
+    {"layer_output_shape", (PyCFunction)(void (*)(void))core_layer_output_shape,
+     METH_VARARGS | METH_KEYWORDS,
+     "layer_output_shape(kind, input_shape, **config) -> (h, w, c): what Net.add(kind, "
+     "**config) gives on a per-sample input (h, w, c); ValueError as Net.add"},
     {"bfloat16_supported", core_bfloat16_supported, METH_NOARGS,
      "True if this CPU runs bfloat16 convolutions natively (AVX512_BF16)"},
     {NULL, NULL, 0, NULL}};

@@ -84,13 +84,34 @@ typedef struct {
 
 /* ------------------------------------------------------------------ */
 
-void asl_same_padding(int in, int k, int s, int *before, int *after)
+/* The one home of the convolution geometry (Keras/TF), used by conv_init,
+ * fusion.c and, through aslnet._core, by the Python layers: the effective
+ * kernel is (k - 1) * dilation + 1; 'valid' gives floor((in - keff) / s) + 1
+ * outputs (trailing rows that do not fill a window are dropped) and needs
+ * in >= keff; 'same' gives ceil(in / s) outputs with total padding
+ * max((out - 1) * s + keff - in, 0), the smaller half before. */
+asl_status asl_conv_geometry(int in, int k, int s, int dilation,
+                             asl_padding padding, int *out, int *before,
+                             int *after)
 {
-    int out = (int)(((int64_t)in + s - 1) / s);
-    long total = (long)(out - 1) * s + k - in;
-    if (total < 0) total = 0;
-    *before = (int)(total / 2);
-    *after = (int)(total - total / 2);
+    int64_t keff, o, total = 0;
+    if (in < 1 || k < 1 || s < 1 || dilation < 1) return ASL_ERR_ARG;
+    keff = (int64_t)(k - 1) * dilation + 1;
+    if (padding == ASL_PAD_VALID) {
+        if (in < keff) return ASL_ERR_SHAPE;
+        o = (in - keff) / s + 1;
+    } else if (padding == ASL_PAD_SAME) {
+        o = ((int64_t)in + s - 1) / s;
+        total = (o - 1) * s + keff - in;
+        if (total < 0) total = 0;
+        if (total > INT_MAX) return ASL_ERR_SHAPE;
+    } else {
+        return ASL_ERR_ARG;
+    }
+    if (out) *out = (int)o;
+    if (before) *before = (int)(total / 2);
+    if (after) *after = (int)(total - total / 2);
+    return ASL_OK;
 }
 
 static const char *conv_kind(const asl_layer *l)
@@ -145,22 +166,14 @@ static asl_status conv_init(asl_layer *l, asl_ctx *c)
         return asl_fail(c, ASL_ERR_ARG, "%s: unknown activation %d", kind,
                         (int)d->activation);
 
-    if (d->padding == ASL_PAD_VALID) {
-        if (ih < kh || iw < kw)
-            return asl_fail(c, ASL_ERR_SHAPE, "%s: input (%d, %d, %d) is "
-                            "smaller than kernel (%d, %d) with padding "
-                            "'valid'", kind, ih, iw, ic, kh, kw);
-        oh = (ih - kh) / sh + 1;
-        ow = (iw - kw) / sw + 1;
-    } else if (d->padding == ASL_PAD_SAME) {
-        oh = (int)(((int64_t)ih + sh - 1) / sh);
-        ow = (int)(((int64_t)iw + sw - 1) / sw);
-        asl_same_padding(ih, kh, sh, &pt, &pb);
-        asl_same_padding(iw, kw, sw, &pl, &pr);
-    } else {
+    if (d->padding != ASL_PAD_VALID && d->padding != ASL_PAD_SAME)
         return asl_fail(c, ASL_ERR_ARG, "%s: unknown padding %d", kind,
                         (int)d->padding);
-    }
+    if (asl_conv_geometry(ih, kh, sh, 1, d->padding, &oh, &pt, &pb) != ASL_OK ||
+        asl_conv_geometry(iw, kw, sw, 1, d->padding, &ow, &pl, &pr) != ASL_OK)
+        return asl_fail(c, ASL_ERR_SHAPE, "%s: input (%d, %d, %d) is "
+                        "smaller than kernel (%d, %d) with padding "
+                        "'valid'", kind, ih, iw, ic, kh, kw);
     /* per-sample sizes must fit an int (the executor's shapes) and the
      * kernel must fit a size_t */
     if ((int64_t)oh * ow * oc > INT_MAX)

@@ -170,10 +170,13 @@ static asl_status build(asl_ctx *c, fused_state *f, const asl_layer *pad,
     asl_status st = ASL_OK;
 
     *ok = 0;
-    if (d->padding == ASL_PAD_SAME) {   /* as conv2d.c, on its own input */
-        asl_same_padding(conv->in[0], kh, d->strides[0], &pt, &pb);
-        asl_same_padding(conv->in[1], kw, d->strides[1], &pl, &pr);
-    }
+    if (d->padding == ASL_PAD_SAME &&   /* as conv2d.c, on its own input */
+        (asl_conv_geometry(conv->in[0], kh, d->strides[0], 1, ASL_PAD_SAME,
+                           NULL, &pt, &pb) != ASL_OK ||
+         asl_conv_geometry(conv->in[1], kw, d->strides[1], 1, ASL_PAD_SAME,
+                           NULL, &pl, &pr) != ASL_OK))
+        return asl_fail(c, ASL_ERR_SHAPE, "fused group: 'same' padding of "
+                        "a (%d, %d) input refused", conv->in[0], conv->in[1]);
     if (pad) {
         pt += pad->d.pad[0];
         pb += pad->d.pad[1];

@@ -246,7 +246,4 @@ void asl_fused_release(asl_layer *conv);
 uint64_t asl_fused_folds(const asl_layer *conv);
 void asl_fused_destroy(asl_layer *conv);
 
-/* TF 'same' padding: total = max((ceil(in/s)-1)*s + k - in, 0). */
-void asl_same_padding(int in, int k, int s, int *before, int *after);
-
 #endif /* ASLNET_INTERNAL_H */

@@ -1,6 +1,8 @@
 /* network.c - the executor: a chain of layers, its buffers, forward,
  * backward (stopping at the earliest trainable layer), loss and optimizer
- * steps.  One call runs a whole batch. */
+ * steps.  A call computes the batch it is given, over the layer range it
+ * is given; the caller decides the split (aslnet's batched inference runs
+ * the early layers one image at a time, then the rest on the batch). */
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -878,6 +880,48 @@ static int softmax_output(const asl_net *net)
     return -1;
 }
 
+int asl_net_softmax_output(const asl_net *net)
+{
+    return softmax_output(net);
+}
+
+/* Cross-entropy of one sample, -sum(y * log p), and sum(y).  Where softmax
+ * meets cross-entropy Keras computes the loss from the logits z,
+ * -sum(y * log_softmax(z)), with no clipping: so does this when zs is
+ * given; else from log(p) floored at FLT_MIN (equal while logit gaps stay
+ * below ~87). */
+static double sample_cce(const float *ps, const float *ys, const float *zs,
+                         int classes, double *ysum)
+{
+    double ls = 0.0, lse = 0.0;
+    *ysum = 0.0;
+    if (zs) {
+        double zmax = zs[0];
+        for (int j = 1; j < classes; j++) zmax = zs[j] > zmax ? zs[j] : zmax;
+        for (int j = 0; j < classes; j++) lse += exp(zs[j] - zmax);
+        lse = zmax + log(lse);
+    }
+    for (int j = 0; j < classes; j++) {
+        double logp;
+        if (zs) logp = zs[j] - lse;
+        else logp = log(ps[j] > FLT_MIN || ps[j] != ps[j] ? (double)ps[j] : FLT_MIN);
+        if (ys[j] != 0.f) ls -= (double)ys[j] * logp;
+        *ysum += ys[j];
+    }
+    return ls;
+}
+
+asl_status asl_categorical_crossentropy(const float *y_true, const float *y_pred,
+                                        int n, int classes, double *losses)
+{
+    double ysum;
+    if (!y_true || !y_pred || !losses || n < 0 || classes < 1) return ASL_ERR_ARG;
+    for (int s = 0; s < n; s++)
+        losses[s] = sample_cce(y_pred + (size_t)s * classes, y_true + (size_t)s * classes,
+                               NULL, classes, &ysum);
+    return ASL_OK;
+}
+
 asl_status asl_net_train_step(asl_net *net, const float *x,
                               const float *y_true, int n, float *loss,
                               float *y_pred)
@@ -917,30 +961,14 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
     /* Nothing trainable at or below the output (everything frozen): the
      * loss only, no gradient, no update (Keras: "no trainable weights"). */
     g = first_trainable(net) <= k ? (float *)net->layers[k].dy : NULL;
-    /* Where softmax meets cross-entropy Keras computes the loss from the
-     * logits z, -sum(y * log_softmax(z)), with no clipping: so does this,
-     * from the logits the layer kept; else from log(p) floored at FLT_MIN
-     * (equal while logit gaps stay below ~87).  Batch mean.  Fused gradient
-     * w.r.t. the logits: (p * sum(y) - y) / n. */
+    /* The loss from the logits the layer kept (sample_cce), batch mean.
+     * Fused gradient w.r.t. the logits: (p * sum(y) - y) / n. */
     for (int s = 0; s < n; s++) {
         const float *ps = p + (size_t)s * classes, *ys = y_true + (size_t)s * classes;
         const float *zs = net->layers[k].logits ? net->layers[k].logits + (size_t)s * classes
                                                 : NULL;
         float *gs = g ? g + (size_t)s * classes : NULL;
-        double ls = 0.0, ysum = 0.0, lse = 0.0;
-        if (zs) {
-            double zmax = zs[0];
-            for (int j = 1; j < classes; j++) zmax = zs[j] > zmax ? zs[j] : zmax;
-            for (int j = 0; j < classes; j++) lse += exp(zs[j] - zmax);
-            lse = zmax + log(lse);
-        }
-        for (int j = 0; j < classes; j++) {
-            double logp;
-            if (zs) logp = zs[j] - lse;
-            else logp = log(ps[j] > FLT_MIN || ps[j] != ps[j] ? (double)ps[j] : FLT_MIN);
-            if (ys[j] != 0.f) ls -= (double)ys[j] * logp;
-            ysum += ys[j];
-        }
+        double ysum, ls = sample_cce(ps, ys, zs, classes, &ysum);
         for (int j = 0; gs && j < classes; j++)
             gs[j] = (float)((ps[j] * ysum - ys[j]) / n);
         total += ls;

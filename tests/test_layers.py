@@ -75,3 +75,34 @@ def test_keras_arguments_at_their_neutral_values_are_taken():
     assert d.kernel.shape == (4, 3) and d.bias is None
     c = _built(L.Conv2D(2, 3), (5, 5, 1))
     assert c.kernel.shape == (3, 3, 1, 2) and c.bias.shape == (2,)
+
+
+# What was importable from the one-file aslnet.layers (0.1) and is still used by name
+# elsewhere (aslnet.models, optimizers, saving, summary, applications, tools, notebooks).
+_LEGACY_NAMES = (
+    "Layer", "InputLayer", "Input", "Conv2D", "DepthwiseConv2D", "ZeroPadding2D",
+    "BatchNormalization", "ReLU", "Activation", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+    "Dropout", "Reshape", "Flatten", "Dense", "Variable", "KerasTensor", "LAYER_CLASSES",
+    "core_shape", "_is_neutral", "_NEUTRAL_ARGS", "_activation_name", "_ACTIVATIONS", "_pair",
+    "_initializer", "_init_value", "_glorot_uniform", "_conv_fans", "_pop_input_shape",
+    "_GlobalPooling2D")
+
+
+def test_the_layers_package_keeps_every_name_of_the_old_module():
+    """Old pickles name classes as aslnet.layers.X; the package keeps them there, and
+    each registered class lives in its family's module."""
+    missing = [n for n in _LEGACY_NAMES if not hasattr(L, n)]
+    assert missing == []
+    for name, cls in L.LAYER_CLASSES.items():
+        assert getattr(L, name) is cls and cls.__module__.startswith("aslnet.layers.")
+    assert set(L.__all__) <= set(L.LAYER_CLASSES) | {"Layer", "Input"}
+
+
+def test_shape_errors_name_the_layer():
+    with pytest.raises(ValueError, match=r"Layer 'c3'.*input \(2, 2, 1\) is smaller than kernel "
+                                         r"\(3, 3\) with padding 'valid'"):
+        L.Conv2D(2, 3, name="c3")(L.Input((2, 2, 1)))
+    with pytest.raises(ValueError, match="Layer 'k0'.*kernel_size must be >= 1"):
+        L.Conv2D(2, (0, 3), name="k0")(L.Input((5, 5, 1)))
+    with pytest.raises(ValueError, match=r"Layer 'zp' expects \(h, w, c\)"):
+        L.ZeroPadding2D(name="zp")(L.Input((5,)))

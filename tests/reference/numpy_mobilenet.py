@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.reference.numpy_ops import same_padding
+
 BN_EPSILON = 1e-3
 BLOCK_STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
 POINTWISE_FILTERS = (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
@@ -29,13 +31,8 @@ def zero_pad(x: np.ndarray, top_bottom: tuple[int, int], left_right: tuple[int, 
 
 
 def _same_pad(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
-    """TF/Keras 'same' padding: total max((out-1)*stride + k - in, 0), the smaller half first."""
-    pads = []
-    for size, k in ((x.shape[1], kh), (x.shape[2], kw)):
-        out = -(-size // stride)
-        total = max((out - 1) * stride + k - size, 0)
-        pads.append((total // 2, total - total // 2))
-    return zero_pad(x, *pads)
+    """TF/Keras 'same' padding (the references' one rule, numpy_ops.same_padding)."""
+    return zero_pad(x, same_padding(x.shape[1], kh, stride), same_padding(x.shape[2], kw, stride))
 
 
 def _taps(x: np.ndarray, kh: int, kw: int, stride: int):

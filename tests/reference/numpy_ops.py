@@ -36,11 +36,25 @@ def _zero_pads(v):
     return int(a[0]), int(a[1]), int(b[0]), int(b[1])
 
 
-def same_padding(size: int, k: int, s: int) -> tuple[int, int]:
-    """TF 'same': total = max((ceil(in/s)-1)*s + k - in, 0), the smaller half first."""
+def same_padding(size: int, k: int, s: int, dilation: int = 1) -> tuple[int, int]:
+    """TF 'same' (the TF documentation's formula, restated here, not asked from the
+    engine): out = ceil(in / s), total = max((out - 1) * s + keff - in, 0) with the
+    dilated kernel keff = (k - 1) * dilation + 1, the smaller half first."""
+    keff = (k - 1) * dilation + 1
     out = -(-size // s)
-    total = max((out - 1) * s + k - size, 0)
+    total = max((out - 1) * s + keff - size, 0)
     return total // 2, total - total // 2
+
+
+def conv_output_size(size: int, k: int, s: int, padding: str = "valid",
+                     dilation: int = 1) -> int | None:
+    """Number of windows along one axis, counted by sliding the dilated window over
+    the padded input (a different computation from the engine's closed form);
+    None where 'valid' leaves no window (the engine refuses that input)."""
+    before, after = same_padding(size, k, s, dilation) if padding == "same" else (0, 0)
+    keff = (k - 1) * dilation + 1
+    starts = range(0, before + size + after - keff + 1, s)
+    return len(starts) or None
 
 
 # ---------------------------------------------------------------- activations

@@ -1,0 +1,106 @@
+"""Type stub of the C extension ``aslnet._core`` (csrc/binding.c): the aslnet C core.
+
+Shapes are per sample, (h, w, c) (a vector of n features is (1, 1, n)); batches are
+float32 arrays (n, h, w, c).  Errors: ``ValueError`` for bad arguments and shapes,
+``MemoryError``, ``IndexError`` for a layer/parameter index, ``RuntimeError`` for a closed
+or busy network, ``CoreError`` for what oneDNN or the executor refuse.
+tests/core/test_stub.py checks that this file and the module list the same names.
+"""
+from typing import Any, Literal, TypedDict
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+_Shape3 = tuple[int, int, int]
+_Padding = Literal["valid", "same"]
+
+class CoreError(RuntimeError):
+    """An error of the C core (oneDNN, or a call out of order)."""
+
+class _ParamInfo(TypedDict):
+    name: str
+    shape: tuple[int, ...]
+    is_weight: bool
+
+def bfloat16_supported() -> bool:
+    """True if this CPU runs bfloat16 convolutions natively (AVX512_BF16)."""
+
+def categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike) -> NDArray[np.float64]:
+    """Per-sample cross-entropy of softmax outputs (samples, classes), train_step's rule."""
+
+def conv_geometry(size: int, kernel: int, stride: int, padding: _Padding = "valid",
+                  dilation: int = 1) -> tuple[int, int, int]:
+    """(out, pad_before, pad_after) of a convolution along one axis (TF/Keras rule)."""
+
+def layer_output_shape(kind: str, input_shape: _Shape3, **config: Any) -> _Shape3:
+    """Per-sample output shape ``Net.add(kind, **config)`` gives on ``input_shape``."""
+
+class Net:
+    """A chain of layers computed by the aslnet C core."""
+
+    @property
+    def iterations(self) -> int:
+        """Optimizer steps taken (settable, 0 .. 2**62)."""
+    @iterations.setter
+    def iterations(self, value: int) -> None: ...
+    @property
+    def num_layers(self) -> int:
+        """Number of layers."""
+    @property
+    def input_shape(self) -> _Shape3:
+        """Per-sample input shape."""
+
+    def __init__(self, input_shape: _Shape3) -> None:
+        """A network with no layers on per-sample inputs of ``input_shape``."""
+    def add(self, kind: str, **config: Any) -> int:
+        """Append a layer of ``kind`` (conv2d, depthwise_conv2d, dense, ...); its index."""
+    def output_shape(self, i: int) -> _Shape3:
+        """Per-sample output shape of layer ``i`` (negative: from the end)."""
+    def params(self, i: int) -> list[_ParamInfo]:
+        """Parameter descriptions of layer ``i``, Keras order."""
+    def get_param(self, i: int, j: int) -> NDArray[np.float32]:
+        """Copy of parameter ``j`` of layer ``i``."""
+    def set_param(self, i: int, j: int, value: ArrayLike) -> None:
+        """Copy ``value`` into parameter ``j`` of layer ``i`` (marks that layer changed)."""
+    def bind_param(self, i: int, j: int, array: NDArray[np.float32]) -> None:
+        """Use ``array`` (writeable, aligned, C-contiguous float32) as the parameter's storage."""
+    def grad(self, i: int, j: int) -> NDArray[np.float32] | None:
+        """Gradient of parameter ``j`` of layer ``i`` from the last backward, or None."""
+    def set_trainable(self, i: int, trainable: bool) -> None:
+        """Freeze or unfreeze layer ``i``."""
+    def weights_changed(self, i: int | None = None) -> None:
+        """Bound arrays changed: of layer ``i``, or of every layer (None); refold those."""
+    def set_num_threads(self, n: int) -> None:
+        """Threads for this network's compute (0: all cores; at most 1024)."""
+    def set_compute_dtype(self, dtype: Literal["float32", "bfloat16"]) -> None:
+        """Compute type of the convolutions."""
+    def forward(self, x: ArrayLike, training: bool = False, start: int = 0,
+                stop: int = -1) -> NDArray[np.float32]:
+        """Layers [start, stop) on ``x``, the input of layer ``start`` (stop -1: to the end)."""
+    def backward(self, dy: ArrayLike, need_dx: bool = False) -> NDArray[np.float32] | None:
+        """Backward from ``dy`` (the last forward's output gradient); dx if ``need_dx``."""
+    def set_optimizer(self, name: Literal["adam", "sgd"], learning_rate: float = 0.001,
+                      momentum: float = 0.0, nesterov: bool = False, beta_1: float = 0.9,
+                      beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
+        """Set the optimizer (its state starts empty for new slots)."""
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Change the optimizer's learning rate."""
+    def reset_optimizer(self) -> None:
+        """Forget the optimizer's slots and iteration count."""
+    def apply_gradients(self) -> None:
+        """One optimizer step with the gradients of the last backward."""
+    def slot(self, i: int, j: int, k: int) -> NDArray[np.float32] | None:
+        """Copy of optimizer slot ``k`` (Adam: m, v; SGD: velocity) of parameter (i, j)."""
+    def set_slot(self, i: int, j: int, k: int, value: ArrayLike) -> None:
+        """Set optimizer slot ``k`` of parameter (i, j)."""
+    def softmax_output(self) -> int | None:
+        """Index of the softmax layer train_step fuses with the cross-entropy, or None."""
+    def train_step(self, x: ArrayLike, y: ArrayLike,
+                   start: int = 0) -> tuple[float, NDArray[np.float32]]:
+        """Forward, cross-entropy, backward, update on one batch: (loss, predictions)."""
+    def layer_calls(self, i: int) -> tuple[int, int]:
+        """(forward, backward) call counts of layer ``i``."""
+    def fold_count(self, i: int) -> int:
+        """Times the fused group led by conv layer ``i`` folded its batch norm."""
+    def buffer_bytes(self) -> int:
+        """Bytes of activation, gradient and input buffers held now."""

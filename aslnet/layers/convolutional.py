@@ -1,0 +1,98 @@
+"""Convolutions: Conv2D and DepthwiseConv2D (Keras layouts: kernel HWIO,
+depthwise kernel (kh, kw, channels, multiplier)).  Output shapes and TF's
+'same' padding are the C core's rule (csrc/conv2d.c, asl_conv_geometry)."""
+import numpy as np
+
+from .activations import _activation_name
+from .initializers import _conv_fans, _glorot_uniform, _init_value, _initializer
+from .layer import Layer, _core_output_shape, _pair
+
+
+class Conv2D(Layer):
+    _base_name = "conv2d"
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 activation=None, use_bias=True, kernel_initializer=None,
+                 bias_initializer=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self._kernel_init = _initializer(kernel_initializer, f"Layer '{self.name}'")
+        self._bias_init = _initializer(bias_initializer, f"Layer '{self.name}'")
+        if int(filters) < 1:
+            raise ValueError(f"filters must be >= 1, got {filters}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.padding = str(padding).lower()
+        if self.padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        self.activation = _activation_name(activation)
+        self.use_bias = bool(use_bias)
+
+    def _check_input(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Layer '{self.name}' expects (h, w, c) inputs, got {input_shape}")
+
+    def build(self, input_shape):
+        self._check_input(input_shape)
+        shape = (*self.kernel_size, input_shape[-1], self.filters)
+        fans = _conv_fans(shape)
+        self._add_weight("kernel", _init_value(self._kernel_init, shape, *fans,
+                                               lambda: _glorot_uniform(shape, *fans)))
+        if self.use_bias:
+            self._add_weight("bias", _init_value(self._bias_init, (self.filters,), *fans,
+                                                 lambda: np.zeros(self.filters, np.float32)))
+
+    def compute_output_shape(self, input_shape):
+        self._check_input(input_shape)
+        return _core_output_shape(self, input_shape)
+
+    def _core_ops(self):
+        return [("conv2d", dict(filters=self.filters, kernel_size=self.kernel_size,
+                                strides=self.strides, padding=self.padding,
+                                use_bias=self.use_bias, activation=self.activation))]
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": self.kernel_size, "strides": self.strides,
+                "padding": self.padding, "activation": self.activation,
+                "use_bias": self.use_bias}
+
+
+class DepthwiseConv2D(Conv2D):
+    _base_name = "depthwise_conv2d"
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
+                 activation=None, use_bias=True, depthwise_initializer=None, name=None,
+                 **kwargs):
+        super().__init__(1, kernel_size, strides=strides, padding=padding,
+                         activation=activation, use_bias=use_bias,
+                         kernel_initializer=depthwise_initializer, name=name, **kwargs)
+        if int(depth_multiplier) < 1:
+            raise ValueError(f"depth_multiplier must be >= 1, got {depth_multiplier}")
+        self.depth_multiplier = int(depth_multiplier)
+
+    def build(self, input_shape):
+        self._check_input(input_shape)
+        shape = (*self.kernel_size, input_shape[-1], self.depth_multiplier)
+        fans = _conv_fans(shape)
+        self._add_weight("depthwise_kernel", _init_value(
+            self._kernel_init, shape, *fans, lambda: _glorot_uniform(shape, *fans)))
+        if self.use_bias:
+            n = input_shape[-1] * self.depth_multiplier
+            self._add_weight("bias", _init_value(self._bias_init, (n,), *fans,
+                                                 lambda: np.zeros(n, np.float32)))
+
+    def compute_output_shape(self, input_shape):
+        self._check_input(input_shape)
+        return _core_output_shape(self, input_shape)
+
+    def _core_ops(self):
+        return [("depthwise_conv2d", dict(kernel_size=self.kernel_size, strides=self.strides,
+                                          padding=self.padding, use_bias=self.use_bias,
+                                          depth_multiplier=self.depth_multiplier,
+                                          activation=self.activation))]
+
+    def get_config(self):
+        cfg = super().get_config()
+        del cfg["filters"]
+        return {**cfg, "depth_multiplier": self.depth_multiplier}
