@@ -112,7 +112,8 @@ def machine_lines(m):
         L.append(f"- measured peak at {threads} thread(s): FP32 {fig('fp32')} GFLOP/s, "
                  + (f"bf16 {fig('bf16')} GFLOP/s" if pk["bf16"] else "bf16: the CPU has no "
                     "AVX512_BF16") + f" ({pk['method']}); every percentage of peak below is "
-                 f"of the FP32 figure at {n} threads unless it says bf16")
+                 f"of the FP32 figure at {n} threads unless it says bf16"
+                 + (f"; {pk['note']}" if pk.get("note") else ""))
         wall, fp32 = pk["fp32_wall"].get(str(n)), pk["fp32"].get(str(n))
         if wall and fp32 and wall < 0.9 * fp32:
             L.append(f"- **the machine was shared**: the FP32 kernel got only {wall:.0f} "
