@@ -195,10 +195,10 @@ def markdown(res):
                   "", "| layer type | ms | share | GFLOP | GFLOP/s | of peak |",
                   "|---|---|---|---|---|---|"]
             for t, r in u["types"].items():
-                g = r["gflops"]
+                g, frac = r["gflops"], r["peak_fraction"]
                 L.append(f"| {t} | {r['ms']:.2f} | {r['share']:.0%} | {r['gflop']:.3f} | "
                          f"{'—' if g is None else f'{g:.1f}'} | "
-                         f"{'—' if r['peak_fraction'] is None else format(r['peak_fraction'], '.0%')} |")
+                         f"{'—' if frac is None else f'{frac:.0%}'} |")
             L.append("")
     L += ["## Targets", "", "| target | aslnet | met |", "|---|---|---|"]
     for name, txt, met in targets(res):

@@ -103,7 +103,8 @@ def test_onednn_isa_follows_the_cap():
     lowers it (as .ci/run's second pass does)."""
     code = "import json; from benchmarks.peers.aslnet import onednn_info; " \
            "print(json.dumps(onednn_info()))"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     env.pop("ONEDNN_MAX_CPU_ISA", None)
     free = json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True,
                                      capture_output=True, text=True, cwd=ROOT).stdout)
