@@ -114,6 +114,10 @@ def machine_lines(m):
                     "AVX512_BF16") + f" ({pk['method']}); every percentage of peak below is "
                  f"of the FP32 figure at {n} threads unless it says bf16"
                  + (f"; {pk['note']}" if pk.get("note") else ""))
+        avx2 = pk["by_threads"].get(str(n), {}).get("fp32_avx2")
+        if dn and dn.get("max_cpu_isa_env") and avx2:
+            L.append(f"- the AVX2/FMA3 kernel alone: {avx2['peak']:.0f} GFLOP/s at {n} "
+                     "threads (the ceiling of oneDNN's kernels under the cap)")
         wall, fp32 = pk["fp32_wall"].get(str(n)), pk["fp32"].get(str(n))
         if wall and fp32 and wall < 0.9 * fp32:
             L.append(f"- **the machine was shared**: the FP32 kernel got only {wall:.0f} "

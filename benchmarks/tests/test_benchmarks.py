@@ -123,7 +123,8 @@ def _meta(**kw):
          "onednn": {"version": "3.2.0", "library": "libdnnl.so.3", "isa": "cpu_isa_avx2",
                     "max_cpu_isa_env": "AVX2"},
          "peak": {"fp32": {"1": 100.0, "2": 200.0}, "bf16": {}, "fp32_wall": {"2": 50.0},
-                  "error": None, "method": "m"}}
+                  "error": None, "method": "m",
+                  "by_threads": {"2": {"fp32_avx2": {"peak": 190.0, "wall": 50.0}}}}}
     m.update(kw)
     return m
 
@@ -140,6 +141,7 @@ def test_report_states_percentages_against_the_measured_peak():
     assert "dispatches `cpu_isa_avx2`, capped by `ONEDNN_MAX_CPU_ISA=AVX2`" in text
     assert "the machine was shared" in text and "bf16: the CPU has no AVX512_BF16" in text
     assert "first predict after train_on_batch" in text
+    assert "AVX2/FMA3 kernel alone: 190 GFLOP/s" in text
     res["meta"] = _meta(peak={"fp32": {}, "bf16": {}, "fp32_wall": {}, "error": "no cc",
                               "method": "m"})
     assert "n/a (peak not measured)" in report.markdown(res)
