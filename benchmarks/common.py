@@ -71,14 +71,37 @@ def write_result(args, name, result):
         json.dump(result, f, indent=1)
 
 
-def keras_train_step(args, name, model):
-    """Time ``train_on_batch`` of a Keras-API model (aslnet or Keras) on the shared batch."""
+def keras_train_step(args, name, model, more=None):
+    """Time ``train_on_batch`` of a Keras-API model (aslnet or Keras) on the shared batch;
+    ``more(model)``: a dict of further figures for the same result."""
     x, y = train_batch(args.work)
     first = model.train_on_batch(x, y, return_dict=True)["loss"]
     res = throughput(lambda: model.train_on_batch(x, y), len(x), args.reps,
                      iters(args, "train", 5), warmup=2)
     params = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    write_result(args, name, {**res, "first_loss": float(first), "trainable_params": params})
+    res.update(first_loss=float(first), trainable_params=params)
+    if more is not None:
+        res.update(more(model))
+    write_result(args, name, res)
+
+
+def predict_after_train(args, model):
+    """{'predict_after_train': ...}: milliseconds of ``model.predict(x)`` on the 32 shared
+    images right after one ``train_on_batch`` ('first') and of the predict that follows
+    ('second'), ``args.reps`` times; 'first' - 'second' is what a training step costs the
+    next inference (an engine that keeps inference-ready weights, e.g. convolutions with
+    batch norm folded in, prepares them again)."""
+    x, (xt, yt) = inputs(args.work), train_batch(args.work)
+    model.predict(x, verbose=0)
+    first, second = [], []
+    for _ in range(args.reps):
+        model.train_on_batch(xt, yt)
+        for out in (first, second):
+            t = time.perf_counter()
+            model.predict(x, verbose=0)
+            out.append((time.perf_counter() - t) * 1e3)
+    return {"predict_after_train": {"batch": len(x), "first_ms": summary(first),
+                                    "second_ms": summary(second)}}
 
 
 def inputs(work):

@@ -8,7 +8,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -16,45 +15,29 @@ import time
 if __package__ in (None, ""):  # python benchmarks/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common, utilisation  # noqa: E402
+from benchmarks import common, peak, utilisation  # noqa: E402
+from benchmarks.report import FIT_PEERS, markdown  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTS = ("inference", "train", "utilisation", "e2e")
+PARTS = ("inference", "train", "utilisation", "e2e", "phases")
+DEFAULT_PARTS = ("inference", "train", "utilisation", "e2e")   # phases: when named
 PEERS = ("aslnet", "aslnet_bf16", "keras", "keras_bf16", "torch", "onnxruntime", "litert")
-LABELS = {"aslnet": "aslnet", "aslnet_bf16": "aslnet mixed_bfloat16 (not float32)",
-          "keras_bf16": "Keras 3 mixed_bfloat16 (not float32)",
-          "keras": "Keras 3 (TensorFlow)", "torch": "PyTorch",
-          "torch_cl": "PyTorch channels_last", "onnxruntime": "ONNX Runtime",
-          "litert": "LiteRT (XNNPACK)"}
 TRAIN_PEERS = ("aslnet", "aslnet_bf16", "keras", "keras_bf16", "torch")
-FIT_PEERS = ("aslnet", "aslnet_bf16", "keras")
-FLOAT32 = ("aslnet", "keras", "torch", "torch_cl", "onnxruntime", "litert")   # the targets' peers
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="smoke run: few repetitions; e2e only if named in --only, then "
-                        "1 epoch on a small subset; results go to benchmarks/results/tmp/")
+                        "1 epoch on a small subset (phases: 2 epochs); results go to "
+                        "benchmarks/results/tmp/")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--only", help=f"comma list of parts: {','.join(PARTS)} (default: all; "
-                                  "--quick: all but e2e)")
+    p.add_argument("--only", help=f"comma list of parts: {','.join(PARTS)} (default: "
+                                  f"{','.join(DEFAULT_PARTS)}; --quick: those but e2e)")
     p.add_argument("--peers", default=",".join(PEERS), help="comma list of peers")
     p.add_argument("--reps", type=int, help="timed runs per figure (default 7, quick 3)")
-    p.add_argument("--epochs", type=int, help="e2e epochs (default 10, quick 1)")
-    p.add_argument("--peak-gflops", type=float, default=232.0,
-                   help="measured FP32 peak of the machine at --threads threads")
+    p.add_argument("--epochs", type=int, help="e2e and phases epochs (default 10, quick 1; "
+                                                 "phases: at least 2)")
     p.add_argument("--shared", default=os.environ.get("ASLNET_SHARED",
                                                       os.path.join(ROOT, "..", "shared")),
                    help="the shared folder (data/ and weights/)")
@@ -63,7 +46,7 @@ def parse_args(argv=None):
                         "OMP_WAIT_POLICY=passive; recorded in the results")
     p.add_argument("--out", help="results folder (default benchmarks/results[/tmp])")
     a = p.parse_args(argv)
-    a.parts = (a.only or ",".join(PARTS[:-1] if a.quick else PARTS)).split(",")
+    a.parts = (a.only or ",".join(DEFAULT_PARTS[:-1] if a.quick else DEFAULT_PARTS)).split(",")
     a.peers = a.peers.split(",")
     a.env = dict(kv.split("=", 1) for kv in a.env)
     for v, allowed in ((a.parts, PARTS), (a.peers, PEERS)):
@@ -171,8 +154,13 @@ def run_utilisation(args, run, res):
     if r is None:
         return
     with open(os.path.join(run.work, "aslnet-profile.log")) as f:
-        passes = utilisation.parse(f.read())
-    res["utilisation"] = {f"b{b}": utilisation.breakdown(p, args.peak_gflops)
+        text = f.read()
+    passes = utilisation.parse(text)
+    isa = utilisation.verbose_isa(text)          # oneDNN's own words, a cross-check
+    if isa and res["meta"].get("onednn"):
+        res["meta"]["onednn"]["verbose_isa"] = isa
+    fp32 = res["meta"]["peak"]["fp32"].get(str(args.threads))
+    res["utilisation"] = {f"b{b}": utilisation.breakdown(p, fp32)
                           for b, p in sorted(passes.items(), reverse=True)}
 
 
@@ -207,162 +195,33 @@ def run_e2e(args, run, res):
     res["e2e"] = out
 
 
-# -- report ------------------------------------------------------------------
-
-def _fig(s, digits=1):
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
-
-
-def _ratio(a, b):
-    return a / b if a and b else None
+def run_phases(args, run, res):
+    split, sizes = make_split(args, run.work)
+    epochs = max(args.epochs, 2)
+    r = run("aslnet", "phases", "--split", split, "--epochs", str(epochs))
+    if r is not None:
+        res["phases"] = dict(r, split=sizes)
 
 
-def targets(res, me="aslnet"):
-    """[(target, ratio or figure text, met)]: the project's performance targets for the
-    aslnet row ``me`` (the targets are float32's: "aslnet"; "aslnet_bf16" for information)."""
-    inf, tr, e2e = res.get("inference", {}), res.get("train", {}), res.get("e2e", {})
-    med = lambda d, k: d.get(k, {}).get("median") if d else None   # noqa: E731
-    a = inf.get(me)
-    rows = []
-
-    def best(names, key):
-        vals = [(med(inf.get(n), key), n) for n in names if med(inf.get(n), key)]
-        return max(vals) if vals else (None, None)
-
-    def add(name, ratio, need, peer=None, strict=False):
-        met = None if ratio is None else (ratio > need if strict else ratio >= need)
-        txt = "n/a" if ratio is None else f"{ratio:.2f}×" + (f" ({LABELS[peer]})" if peer else "")
-        rows.append((name, txt, met))
-
-    v, n = best(("torch", "torch_cl"), "b32")
-    add("inference batch 32 ≥ 1.5× PyTorch (faster layout)", _ratio(med(a, "b32"), v), 1.5, n)
-    v, n = best(("onnxruntime", "litert"), "b32")
-    add("inference batch 32 ≥ 1.2× fastest of ONNX Runtime / LiteRT",
-        _ratio(med(a, "b32"), v), 1.2, n)
-    v, n = best([p for p in inf if p != "aslnet" and p in FLOAT32], "b1")   # peers only
-    add("inference batch 1 ≥ fastest peer", _ratio(med(a, "b1"), v), 1.0, n)
-    a_tr = tr.get(me, {}).get("median")
-    add("training step ≥ 2× Keras", _ratio(a_tr, tr.get("keras", {}).get("median")), 2.0)
-    add("training step ≥ 1.5× PyTorch", _ratio(a_tr, tr.get("torch", {}).get("median")), 1.5)
-    ea, ek = e2e.get(me), e2e.get("keras")
-    add("tutorial fit ≥ 5× faster than Keras",
-        _ratio(ek and ek["fit_s"], ea and ea["fit_s"]), 5.0)
-    if ea and ek:
-        d = abs(ea["test_accuracy"] - ek["test_accuracy"]) * 100
-        rows.append(("tutorial test accuracy within 0.5 pp of Keras", f"{d:.1f} pp", d <= 0.5))
-        rows.append(("tutorial peak memory ≤ Keras's",
-                     f"{ea['max_rss_mib']:.0f} vs {ek['max_rss_mib']:.0f} MiB",
-                     ea["max_rss_mib"] <= ek["max_rss_mib"]))
-    else:
-        rows += [("tutorial test accuracy within 0.5 pp of Keras", "n/a", None),
-                 ("tutorial peak memory ≤ Keras's", "n/a", None)]
-    pw = res.get("utilisation", {}).get("b32", {}).get("types", {}).get("pointwise", {})
-    frac = pw.get("peak_fraction") if me == "aslnet" else None   # profiled in float32
-    rows.append(("pointwise convs at batch 32 > 60% of peak",
-                 "n/a" if frac is None else f"{frac:.0%}",
-                 None if frac is None else frac > 0.6))
-    return rows
+def machine(args):
+    """The results' description of the machine: CPU, ISA flags, the measured peaks at 1
+    thread and at --threads threads."""
+    print("measuring this machine's peak ...", end=" ", flush=True)
+    pk = peak.measure(sorted({1, args.threads}))
+    print(pk["error"] or ", ".join(f"{kind} {v:.0f} GFLOP/s at {n} thread(s)"
+                                   for kind in ("fp32", "bf16") for n, v in pk[kind].items()))
+    cpu = pk.pop("cpu")
+    return {"cpu": cpu["model"], "cores": cpu["logical_cpus"],
+            "physical_cores": cpu["physical_cores"], "cpu_flags": cpu["flags"],
+            "amx": cpu["amx"], "peak": pk}
 
 
-def markdown(res):
-    m = res["meta"]
-    L = [f"# aslnet benchmarks{' — QUICK SMOKE RUN (not for comparison)' if m['quick'] else ''}",
-         "",
-         f"- CPU: {m['cpu']} ({m['cores']} cores visible), {m['threads']} threads for every "
-         f"framework; peak {m['peak_gflops']:.0f} GFLOP/s FP32 (measured FMA peak)",
-         f"- {m['date']}, host {m['host']}, Python {m['python']}; load average "
-         f"{m['load_start']} at start, {m['load_end']} at end",
-         "- float32 everywhere but the rows marked mixed_bfloat16 (aslnet's optional dtype "
-         "policy: every convolution in bfloat16; the targets compare float32 only)",
-         f"- MobileNet v1 alpha 1.0 224×224 with aslnet's ImageNet weights "
-         f"in every peer; each figure: median (min–max) of {m['reps']} timed runs",
-         "- environment of every peer: "
-         + " ".join(f"`{k}={v}`" for k, v in m["env"].items() if k != "TF_CPP_MIN_LOG_LEVEL"),
-         ""]
-    inf = res.get("inference")
-    if inf:
-        L += ["## Inference (images/s)", "",
-              "| peer | batch 1 | batch 32 | first call b1 / b32 (s) | top-1 = aslnet (of 32) "
-              "| max abs diff vs aslnet |", "|---|---|---|---|---|---|"]
-        for p, r in inf.items():
-            ag = r.get("agreement") or {}
-            L.append(f"| {LABELS[p]} | {_fig(r['b1'])} | {_fig(r['b32'])} | "
-                     f"{r['b1']['first_call_s']:.2f} / {r['b32']['first_call_s']:.2f} | "
-                     f"{ag.get('top1_equal', '—') if p != 'aslnet' else 'ref.'} | "
-                     f"{'%.2e' % ag['max_abs_diff'] if 'max_abs_diff' in ag else '—'} |")
-        a = inf.get("aslnet")
-        if a:
-            gf = lambda r: r["median"] * common.FLOPS_PER_IMAGE / 1e9   # noqa: E731
-            L += ["", "aslnet achieved: " + ", ".join(
-                f"batch {b[1:]} {gf(a[b]):.1f} GFLOP/s = {gf(a[b]) / m['peak_gflops']:.0%} of peak"
-                for b in ("b1", "b32")) + f" ({common.MACS_PER_IMAGE / 1e9:.3f} G multiply-adds"
-                " per image × 2).", ""]
-    tr = res.get("train")
-    if tr:
-        ref = tr.get("aslnet", {}).get("first_loss")
-        L += ["## Training step (tutorial model, batch 10; images/s)", "",
-              "| peer | images/s | trainable params | first-step loss | vs aslnet |",
-              "|---|---|---|---|---|"]
-        for p, r in tr.items():
-            d = "ref." if p == "aslnet" else (f"{abs(r['first_loss'] - ref):.1e}"
-                                              if ref is not None else "—")
-            L.append(f"| {LABELS[p]} | {_fig(r)} | {r['trainable_params']:,} | "
-                     f"{r['first_loss']:.5f} | {d} |")
-        L.append("")
-    e2e = res.get("e2e")
-    if e2e:
-        L += [f"## Tutorial end to end ({e2e['epochs']} epoch(s); split {e2e['split']})", "",
-              "| peer | fit (s) | process wall (s) | peak RSS (MiB) | test accuracy "
-              "| last val accuracy |", "|---|---|---|---|---|---|"]
-        for p in FIT_PEERS:
-            r = e2e.get(p)
-            if r:
-                va = (r["history"].get("val_accuracy") or [float("nan")])[-1]
-                L.append(f"| {LABELS[p]} | {r['fit_s']:.1f} | {r['wall_s']:.1f} | "
-                         f"{r['max_rss_mib']:.0f} | {r['test_accuracy']:.3f} "
-                         f"({r['test_images']} images) | {va:.3f} |")
-        L.append("")
-    ut = res.get("utilisation")
-    if ut:
-        L += ["## aslnet utilisation per layer type (oneDNN verbose profile_exec)", ""]
-        for b, u in ut.items():
-            L += [f"Batch {b[1:]}: median pass {u['wall_ms']:.1f} ms ({u['passes']} passes).",
-                  "", "| layer type | ms | share | GFLOP | GFLOP/s | of peak |",
-                  "|---|---|---|---|---|---|"]
-            for t, r in u["types"].items():
-                g = r["gflops"]
-                L.append(f"| {t} | {r['ms']:.2f} | {r['share']:.0%} | {r['gflop']:.3f} | "
-                         f"{'—' if g is None else f'{g:.1f}'} | "
-                         f"{'—' if g is None else format(r['peak_fraction'], '.0%')} |")
-            L.append("")
-    L += ["## Targets", "", "| target | aslnet | met |", "|---|---|---|"]
-    for name, txt, met in targets(res):
-        L.append(f"| {name} | {txt} | {'n/a' if met is None else 'met' if met else 'not met'} |")
-    if any("aslnet_bf16" in (res.get(k) or {}) for k in ("inference", "train", "e2e")):
-        L += ["", "For information, the same targets for aslnet under mixed_bfloat16 (bfloat16 "
-              "convolutions: not the targets' float32 criterion; the accuracy row compares "
-              "with Keras in float32):", "", "| target | aslnet mixed_bfloat16 | met |",
-              "|---|---|---|"]
-        for name, txt, met in targets(res, "aslnet_bf16"):
-            if "pointwise" not in name:
-                L.append(f"| {name} | {txt} | "
-                         f"{'n/a' if met is None else 'met' if met else 'not met'} |")
-        med = lambda d, k=None: ((d or {}).get(k, {}) if k else (d or {})).get("median")  # noqa
-        inf, tr = res.get("inference", {}), res.get("train", {})
-        for what, a, k in (("inference batch 32", _ratio(med(inf.get("aslnet_bf16"), "b32"),
-                                                         med(inf.get("keras_bf16"), "b32")), 0),
-                           ("inference batch 1", _ratio(med(inf.get("aslnet_bf16"), "b1"),
-                                                        med(inf.get("keras_bf16"), "b1")), 0),
-                           ("training step", _ratio(med(tr.get("aslnet_bf16")),
-                                                    med(tr.get("keras_bf16"))), 0)):
-            if a is not None:
-                L.append(f"| {what} vs Keras mixed_bfloat16 (same precision) | {a:.2f}× | — |")
-    if res["errors"]:
-        L += ["", "## Peers that failed", ""]
-        for k, e in res["errors"].items():
-            first = e.strip().splitlines()
-            L.append(f"- {k}: {first[0]} … {first[-1] if len(first) > 1 else ''}")
-    return "\n".join(L) + "\n"
+def results_name(meta):
+    """<cpu>-<threads>t[-<ONEDNN_MAX_CPU_ISA>][-quick], e.g. amd-epyc-2t, intel-xeon-
+    platinum-8480-2t-avx2: from the machine, so that two machines' results do not mix."""
+    cap = (meta.get("onednn") or {}).get("max_cpu_isa_env")
+    return (f"{peak.slug(meta['cpu'])}-{meta['threads']}t"
+            f"{'-' + cap.lower() if cap else ''}{'-quick' if meta['quick'] else ''}")
 
 
 def main(argv=None):
@@ -378,8 +237,8 @@ def main(argv=None):
     work = os.path.join(ROOT, "benchmarks", "results", "tmp", "work")
     os.makedirs(work, exist_ok=True)
     run = Runner(args, work)
-    res = {"meta": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
-                    "peak_gflops": args.peak_gflops, "quick": args.quick, "reps": args.reps,
+    res = {"meta": {**machine(args), "threads": args.threads,
+                    "quick": args.quick, "reps": args.reps,
                     "iters": args.iters, "parts": args.parts, "peers": args.peers,
                     "env": {**common.thread_env(args.threads), **args.env},
                     "host": platform.node(), "python": platform.python_version(),
@@ -387,18 +246,19 @@ def main(argv=None):
                     "load_start": " ".join(f"{x:.1f}" for x in os.getloadavg())}}
     print(f"{res['meta']['cpu']}, {args.threads} threads; parts {args.parts}; work dir {work}")
     print("prepare")
-    if run("aslnet", "prepare", "--data",
-           os.path.join(args.shared, "data", "sign-language-digits")) is None:
+    prep = run("aslnet", "prepare", "--data",
+               os.path.join(args.shared, "data", "sign-language-digits"))
+    if prep is None:
         print(run.errors["aslnet prepare"], file=sys.stderr)
         return 1
+    res["meta"]["onednn"] = prep.get("onednn")
     for part in PARTS:
         if part in args.parts:
             print(part)
             globals()[f"run_{part}"](args, run, res)
     res["meta"]["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     res["errors"] = run.errors
-    slug = re.sub(r"[^a-z0-9]+", "-", res["meta"]["cpu"].lower()).strip("-")
-    base = os.path.join(args.out, f"{slug}-{args.threads}t{'-quick' if args.quick else ''}")
+    base = os.path.join(args.out, results_name(res["meta"]))
     os.makedirs(args.out, exist_ok=True)
     with open(base + ".json", "w") as f:
         json.dump(res, f, indent=1)

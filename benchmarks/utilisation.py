@@ -46,6 +46,15 @@ def classify(kind, problem):
     return "other (oneDNN)", 0
 
 
+def verbose_isa(text):
+    """The ISA in oneDNN's verbose info line ('onednn_verbose,info,cpu,isa:Intel AVX-512
+    with ...'), or None."""
+    for line in text.splitlines():
+        if line.startswith("onednn_verbose,info,cpu,isa:"):
+            return line.split("isa:", 1)[1].strip()
+    return None
+
+
 def parse(text):
     """{batch: [pass, ...]}, each pass {'wall_ms', 'prims': [(kind, impl, problem, ms)]}."""
     passes, current = {}, []
@@ -66,7 +75,8 @@ def parse(text):
 
 def breakdown(passes, peak_gflops):
     """Per layer type: median ms over the passes, share of the pass, GFLOP,
-    GFLOP/s and fraction of peak; plus the primitives of the median pass."""
+    GFLOP/s and fraction of ``peak_gflops`` (the measured FP32 peak; None: not
+    measured); plus the primitives of the median pass."""
     per_type = {t: [] for t in TYPES}
     flops = dict.fromkeys(TYPES, 0)
     for i, p in enumerate(passes):
@@ -85,7 +95,8 @@ def breakdown(passes, peak_gflops):
         ms = statistics.median(per_type[t])
         gflops = flops[t] / ms / 1e6 if ms and flops[t] else None
         rows[t] = {"ms": ms, "share": ms / wall if wall else None, "gflop": flops[t] / 1e9,
-                   "gflops": gflops, "peak_fraction": gflops / peak_gflops if gflops else None}
+                   "gflops": gflops,
+                   "peak_fraction": gflops / peak_gflops if gflops and peak_gflops else None}
     median_pass = sorted(passes, key=lambda p: p["wall_ms"])[len(passes) // 2]
     return {"wall_ms": wall, "passes": len(passes), "types": rows,
             "primitives": [{"kind": k, "impl": im, "problem": pr, "ms": t,

@@ -1,6 +1,6 @@
 """aslnet: prepares the shared inputs and weights, and is timed like the peers.
 
-    python -m benchmarks.peers.aslnet {prepare,inference,train,profile,fit} --work DIR ...
+    python -m benchmarks.peers.aslnet {prepare,inference,train,profile,fit,phases} --work DIR ...
 """
 import json
 import os
@@ -11,13 +11,41 @@ import numpy as np
 
 from benchmarks import common
 
-TASKS = ("prepare", "inference", "train", "profile", "fit")
+TASKS = ("prepare", "inference", "train", "profile", "fit", "phases")
 NAME, POLICY = "aslnet", "float32"   # benchmarks.peers.aslnet_bf16 changes both
 
 
 def _save_weights(model, path):
     np.savez(path, **{f"{layer.name}:{j}": w for layer in model.layers
                       for j, w in enumerate(layer.get_weights())})
+
+
+def onednn_info():
+    """The oneDNN that aslnet's extension loaded: its file, version, and the ISA it
+    dispatches to (``dnnl_get_effective_cpu_isa``: the CPU's best, or less under
+    ``ONEDNN_MAX_CPU_ISA``), asked through ctypes of that very library."""
+    import ctypes
+    import aslnet  # noqa: F401  (loads the extension, and with it libdnnl)
+    with open("/proc/self/maps") as f:
+        paths = sorted({line.split()[-1] for line in f
+                        if os.path.basename(line.split()[-1]).startswith("libdnnl.so")})
+    if len(paths) != 1:
+        return {"error": f"expected one libdnnl in this process, found {paths or 'none'}"}
+    lib = ctypes.CDLL(paths[0])   # already loaded: the same handle
+
+    class Version(ctypes.Structure):
+        _fields_ = [("major", ctypes.c_int), ("minor", ctypes.c_int),
+                    ("patch", ctypes.c_int), ("hash", ctypes.c_char_p),
+                    ("cpu_runtime", ctypes.c_uint), ("gpu_runtime", ctypes.c_uint)]
+    lib.dnnl_version.restype = ctypes.POINTER(Version)
+    lib.dnnl_get_effective_cpu_isa.restype = ctypes.c_int
+    lib.dnnl_cpu_isa2str.restype = ctypes.c_char_p
+    lib.dnnl_cpu_isa2str.argtypes = [ctypes.c_int]
+    v = lib.dnnl_version().contents
+    isa = lib.dnnl_get_effective_cpu_isa()
+    return {"library": paths[0], "version": f"{v.major}.{v.minor}.{v.patch}",
+            "isa": lib.dnnl_cpu_isa2str(isa).decode(), "isa_value": isa,
+            "max_cpu_isa_env": os.environ.get("ONEDNN_MAX_CPU_ISA")}
 
 
 def prepare(args):
@@ -41,7 +69,8 @@ def prepare(args):
             "head": model.layers[-1].name, "classes": len(classes)}
     with open(os.path.join(args.work, "tutorial.json"), "w") as f:
         json.dump(meta, f, indent=1)
-    common.write_result(args, "aslnet", {"images": x.shape[0], "classes": classes})
+    common.write_result(args, "aslnet", {"images": x.shape[0], "classes": classes,
+                                         "onednn": onednn_info()})
 
 
 def _tutorial_model(work):
@@ -69,7 +98,8 @@ def inference(args):
 
 
 def train(args):
-    common.keras_train_step(args, NAME, _tutorial_model(args.work))
+    common.keras_train_step(args, NAME, _tutorial_model(args.work),
+                            more=lambda model: common.predict_after_train(args, model))
 
 
 def profile(args):
@@ -91,15 +121,20 @@ def profile(args):
     common.write_result(args, NAME, {"passes": args.reps})
 
 
-def fit(args):
-    """The tutorial end to end: flows, model, fit with validation, test accuracy."""
+def _flows(args):
+    """The tutorial's train, valid and test flows of the split."""
     from aslnet.applications.mobilenet import preprocess_input
     from aslnet.preprocessing.image import ImageDataGenerator
-    t0 = time.perf_counter()
     gen = ImageDataGenerator(preprocessing_function=preprocess_input)
     flow = lambda sub, shuffle: gen.flow_from_directory(  # noqa: E731
         os.path.join(args.split, sub), target_size=(224, 224), batch_size=10, shuffle=shuffle)
-    train_b, valid_b, test_b = flow("train", True), flow("valid", True), flow("test", False)
+    return flow("train", True), flow("valid", True), flow("test", False)
+
+
+def fit(args):
+    """The tutorial end to end: flows, model, fit with validation, test accuracy."""
+    t0 = time.perf_counter()
+    train_b, valid_b, test_b = _flows(args)
     model = _tutorial_model(args.work)
     t1 = time.perf_counter()
     hist = model.fit(x=train_b, validation_data=valid_b, epochs=args.epochs, verbose=2)
@@ -110,6 +145,37 @@ def fit(args):
         "setup_s": t1 - t0, "fit_s": t2 - t1, "test_s": time.perf_counter() - t2,
         "test_accuracy": acc, "test_images": len(pred), "train_images": train_b.samples,
         "epochs": args.epochs,
+        "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()}})
+
+
+def phases(args):
+    """The tutorial's fit phase by phase (see benchmarks.phases): decode, fit with a
+    timing callback, save, test."""
+    from benchmarks import phases as ph
+    train_b, valid_b, test_b = _flows(args)
+    model = _tutorial_model(args.work)
+    t = time.perf_counter()
+    for flow in (train_b, valid_b):
+        for i in range(len(flow)):
+            flow[i]
+    decode = time.perf_counter() - t
+    timer = ph.PhaseTimer()
+    t = time.perf_counter()
+    hist = model.fit(x=train_b, validation_data=valid_b, epochs=args.epochs, verbose=0,
+                     callbacks=[timer])
+    fit_s = time.perf_counter() - t
+    t = time.perf_counter()
+    model.save(os.path.join(args.work, f"{NAME}-phases-model.h5"))
+    save = time.perf_counter() - t
+    t = time.perf_counter()
+    pred = model.predict(test_b, verbose=0).argmax(1)
+    test = time.perf_counter() - t
+    common.write_result(args, NAME, {
+        **ph.breakdown(timer, decode, fit_s, save, test),
+        **ph.work(model, train_b.samples, valid_b.samples, args.epochs),
+        "train_images": train_b.samples, "valid_images": valid_b.samples,
+        "test_images": len(pred), "epochs": args.epochs,
+        "test_accuracy": float(np.mean(pred == np.asarray(test_b.classes))),
         "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()}})
 
 

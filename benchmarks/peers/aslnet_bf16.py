@@ -2,7 +2,7 @@
 frozen trunk in bfloat16, training in float32): the aslnet peer's tasks, reported as
 their own row; the project's targets compare float32 only.
 
-    python -m benchmarks.peers.aslnet_bf16 {inference,train,profile,fit} --work DIR ...
+    python -m benchmarks.peers.aslnet_bf16 {inference,train,profile,fit,phases} --work DIR ...
 """
 import sys
 
