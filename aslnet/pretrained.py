@@ -34,6 +34,7 @@ __all__ = [
     "WeightsNotFoundError", "WeightsIntegrityError", "weights_cache_dir", "resolve_weights_dir",
     "mobilenet_v1_weights", "imagenet_head", "imagenet_labels", "folded_bn", "bn_from_stats",
     "V2_FILE", "V2_WEIGHT_FILES", "mobilenet_v2_weights", "mobilenet_v2_head",
+    "SYNSETS_FILE", "CLASS_INDEX_FILES", "imagenet_synsets",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,15 @@ V2_WEIGHT_FILES = {
     LABELS_FILE: WEIGHT_FILES[LABELS_FILE],
 }
 """The files MobileNet v2 needs (same repository and commit), with their SHA-256."""
+
+SYNSETS_FILE = "imagenet_synsets.txt"
+CLASS_INDEX_FILES = {
+    SYNSETS_FILE: "70002b0ff5de60a3a17a82dbfcff291931f96225ddf941ad2e182fc39e183d15",
+    LABELS_FILE: WEIGHT_FILES[LABELS_FILE],
+}
+"""Keras's class index (WordNet id and name of each class): the WordNet ids of the 1000
+ILSVRC-2012 classes in Keras order, one a line (not in the download repository: found in
+the folder given, the cache or ``$ASLNET_WEIGHTS`` only), and the labels."""
 
 DEFAULT_WEIGHTS_URL = ("https://raw.githubusercontent.com/google-coral/test_data/"
                        "104342d2d3480b3e66203073dac24f4e2dbb4c41")
@@ -330,9 +340,12 @@ def imagenet_head(path_dir: str | os.PathLike | None = None) -> tuple[np.ndarray
 
 
 def imagenet_labels(path_dir: str | os.PathLike | None = None, *,
-                    include_background: bool = False) -> list[str]:
-    """ImageNet class names in Keras order (1000), or the 1001 of TFLite ('background' first)."""
-    path = resolve_weights_dir(path_dir) / LABELS_FILE
+                    include_background: bool = False,
+                    files: Mapping[str, str] = WEIGHT_FILES) -> list[str]:
+    """ImageNet class names in Keras order (1000), or the 1001 of TFLite ('background' first).
+
+    ``files``: the set :func:`resolve_weights_dir` looks for (the labels are in each)."""
+    path = resolve_weights_dir(path_dir, files=files) / LABELS_FILE
     labels = path.read_text(encoding="utf-8").splitlines()
     if len(labels) != 1001 or labels[0] != "background":
         raise ValueError(f"{path}: expected 1001 labels starting with 'background'")
@@ -464,3 +477,13 @@ def _read_v2(folder: Path, bn_init) -> tuple[dict[str, list[np.ndarray]], tuple]
     if rest != ["RESHAPE", "SOFTMAX"]:
         raise fail(f"the graph ends with {rest} after the classifier, expected RESHAPE, SOFTMAX")
     return weights, head
+
+
+def imagenet_synsets(path_dir: str | os.PathLike | None = None) -> list[str]:
+    """The WordNet ids of the 1000 ImageNet classes in Keras order (class 285, Egyptian
+    cat: ``'n02124075'``), from :data:`SYNSETS_FILE` found by :func:`resolve_weights_dir`."""
+    path = resolve_weights_dir(path_dir, files=CLASS_INDEX_FILES) / SYNSETS_FILE
+    synsets = path.read_text(encoding="ascii").split()
+    if len(synsets) != 1000:
+        raise ValueError(f"{path}: expected 1000 WordNet ids, found {len(synsets)}")
+    return synsets

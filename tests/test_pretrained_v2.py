@@ -235,3 +235,42 @@ def test_twin_generic_and_batched():
     assert np.all(np.isfinite(logits)) and embedding.std() > 0
     assert {name: [a.shape for a in arrays] for name, arrays in w.items()} == {
         s.name: list(s.weight_shapes) for s in table if s.weight_shapes}
+
+
+# --- aslnet.applications.mobilenet_v2: preprocess_input, decode_predictions ------------------
+
+
+def test_v2_preprocess_input():
+    from aslnet.applications import mobilenet, mobilenet_v2
+    x = np.array([[[0, 127, 255]]], np.uint8)
+    got = mobilenet_v2.preprocess_input(x)
+    assert got.dtype == np.float32
+    f = np.float32       # Keras's arithmetic: x / 127.5 - 1 in the input's float32
+    np.testing.assert_array_equal(got, [[[-1, f(127) / f(127.5) - f(1), 1]]])
+    np.testing.assert_array_equal(got, mobilenet.preprocess_input(x))
+    assert mobilenet_v2.preprocess_input(x.astype(np.float64)).dtype == np.float64
+
+
+def test_v2_decode_predictions_as_keras(twin_out, shared_weights_dir):
+    """Keras's tuples (WordNet id, name, score), best first, on the twin's probabilities."""
+    from aslnet.applications.mobilenet_v2 import decode_predictions
+    probs = softmax(twin_out[1])
+    got = decode_predictions(probs, top=3, weights_dir=shared_weights_dir)
+    assert [[t[:2] for t in row[:1]] for row in got] == [
+        [("n02124075", "Egyptian_cat")], [("n01592084", "chickadee")],
+        [("n03763968", "military_uniform")], [("n01818515", "macaw")]]
+    assert got[0][1][:2] == ("n02123045", "tabby")
+    assert all(len(row) == 3 and isinstance(row[0][2], float) for row in got)
+    assert got[0][0][2] == pytest.approx(probs[0, 285], rel=1e-12)
+    assert got[0][0][2] >= got[0][1][2] >= got[0][2][2]
+    for shape in [(1, 10), (1, 1001), (1000,)]:
+        with pytest.raises(ValueError, match="shape \\(samples, 1000\\)"):
+            decode_predictions(np.zeros(shape, np.float32), weights_dir=shared_weights_dir)
+
+
+def test_v2_decode_predictions_without_synsets(tmp_path, shared_weights_dir):
+    from aslnet.applications.mobilenet_v2 import decode_predictions
+    (tmp_path / pretrained.LABELS_FILE).write_bytes(
+        (shared_weights_dir / pretrained.LABELS_FILE).read_bytes())
+    with pytest.raises(pretrained.WeightsNotFoundError, match=pretrained.SYNSETS_FILE):
+        decode_predictions(np.eye(1, 1000), weights_dir=tmp_path)
