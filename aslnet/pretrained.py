@@ -1,9 +1,11 @@
-"""ImageNet-pretrained MobileNet v1 (alpha 1.0, 224) weights in Keras layer names and layouts.
+"""ImageNet-pretrained MobileNet v1 and v2 (alpha 1.0, 224) weights in Keras layer names and
+layouts.
 
 The weights come from the quantization-aware-trained TFLite models of the public
 ``google-coral/test_data`` repository, dequantized to float32 (see ``aslnet._tflite``).
 Batch normalization is folded into those convolutions (kernel and bias, no statistics);
-``bn_init`` of :func:`mobilenet_v1_weights` chooses how Keras's batch-norm layers are filled.
+``bn_init`` of :func:`mobilenet_v1_weights` / :func:`mobilenet_v2_weights` chooses how Keras's
+batch-norm layers are filled.
 
 Weight files are found like Keras finds its own: :func:`resolve_weights_dir` looks at an
 explicit folder, then the cache ``$ASLNET_HOME/weights`` (default
@@ -32,6 +34,8 @@ __all__ = [
     "BN_EPSILON", "BLOCK_STRIDES", "BN_LAYERS", "WEIGHT_FILES", "DEFAULT_WEIGHTS_URL",
     "WeightsNotFoundError", "WeightsIntegrityError", "weights_cache_dir", "resolve_weights_dir",
     "mobilenet_v1_weights", "imagenet_head", "imagenet_labels", "folded_bn", "bn_from_stats",
+    "V2_FILE", "V2_WEIGHT_FILES", "mobilenet_v2_weights", "mobilenet_v2_head",
+    "SYNSETS_FILE", "CLASS_INDEX_FILES", "imagenet_synsets",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,7 +59,24 @@ WEIGHT_FILES = {
     HEAD_FILE: "65a88984b258c6f3c99d7573acac8cf85bd747293d83d51fafc1c2fb6d632286",
     LABELS_FILE: "b8aaeb5630c62626a7d124a05c0e14230a7ffdd2136a31d0190a4fb71c1d82f1",
 }
-"""The files needed, with their SHA-256."""
+"""The files MobileNet v1 needs, with their SHA-256 (the default set of each function that
+takes ``files``)."""
+
+V2_FILE = "mobilenet_v2_1.0_224_quant.tflite"
+V2_WEIGHT_FILES = {
+    V2_FILE: "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776",
+    LABELS_FILE: WEIGHT_FILES[LABELS_FILE],
+}
+"""The files MobileNet v2 needs (same repository and commit), with their SHA-256."""
+
+SYNSETS_FILE = "imagenet_synsets.txt"
+CLASS_INDEX_FILES = {
+    SYNSETS_FILE: "70002b0ff5de60a3a17a82dbfcff291931f96225ddf941ad2e182fc39e183d15",
+    LABELS_FILE: WEIGHT_FILES[LABELS_FILE],
+}
+"""Keras's class index (WordNet id and name of each class): the WordNet ids of the 1000
+ILSVRC-2012 classes in Keras order, one a line (not in the download repository: found in
+the folder given, the cache or ``$ASLNET_WEIGHTS`` only), and the labels."""
 
 DEFAULT_WEIGHTS_URL = ("https://raw.githubusercontent.com/google-coral/test_data/"
                        "104342d2d3480b3e66203073dac24f4e2dbb4c41")
@@ -80,8 +101,10 @@ def weights_cache_dir() -> Path:
     return Path(os.environ.get("ASLNET_HOME") or "~/.cache/aslnet").expanduser() / "weights"
 
 
-def resolve_weights_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Return a folder holding all of :data:`WEIGHT_FILES`, verified by SHA-256.
+def resolve_weights_dir(explicit: str | os.PathLike | None = None, *,
+                        files: Mapping[str, str] = WEIGHT_FILES) -> Path:
+    """Return a folder holding all of ``files`` (name -> SHA-256; default
+    :data:`WEIGHT_FILES`, v1's; :data:`V2_WEIGHT_FILES` for v2), verified by SHA-256.
 
     Order: ``explicit`` (if given it must hold the files: no fallback), the cache
     :func:`weights_cache_dir`, the folder ``$ASLNET_WEIGHTS`` (each used if it holds all the
@@ -92,23 +115,23 @@ def resolve_weights_dir(explicit: str | os.PathLike | None = None) -> Path:
     """
     if explicit is not None:
         folder = Path(explicit).expanduser()
-        missing = _missing_files(folder)
+        missing = _missing_files(folder, files)
         if missing:
             raise WeightsNotFoundError(
-                f"{folder} lacks the MobileNet v1 weight files {', '.join(missing)}")
+                f"{folder} lacks the MobileNet weight files {', '.join(missing)}")
         return folder
     cache = weights_cache_dir()
-    missing, corrupt = _check_files(cache)
+    missing, corrupt = _check_files(cache, files)
     if not missing and not corrupt:
         return cache
     if os.environ.get("ASLNET_WEIGHTS"):
         folder = Path(os.environ["ASLNET_WEIGHTS"]).expanduser()
-        if not _missing_files(folder):
+        if not _missing_files(folder, files):
             return folder
     for name in corrupt:        # the cache is aslnet's: a bad file there is fetched again
         log.warning("%s has the wrong SHA-256 (an interrupted copy or another version); "
                     "downloading it again", cache / name)
-    _download(missing + corrupt, cache)
+    _download(missing + corrupt, cache, files)
     return cache
 
 
@@ -120,10 +143,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_files(folder: Path) -> tuple[list[str], list[str]]:
+def _check_files(folder: Path, files: Mapping[str, str]) -> tuple[list[str], list[str]]:
     """Names of the needed files (absent from ``folder``, there with a wrong SHA-256)."""
     missing, corrupt = [], []
-    for name, expected in WEIGHT_FILES.items():
+    for name, expected in files.items():
         path = folder / name
         if not path.is_file():
             missing.append(name)
@@ -132,19 +155,19 @@ def _check_files(folder: Path) -> tuple[list[str], list[str]]:
     return missing, corrupt
 
 
-def _missing_files(folder: Path) -> list[str]:
+def _missing_files(folder: Path, files: Mapping[str, str]) -> list[str]:
     """Names of the needed files absent from ``folder``; raise if a present one is corrupt
     (a folder of the user's: never overwritten)."""
-    missing, corrupt = _check_files(folder)
+    missing, corrupt = _check_files(folder, files)
     if corrupt:
         path = folder / corrupt[0]
         raise WeightsIntegrityError(
-            f"{path} has the wrong SHA-256 (expected {WEIGHT_FILES[corrupt[0]]}); the file is "
+            f"{path} has the wrong SHA-256 (expected {files[corrupt[0]]}); the file is "
             f"corrupt or not the expected version: delete or replace it")
     return missing
 
 
-def _download(names: list[str], dest: Path) -> None:
+def _download(names: list[str], dest: Path, files: Mapping[str, str]) -> None:
     """Download ``names`` into ``dest``, each verified and then atomically renamed in place."""
     base = (os.environ.get("ASLNET_WEIGHTS_URL") or DEFAULT_WEIGHTS_URL).rstrip("/")
     for name in names:
@@ -152,11 +175,11 @@ def _download(names: list[str], dest: Path) -> None:
         log.info("downloading %s", url)
         try:
             dest.mkdir(parents=True, exist_ok=True)
-            _fetch(url, dest / name, WEIGHT_FILES[name])
+            _fetch(url, dest / name, files[name])
         except (OSError, http.client.HTTPException) as e:
             raise WeightsNotFoundError(
-                f"MobileNet v1 weights not found locally and the download of {url} failed ({e}). "
-                f"Needed files: {', '.join(WEIGHT_FILES)} (from {DEFAULT_WEIGHTS_URL}). Put them "
+                f"MobileNet weights not found locally and the download of {url} failed ({e}). "
+                f"Needed files: {', '.join(files)} (from {DEFAULT_WEIGHTS_URL}). Put them "
                 f"in {dest}, or in a folder named by $ASLNET_WEIGHTS, or pass the folder "
                 f"explicitly") from e
 
@@ -224,8 +247,8 @@ def _depthwise_to_keras(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(kernel[0, :, :, :, None])
 
 
-def _structure_error(model: TFLiteModel, msg: str) -> ValueError:
-    return ValueError(f"{model.path}: not the expected MobileNet v1 layout: {msg}")
+def _structure_error(model: TFLiteModel, msg: str, version: str = "v1") -> ValueError:
+    return ValueError(f"{model.path}: not the expected MobileNet {version} layout: {msg}")
 
 
 def _conv_params(model: TFLiteModel, index: int, opcode: str,
@@ -333,10 +356,150 @@ def imagenet_head(path_dir: str | os.PathLike | None = None) -> tuple[np.ndarray
 
 
 def imagenet_labels(path_dir: str | os.PathLike | None = None, *,
-                    include_background: bool = False) -> list[str]:
-    """ImageNet class names in Keras order (1000), or the 1001 of TFLite ('background' first)."""
-    path = resolve_weights_dir(path_dir) / LABELS_FILE
+                    include_background: bool = False,
+                    files: Mapping[str, str] = WEIGHT_FILES) -> list[str]:
+    """ImageNet class names in Keras order (1000), or the 1001 of TFLite ('background' first).
+
+    ``files``: the set :func:`resolve_weights_dir` looks for (the labels are in each)."""
+    path = resolve_weights_dir(path_dir, files=files) / LABELS_FILE
     labels = path.read_text(encoding="utf-8").splitlines()
     if len(labels) != 1001 or labels[0] != "background":
         raise ValueError(f"{path}: expected 1001 labels starting with 'background'")
     return labels if include_background else labels[1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# MobileNet v2
+
+
+def mobilenet_v2_weights(path_dir: str | os.PathLike | None = None, *,
+                         bn_init: str | Mapping = "folded") -> dict[str, list[np.ndarray]]:
+    """Keras MobileNetV2 (alpha 1.0) weights: layer name -> weight list in Keras order and
+    layout (float32), for every layer with weights, in ``model.layers`` order.
+
+    Layers and shapes are those of ``aslnet.applications._mobilenet_v2_spec.layer_table()``:
+    ``Conv1`` [kernel (3,3,3,32)], ``bn_Conv1``, then per block ``expand`` [(1,1,C,tC)]
+    (blocks 1..16), ``depthwise`` [(3,3,tC,1)], ``project`` [(1,1,tC,C')], each followed by
+    its ``*_BN``; ``Conv_1`` [(1,1,320,1280)], ``Conv_1_bn`` and ``predictions``
+    [kernel (1280,1000), bias (1000,)] with the background class dropped.  Keras's
+    convolutions have no bias: the folded bias goes to the batch norm after it, as
+    :func:`mobilenet_v1_weights` does; ``bn_init`` is ``'folded'`` (:func:`folded_bn`) or a
+    mapping from every batch-norm name to the measured ``(mean, variance)`` of its input
+    (:func:`bn_from_stats`; ``aslnet.models.recalibrate_batch_norm`` measures them on a
+    built model).  Either way the network computes the TFLite graph's function in inference
+    mode, with every tensor the float32 dequantized value.
+
+    ``path_dir``: folder with :data:`V2_WEIGHT_FILES`, resolved by :func:`resolve_weights_dir`.
+    The graph is checked operator by operator against Keras's layer list (types, strides,
+    "SAME" padding, fused ReLU6, the residual adds' inputs, kernel shapes): a file of another
+    layout is a ``ValueError`` naming the operator.
+    """
+    from .applications._mobilenet_v2_spec import bn_layer_names
+    if isinstance(bn_init, str):
+        if bn_init != "folded":
+            raise ValueError(f"bn_init must be 'folded' or a mapping of statistics: {bn_init!r}")
+    else:
+        missing = [name for name in bn_layer_names() if name not in bn_init]
+        if missing:
+            raise ValueError(f"bn_init lacks statistics for {missing}")
+    weights, _ = _read_v2(resolve_weights_dir(path_dir, files=V2_WEIGHT_FILES), bn_init)
+    return weights
+
+
+def mobilenet_v2_head(path_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """MobileNet v2's 1001-class classifier as a Dense layer (class 0 = background):
+    kernel (1280, 1001), bias (1001,)."""
+    _, head = _read_v2(resolve_weights_dir(path_dir, files=V2_WEIGHT_FILES), "folded")
+    return head
+
+
+def _read_v2(folder: Path, bn_init) -> tuple[dict[str, list[np.ndarray]], tuple]:
+    """Walk the TFLite graph along Keras's layer table; (Keras weights, 1001-class head)."""
+    from .applications._mobilenet_v2_spec import layer_table
+    model = read_tflite(folder / V2_FILE)
+
+    def fail(msg):
+        return _structure_error(model, msg, "v2")
+
+    if len(model.inputs) != 1 or model.tensors[model.inputs[0]].shape != (1, 224, 224, 3):
+        raise fail("the input is not one (1, 224, 224, 3) image")
+    table = layer_table()
+    ops = iter(enumerate(model.operators))
+    tensor_of = {"input": model.inputs[0]}     # Keras layer name -> TFLite tensor it equals
+    weights: dict[str, list[np.ndarray]] = {}
+    bias = head = None
+
+    def next_op(opcode, spec):
+        try:
+            index, op = next(ops)
+        except StopIteration:
+            raise fail(f"the graph ends before Keras's layer {spec.name}") from None
+        if op.opcode != opcode:
+            raise fail(f"operator {index} is {op.opcode}, expected {opcode} for {spec.name}")
+        sources = {tensor_of[name] for name in spec.inputs}
+        if set(op.inputs[:len(spec.inputs)]) != sources:
+            raise fail(f"operator {index} ({opcode}) does not read what Keras's {spec.name} "
+                       f"reads ({', '.join(spec.inputs)})")
+        tensor_of[spec.name] = op.outputs[0]
+        return index, op
+
+    for k, spec in enumerate(table):
+        if spec.kind in ("Conv2D", "DepthwiseConv2D", "Dense"):
+            opcode = "DEPTHWISE_CONV_2D" if spec.kind == "DepthwiseConv2D" else "CONV_2D"
+            index, op = next_op(opcode, spec)
+            stride = spec.config.get("strides", (1, 1))[0]
+            relu = k + 2 < len(table) and table[k + 2].kind == "ReLU"
+            o = op.options
+            if ((o["stride_h"], o["stride_w"]) != (stride, stride) or o["padding"] != "SAME"
+                    or o["fused_activation"] != ("RELU6" if relu else "NONE")
+                    or o.get("depth_multiplier", 1) != 1
+                    or (o.get("dilation_h", 1), o.get("dilation_w", 1)) != (1, 1)):
+                raise fail(f"operator {index} ({opcode}, Keras's {spec.name}) has options {o}")
+            kernel, bias = (model.tensors[t].data for t in op.inputs[1:3])
+            if kernel is None or bias is None:
+                raise fail(f"operator {index} has no constant kernel and bias")
+            if spec.kind == "DepthwiseConv2D":
+                kernel = _depthwise_to_keras(kernel)
+            else:
+                kernel = _ohwi_to_hwio(kernel)
+            if spec.kind == "Dense":    # 1x1 conv (1, 1, 1280, 1001) -> Dense, background dropped
+                kernel = kernel[0, 0]
+                head = (kernel, bias)
+                kernel, bias = np.ascontiguousarray(kernel[:, 1:]), bias[1:].copy()
+                weights[spec.name] = [kernel, bias]
+            else:
+                weights[spec.name] = [kernel]
+            if tuple(kernel.shape) != spec.weight_shapes[0]:
+                raise fail(f"operator {index}: kernel of {spec.name} is {kernel.shape} in Keras's "
+                           f"layout, expected {spec.weight_shapes[0]}")
+        elif spec.kind == "BatchNormalization":
+            weights[spec.name] = _bn_weights(spec.name, bias, bn_init)
+            tensor_of[spec.name] = tensor_of[spec.inputs[0]]
+        elif spec.kind in ("ReLU", "ZeroPadding2D"):    # fused into the conv; padding: "SAME"
+            tensor_of[spec.name] = tensor_of[spec.inputs[0]]
+        elif spec.kind == "Add":
+            index, op = next_op("ADD", spec)
+            if op.options.get("fused_activation", "NONE") != "NONE":
+                raise fail(f"operator {index} (ADD, {spec.name}) has options {op.options}")
+        elif spec.kind == "GlobalAveragePooling2D":
+            index, op = next_op("AVERAGE_POOL_2D", spec)
+            size = model.tensors[op.inputs[0]].shape[1:3]
+            if ((op.options["filter_h"], op.options["filter_w"]) != tuple(size)
+                    or op.options["padding"] != "VALID"):
+                raise fail(f"operator {index} is not a global average pooling: {op.options}")
+        else:
+            raise fail(f"no TFLite counterpart for Keras's {spec.kind} {spec.name}")
+    rest = [op.opcode for _, op in ops]
+    if rest != ["RESHAPE", "SOFTMAX"]:
+        raise fail(f"the graph ends with {rest} after the classifier, expected RESHAPE, SOFTMAX")
+    return weights, head
+
+
+def imagenet_synsets(path_dir: str | os.PathLike | None = None) -> list[str]:
+    """The WordNet ids of the 1000 ImageNet classes in Keras order (class 285, Egyptian
+    cat: ``'n02124075'``), from :data:`SYNSETS_FILE` found by :func:`resolve_weights_dir`."""
+    path = resolve_weights_dir(path_dir, files=CLASS_INDEX_FILES) / SYNSETS_FILE
+    synsets = path.read_text(encoding="ascii").split()
+    if len(synsets) != 1000:
+        raise ValueError(f"{path}: expected 1000 WordNet ids, found {len(synsets)}")
+    return synsets
