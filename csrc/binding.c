@@ -302,7 +302,7 @@ static int Net_init(NetObject *self, PyObject *args, PyObject *kw)
                             "height and width)");
             return -1;
         }
-        if ((x < 1 && !(x == -1 && k < 2)) || x > (1L << 30)) {
+        if ((x < 1 && !(x == -1 && k < 2)) || x > INT_MAX) {
             Py_DECREF(t);
             PyErr_Format(PyExc_ValueError, "input_shape must be positive (height and width "
                          "may be None: any size), got %S", shape);
