@@ -47,15 +47,28 @@ class Net:
     def num_layers(self) -> int:
         """Number of layers."""
     @property
-    def input_shape(self) -> _Shape3:
-        """Per-sample input shape."""
+    def input_shape(self) -> tuple[int | None, int | None, int]:
+        """Per-sample input shape (None: any size in that dimension)."""
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The (h, w) of the last forward or train_step; None before any."""
+    @property
+    def num_plans(self) -> int:
+        """Forwards that had to build primitives (a new input or batch size), for tests."""
+    @property
+    def planned_sizes(self) -> list[tuple[int, int]]:
+        """Input sizes whose shapes and primitives are kept now (any-size nets)."""
 
-    def __init__(self, input_shape: _Shape3) -> None:
-        """A network with no layers on per-sample inputs of ``input_shape``."""
+    def __init__(self, input_shape: tuple[int | None, int | None, int],
+                 min_size: tuple[int, int] | None = None) -> None:
+        """A network with no layers on per-sample inputs of ``input_shape`` (h or w None
+        or -1: any size; ``min_size``: the smallest input size accepted)."""
     def add(self, kind: str, **config: Any) -> int:
         """Append a layer of ``kind`` (conv2d, depthwise_conv2d, dense, ...); its index."""
-    def output_shape(self, i: int) -> _Shape3:
-        """Per-sample output shape of layer ``i`` (negative: from the end)."""
+    def output_shape(self, i: int, input_size: tuple[int, int] | None = None
+                     ) -> tuple[int | None, int | None, int]:
+        """Per-sample output shape of layer ``i`` (None where it follows the input size;
+        at ``input_size`` if given)."""
     def params(self, i: int) -> list[_ParamInfo]:
         """Parameter descriptions of layer ``i``, Keras order."""
     def get_param(self, i: int, j: int) -> NDArray[np.float32]:
@@ -75,7 +88,8 @@ class Net:
     def set_compute_dtype(self, dtype: Literal["float32", "bfloat16"]) -> None:
         """Compute type of the convolutions."""
     def forward(self, x: ArrayLike, training: bool = False, start: int = 0,
-                stop: int = -1) -> NDArray[np.float32]:
+                stop: int = -1, input_size: tuple[int, int] | None = None
+                ) -> NDArray[np.float32]:
         """Layers [start, stop) on ``x``, the input of layer ``start`` (stop -1: to the end)."""
     def backward(self, dy: ArrayLike, need_dx: bool = False) -> NDArray[np.float32] | None:
         """Backward from ``dy`` (the last forward's output gradient); dx if ``need_dx``."""
@@ -95,8 +109,9 @@ class Net:
         """Set optimizer slot ``k`` of parameter (i, j)."""
     def softmax_output(self) -> int | None:
         """Index of the softmax layer train_step fuses with the cross-entropy, or None."""
-    def train_step(self, x: ArrayLike, y: ArrayLike,
-                   start: int = 0) -> tuple[float, NDArray[np.float32]]:
+    def train_step(self, x: ArrayLike, y: ArrayLike, start: int = 0,
+                   input_size: tuple[int, int] | None = None
+                   ) -> tuple[float, NDArray[np.float32]]:
         """Forward, cross-entropy, backward, update on one batch: (loss, predictions)."""
     def layer_calls(self, i: int) -> tuple[int, int]:
         """(forward, backward) call counts of layer ``i``."""

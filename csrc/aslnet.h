@@ -2,8 +2,10 @@
  * aslnet.h - public C API of the aslnet core.
  *
  * A network is a chain of layers (MobileNet v1 and the tutorial's model are
- * chains).  Activations are float32 NHWC; a sample's shape is always (h, w, c)
- * (a vector of n features is (1, 1, n)).  C owns activations, gradients,
+ * chains); an add layer (ASL_LAYER_ADD) adds the output of an earlier layer
+ * to the chain's (MobileNetV2's residual connections).  Activations are
+ * float32 NHWC; a sample's shape is always (h, w, c) (a vector of n
+ * features is (1, 1, n)).  C owns activations, gradients,
  * optimizer state and oneDNN primitives; parameters live in C-owned storage
  * or in caller-owned storage bound with asl_net_bind_param().
  *
@@ -56,7 +58,8 @@ typedef enum {
     ASL_LAYER_GLOBAL_MAX_POOL,
     ASL_LAYER_DROPOUT,
     ASL_LAYER_RESHAPE,
-    ASL_LAYER_DENSE
+    ASL_LAYER_DENSE,
+    ASL_LAYER_ADD             /* previous output + output of layer source  */
 } asl_layer_kind;
 
 typedef enum {
@@ -83,6 +86,9 @@ typedef struct {
     float rate;               /* dropout rate in [0, 1)                      */
     uint64_t seed;            /* dropout RNG seed                            */
     int target[3];            /* reshape: per-sample (h, w, c)               */
+    int source;               /* add: index of an earlier layer whose output */
+                              /* is added to the previous layer's (same     */
+                              /* shape)                                     */
 } asl_layer_desc;
 
 /* Parameter description (Keras order and layout). */
@@ -107,13 +113,50 @@ typedef struct {
 
 typedef struct asl_net asl_net;
 
+/* h and/or w may be ASL_ANY_SIZE: a network of any input size in that
+ * dimension (see asl_net_set_input_size). */
+#define ASL_ANY_SIZE (-1)
 asl_status asl_net_create(asl_net **net, int h, int w, int c);
 void asl_net_destroy(asl_net *net);
 const char *asl_net_last_error(const asl_net *net);
 
+/* Adds a layer.  An add (ASL_LAYER_ADD) needs desc.source, an earlier layer
+ * whose output has the shape of the previous layer's (ASL_ERR_SHAPE
+ * otherwise; checked again at each input size of a net of any size).  A
+ * layer whose parameters would depend on the input size (dense on a
+ * spatial input of a net of any size) is refused. */
 asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc);
 int asl_net_num_layers(const asl_net *net);
+/* Per-sample output shape of a layer; in a net of any input size, -1 where
+ * it follows the input size (asl_net_output_shape_at: at one size). */
 asl_status asl_net_output_shape(const asl_net *net, int layer, int shape[3]);
+
+/* Input size.  A net of any input size keeps, per input size h x w, every
+ * layer's shapes and oneDNN primitives (planned lazily by the forwards at
+ * that size, as a fixed net plans per batch size), so alternating sizes
+ * plans each size once; at most ASL_MAX_SIZES sizes are kept (the least
+ * recently used is dropped).  asl_net_set_input_size selects the size of
+ * the next forward and train_step (and so of the backward after them); the
+ * first time, it checks that every layer fits that size (ASL_ERR_SHAPE
+ * naming the first layer that does not, or the minimum size).  For a fixed
+ * net it only checks that h x w is its size.  A forward from layer start >
+ * 0 takes the output of layer start-1 at the selected size. */
+#define ASL_MAX_SIZES 16
+asl_status asl_net_set_input_size(asl_net *net, int h, int w);
+/* The selected input size (a fixed net: its own; none yet: 0 x 0). */
+void asl_net_input_size(const asl_net *net, int *h, int *w);
+/* Output shape of a layer at input size h x w (selects nothing). */
+asl_status asl_net_output_shape_at(asl_net *net, int layer, int h, int w,
+                                   int shape[3]);
+/* Smallest input size accepted (default 1 x 1; Keras's applications
+ * take 32 x 32 and up). */
+asl_status asl_net_set_min_input_size(asl_net *net, int h, int w);
+/* For tests: the input sizes kept now (k in [0, asl_net_num_sizes)), and
+ * how many forwards had to build primitives (a new input size or batch
+ * size, or layers a forward ran for the first time). */
+int asl_net_num_sizes(const asl_net *net);
+asl_status asl_net_size(const asl_net *net, int k, int *h, int *w);
+int64_t asl_net_num_plans(const asl_net *net);
 int asl_net_num_params(const asl_net *net, int layer);
 asl_status asl_net_param_info(const asl_net *net, int layer, int j,
                               asl_param_info *info);

@@ -17,8 +17,53 @@ typedef struct {
     asl_net *net;
     PyObject *bound;     /* dict (layer, param) -> bound ndarray */
     int busy;            /* a call is running with the GIL released */
-    int in[3];
+    int in[3];           /* -1 (ASL_ANY_SIZE): any input size       */
 } NetObject;
+
+static int is_dynamic(const NetObject *self) { return self->in[0] < 0 || self->in[1] < 0; }
+
+/* A shape as a Python tuple, None where it is -1 (any size). */
+static PyObject *shape_or_none(const int *s, int n)
+{
+    PyObject *t = PyTuple_New(n);
+    if (!t) return NULL;
+    for (int k = 0; k < n; k++) {
+        PyObject *v;
+        if (s[k] < 0) {
+            v = Py_None;
+            Py_INCREF(v);
+        } else if (!(v = PyLong_FromLong(s[k]))) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, k, v);
+    }
+    return t;
+}
+
+/* (h, w) from an input_size argument. */
+static int parse_size(PyObject *o, const char *what, int *h, int *w)
+{
+    if (!PyTuple_Check(o) && !PyList_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be (height, width)", what);
+        return -1;
+    }
+    {
+        PyObject *t = PySequence_Tuple(o);
+        int ok = t && PyArg_ParseTuple(t, "ii", h, w);
+        Py_XDECREF(t);
+        if (!ok) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s must be (height, width), two ints", what);
+            return -1;
+        }
+    }
+    if (*h < 1 || *w < 1) {
+        PyErr_Format(PyExc_ValueError, "%s must be positive, got (%d, %d)", what, *h, *w);
+        return -1;
+    }
+    return 0;
+}
 
 static PyObject *CoreError;
 
@@ -227,34 +272,59 @@ static int parse_activation(const char *s, asl_activation *a)
 static const char *const known_keys[] = {
     "filters", "units", "kernel_size", "strides", "padding", "use_bias",
     "depth_multiplier", "activation", "momentum", "epsilon", "rate", "seed",
-    "target_shape", NULL};
+    "target_shape", "source", NULL};
 
 /* ---- Net ------------------------------------------------------------- */
 
 static int Net_init(NetObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"input_shape", NULL};
-    int h, w, c;
+    static char *kwlist[] = {"input_shape", "min_size", NULL};
+    PyObject *shape, *min_size = Py_None, *t;
+    int dims[3], mh = 1, mw = 1;
     asl_status st;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "(iii)", kwlist, &h, &w, &c))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O", kwlist, &shape, &min_size))
         return -1;
-    if (h < 1 || w < 1 || c < 1) {
-        PyErr_Format(PyExc_ValueError, "input_shape must be positive, got (%d, %d, %d)", h, w, c);
+    t = PySequence_Check(shape) ? PySequence_Tuple(shape) : NULL;
+    if (!t || PyTuple_GET_SIZE(t) != 3) {
+        Py_XDECREF(t);
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "input_shape must be (height, width, channels); "
+                        "height and width may be None (or -1): any size");
         return -1;
     }
+    for (int k = 0; k < 3; k++) {
+        PyObject *v = PyTuple_GET_ITEM(t, k);
+        long x = v == Py_None ? -1 : PyLong_AsLong(v);
+        if (x == -1 && PyErr_Occurred()) {
+            Py_DECREF(t);
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "input_shape must hold ints (or None for "
+                            "height and width)");
+            return -1;
+        }
+        if ((x < 1 && !(x == -1 && k < 2)) || x > INT_MAX) {
+            Py_DECREF(t);
+            PyErr_Format(PyExc_ValueError, "input_shape must be positive (height and width "
+                         "may be None: any size), got %S", shape);
+            return -1;
+        }
+        dims[k] = (int)x;
+    }
+    Py_DECREF(t);
+    if (min_size != Py_None && parse_size(min_size, "min_size", &mh, &mw)) return -1;
     if (self->net) {
         PyErr_SetString(PyExc_RuntimeError, "Net already initialised");
         return -1;
     }
-    st = asl_net_create(&self->net, h, w, c);
+    st = asl_net_create(&self->net, dims[0], dims[1], dims[2]);
     if (st != ASL_OK) {
         PyErr_SetString(st == ASL_ERR_NOMEM ? PyExc_MemoryError : CoreError,
                         "could not create the network (oneDNN engine)");
         return -1;
     }
-    self->in[0] = h;
-    self->in[1] = w;
-    self->in[2] = c;
+    st = asl_net_set_min_input_size(self->net, mh, mw);
+    if (st != ASL_OK) return raise_status(self, st), -1;
+    memcpy(self->in, dims, sizeof dims);
     self->bound = PyDict_New();
     return self->bound ? 0 : -1;
 }
@@ -298,6 +368,7 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
     d.pad[0] = d.pad[1] = d.pad[2] = d.pad[3] = 1;   /* ZeroPadding2D(padding=1) */
     d.momentum = 0.99f;
     d.epsilon = 1e-3f;
+    d.source = -1;
 
     if (!strcmp(kind, "conv2d")) d.kind = ASL_LAYER_CONV2D;
     else if (!strcmp(kind, "depthwise_conv2d")) d.kind = ASL_LAYER_DEPTHWISE_CONV2D;
@@ -309,6 +380,7 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
     else if (!strcmp(kind, "dropout")) d.kind = ASL_LAYER_DROPOUT;
     else if (!strcmp(kind, "reshape")) d.kind = ASL_LAYER_RESHAPE;
     else if (!strcmp(kind, "dense")) d.kind = ASL_LAYER_DENSE;
+    else if (!strcmp(kind, "add")) d.kind = ASL_LAYER_ADD;
     else {
         PyErr_Format(PyExc_ValueError, "unknown layer kind '%s'", kind);
         return -1;
@@ -322,8 +394,13 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
         kw_str(kw, "activation", &act) || parse_activation(act, &d.activation) ||
         kw_float(kw, "momentum", &d.momentum) ||
         kw_float(kw, "epsilon", &d.epsilon) || kw_float(kw, "rate", &d.rate) ||
-        kw_ints(kw, "target_shape", 3, d.target))
+        kw_ints(kw, "target_shape", 3, d.target) || kw_int(kw, "source", &d.source))
         return -1;
+    if (d.kind == ASL_LAYER_ADD && !(kw && PyDict_GetItemString(kw, "source"))) {
+        PyErr_SetString(PyExc_TypeError, "add(): an 'add' layer needs source=<index of the "
+                        "earlier layer whose output it adds>");
+        return -1;
+    }
     {
         PyObject *seed = kw ? PyDict_GetItemString(kw, "seed") : NULL;
         if (seed && seed != Py_None) {
@@ -404,12 +481,22 @@ static int layer_index(NetObject *self, int i)
     return i;
 }
 
-static PyObject *Net_output_shape(NetObject *self, PyObject *args)
+static PyObject *Net_output_shape(NetObject *self, PyObject *args, PyObject *kw)
 {
-    int i, s[3];
-    if (!PyArg_ParseTuple(args, "i", &i) || enter(self)) return NULL;
+    static char *kwlist[] = {"i", "input_size", NULL};
+    PyObject *size = Py_None;
+    int i, s[3], h, w;
+    asl_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "i|O", kwlist, &i, &size) || enter(self))
+        return NULL;
     if ((i = layer_index(self, i)) < 0) return NULL;
-    asl_net_output_shape(self->net, i, s);
+    if (size == Py_None) {
+        asl_net_output_shape(self->net, i, s);
+        return shape_or_none(s, 3);
+    }
+    if (parse_size(size, "input_size", &h, &w)) return NULL;
+    st = asl_net_output_shape_at(self->net, i, h, w, s);
+    if (st != ASL_OK) return raise_status(self, st);
     return Py_BuildValue("(iii)", s[0], s[1], s[2]);
 }
 
@@ -632,6 +719,17 @@ static PyObject *Net_set_compute_dtype(NetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* "(batch, h, w, c)", None for a size of -1. */
+static void batch_str(const int s[3], char *buf, size_t size)
+{
+    char d[2][16];
+    for (int k = 0; k < 2; k++) {
+        if (s[k] < 0) snprintf(d[k], sizeof d[k], "None");
+        else snprintf(d[k], sizeof d[k], "%d", s[k]);
+    }
+    snprintf(buf, size, "(batch, %s, %s, %d)", d[0], d[1], s[2]);
+}
+
 /* Batch array [n, shape...] as C-contiguous float32; checks per-sample
  * shape against (h, w, c) (any reshaping of the same size is refused). */
 static PyArrayObject *batch_array(PyObject *obj, const int shape[3],
@@ -642,18 +740,21 @@ static PyArrayObject *batch_array(PyObject *obj, const int shape[3],
         NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
     if (!a) {
         if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            char want[96];
+            batch_str(shape, want, sizeof want);
             PyErr_Clear();
-            PyErr_Format(PyExc_ValueError,
-                         "%s must be a numeric array of shape (batch, %d, %d, %d)",
-                         what, shape[0], shape[1], shape[2]);
+            PyErr_Format(PyExc_ValueError, "%s must be a numeric array of shape %s", what,
+                         want);
         }
         return NULL;
     }
     {
         int nd = PyArray_NDIM(a), ok;
         npy_intp *d = PyArray_DIMS(a);
-        if (nd == 4)
-            ok = d[1] == shape[0] && d[2] == shape[1] && d[3] == shape[2];
+        if (nd == 4)   /* -1: any size (at least 1) */
+            ok = (shape[0] < 0 ? d[1] >= 1 && d[1] <= INT_MAX : d[1] == shape[0]) &&
+                 (shape[1] < 0 ? d[2] >= 1 && d[2] <= INT_MAX : d[2] == shape[1]) &&
+                 d[3] == shape[2];
         else if (nd == 2)
             ok = shape[0] == 1 && shape[1] == 1 && d[1] == shape[2];
         else
@@ -669,10 +770,12 @@ static PyArrayObject *batch_array(PyObject *obj, const int shape[3],
             if (shape[0] == 1 && shape[1] == 1)
                 PyErr_Format(PyExc_ValueError, "%s must have shape (batch, %d), got %S",
                              what, shape[2], got);
-            else
-                PyErr_Format(PyExc_ValueError,
-                             "%s must have shape (batch, %d, %d, %d), got %S", what,
-                             shape[0], shape[1], shape[2], got);
+            else {
+                char want[96];
+                batch_str(shape, want, sizeof want);
+                PyErr_Format(PyExc_ValueError, "%s must have shape %s, got %S", what, want,
+                             got);
+            }
             Py_XDECREF(got);
             Py_DECREF(a);
             return NULL;
@@ -687,15 +790,76 @@ static PyObject *new_batch(int n, const int s[3])
     return PyArray_SimpleNew(4, dims, NPY_FLOAT32);
 }
 
-static int out_shape(NetObject *self, int s[3])
+static int range_shapes(NetObject *self, int start, int *stop, int in[3], int out[3]);
+
+/* Output shape of the net at its selected input size, and that size. */
+static int out_shape(NetObject *self, int s[3], int *h, int *w)
 {
     int n = asl_net_num_layers(self->net);
+    asl_status st;
     if (n == 0) {
         PyErr_SetString(PyExc_RuntimeError, "the network has no layers");
         return -1;
     }
-    asl_net_output_shape(self->net, n - 1, s);
+    asl_net_input_size(self->net, h, w);
+    if (*h == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "backward needs a forward pass first");
+        return -1;
+    }
+    st = asl_net_output_shape_at(self->net, n - 1, *h, *w, s);
+    if (st != ASL_OK) return raise_status(self, st), -1;
     return 0;
+}
+
+static int shape_at(NetObject *self, int layer, int h, int w, int s[3])
+{
+    asl_status st = asl_net_output_shape_at(self->net, layer, h, w, s);
+    if (st != ASL_OK) return raise_status(self, st), -1;
+    return 0;
+}
+
+/* For a forward of layers [start, stop): x (the input of layer start) as an
+ * array, the per-sample output shape, and the network input size (h, w)
+ * it runs at: x's own for start == 0, else `size` (input_size=) or the
+ * size selected now. */
+static PyArrayObject *range_input(NetObject *self, PyObject *xo, PyObject *size, int start,
+                                  int *stop, int out[3], int *h, int *w)
+{
+    int in[3];
+    PyArrayObject *x = NULL;
+    if (range_shapes(self, start, stop, in, out)) return NULL;
+    if (size != Py_None) {
+        if (parse_size(size, "input_size", h, w)) return NULL;
+    } else if (!is_dynamic(self)) {
+        *h = self->in[0];
+        *w = self->in[1];
+    } else if (start == 0) {
+        if (!(x = batch_array(xo, self->in, "x"))) return NULL;
+        *h = (int)PyArray_DIM(x, 1);
+        *w = (int)PyArray_DIM(x, 2);
+    } else {
+        asl_net_input_size(self->net, h, w);
+        if (*h == 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "forward from layer %d of a network of any input size: pass "
+                         "input_size=(height, width), the network input size x comes from",
+                         start);
+            return NULL;
+        }
+    }
+    if (start == 0) {
+        in[0] = *h;
+        in[1] = *w;
+        in[2] = self->in[2];
+    } else if (shape_at(self, start - 1, *h, *w, in)) {
+        Py_XDECREF(x);
+        return NULL;
+    }
+    if (shape_at(self, *stop - 1, *h, *w, out)) {
+        Py_XDECREF(x);
+        return NULL;
+    }
+    return x ? x : batch_array(xo, in, "x");
 }
 
 /* Per-sample shape of the input of layer `start` (0: the network's). */
@@ -725,16 +889,15 @@ static int range_shapes(NetObject *self, int start, int *stop, int in[3], int ou
 
 static PyObject *Net_forward_body(NetObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"x", "training", "start", "stop", NULL};
-    PyObject *xo, *y;
+    static char *kwlist[] = {"x", "training", "start", "stop", "input_size", NULL};
+    PyObject *xo, *y, *size = Py_None;
     PyArrayObject *x;
-    int training = 0, start = 0, stop = -1, n, in[3], s[3];
+    int training = 0, start = 0, stop = -1, n, s[3], h, w;
     asl_status st;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pii", kwlist, &xo, &training,
-                                     &start, &stop))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|piiO", kwlist, &xo, &training,
+                                     &start, &stop, &size))
         return NULL;
-    if (range_shapes(self, start, &stop, in, s)) return NULL;
-    if (!(x = batch_array(xo, in, "x"))) return NULL;
+    if (!(x = range_input(self, xo, size, start, &stop, s, &h, &w))) return NULL;
     n = (int)PyArray_DIM(x, 0);
     y = new_batch(n, s);
     if (!y) {
@@ -747,8 +910,10 @@ static PyObject *Net_forward_body(NetObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    st = asl_net_forward_range(self->net, start, stop, PyArray_DATA(x), n, training,
-                               PyArray_DATA((PyArrayObject *)y));
+    st = asl_net_set_input_size(self->net, h, w);
+    if (st == ASL_OK)
+        st = asl_net_forward_range(self->net, start, stop, PyArray_DATA(x), n, training,
+                                   PyArray_DATA((PyArrayObject *)y));
     Py_END_ALLOW_THREADS
     Py_DECREF(x);
     if (st != ASL_OK) {
@@ -763,14 +928,15 @@ static PyObject *Net_backward_body(NetObject *self, PyObject *args, PyObject *kw
     static char *kwlist[] = {"dy", "need_dx", NULL};
     PyObject *dyo, *dx = NULL;
     PyArrayObject *dy;
-    int need_dx = 0, s[3], n;
+    int need_dx = 0, s[3], n, in[3];
     asl_status st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|p", kwlist, &dyo, &need_dx))
         return NULL;
-    if (out_shape(self, s)) return NULL;
+    if (out_shape(self, s, &in[0], &in[1])) return NULL;
+    in[2] = self->in[2];
     if (!(dy = batch_array(dyo, s, "dy"))) return NULL;
     n = (int)PyArray_DIM(dy, 0);
-    if (need_dx && !(dx = new_batch(n, self->in))) {
+    if (need_dx && !(dx = new_batch(n, in))) {
         Py_DECREF(dy);
         return NULL;
     }
@@ -897,16 +1063,15 @@ static PyObject *Net_set_slot(NetObject *self, PyObject *args)
 
 static PyObject *Net_train_step_body(NetObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"x", "y", "start", NULL};
-    PyObject *xo, *yo, *pred;
+    static char *kwlist[] = {"x", "y", "start", "input_size", NULL};
+    PyObject *xo, *yo, *pred, *size = Py_None;
     PyArrayObject *x, *y;
-    int n, s[3], in[3], start = 0, stop = -1;
+    int n, s[3], start = 0, stop = -1, h, w;
     float loss = 0.f;
     asl_status st;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|i", kwlist, &xo, &yo, &start))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|iO", kwlist, &xo, &yo, &start, &size))
         return NULL;
-    if (range_shapes(self, start, &stop, in, s)) return NULL;
-    if (!(x = batch_array(xo, in, "x"))) return NULL;
+    if (!(x = range_input(self, xo, size, start, &stop, s, &h, &w))) return NULL;
     if (!(y = batch_array(yo, s, "y"))) {
         Py_DECREF(x);
         return NULL;
@@ -932,8 +1097,10 @@ static PyObject *Net_train_step_body(NetObject *self, PyObject *args, PyObject *
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    st = asl_net_train_step_from(self->net, start, PyArray_DATA(x), PyArray_DATA(y), n,
-                                 &loss, PyArray_DATA((PyArrayObject *)pred));
+    st = asl_net_set_input_size(self->net, h, w);
+    if (st == ASL_OK)
+        st = asl_net_train_step_from(self->net, start, PyArray_DATA(x), PyArray_DATA(y), n,
+                                     &loss, PyArray_DATA((PyArrayObject *)pred));
     Py_END_ALLOW_THREADS
     Py_DECREF(x);
     Py_DECREF(y);
@@ -1021,13 +1188,54 @@ static PyObject *Net_get_num_layers(NetObject *self, void *closure)
 static PyObject *Net_get_input_shape(NetObject *self, void *closure)
 {
     (void)closure;
-    return Py_BuildValue("(iii)", self->in[0], self->in[1], self->in[2]);
+    return shape_or_none(self->in, 3);
+}
+
+static PyObject *Net_get_input_size(NetObject *self, void *closure)
+{
+    int h, w;
+    (void)closure;
+    if (enter(self)) return NULL;
+    asl_net_input_size(self->net, &h, &w);
+    if (h == 0) Py_RETURN_NONE;
+    return Py_BuildValue("(ii)", h, w);
+}
+
+static PyObject *Net_get_num_plans(NetObject *self, void *closure)
+{
+    (void)closure;
+    if (enter(self)) return NULL;
+    return PyLong_FromLongLong(asl_net_num_plans(self->net));
+}
+
+static PyObject *Net_get_sizes(NetObject *self, void *closure)
+{
+    PyObject *list;
+    (void)closure;
+    if (enter(self)) return NULL;
+    list = PyList_New(0);
+    for (int k = 0; list && k < asl_net_num_sizes(self->net); k++) {
+        int h, w;
+        PyObject *t;
+        asl_net_size(self->net, k, &h, &w);
+        t = Py_BuildValue("(ii)", h, w);
+        if (!t || PyList_Append(list, t)) {
+            Py_XDECREF(t);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(t);
+    }
+    return list;
 }
 
 static PyMethodDef Net_methods[] = {
     {"add", (PyCFunction)(void (*)(void))Net_add, METH_VARARGS | METH_KEYWORDS,
      "add(kind, **config) -> layer index"},
-    {"output_shape", (PyCFunction)Net_output_shape, METH_VARARGS, "per-sample (h, w, c) of layer i"},
+    {"output_shape", (PyCFunction)(void (*)(void))Net_output_shape,
+     METH_VARARGS | METH_KEYWORDS,
+     "output_shape(i, input_size=None) -> per-sample (h, w, c) of layer i; in a net of any "
+     "input size, None where it follows the input size, or at input_size=(h, w)"},
     {"params", (PyCFunction)Net_params, METH_VARARGS, "parameter descriptions of layer i"},
     {"get_param", (PyCFunction)Net_get_param, METH_VARARGS, "copy of parameter j of layer i"},
     {"set_param", (PyCFunction)Net_set_param, METH_VARARGS, "copy values into parameter j of layer i"},
@@ -1042,8 +1250,10 @@ static PyMethodDef Net_methods[] = {
     {"set_compute_dtype", (PyCFunction)Net_set_compute_dtype, METH_VARARGS,
      "'float32' or 'bfloat16': compute type of the convolutions"},
     {"forward", (PyCFunction)(void (*)(void))Net_forward, METH_VARARGS | METH_KEYWORDS,
-     "forward(x, training=False, start=0, stop=-1) -> y: layers [start, stop) on x, "
-     "the input of layer start (stop=-1: through the last layer)"},
+     "forward(x, training=False, start=0, stop=-1, input_size=None) -> y: layers "
+     "[start, stop) on x, the input of layer start (stop=-1: through the last layer).  A "
+     "net of any input size runs at x's size when start == 0; from a later layer, at "
+     "input_size=(h, w) (default: the size of the last forward)"},
     {"backward", (PyCFunction)(void (*)(void))Net_backward, METH_VARARGS | METH_KEYWORDS,
      "backward(dy, need_dx=False) -> dx or None"},
     {"set_optimizer", (PyCFunction)(void (*)(void))Net_set_optimizer, METH_VARARGS | METH_KEYWORDS,
@@ -1055,7 +1265,8 @@ static PyMethodDef Net_methods[] = {
     {"slot", (PyCFunction)Net_slot, METH_VARARGS, "copy of optimizer slot k of (i, j), or None"},
     {"set_slot", (PyCFunction)Net_set_slot, METH_VARARGS, "set optimizer slot k of (i, j)"},
     {"train_step", (PyCFunction)(void (*)(void))Net_train_step, METH_VARARGS | METH_KEYWORDS,
-     "train_step(x, y_onehot, start=0) -> (loss, y_pred); x is the input of layer start"},
+     "train_step(x, y_onehot, start=0, input_size=None) -> (loss, y_pred); x is the input "
+     "of layer start (input_size as in forward)"},
     {"softmax_output", (PyCFunction)Net_softmax_output, METH_NOARGS,
      "index of the softmax layer train_step fuses with the cross-entropy (the last "
      "layer but reshapes, softmax, (1, 1, classes)), or None: then training is refused"},
@@ -1069,7 +1280,14 @@ static PyMethodDef Net_methods[] = {
 static PyGetSetDef Net_getset[] = {
     {"iterations", (getter)Net_get_iterations, (setter)Net_set_iterations, "optimizer steps", NULL},
     {"num_layers", (getter)Net_get_num_layers, NULL, "number of layers", NULL},
-    {"input_shape", (getter)Net_get_input_shape, NULL, "per-sample input shape", NULL},
+    {"input_shape", (getter)Net_get_input_shape, NULL,
+     "per-sample input shape; None for a height or width of any size", NULL},
+    {"input_size", (getter)Net_get_input_size, NULL,
+     "(height, width) of the last forward's input (a fixed net: its own), or None", NULL},
+    {"num_plans", (getter)Net_get_num_plans, NULL,
+     "forwards that built primitives (a new input size or batch size): for tests", NULL},
+    {"planned_sizes", (getter)Net_get_sizes, NULL,
+     "input sizes (height, width) whose plans a net of any size keeps now", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject NetType = {
@@ -1077,7 +1295,14 @@ static PyTypeObject NetType = {
     .tp_name = "aslnet._core.Net",
     .tp_basicsize = sizeof(NetObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Net(input_shape): a chain of layers computed by the aslnet C core.",
+    .tp_doc = "Net(input_shape, min_size=None): a chain of layers computed by the aslnet C "
+              "core.  input_shape = (height, width, channels); height and/or width None (or "
+              "-1) make a net of any input size: every forward runs at its input's size, "
+              "planning each size once and keeping the plans (at most 16 sizes, least "
+              "recently used dropped); output_shape(i) then has None where a shape follows "
+              "the input size.  min_size=(h, w): smallest input size accepted (default 1x1).  "
+              "add('add', source=k) adds layer k's output to the previous layer's "
+              "(a residual connection; equal shapes).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Net_init,
     .tp_dealloc = (destructor)Net_dealloc,

@@ -20,8 +20,15 @@
  *            accumulate); if l->dx != NULL, write the gradient w.r.t. x.
  *            If l->fused_softmax_ce, dy already is the gradient w.r.t. the
  *            pre-softmax logits (the executor fused softmax+cross-entropy).
+ *            An add layer (add.c) reads l->x and l->x2; its backward writes
+ *            dx only, the executor carries dy to the source layer.
  *   release  free what plan() made (primitives, memories); idempotent.
  *   destroy  free priv entirely (after release).
+ *
+ * A net of any input size (h and/or w of -1) runs init once per input size
+ * on a copy of the layer (see network.c, size states): init must compute
+ * out, priv and parameters from l->in alone, and declare the same
+ * parameters for every size (else the layer needs a fixed-size input).
  */
 #ifndef ASLNET_INTERNAL_H
 #define ASLNET_INTERNAL_H
@@ -103,6 +110,14 @@ struct asl_layer {
     size_t ybuf_cap, dybuf_cap; /* buffers, their capacity in floats      */
     void *fusion;           /* conv/depthwise: fused-group state          */
     void *priv;
+    const float *x2;        /* add: the output of layer d.source (set by  */
+                            /* the executor, like x)                      */
+    int is_source;          /* an add reads this layer's output: the      */
+                            /* executor keeps it in its own buffer        */
+    int any_in[3], any_out[3]; /* net of any input size: the shapes with  */
+                            /* -1 where they follow the input size (in,  */
+                            /* out, priv, fusion, n: the active size's)   */
+    int probe_out[2][3];    /* and the outputs at its two probe sizes     */
 };
 
 /* ---- errors -------------------------------------------------------- */
@@ -214,6 +229,7 @@ extern const asl_layer_ops asl_global_max_pool_ops;
 extern const asl_layer_ops asl_dropout_ops;
 extern const asl_layer_ops asl_reshape_ops;
 extern const asl_layer_ops asl_dense_ops;
+extern const asl_layer_ops asl_add_ops;
 
 /* Declare parameter j of l and allocate its C-owned storage, zeroed (init
  * may then fill defaults, e.g. batch norm gamma = 1).  Sets l->nparams. */

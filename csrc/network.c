@@ -1,11 +1,34 @@
-/* network.c - the executor: a chain of layers, its buffers, forward,
+/* network.c - the executor: a chain of layers (with residual adds: an add
+ * layer also reads the output of an earlier layer), its buffers, forward,
  * backward (stopping at the earliest trainable layer), loss and optimizer
  * steps.  A call computes the batch it is given, over the layer range it
  * is given; the caller decides the split (aslnet's batched inference runs
- * the early layers one image at a time, then the rest on the batch). */
+ * the early layers one image at a time, then the rest on the batch).
+ *
+ * Residual adds.  The output of an add's source layer (is_source) is kept
+ * in the layer's own buffer (never a transient one, never skipped inside a
+ * fused group) until the add reads it.  Backward: the add writes dy into
+ * the previous layer's gradient; once the chain above the source has
+ * written the source's output gradient, the executor adds the add's dy to
+ * it (the two paths' contributions, summed).
+ *
+ * Any input size.  A net created with h and/or w = ASL_ANY_SIZE keeps its
+ * layers' shapes with -1 where they follow the input size (any_in,
+ * any_out), found at asl_net_add by running the layer's init at two probe
+ * input sizes (a layer whose parameters differ between them is refused).
+ * Per input size it keeps a size state: each layer's concrete in/out, its
+ * priv (made by running init on a copy of the layer at that size), its
+ * fused-group state and planned batch size.  asl_net_set_input_size swaps a
+ * state into the layers (making it the first time); primitives are then
+ * planned lazily by the forwards, as for a fixed net, and stay in the
+ * state, so alternating sizes plans each size once.  Parameters, gradients,
+ * optimizer slots, trainable flags, versions and RNG state live in the
+ * layers and are shared by every size.  A fixed-size net has no size
+ * states: its layers hold their own priv, as always. */
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,9 +46,30 @@ void openblas_set_num_threads(int num_threads);
 #define ASL_BLAS_THREADS openblas_set_num_threads
 #endif
 
+/* Shapes, priv and plans of every layer at one input size (see above). */
+typedef struct {
+    int h, w;                /* input size; 0: slot unused              */
+    uint64_t used;           /* last activation (LRU clock)             */
+    int (*io)[6];            /* per layer: in[3], out[3]                */
+    void **priv, **fusion;   /* per layer                               */
+    int *n;                  /* per layer: planned batch size           */
+} size_state;
+
+/* Probe input sizes of a net of any size (see asl_net_add): two sizes
+ * every MobileNet-like chain takes, different modulo 2, 4, ..., 32. */
+static const int probe_size[2][2] = {{224, 224}, {257, 263}};
+
 struct asl_net {
     asl_ctx ctx;
-    int in[3];
+    int in[3];               /* -1 (ASL_ANY_SIZE): any size             */
+    int dynamic;             /* in[0] or in[1] is ASL_ANY_SIZE          */
+    int probe[2][3];         /* dynamic: last layer's output at the two */
+                             /* probe sizes (the net input if empty)    */
+    int min_in[2];           /* smallest input size accepted            */
+    size_state sizes[ASL_MAX_SIZES];
+    int cur;                 /* size state swapped into the layers, -1  */
+    uint64_t clock;
+    int64_t plans;           /* forwards that built primitives          */
     int nlayers, cap;
     asl_layer *layers;
     int n;                   /* planned batch size, 0 = none            */
@@ -57,6 +101,7 @@ static const asl_layer_ops *ops_for(asl_layer_kind k)
     case ASL_LAYER_DROPOUT: return &asl_dropout_ops;
     case ASL_LAYER_RESHAPE: return &asl_reshape_ops;
     case ASL_LAYER_DENSE: return &asl_dense_ops;
+    case ASL_LAYER_ADD: return &asl_add_ops;
     }
     return NULL;
 }
@@ -78,12 +123,21 @@ asl_status asl_net_create(asl_net **out, int h, int w, int c)
     dnnl_status_t s;
 
     *out = NULL;
-    if (h < 1 || w < 1 || c < 1) return ASL_ERR_ARG;
+    if ((h < 1 && h != ASL_ANY_SIZE) || (w < 1 && w != ASL_ANY_SIZE) || c < 1)
+        return ASL_ERR_ARG;
     net = calloc(1, sizeof *net);
     if (!net) return ASL_ERR_NOMEM;
     net->in[0] = h;
     net->in[1] = w;
     net->in[2] = c;
+    net->dynamic = h == ASL_ANY_SIZE || w == ASL_ANY_SIZE;
+    for (int k = 0; k < 2; k++) {
+        net->probe[k][0] = h == ASL_ANY_SIZE ? probe_size[k][0] : h;
+        net->probe[k][1] = w == ASL_ANY_SIZE ? probe_size[k][1] : w;
+        net->probe[k][2] = c;
+    }
+    net->min_in[0] = net->min_in[1] = 1;
+    net->cur = -1;
     net->ctx.num_threads = 0;
     s = dnnl_engine_create(&net->ctx.engine, dnnl_cpu, 0);
     if (s == dnnl_success)
@@ -101,10 +155,287 @@ asl_status asl_net_create(asl_net **out, int h, int w, int c)
     return ASL_OK;
 }
 
+/* ---- size states (nets of any input size) ---------------------------- */
+
+/* Free the state's layer privs (not active: they are not in the layers). */
+static void drop_size(asl_net *net, int k)
+{
+    size_state *s = &net->sizes[k];
+    for (int i = 0; s->priv && i < net->nlayers; i++) {
+        asl_layer t = net->layers[i];
+        if (!s->priv[i] && !s->fusion[i]) continue;
+        t.priv = s->priv[i];
+        t.fusion = s->fusion[i];
+        t.n = s->n[i];
+        memcpy(t.in, s->io[i], sizeof t.in);
+        memcpy(t.out, s->io[i] + 3, sizeof t.out);
+        if (t.ops->release) t.ops->release(&t);
+        if (t.ops->destroy) t.ops->destroy(&t);
+    }
+    free(s->io);
+    free(s->priv);
+    free(s->fusion);
+    free(s->n);
+    memset(s, 0, sizeof *s);
+}
+
+/* Put the active state's layer state back into it; the layers get their
+ * any-size shapes and no priv. */
+static void deactivate(asl_net *net)
+{
+    size_state *s;
+    if (net->cur < 0) return;
+    s = &net->sizes[net->cur];
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        s->priv[i] = l->priv;
+        s->fusion[i] = l->fusion;
+        s->n[i] = l->n;
+        l->priv = l->fusion = NULL;
+        l->n = 0;
+        l->y = NULL;
+        l->dy = NULL;
+        l->x2 = NULL;
+        memcpy(l->in, l->any_in, sizeof l->in);
+        memcpy(l->out, l->any_out, sizeof l->out);
+    }
+    net->cur = -1;
+    net->forward_done = 0;
+}
+
+static void activate(asl_net *net, int k)
+{
+    size_state *s = &net->sizes[k];
+    s->used = ++net->clock;
+    if (net->cur == k) return;
+    deactivate(net);
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        l->priv = s->priv[i];
+        l->fusion = s->fusion[i];
+        l->n = s->n[i];
+        s->priv[i] = s->fusion[i] = NULL;   /* the layer owns them now */
+        memcpy(l->in, s->io[i], sizeof l->in);
+        memcpy(l->out, s->io[i] + 3, sizeof l->out);
+    }
+    net->cur = k;
+    net->forward_done = 0;
+}
+
+static int same_params(const asl_layer *a, const asl_layer *b)
+{
+    if (a->nparams != b->nparams) return 0;
+    for (int j = 0; j < a->nparams; j++) {
+        if (a->p[j].ndim != b->p[j].ndim) return 0;
+        for (int k = 0; k < a->p[j].ndim; k++)
+            if (a->p[j].dims[k] != b->p[j].dims[k]) return 0;
+    }
+    return 1;
+}
+
+/* Run layer l's init on a copy t with input shape `in` (t gets out and
+ * priv); the copy's own parameters are freed, and must have the shapes of
+ * l's.  On failure nothing is left allocated. */
+static asl_status init_copy(asl_net *net, const asl_layer *l, int index, const int in[3],
+                            asl_layer *t)
+{
+    asl_ctx *c = &net->ctx;
+    asl_status st;
+    int params_ok;
+
+    *t = *l;
+    memcpy(t->in, in, sizeof t->in);
+    memset(t->p, 0, sizeof t->p);
+    t->nparams = 0;
+    t->priv = t->fusion = NULL;
+    t->n = 0;
+    st = l->ops->init(t, c);
+    if (st != ASL_OK) {   /* name the layer */
+        char why[ASL_ERRLEN];
+        snprintf(why, sizeof why, "%s", c->err);
+        asl_fail(c, st, "layer %d: %s", index, why);
+    }
+    params_ok = same_params(l, t);
+    for (int j = 0; j < ASL_MAX_PARAMS; j++) asl_free(t->p[j].own);
+    memset(t->p, 0, sizeof t->p);
+    if (st == ASL_OK && !params_ok)
+        st = asl_fail(c, ASL_ERR_SHAPE,
+                      "layer %d (%s): its parameters depend on the input size, so it "
+                      "needs a fixed-size input (e.g. global pooling before a dense "
+                      "layer, or a network of fixed input size)", index, l->ops->name);
+    if (st == ASL_OK && (t->out[0] < 1 || t->out[1] < 1 || t->out[2] < 1))
+        st = asl_fail(c, ASL_ERR_SHAPE, "layer %d (%s): empty output", index, l->ops->name);
+    if (st == ASL_OK && (int64_t)t->out[0] * t->out[1] * t->out[2] > INT_MAX)
+        st = asl_fail(c, ASL_ERR_SHAPE, "layer %d (%s): output (%d, %d, %d) is too large",
+                      index, l->ops->name, t->out[0], t->out[1], t->out[2]);
+    if (st != ASL_OK && l->ops->destroy) l->ops->destroy(t);
+    return st;
+}
+
+/* The add's input (the previous layer's output) and its source's output
+ * must have one shape. */
+static asl_status check_add_shapes(asl_net *net, int index, const int in[3],
+                                   const int src[3], const int *probe)
+{
+    char at[64] = "";
+    if (memcmp(in, src, 3 * sizeof(int)) == 0) return ASL_OK;
+    if (probe) snprintf(at, sizeof at, " at input size %dx%d", probe[0], probe[1]);
+    return asl_fail(&net->ctx, ASL_ERR_SHAPE,
+                    "add (layer %d): the previous layer's output (%d, %d, %d) and the "
+                    "output of its source, layer %d, (%d, %d, %d) differ%s; an add needs "
+                    "two tensors of one shape", index, in[0], in[1], in[2],
+                    net->layers[index].d.source, src[0], src[1], src[2], at);
+}
+
+/* The size state of input size h x w, made if new (every layer's init at
+ * that size; the least recently used state is dropped when all are in
+ * use).  *k: its index. */
+static asl_status make_size(asl_net *net, int h, int w, int *k)
+{
+    asl_ctx *c = &net->ctx;
+    size_state *s;
+    int in[3] = {h, w, net->in[2]}, slot = -1;
+    char why[ASL_ERRLEN];
+
+    for (int j = 0; j < ASL_MAX_SIZES; j++)
+        if (net->sizes[j].h == h && net->sizes[j].w == w) {
+            *k = j;
+            return ASL_OK;
+        }
+    if (h < net->min_in[0] || w < net->min_in[1])
+        return asl_fail(c, ASL_ERR_SHAPE,
+                        "input size %dx%d is below this network's minimum %dx%d",
+                        h, w, net->min_in[0], net->min_in[1]);
+    for (int j = 0; j < ASL_MAX_SIZES && slot < 0; j++)
+        if (!net->sizes[j].h) slot = j;
+    if (slot < 0) {   /* evict the least recently used, never the active one */
+        for (int j = 0; j < ASL_MAX_SIZES; j++)
+            if (j != net->cur && (slot < 0 || net->sizes[j].used < net->sizes[slot].used))
+                slot = j;
+        drop_size(net, slot);
+    }
+    s = &net->sizes[slot];
+    s->io = calloc((size_t)net->nlayers + 1, sizeof *s->io);
+    s->priv = calloc((size_t)net->nlayers + 1, sizeof *s->priv);
+    s->fusion = calloc((size_t)net->nlayers + 1, sizeof *s->fusion);
+    s->n = calloc((size_t)net->nlayers + 1, sizeof *s->n);
+    if (!s->io || !s->priv || !s->fusion || !s->n) {
+        drop_size(net, slot);
+        return asl_fail(c, ASL_ERR_NOMEM, "out of memory (state of input size %dx%d)", h, w);
+    }
+    for (int i = 0; i < net->nlayers; i++) {
+        const asl_layer *l = &net->layers[i];
+        asl_layer t;
+        asl_status st = init_copy(net, l, i, in, &t);
+        if (st == ASL_OK && l->d.kind == ASL_LAYER_ADD) {
+            st = check_add_shapes(net, i, t.in, s->io[l->d.source] + 3, NULL);
+            if (st != ASL_OK && t.ops->destroy) t.ops->destroy(&t);
+        }
+        if (st != ASL_OK) {
+            snprintf(why, sizeof why, "%s", c->err);
+            drop_size(net, slot);
+            return asl_fail(c, st, "input size %dx%d does not fit this network: %s", h, w,
+                            why);
+        }
+        memcpy(s->io[i], t.in, sizeof t.in);
+        memcpy(s->io[i] + 3, t.out, sizeof t.out);
+        s->priv[i] = t.priv;
+        memcpy(in, t.out, sizeof in);
+    }
+    s->h = h;
+    s->w = w;
+    s->used = ++net->clock;
+    *k = slot;
+    return ASL_OK;
+}
+
+asl_status asl_net_set_min_input_size(asl_net *net, int h, int w)
+{
+    if (h < 1 || w < 1)
+        return asl_fail(&net->ctx, ASL_ERR_ARG, "minimum input size must be positive, "
+                        "got %dx%d", h, w);
+    for (int k = 0; k < ASL_MAX_SIZES; k++)   /* kept sizes now below it */
+        if (net->sizes[k].h && (net->sizes[k].h < h || net->sizes[k].w < w)) {
+            if (k == net->cur) deactivate(net);
+            drop_size(net, k);
+        }
+    net->min_in[0] = h;
+    net->min_in[1] = w;
+    return ASL_OK;
+}
+
+/* Is h x w an input size of this net (a fixed net: its own)? */
+static asl_status check_size(asl_net *net, int h, int w)
+{
+    if ((net->in[0] != ASL_ANY_SIZE && h != net->in[0]) ||
+        (net->in[1] != ASL_ANY_SIZE && w != net->in[1]) || h < 1 || w < 1)
+        return asl_fail(&net->ctx, ASL_ERR_SHAPE,
+                        "input size %dx%d: this network takes %d x %d (-1: any)", h, w,
+                        net->in[0], net->in[1]);
+    if (!net->dynamic && (h < net->min_in[0] || w < net->min_in[1]))
+        return asl_fail(&net->ctx, ASL_ERR_SHAPE,
+                        "input size %dx%d is below this network's minimum %dx%d",
+                        h, w, net->min_in[0], net->min_in[1]);
+    return ASL_OK;
+}
+
+asl_status asl_net_set_input_size(asl_net *net, int h, int w)
+{
+    int k;
+    ASL_TRY(check_size(net, h, w));
+    if (!net->dynamic) return ASL_OK;
+    if (net->cur >= 0 && net->sizes[net->cur].h == h && net->sizes[net->cur].w == w) {
+        net->sizes[net->cur].used = ++net->clock;
+        return ASL_OK;
+    }
+    ASL_TRY(make_size(net, h, w, &k));
+    activate(net, k);
+    return ASL_OK;
+}
+
+void asl_net_input_size(const asl_net *net, int *h, int *w)
+{
+    if (!net->dynamic) {
+        *h = net->in[0];
+        *w = net->in[1];
+    } else if (net->cur >= 0) {
+        *h = net->sizes[net->cur].h;
+        *w = net->sizes[net->cur].w;
+    } else {
+        *h = *w = 0;
+    }
+}
+
+int asl_net_num_sizes(const asl_net *net)
+{
+    int count = 0;
+    for (int k = 0; k < ASL_MAX_SIZES; k++) count += net->sizes[k].h > 0;
+    return count;
+}
+
+asl_status asl_net_size(const asl_net *net, int j, int *h, int *w)
+{
+    int count = 0;
+    for (int k = 0; k < ASL_MAX_SIZES; k++) {
+        if (!net->sizes[k].h) continue;
+        if (count++ == j) {
+            *h = net->sizes[k].h;
+            *w = net->sizes[k].w;
+            return ASL_OK;
+        }
+    }
+    return asl_fail((asl_ctx *)&net->ctx, ASL_ERR_ARG, "size index %d out of range", j);
+}
+
+int64_t asl_net_num_plans(const asl_net *net) { return net->plans; }
+
 /* Free every layer's primitives and buffers (on a change of layers or
  * thread count, and at the end). */
 static void unplan(asl_net *net)
 {
+    deactivate(net);
+    for (int k = 0; k < ASL_MAX_SIZES; k++)
+        if (net->sizes[k].h) drop_size(net, k);
     for (int i = 0; i < net->nlayers; i++) {
         asl_layer *l = &net->layers[i];
         if (l->ops->release) l->ops->release(l);
@@ -163,6 +494,36 @@ static void free_layer_params(asl_layer *l)
     }
 }
 
+/* Layer l (being added to a net of any size, initialised at the first
+ * probe size) at the second probe size: its any-size shapes are -1 where
+ * the two differ.  Leaves l without priv (size states hold them). */
+static asl_status add_any_size(asl_net *net, asl_layer *l)
+{
+    const int i = net->nlayers;
+    asl_layer t;
+    asl_status st = init_copy(net, l, i, net->probe[1], &t);
+    if (st != ASL_OK) return st;
+    if (t.ops->destroy) t.ops->destroy(&t);
+    if (l->d.kind == ASL_LAYER_ADD) {   /* equal shapes at both probe sizes */
+        const asl_layer *src = &net->layers[l->d.source];
+        for (int k = 0; k < 2; k++) {
+            int at[2] = {net->in[0] < 0 ? probe_size[k][0] : net->in[0],
+                         net->in[1] < 0 ? probe_size[k][1] : net->in[1]};
+            ASL_TRY(check_add_shapes(net, i, k ? t.in : l->in, src->probe_out[k], at));
+        }
+    }
+    for (int k = 0; k < 3; k++) l->any_out[k] = l->out[k] == t.out[k] ? l->out[k] : -1;
+    memcpy(l->probe_out[0], l->out, sizeof l->out);
+    memcpy(l->probe_out[1], t.out, sizeof t.out);
+    memcpy(net->probe[0], l->out, sizeof l->out);
+    memcpy(net->probe[1], t.out, sizeof t.out);
+    if (l->ops->destroy) l->ops->destroy(l);   /* its priv was the probe's */
+    l->priv = l->fusion = NULL;
+    memcpy(l->in, l->any_in, sizeof l->in);
+    memcpy(l->out, l->any_out, sizeof l->out);
+    return ASL_OK;
+}
+
 asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc)
 {
     asl_ctx *c = &net->ctx;
@@ -179,12 +540,22 @@ asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc)
         net->cap = cap;
     }
     unplan(net);   /* buffers depend on the layer list */
+    if (desc->kind == ASL_LAYER_ADD &&
+        (desc->source < 0 || desc->source >= net->nlayers))
+        return asl_fail(c, ASL_ERR_ARG,
+                        "add (layer %d): source must be the index of an earlier layer, "
+                        "in [0, %d), got %d", net->nlayers, net->nlayers, desc->source);
     l = &net->layers[net->nlayers];
     memset(l, 0, sizeof *l);
     l->d = *desc;
     l->ops = ops;
     l->trainable = 1;
-    memcpy(l->in, net_out(net), sizeof l->in);
+    if (net->dynamic) {   /* init at the first probe size, then the second */
+        memcpy(l->any_in, net->nlayers ? l[-1].any_out : net->in, sizeof l->any_in);
+        memcpy(l->in, net->probe[0], sizeof l->in);
+    } else {
+        memcpy(l->in, net_out(net), sizeof l->in);
+    }
     l->rng = desc->seed;
     st = ops->init(l, c);
     if (st != ASL_OK) {
@@ -203,6 +574,20 @@ asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc)
         free_layer_params(l);
         return asl_fail(c, ASL_ERR_SHAPE, "%s: output (%d, %d, %d) is too large", ops->name,
                         l->out[0], l->out[1], l->out[2]);
+    }
+    if (desc->kind == ASL_LAYER_ADD && !net->dynamic)
+        st = check_add_shapes(net, net->nlayers, l->in, net->layers[desc->source].out, NULL);
+    if (st == ASL_OK && net->dynamic) st = add_any_size(net, l);
+    if (st != ASL_OK) {
+        if (ops->destroy) ops->destroy(l);
+        free_layer_params(l);
+        return st;
+    }
+    /* an add keeps its source's output alive; a reshape's output is its
+     * input, so the layer below it is kept too */
+    for (int s = desc->kind == ASL_LAYER_ADD ? desc->source : -1; s >= 0; s--) {
+        net->layers[s].is_source = 1;
+        if (!net->layers[s].ops->alias) break;
     }
     net->nlayers++;
     return ASL_OK;
@@ -235,7 +620,23 @@ static asl_status check_param(const asl_net *net, int i, int j)
 asl_status asl_net_output_shape(const asl_net *net, int i, int shape[3])
 {
     ASL_TRY(check_layer(net, i));
-    memcpy(shape, net->layers[i].out, 3 * sizeof(int));
+    memcpy(shape, net->dynamic ? net->layers[i].any_out : net->layers[i].out,
+           3 * sizeof(int));
+    return ASL_OK;
+}
+
+asl_status asl_net_output_shape_at(asl_net *net, int i, int h, int w, int shape[3])
+{
+    int k;
+    ASL_TRY(check_layer(net, i));
+    ASL_TRY(check_size(net, h, w));
+    if (!net->dynamic) {
+        memcpy(shape, net->layers[i].out, 3 * sizeof(int));
+        return ASL_OK;
+    }
+    ASL_TRY(make_size(net, h, w, &k));
+    memcpy(shape, k == net->cur ? net->layers[i].out : net->sizes[k].io[i] + 3,
+           3 * sizeof(int));
     return ASL_OK;
 }
 
@@ -470,6 +871,13 @@ static int fused_group(const asl_net *net, int i, int stop, int training,
         (l[hi + 1].d.activation == ASL_ACT_RELU ||
          l[hi + 1].d.activation == ASL_ACT_RELU6))
         hi++;
+    /* an add reads its source's output: the group ends there (a source
+     * below the batch norm: no group) */
+    for (int j = i; j < hi; j++)
+        if (l[j].is_source) {
+            if (j < k + 1) return -1;
+            hi = j;
+        }
     return training && hi >= ft ? -1 : hi;
 }
 
@@ -482,9 +890,19 @@ static int fused_group(const asl_net *net, int i, int stop, int training,
 static int keep_output(const asl_net *net, int i, int training, int ft)
 {
     const asl_layer *l = &net->layers[i];
+    if (l->is_source) return 1;   /* an add reads it later */
     if (!training) return 0;
     return i >= ft - 1 || l->d.kind == ASL_LAYER_DROPOUT ||
            (l->d.kind == ASL_LAYER_BATCH_NORM && l->trainable);
+}
+
+/* Bind layer i's second input: an add's source output (the forward's
+ * input copy when the source is the layer below `start`). */
+static void bind_x2(asl_net *net, int i, int start)
+{
+    asl_layer *l = &net->layers[i];
+    if (l->d.kind != ASL_LAYER_ADD) return;
+    l->x2 = l->d.source == start - 1 ? net->input : net->layers[l->d.source].y;
 }
 
 /* *cur holds bfloat16 values in a transient buffer for a layer that
@@ -507,7 +925,7 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
 {
     asl_ctx *c = &net->ctx;
     const float *cur = x;
-    int ft = first_trainable(net), finite = -1, cur_kept = 1, cur_bf16 = 0;
+    int ft = first_trainable(net), finite = -1, cur_kept = 1, cur_bf16 = 0, planned = 0;
     size_t in_size;
 
     if (n < 1) return asl_fail(c, ASL_ERR_ARG, "batch size must be >= 1, got %d", n);
@@ -515,6 +933,18 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
     if (start < 0 || stop > net->nlayers || start >= stop)
         return asl_fail(c, ASL_ERR_ARG, "layer range [%d, %d) invalid for %d layers",
                         start, stop, net->nlayers);
+    if (net->dynamic && net->cur < 0)
+        return asl_fail(c, ASL_ERR_STATE, "a network of any input size needs its input "
+                        "size (asl_net_set_input_size) before a forward");
+    for (int i = start; i < stop; i++) {
+        const asl_layer *l = &net->layers[i];
+        if (l->d.kind == ASL_LAYER_ADD && l->d.source < start - 1)
+            return asl_fail(c, ASL_ERR_ARG,
+                            "forward from layer %d: layer %d (add) also reads the output "
+                            "of layer %d, which this forward does not compute; start at "
+                            "layer %d or below (x: the output of the layer before start)",
+                            start, i, l->d.source, l->d.source + 1);
+    }
     apply_threads(net);
     net->forward_done = 0;
     net->fused_hi = -1;
@@ -528,9 +958,12 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
     for (int i = start; i < stop; i++) {
         asl_layer *l = &net->layers[i];
         int hi = fused_group(net, i, stop, training, ft), ran = 0;
-        for (int k = i; k <= (hi > i ? hi : i); k++)
+        for (int k = i; k <= (hi > i ? hi : i); k++) {
+            planned |= net->layers[k].n != n;
             ASL_TRY(plan_layer(net, &net->layers[k], n));
+        }
         l->x = cur;
+        bind_x2(net, i, start);
         /* fused relu/relu6 would turn NaN into 0: not with NaN/Inf input.
          * Checked at the input and again after any unfused layer (NaN
          * weights there, or a group refused for non-finite parameters);
@@ -577,6 +1010,7 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
         cur = net->layers[i].y;
         cur_kept = !net->layers[i].fused;
     }
+    net->plans += planned;
     if (stop == net->nlayers) {
         net->forward_done = 1;
         net->forward_start = start;
@@ -598,6 +1032,7 @@ static asl_status unfuse(asl_net *net)
     for (int i = net->forward_start; i < net->nlayers; i++) {
         asl_layer *l = &net->layers[i];
         l->x = i == net->forward_start ? net->input : net->layers[i - 1].y;
+        bind_x2(net, i, net->forward_start);
         /* in_group: the kept last layer of a fused group (a frozen batch
          * norm or its activation): its backward needs its own forward */
         if (l->fused || l->in_group || !net->last_training) {
@@ -639,6 +1074,14 @@ static int first_trainable(const asl_net *net)
     return net->nlayers;
 }
 
+/* g += d (elementwise: the same result with any number of threads). */
+static void accumulate(float *g, const float *d, size_t count)
+{
+    const long long nn = (long long)count;
+#pragma omp parallel for simd schedule(static) if (nn >= (1 << 15))
+    for (long long k = 0; k < nn; k++) g[k] += d[k];
+}
+
 /* Backward from the gradient already in layer `from`'s dy. */
 static asl_status run_backward(asl_net *net, int from, float *dx_user)
 {
@@ -664,11 +1107,19 @@ static asl_status run_backward(asl_net *net, int from, float *dx_user)
             if (dx)
                 memcpy(dx, l->dy, (size_t)net->n * numel(l->in) * sizeof(float));
             l->calls_bwd++;
-            continue;
+        } else {
+            l->dx = dx;
+            ASL_TRY(l->ops->backward(l, c, net->last_training));
+            l->calls_bwd++;
         }
-        l->dx = dx;
-        ASL_TRY(l->ops->backward(l, c, net->last_training));
-        l->calls_bwd++;
+        /* layer i-1's output gradient is now the chain's: add the gradient
+         * of every add (already passed, at or below `from`) that read it */
+        if (i > stop && net->layers[i - 1].is_source)
+            for (int a = i; a <= from; a++)
+                if (net->layers[a].d.kind == ASL_LAYER_ADD &&
+                    net->layers[a].d.source == i - 1)
+                    accumulate((float *)net->layers[i - 1].dy, net->layers[a].dy,
+                               (size_t)net->n * numel(net->layers[a].out));
     }
     return ASL_OK;
 }

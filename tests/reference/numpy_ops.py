@@ -311,3 +311,40 @@ def pre_activation(kind: str, x, params, cfg: dict, training: bool = False):
     if kind in ("conv2d", "depthwise_conv2d", "dense"):
         return forward(kind, x, params, dict(cfg, activation="linear"), training)[0]
     return None
+
+
+# ---------------------------------------------------------------- chains with residual adds
+
+
+def graph_forward(layers, params, x, training: bool = False):
+    """Float64 forward of a chain with residual adds, as the C core runs it: ``layers`` is a
+    list of (kind, cfg); ``("add", {"source": k})`` adds layer k's output to the previous
+    layer's.  ``params[i]``: layer i's parameter list.  Returns (outputs, caches)."""
+    outs, caches = [], []
+    h = np.asarray(x, np.float64)
+    for i, (kind, cfg) in enumerate(layers):
+        if kind == "add":
+            h, cache = h + outs[cfg["source"]], None
+        else:
+            h, cache = forward(kind, h, params[i], cfg, training)
+        outs.append(h)
+        caches.append(cache)
+    return outs, caches
+
+
+def graph_backward(layers, caches, dy):
+    """(dx, grads) of graph_forward's chain for the gradient dy of its last output.  The
+    gradient reaching a layer's output is the sum of the chain's (from the layer above) and
+    of every add that read it; an add passes its gradient to both inputs unchanged."""
+    pending = {}
+    grads = [None] * len(layers)
+    g = np.asarray(dy, np.float64)
+    for i in reversed(range(len(layers))):
+        g = g + pending.pop(i, 0.0)
+        kind, cfg = layers[i]
+        if kind == "add":
+            pending[cfg["source"]] = pending.get(cfg["source"], 0.0) + g
+            grads[i] = []
+        else:
+            g, grads[i] = backward(kind, g, caches[i])
+    return g, grads
