@@ -7,6 +7,8 @@ losses aslnet trains with.
 """
 import numpy as np
 
+from . import _core
+
 __all__ = ["categorical_crossentropy", "resolve", "SUPPORTED"]
 
 SUPPORTED = ("categorical_crossentropy", "sparse_categorical_crossentropy")
@@ -40,10 +42,14 @@ def resolve(loss):
 def categorical_crossentropy(y_true, y_pred, from_softmax=True):
     """Keras's categorical cross-entropy per sample.  For a softmax output
     Keras uses the logits (no clipping): -log(p) of the float32 softmax,
-    floored at the smallest normal float; otherwise the outputs are
-    divided by their sum, then clipped to [1e-7, 1 - 1e-7]."""
+    floored at the smallest normal float -- the C core's rule, the one
+    ``train_step`` computes; otherwise the outputs are divided by their sum,
+    then clipped to [1e-7, 1 - 1e-7]."""
     if from_softmax:
-        p = np.maximum(y_pred, np.finfo(np.float32).tiny)
+        n = len(y_pred)
+        return _core.categorical_crossentropy(
+            np.ascontiguousarray(y_true, np.float32).reshape(n, -1),
+            np.ascontiguousarray(y_pred, np.float32).reshape(n, -1))
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             p = y_pred / np.sum(y_pred, axis=-1, keepdims=True)

@@ -15,7 +15,7 @@ import numpy as np
 from .. import losses
 from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
-from ..layers import Dropout, Reshape, core_shape
+from ..layers import core_shape
 from . import data_adapters as data
 from . import trunk_cache
 
@@ -94,11 +94,9 @@ class Trainer:
                                "Use `model.compile(optimizer, loss)`.")
 
     def _softmax_output(self):
-        """Whether the output is a softmax (past trailing reshapes/dropout)."""
-        k = len(self._layers) - 1
-        while k > 0 and isinstance(self._layers[k], (Reshape, Dropout)):
-            k -= 1
-        return getattr(self._layers[k], "activation", None) == "softmax"
+        """Whether training can fuse the cross-entropy with a softmax output:
+        the C core's rule (``Net.softmax_output``), asked, not re-derived."""
+        return self._core().net.softmax_output() is not None
 
     def _require_trainable_output(self):
         """Training runs the cross-entropy fused with a softmax output."""

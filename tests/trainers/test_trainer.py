@@ -373,6 +373,13 @@ def test_training_needs_a_softmax_output_said_before_the_core():
     for train in (lambda: m.fit(x, y, verbose=0), lambda: m.train_on_batch(x, y)):
         with pytest.raises(ValueError, match="'logits'.*softmax"):
             train()
+    # a dropout after the softmax: the C core cannot fuse the cross-entropy there, and
+    # says so before training (it was a CoreError from inside train_step)
+    d = aslnet.models.Sequential([L.Input((4,)), L.Dense(3, activation="softmax"),
+                                  L.Dropout(0.5, name="drop")])
+    d.compile(SGD(0.1), "categorical_crossentropy")
+    with pytest.raises(ValueError, match="'drop'.*softmax"):
+        d.fit(x, y, verbose=0)
 
 
 def test_metric_names_and_verbose_2(capsys):
