@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from aslnet.applications import imagenet_utils
-from aslnet.preprocessing import image
+from aslnet.preprocessing import image, image_utils
 from aslnet.preprocessing.image import (
     ImageCache, ImageDataGenerator, Iterator, array_to_img, img_to_array, load_img, save_img)
 
@@ -23,7 +23,7 @@ def fresh_cache(monkeypatch):
     """Each test gets its own empty process-wide image cache (and the same random images)."""
     RNG.seed(0)
     cache = ImageCache()
-    monkeypatch.setattr(image, "image_cache", cache)
+    monkeypatch.setattr(image_utils, "image_cache", cache)
     return cache
 
 
@@ -329,7 +329,7 @@ def decodes(monkeypatch):
     def counting(path, *args, **kwargs):
         seen.append(path)
         return load_img(path, *args, **kwargs)
-    monkeypatch.setattr(image, "load_img", counting)
+    monkeypatch.setattr(image_utils, "load_img", counting)
     return seen
 
 
