@@ -305,12 +305,23 @@ def _fit(img, size, interpolation, crop, pad):
 
 
 def _decode(path, color_mode):
-    """The image as a (H, W, C) array, converted as Keras's Pillow loader converts it."""
+    """The image as a (H, W, C) uint8 array, converted as ``tf.image.decode_image`` converts
+    it (grayscale: libpng's integer weights for PNG, libjpeg's luma for JPEG, else
+    ITU-R 601 as Pillow; 16-bit PNGs: the high byte)."""
     try:
         with Image.open(path) as img:
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = (np.asarray(img).astype(np.uint32) >> 8).astype(np.uint8)
+                img = Image.fromarray(a, "L")
             if color_mode == "grayscale":
-                if img.mode not in ("L", "I;16", "I"):
-                    img = img.convert("L")
+                if img.format == "JPEG" and img.mode != "L":
+                    img.draft("L", img.size)           # libjpeg's own luma, as TensorFlow
+                if img.format == "PNG" and img.mode not in ("L", "LA"):
+                    rgb = np.asarray(img.convert("RGB"), np.uint32)
+                    # libpng's png_set_rgb_to_gray(0.299, 0.587) in its 15-bit fixed point
+                    a = (9797 * rgb[..., 0] + 19234 * rgb[..., 1] + 3737 * rgb[..., 2]) >> 15
+                    return a.astype(np.uint8)[:, :, None]
+                img = img.convert("L") if img.mode != "L" else img
             elif img.mode != color_mode.upper():
                 img = img.convert(color_mode.upper())
             a = np.asarray(img)
