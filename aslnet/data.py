@@ -2,6 +2,7 @@
 ``INFINITE_CARDINALITY``, ``UNKNOWN_CARDINALITY`` (the pipeline lives in
 ``aslnet.utils.dataset_ops``)."""
 from .utils.dataset_ops import (AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset,
-                                EagerArray)
+                                Deferred, EagerArray)
 
-__all__ = ["Dataset", "EagerArray", "AUTOTUNE", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY"]
+__all__ = ["Dataset", "Deferred", "EagerArray", "AUTOTUNE", "INFINITE_CARDINALITY",
+           "UNKNOWN_CARDINALITY"]

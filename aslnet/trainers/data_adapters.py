@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .. import backend
+from ..utils.dataset_ops import Deferred
 
 
 def _is_array(x):
@@ -150,8 +151,11 @@ class DataStream:
         else:
             if self.exhausted:
                 return
-            for item, ids in _items_with_ids(x, self.one_shot):
+            skip = self.cached.has if self.cached is not None else None
+            for item, ids in _items_with_ids(x, self.one_shot, skip):
                 xb, yb, sw = _split(item, wt)
+                if isinstance(xb, Deferred):      # not loaded: its trunk features are cached
+                    xb = None if self._skip(ids) else xb.load()
                 if wt and yb is None:
                     raise ValueError("The data yields no targets; expected (x, y) batches")
                 yield xb, yb, ids, sw
@@ -193,11 +197,12 @@ def batches(x, y, batch_size, shuffle, steps, with_targets=True, cached=None):
         yield xb, yb, ids
 
 
-def _items_with_ids(x, one_shot):
+def _items_with_ids(x, one_shot, skip):
     """(item, ids) of an iterable: an ``aslnet.data.Dataset`` tells the sample ids of
-    its batches (None after a ``map``); other iterables do not."""
+    its batches (None after a ``map``), and leaves unloaded the inputs of batches that
+    ``skip(ids)`` says are cached; other iterables do not."""
     if not one_shot and hasattr(x, "_iter_with_ids"):
-        return x._iter_with_ids()
+        return x._iter_with_ids(skip)
     return ((item, None) for item in (x if one_shot else iter(x)))
 
 

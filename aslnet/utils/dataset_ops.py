@@ -33,7 +33,8 @@ import numpy as np
 
 from .. import backend
 
-__all__ = ["Dataset", "EagerArray", "AUTOTUNE", "INFINITE_CARDINALITY", "UNKNOWN_CARDINALITY"]
+__all__ = ["Dataset", "Deferred", "EagerArray", "AUTOTUNE", "INFINITE_CARDINALITY",
+           "UNKNOWN_CARDINALITY"]
 
 AUTOTUNE = -1               # tf.data.AUTOTUNE
 INFINITE_CARDINALITY = -1   # tf.data.INFINITE_CARDINALITY
@@ -78,6 +79,8 @@ class Dataset:
     generator of (element, ids) for one pass, ids being the source indices of
     the element's samples (an int, or an int array for a batch) or None."""
 
+    _takes_skip = False     # whether ``_pairs`` takes fit's ``skip`` (see _iter_with_ids)
+
     def __init__(self, parent=None):
         self._parent = parent
         self.class_names = getattr(parent, "class_names", None)
@@ -102,10 +105,13 @@ class Dataset:
         """The elements as NumPy arrays (they are already)."""
         return iter(self)
 
-    def _iter_with_ids(self):
+    def _iter_with_ids(self, skip=None):
         """(element, ids) pairs: the sample identities ``fit`` uses for its
-        frozen-trunk cache (None where unknown)."""
-        return self._pairs()
+        frozen-trunk cache (None where unknown).  ``skip(ids)``: True when the
+        caller holds what it needs of those samples' inputs; a source may then
+        hand out a ``Deferred`` in place of the batch's inputs (load it if
+        still needed), where no node between them looks at the inputs."""
+        return self._pairs(skip) if self._takes_skip else self._pairs()
 
     def _num_ids(self):
         """How many distinct sample ids the source has, if every element of
@@ -273,12 +279,27 @@ class _Map(Dataset):
             yield _eager(out), None
 
 
+class Deferred:
+    """The inputs of a batch not loaded yet: ``load()`` loads them."""
+
+    def __init__(self, load):
+        self.load = load
+
+
 class _Prefetch(Dataset):
+    _takes_skip = True
+
     def __init__(self, parent, size):
         super().__init__(parent)
         self._size = size
 
-    def _pairs(self):
+    def _pairs(self, skip=None):
+        parent = self._parent
+        upstream = parent._pairs(skip) if skip is not None and parent._takes_skip else \
+            parent._pairs()
+        return self._ahead(upstream)
+
+    def _ahead(self, upstream):
         q, stop = queue.Queue(self._size), threading.Event()
         done = object()
 
@@ -292,7 +313,7 @@ class _Prefetch(Dataset):
                         pass
                 return False
             try:
-                for pair in self._parent._pairs():
+                for pair in upstream:
                     if not put(pair):
                         return
                 put(done)

@@ -13,11 +13,14 @@ a different random stream: the same subsets, not the same batch order.
 
 Images are decoded once per process (the shared ``preprocessing.image.image_cache``,
 bounded by its ``max_bytes``), in parallel threads (Pillow releases the GIL),
-as the batches that need them are first read.  JPEGs are decoded with libjpeg's
+as the batches that need them are first read; ``fit`` with the frozen-trunk cache
+does not even load the batches whose trunk features it holds (as for image
+iterators: later epochs read no images).  JPEGs are decoded with libjpeg's
 accurate integer IDCT (Pillow's); TensorFlow's ``decode_image`` uses the fast
 one, so on JPEGs Keras's pixels differ from these by a few levels (up to ~14
 measured on the sign-language digits); PNG, BMP and GIF decode identically.
 """
+import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..preprocessing.image import image_cache
-from .dataset_ops import AUTOTUNE, Dataset, EagerArray, _shuffled
+from .dataset_ops import AUTOTUNE, Dataset, Deferred, EagerArray, _shuffled
 
 __all__ = ["image_dataset_from_directory", "ALLOWLIST_FORMATS"]
 
@@ -274,11 +277,18 @@ def resize(img, size, interpolation="bilinear"):
     ylo, yhi, ly = _linear_plan(a.shape[0], h)
     xlo, xhi, lx = _linear_plan(a.shape[1], w)
     a = a.astype(np.float32, copy=False)
-    top_rows, bottom_rows = a[ylo], a[yhi]
-    lx = lx[None, :, None]
-    top = top_rows[:, xlo] + (top_rows[:, xhi] - top_rows[:, xlo]) * lx
-    bottom = bottom_rows[:, xlo] + (bottom_rows[:, xhi] - bottom_rows[:, xlo]) * lx
-    return top + (bottom - top) * ly[:, None, None]
+    # TensorFlow's top = tl + (tr - tl) * x_lerp is the x-interpolation of input row ylo
+    # (bottom: of row yhi), so interpolating every input row in x first, then in y, gives
+    # the same float32 operations in the same order, on fewer rows when enlarging
+    rows, right = a[:, xlo], a[:, xhi]
+    np.subtract(right, rows, out=right)
+    right *= lx[None, :, None]
+    rows += right
+    top, bottom = rows[ylo], rows[yhi]
+    np.subtract(bottom, top, out=bottom)
+    bottom *= ly[:, None, None]
+    top += bottom
+    return top
 
 
 def _fit(img, size, interpolation, crop, pad):
@@ -374,6 +384,8 @@ class _ImageFiles(Dataset):
     """The files of one subset: shuffled through a buffer (as Keras's pipeline),
     batched, and loaded batch by batch with the images decoded in parallel."""
 
+    _takes_skip = True
+
     def __init__(self, paths, targets, loader, batch_size, shuffle_buffer, seed):
         super().__init__()
         self._paths, self._targets, self._load = list(paths), targets, loader
@@ -395,21 +407,29 @@ class _ImageFiles(Dataset):
         self._passes += 1
         return (i for i, _ in _shuffled(((i, None) for i in ids), self._buffer, rng))
 
-    def _pairs(self):
+    def _pairs(self, skip=None):
         order = self._order()
         step = self._batch_size or 1
         with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
+            def load(ids, parallel=True):
+                paths = [self._paths[i] for i in ids]
+                images = pool.map(self._load, paths) if parallel else map(self._load, paths)
+                return np.stack(list(images)).view(EagerArray)
+
             while True:
                 ids = [i for _, i in zip(range(step), order)]
                 if not ids:
                     return
-                images = np.stack(list(pool.map(self._load, [self._paths[i] for i in ids])))
-                x = images.view(EagerArray)
                 y = None if self._targets is None else self._targets[ids].view(EagerArray)
                 if self._batch_size is None:
-                    x, y, ids = x[0], (None if y is None else y[0]), ids[0]
+                    x = load(ids)[0]
+                    y, ids = (None if y is None else y[0]), ids[0]
                 else:
                     ids = np.asarray(ids, np.int64)
+                    # fit's frozen-trunk cache holds these samples' features: load on demand
+                    # (loaded here if at all: the pass may be over, its pool shut down)
+                    x = Deferred(functools.partial(load, ids, parallel=False)) \
+                        if skip is not None and skip(ids) else load(ids)
                 yield (x if y is None else (x, y)), ids
 
 

@@ -297,3 +297,46 @@ def test_empty_missing_and_broken_folders(tmp_path):
     ds = image_dataset_from_directory(str(tmp_path / "broken"), verbose=False)
     with pytest.raises(ValueError, match="cannot decode .*x.png.*remove the file"):
         list(ds)
+
+
+def test_fit_loads_images_once_with_the_trunk_cache_and_trains_the_same(folder, monkeypatch):
+    """An un-mapped image dataset tells fit its sample ids: the frozen trunk is computed once
+    per image, and later epochs do not even load the images; history and weights are exactly
+    those of a fit that recomputes (and reloads) everything."""
+    from aslnet.optimizers import Adam
+    from tests.model_fixtures import small_model
+    loads = []
+    real = image_dataset._Loader.__call__
+    monkeypatch.setattr(image_dataset._Loader, "__call__",
+                        lambda self, path: loads.append(path) or real(self, path))
+    runs = []
+    for cache_bytes in (1 << 30, 0):
+        loads.clear()
+        train, val = image_dataset_from_directory(
+            str(folder), validation_split=0.25, subset="both", seed=3, image_size=(16, 16),
+            batch_size=5, verbose=False)
+        model = small_model()
+        model.freeze(upto=-4)
+        model.trunk_cache_bytes = cache_bytes
+        model.compile(Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        h = model.fit(train, validation_data=val, epochs=3, verbose=0)
+        runs.append((h.history, model.get_weights(), len(loads)))
+    (hc, wc, loads_cached), (hp, wp, loads_plain) = runs
+    assert (loads_cached, loads_plain) == (18 + 6, 3 * (18 + 6))
+    assert hc == hp
+    for a, b in zip(wc, wp):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_skipped_batches_load_on_demand_even_after_the_pass(folder):
+    """fit asks the source to leave cached batches unloaded (Deferred); should its cache fail
+    meanwhile, it loads them then, after the pass and its decoding threads are gone."""
+    from aslnet.data import Deferred
+    ds = image_dataset_from_directory(str(folder), image_size=(8, 8), batch_size=5,
+                                      shuffle=False, verbose=False)
+    pairs = list(ds._iter_with_ids(skip=lambda ids: ids[0] % 2 == 0))
+    assert [isinstance(x, Deferred) for (x, _), _ in pairs] == [True, False, True, False, True]
+    for ((x, y), ids), (xe, ye) in zip(pairs, ds):
+        np.testing.assert_array_equal(x.load() if isinstance(x, Deferred) else x, xe)
+        np.testing.assert_array_equal(y, ye)
+    assert all(not isinstance(e[0], Deferred) for e in ds)    # plain iteration: all loaded
