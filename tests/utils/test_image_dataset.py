@@ -158,7 +158,8 @@ CASES = [
 
 
 @pytest.mark.keras
-@pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items())[:60])
+@pytest.mark.parametrize("kw", CASES,
+                         ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items())[:60])
 def test_values_as_keras(folder, png_folder, capsys, kw):
     kw = dict(dict(shuffle=False, batch_size=4), **kw)
     if kw.get("labels") == "explicit":     # one label per image file under the folder
