@@ -202,3 +202,18 @@ def test_fit_on_a_dataset_equals_fit_on_arrays(mapped):
     assert ha == hd
     for a, b in zip(wa, wd):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fit_on_a_repeated_dataset_with_steps_per_epoch():
+    x, y = data(n=20)
+    model = small_model()
+    model.freeze(upto=-4)
+    model.compile(Adam(1e-2), "categorical_crossentropy", metrics=["accuracy"])
+    ds = Dataset.from_tensor_slices((x, y)).shuffle(20, seed=0).batch(8).repeat()
+    h = model.fit(ds, steps_per_epoch=3, epochs=4, verbose=0)
+    assert len(h.history["loss"]) == 4
+    fwd, _ = model._net.net.layer_calls(model._net.first_op(model.layers[2]))
+    assert fwd == 3          # 12 steps over 4 passes of 3 batches: the trunk ran in the first
+    with pytest.raises(ValueError, match="batch_size"):
+        model.fit(ds.take(3), batch_size=8, verbose=0)
+    assert model.predict(Dataset.from_tensor_slices(x).batch(6), verbose=0).shape == (20, 3)
