@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .. import backend
+from ..utils.dataset_ops import Deferred
 
 
 def _is_array(x):
@@ -150,11 +151,14 @@ class DataStream:
         else:
             if self.exhausted:
                 return
-            for item in (x if self.one_shot else iter(x)):
+            skip = self.cached.has if self.cached is not None else None
+            for item, ids in _items_with_ids(x, self.one_shot, skip):
                 xb, yb, sw = _split(item, wt)
+                if isinstance(xb, Deferred):      # not loaded: its trunk features are cached
+                    xb = None if self._skip(ids) else xb.load()
                 if wt and yb is None:
                     raise ValueError("The data yields no targets; expected (x, y) batches")
-                yield xb, yb, None, sw
+                yield xb, yb, ids, sw
             self.exhausted = self.one_shot
 
     def epoch(self, steps=None):
@@ -191,6 +195,15 @@ def batches(x, y, batch_size, shuffle, steps, with_targets=True, cached=None):
         if steps is not None and i >= steps:
             break
         yield xb, yb, ids
+
+
+def _items_with_ids(x, one_shot, skip):
+    """(item, ids) of an iterable: an ``aslnet.data.Dataset`` tells the sample ids of
+    its batches (None after a ``map``), and leaves unloaded the inputs of batches that
+    ``skip(ids)`` says are cached; other iterables do not."""
+    if not one_shot and hasattr(x, "_iter_with_ids"):
+        return x._iter_with_ids(skip)
+    return ((item, None) for item in (x if one_shot else iter(x)))
 
 
 def _sequence_ids(seq, k, n=None):
@@ -237,6 +250,8 @@ def num_samples(data):
     """Samples in the data set (for sizing a per-sample cache), or None."""
     if _is_array(data):
         return len(data)
+    if hasattr(data, "_num_ids"):        # aslnet.data.Dataset: None when ids are not exact
+        return data._num_ids()
     n = getattr(data, "n", None)
     return int(n) if isinstance(n, (int, np.integer)) else None
 

@@ -1,12 +1,16 @@
-"""Utilities, as ``keras.utils``: ``Progbar``, ``to_categorical``, and ``split_dataset`` for
-the tutorial's split."""
+"""Utilities, as ``keras.utils``: ``to_categorical``, ``load_img``, ``img_to_array``,
+``array_to_img``, ``save_img``, ``image_dataset_from_directory``, ``set_random_seed``,
+``Progbar``; and ``split_dataset`` for the tutorial's split."""
 import numpy as np
 
 from ..backend import set_random_seed
+from ..preprocessing.image import array_to_img, img_to_array, load_img, save_img
 from .dataset import split_dataset
+from .image_dataset import image_dataset_from_directory
 from .progbar import Progbar
 
-__all__ = ["Progbar", "set_random_seed", "split_dataset", "to_categorical"]
+__all__ = ["Progbar", "array_to_img", "image_dataset_from_directory", "img_to_array",
+           "load_img", "save_img", "set_random_seed", "split_dataset", "to_categorical"]
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

@@ -1,0 +1,52 @@
+"""aslnet.utils has keras.utils's names that transfer-learning scripts use, behaving as Keras's."""
+import numpy as np
+import pytest
+from PIL import Image
+
+import aslnet
+from aslnet import utils
+
+NAMES = ["to_categorical", "load_img", "img_to_array", "array_to_img", "save_img",
+         "image_dataset_from_directory", "set_random_seed"]
+
+
+def test_keras_utils_names_are_here():
+    import aslnet as keras
+    for name in NAMES:
+        assert callable(getattr(keras.utils, name)), name
+        assert name in utils.__all__
+    assert keras.data.AUTOTUNE == -1
+
+
+@pytest.mark.keras
+def test_same_results_as_keras_utils(tmp_path):
+    try:
+        keras = pytest.importorskip("keras")
+    except ImportError as exc:
+        pytest.skip(f"Keras does not import: {exc}")
+    labels = np.array([[2], [0], [1], [2]])
+    np.testing.assert_array_equal(utils.to_categorical(labels, 4),
+                                  keras.utils.to_categorical(labels, 4))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3, 9, (7, 5, 3)).astype(np.float32)
+    ours, theirs = utils.array_to_img(x), keras.utils.array_to_img(x)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))   # scaled to 0..255
+    utils.save_img(tmp_path / "a.png", x)
+    keras.utils.save_img(tmp_path / "b.png", x)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")),
+                                  np.asarray(Image.open(tmp_path / "b.png")))
+    for kw in (dict(), dict(color_mode="grayscale"), dict(target_size=(3, 9))):
+        a = utils.img_to_array(utils.load_img(tmp_path / "a.png", **kw))
+        b = keras.utils.img_to_array(keras.utils.load_img(tmp_path / "a.png", **kw))
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+def test_set_random_seed_makes_dataset_shuffles_reproducible():
+    ds = aslnet.data.Dataset.from_tensor_slices(np.arange(30))
+    orders = []
+    for _ in range(2):
+        utils.set_random_seed(11)
+        shuffled = ds.shuffle(8)                      # no seed of its own
+        orders.append([list(map(int, shuffled)) for _ in range(2)])
+    assert orders[0] == orders[1] and orders[0][0] != orders[0][1]
