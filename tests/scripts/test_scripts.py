@@ -12,8 +12,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 
-def _run(script, *args, timeout=600):
+def _run(script, *args, timeout=600, weights=None):
     env = dict(os.environ)
+    if weights is not None:               # the shared ImageNet weights, never downloaded
+        env["ASLNET_WEIGHTS"] = str(weights)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     proc = subprocess.run([sys.executable, str(HERE / script), *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -37,7 +39,7 @@ def three_digit_classes(shared_dir, tmp_path):
 
 @pytest.mark.slow
 def test_image_dataset_transfer(three_digit_classes, shared_weights_dir):
-    out = _run("image_dataset_transfer.py", three_digit_classes)
+    out = _run("image_dataset_transfer.py", three_digit_classes, weights=shared_weights_dir)
     assert "Found 60 files belonging to 3 classes." in out
     assert "Using 48 files for training." in out and "Using 12 files for validation." in out
     assert "class_names: ['0', '1', '2']" in out
