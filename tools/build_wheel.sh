@@ -9,7 +9,7 @@
 # scipy-openblas32 wheel (setup.py with ASLNET_VENDORED_WHEEL=1).  Steps, per interpreter:
 #   1. a build venv (build/wheel/cpXY/env) with pyproject.toml's build requirements;
 #   2. `pip wheel` of the sdist (a clean tree: no stale objects of a development build);
-#   3. `auditwheel repair --strip`, with LD_LIBRARY_PATH on the build venv's oneDNN and OpenBLAS
+#   3. `auditwheel repair --strip` (uncompressed: step 4 repacks it), with LD_LIBRARY_PATH on the build venv's oneDNN and OpenBLAS
 #      (auditwheel copies them and the system's libgomp in, under hashed names, and tags the
 #      wheel with the lowest manylinux policy every copied library satisfies);
 #   4. auditwheel leaves a DT_RPATH (with a $ORIGIN/../scipy_openblas32/lib entry kept from the
@@ -74,7 +74,7 @@ for py in "${PYTHONS[@]}"; do
     dnnl_dir="$("$env/bin/python" -c 'import sysconfig; print(sysconfig.get_path("data"))')/lib"
     blas_dir=$("$env/bin/python" -c 'import scipy_openblas32 as s; print(s.get_lib_dir())')
     LD_LIBRARY_PATH="$dnnl_dir:$blas_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-        auditwheel repair --strip -w "$repaired" "$raw"/*.whl > "$WORK/$tag/repair.log" 2>&1 \
+        auditwheel repair --strip -z 0 -w "$repaired" "$raw"/*.whl > "$WORK/$tag/repair.log" 2>&1 \
         || { cat "$WORK/$tag/repair.log"; exit 1; }
     whl=$(ls "$repaired"/*.whl)
 
