@@ -9,9 +9,10 @@
 # scipy-openblas32 wheel (setup.py with ASLNET_VENDORED_WHEEL=1).  Steps, per interpreter:
 #   1. a build venv (build/wheel/cpXY/env) with pyproject.toml's build requirements;
 #   2. `pip wheel` of the sdist (a clean tree: no stale objects of a development build);
-#   3. `auditwheel repair --strip` (uncompressed: step 4 repacks it), with LD_LIBRARY_PATH on the build venv's oneDNN and OpenBLAS
-#      (auditwheel copies them and the system's libgomp in, under hashed names, and tags the
-#      wheel with the lowest manylinux policy every copied library satisfies);
+#   3. `auditwheel repair --strip` (uncompressed: step 4 repacks it), with LD_LIBRARY_PATH on
+#      the build venv's oneDNN and OpenBLAS (auditwheel copies them and the system's libgomp
+#      in, under hashed names, and tags the wheel with the lowest manylinux policy that every
+#      copied library satisfies);
 #   4. auditwheel leaves a DT_RPATH (with a $ORIGIN/../scipy_openblas32/lib entry kept from the
 #      build): patchelf rewrites it to a RUNPATH of $ORIGIN/../aslnet.libs (the extension) or
 #      $ORIGIN (a vendored library that needs another), and the checks below prove the result.
