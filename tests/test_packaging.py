@@ -150,17 +150,31 @@ def test_a_numpy_too_old_is_refused_at_import():
     _libs.check_numpy("2.4.6")
 
 
-def test_the_minimum_numpy_is_the_declared_dependency():
-    """_libs.MIN_NUMPY and setup.py's numpy requirement are one rule in two places."""
+def _setup_py_list(name):
     setup_py = REPO_ROOT / "setup.py"
     if not setup_py.exists():
         pytest.skip("not a source checkout")
     tree = ast.parse(setup_py.read_text())
-    deps = next(ast.literal_eval(node.value) for node in ast.walk(tree)
-                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") ==
-                "DEPENDENCIES")
-    numpy_dep = next(d for d in deps if d.startswith("numpy"))
+    return next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name)
+
+
+def test_the_minimum_numpy_is_the_declared_dependency():
+    """_libs.MIN_NUMPY and setup.py's numpy requirement are one rule in two places."""
+    numpy_dep = next(d for d in _setup_py_list("DEPENDENCIES") if d.startswith("numpy"))
     assert numpy_dep == "numpy>=" + ".".join(map(str, _libs.MIN_NUMPY))
+
+
+def test_the_runtime_onednn_is_the_one_built_against():
+    """The extension is compiled against onednn-devel-cpu-gomp's headers (pyproject.toml's
+    build requirements) and runs on onednn-cpu-gomp (setup.py's runtime dependency): the same
+    version."""
+    tomllib = pytest.importorskip("tomllib")
+    with open(REPO_ROOT / "pyproject.toml", "rb") as f:
+        build = tomllib.load(f)["build-system"]["requires"]
+    devel = next(r for r in build if r.startswith("onednn-devel-cpu-gomp=="))
+    runtime = next(r for r in _setup_py_list("LIB_WHEELS") if r.startswith("onednn-cpu-gomp=="))
+    assert devel.split("==")[1] == runtime.split("==")[1]
 
 
 def test_the_version_has_one_home():
