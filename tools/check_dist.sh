@@ -11,6 +11,7 @@
 # 3. python3's wheel venv again in a mount namespace where the system's libgomp is /dev/null
 #    (the wheel must use its own): the smoke test, `aslnet classify`, and tests/test_packaging.py
 #    + tests/test_threads.py (one copy of each library in /proc/self/maps, RUNPATHs, threads);
+#    then the onednn-cpu-gomp and scipy-openblas32 wheels beside it: still one copy of each;
 # 4. the sdist into a fresh venv (compiled there): the smoke test and the same tests.
 # The tests run from a copy outside the repository, so that `import aslnet` is the installed one.
 set -euo pipefail
@@ -99,6 +100,13 @@ V="$WORK/$MAIN_TAG"
     $V/bin/aslnet classify --weights \"$ASLNET_WEIGHTS\" \"$ASLNET_WEIGHTS/reference/cat.bmp\" \
         | grep Egyptian > /dev/null
     $V/bin/python -m pytest -q -p no:cacheprovider tests")
+
+step "python3's wheel beside the onednn-cpu-gomp and scipy-openblas32 wheels"
+# aslnet must still load only its own copies (no preload of theirs): one of each in the process.
+"$V/bin/pip" install -q "$(sed -n 's/.*"\(onednn-cpu-gomp==[^"]*\)".*/\1/p' setup.py)" \
+    scipy-openblas32
+(cd "$WORK/run" && "$V/bin/python" -m pytest -q -p no:cacheprovider tests/test_packaging.py \
+    -k "one_copy or layout")
 
 step "installing the sdist (compiles the C core)"
 install "$WORK/sdist" python3 "dist/aslnet-$VERSION.tar.gz"
