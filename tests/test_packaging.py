@@ -169,11 +169,11 @@ def test_the_runtime_onednn_is_the_one_built_against():
     """The extension is compiled against onednn-devel-cpu-gomp's headers (pyproject.toml's
     build requirements) and runs on onednn-cpu-gomp (setup.py's runtime dependency): the same
     version."""
+    runtime = next(r for r in _setup_py_list("LIB_WHEELS") if r.startswith("onednn-cpu-gomp=="))
     tomllib = pytest.importorskip("tomllib")
     with open(REPO_ROOT / "pyproject.toml", "rb") as f:
         build = tomllib.load(f)["build-system"]["requires"]
     devel = next(r for r in build if r.startswith("onednn-devel-cpu-gomp=="))
-    runtime = next(r for r in _setup_py_list("LIB_WHEELS") if r.startswith("onednn-cpu-gomp=="))
     assert devel.split("==")[1] == runtime.split("==")[1]
 
 
