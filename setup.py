@@ -5,10 +5,19 @@ and ``scipy-openblas32``, listed as build requirements in pyproject.toml), so
 ``pip install .`` needs nothing but a C compiler.  To build against system
 copies instead, set ``ASLNET_DNNL_ROOT`` (a prefix with include/ and lib/)
 and/or ``ASLNET_OPENBLAS=system`` (links ``-lopenblas``).
+
+``ASLNET_VENDORED_WHEEL=1`` (set by tools/build_wheel.sh) builds the extension
+for the self-contained wheel: no runtime dependency on the oneDNN/OpenBLAS
+wheels and no rpath of its own (``auditwheel repair`` copies the libraries into
+``aslnet.libs/`` and the script sets the ``$ORIGIN`` RUNPATH).
+
+The runtime dependencies live here (pyproject.toml declares them dynamic)
+because they differ between that wheel and every other install.
 """
 import glob
 import os
 import sys
+import tempfile
 from importlib import metadata
 
 import numpy
@@ -54,10 +63,37 @@ def _openblas():
 dnnl_inc, dnnl_lib = _dnnl_dirs()
 blas_inc, blas_lib, blas_libs, blas_macros = _openblas()
 
-# Where the shared libraries are at run time, relative to aslnet/_core*.so:
-# wheels put libdnnl in <prefix>/lib and OpenBLAS in site-packages.  The
-# absolute build-time directories cover in-place (development) builds.
-rpaths = ["$ORIGIN/../../..", "$ORIGIN/../scipy_openblas32/lib", dnnl_lib, *blas_lib]
+VENDORED = os.environ.get("ASLNET_VENDORED_WHEEL") == "1"
+
+# The runtime libraries' wheels (pinned as the build requirements in pyproject.toml:
+# the extension is built against these headers).
+LIB_WHEELS = ["onednn-cpu-gomp==2023.2.0", "scipy-openblas32>=0.3.27"]
+DEPENDENCIES = [
+    "numpy>=1.23",              # aslnet/_libs.py MIN_NUMPY says the same (tested)
+    "pillow>=9.1",
+    "h5py>=3.7",
+    "flatbuffers>=23",
+    "tflite>=2.18",
+    "tqdm>=4.60",
+]
+
+
+def _persistent(path):
+    """False for a temporary directory (pip's isolated build environment): an
+    rpath there would be dead after the build, and world-writable."""
+    tmp = os.path.realpath(tempfile.gettempdir()) + os.sep
+    return not (os.path.realpath(path) + os.sep).startswith(tmp) and "pip-build-env" not in path
+
+
+if VENDORED:
+    rpaths = []
+else:
+    # Where the shared libraries are at run time, relative to aslnet/_core*.so:
+    # wheels put libdnnl in <prefix>/lib and OpenBLAS in site-packages.  The
+    # build-time directories cover in-place (development) builds against a
+    # persistent environment; aslnet/_libs.py preloads the libraries anyway.
+    rpaths = ["$ORIGIN/../../..", "$ORIGIN/../scipy_openblas32/lib",
+              *[p for p in [dnnl_lib, *blas_lib] if _persistent(p)]]
 
 core = Extension(
     "aslnet._core",
@@ -71,4 +107,5 @@ core = Extension(
     extra_link_args=["-fopenmp", *[f"-Wl,-rpath,{p}" for p in rpaths]],
 )
 
-setup(ext_modules=[core])
+setup(ext_modules=[core],
+      install_requires=DEPENDENCIES + ([] if VENDORED else LIB_WHEELS))

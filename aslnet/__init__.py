@@ -6,7 +6,7 @@ compute runs in C on oneDNN and OpenBLAS.
     model.compile(optimizer=aslnet.optimizers.Adam(1e-4),
                   loss="categorical_crossentropy", metrics=["accuracy"])
 """
-from . import _libs  # noqa: F401  (loads oneDNN/OpenBLAS before the extension)
+from . import _libs  # noqa: F401  (platform checks; loads the C core and its libraries)
 from . import _core, backend, callbacks, layers, mixed_precision, models, optimizers
 from . import data, utils  # noqa: F401  (aslnet.data.AUTOTUNE, aslnet.utils.image_dataset_from_directory)
 from .backend import clear_session, get_num_threads, set_num_threads, set_random_seed

@@ -5,28 +5,140 @@ These are user settings, as in Keras (``keras.utils.set_random_seed``,
 """
 import collections
 import itertools
+import math
 import os
+import warnings
 
 import numpy as np
 
-_num_threads = 0                 # 0: all cores
+_num_threads = 0                 # set at the end: default_num_threads()
 _rng = np.random.default_rng()
 _name_counts = collections.Counter()
 _versions = itertools.count(1)   # versions of weight values (unique, increasing)
 
 
 def set_num_threads(n):
-    """Threads used by the C core for every model (0 or None: all cores)."""
+    """Threads used by the C core (oneDNN and OpenBLAS) for every model; 0 or
+    None: the default, ``default_num_threads()``."""
     global _num_threads
     n = 0 if n is None else int(n)
-    if not 0 <= n <= 1024:
-        raise ValueError(f"num_threads must be in [0, 1024] (0: all cores), got {n}")
-    _num_threads = n
+    if not 0 <= n <= MAX_THREADS:
+        raise ValueError(f"num_threads must be in [0, {MAX_THREADS}] (0: the default, "
+                         f"{default_num_threads()} here), got {n}")
+    _num_threads = n or default_num_threads()
 
 
 def get_num_threads():
-    """Threads the C core uses (the number of cores when left at 0)."""
-    return _num_threads or os.cpu_count() or 1
+    """Threads the C core uses."""
+    return _num_threads
+
+
+# The default thread count, as NumPy's, PyTorch's and oneDNN's users expect it:
+# OMP_NUM_THREADS when set, else the CPUs this process may run on (its affinity
+# mask, as taskset/numactl/Slurm/Kubernetes set it) capped by its cgroup's CPU
+# quota (docker --cpus, Kubernetes limits).  The C core's own default (all the
+# machine's cores) is never used: the resolved count is what Python passes it.
+
+MAX_THREADS = 1024               # the C core's limit (ASL_MAX_THREADS)
+
+
+def default_num_threads():
+    """OMP_NUM_THREADS if set (its first, outermost level), else the number of
+    CPUs in this process's affinity mask, capped by the cgroup CPU quota
+    (rounded up)."""
+    n = _omp_num_threads()
+    if n is None:
+        n = _affinity_cpus()
+        quota = _cgroup_cpu_limit()
+        if quota is not None:
+            n = min(n, max(1, math.ceil(quota)))
+    return max(1, min(n, MAX_THREADS))
+
+
+def _omp_num_threads(environ=os.environ):
+    """OMP_NUM_THREADS's first level ("4" or "4,2"), None when unset or not a
+    positive integer (a warning says so: OpenMP ignores it then too)."""
+    text = environ.get("OMP_NUM_THREADS", "").strip()
+    if not text:
+        return None
+    first = text.split(",")[0].strip()
+    if first.isdigit() and int(first) > 0:
+        return int(first)
+    warnings.warn(f"OMP_NUM_THREADS={text!r} is not a positive integer: ignored "
+                  "(aslnet uses the CPUs this process may run on)", RuntimeWarning,
+                  stacklevel=3)
+    return None
+
+
+def _affinity_cpus():
+    """CPUs this process may run on (``os.sched_getaffinity``; all CPUs where
+    the platform has no affinity mask)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _cgroup_dirs(mount, path):
+    """``mount/path`` and its parents up to ``mount`` (a limit set on a parent
+    applies too); ``mount`` alone where ``path`` is not visible, as inside a
+    container whose cgroup namespace hides it."""
+    mount = os.path.normpath(mount)
+    d = os.path.normpath(os.path.join(mount, path.lstrip("/")))
+    if not (d.startswith(mount + os.sep) and os.path.isdir(d)):
+        return [mount]
+    dirs = []
+    while d != mount:
+        dirs.append(d)
+        d = os.path.dirname(d)
+    return dirs + [mount]
+
+
+def _cgroup_cpu_limit(root="/sys/fs/cgroup", proc_cgroup="/proc/self/cgroup"):
+    """CPUs the cgroup quota allows (quota / period, the smallest along the
+    hierarchy), or None when unlimited or unknown.  cgroup v2: ``cpu.max``
+    ("max 100000" or "150000 100000"); v1: ``cpu.cfs_quota_us`` (-1:
+    unlimited) over ``cpu.cfs_period_us``."""
+    text = _read(proc_cgroup)
+    if not text:
+        return None
+    limits = []
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":                                   # v2 (unified)
+            for d in _cgroup_dirs(root, path):
+                fields = (_read(os.path.join(d, "cpu.max")) or "").split()
+                if len(fields) == 2 and fields[0] != "max":
+                    limits.append(_ratio(fields[0], fields[1]))
+        elif "cpu" in controllers.split(","):                   # v1
+            for mount in (os.path.join(root, controllers), os.path.join(root, "cpu")):
+                if not os.path.isdir(mount):
+                    continue
+                for d in _cgroup_dirs(mount, path):
+                    limits.append(_ratio(_read(os.path.join(d, "cpu.cfs_quota_us")),
+                                         _read(os.path.join(d, "cpu.cfs_period_us"))))
+                break
+    limits = [x for x in limits if x is not None]
+    return min(limits) if limits else None
+
+
+def _ratio(quota, period):
+    try:
+        q, p = int(quota), int(period)
+    except (TypeError, ValueError):
+        return None
+    return q / p if q > 0 and p > 0 else None
 
 
 def set_random_seed(seed):
@@ -61,3 +173,4 @@ def new_version():
     last saw, and refolds only the fused groups whose weights changed.  A
     counter of unique numbers, not state two models could share by accident."""
     return next(_versions)
+_num_threads = default_num_threads()   # always the resolved count (never 0)

@@ -1,4 +1,4 @@
-"""``python -m aslnet`` (or the ``aslnet`` command): the main jobs.
+"""aslnet (or python -m aslnet): fine-tune and run MobileNet from the command line.
 
     aslnet sign-digits [--data DIR]   the whole tutorial: split, fine-tune, test
     aslnet split SRC DST              train/valid/test split (copies, seeded)
@@ -7,6 +7,10 @@
     aslnet predict MODEL IMAGE...     class probabilities of single images
     aslnet classify IMAGE...          ImageNet top-5 with the pretrained MobileNet
     aslnet serve MODEL                web page + JSON API for a saved model (needs Flask)
+
+Exit status: 0 done, 1 some input images could not be read (the others were
+processed), 2 a usage or user error (one line on stderr; ASLNET_DEBUG=1 shows
+the traceback).
 """
 import argparse
 import io
@@ -325,9 +329,11 @@ def _int_in(lo, hi):
 
 
 def build_parser():
+    from . import __version__
     parser = argparse.ArgumentParser(prog="aslnet", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
+    parser.add_argument("--version", action="version", version=f"aslnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sign-digits", help="the whole tutorial on the sign-language digits")
@@ -378,18 +384,37 @@ def build_parser():
     return parser
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _warnings_as_lines(command, show_default):
+    """A ``warnings.showwarning`` that prints aslnet's own warnings as one line
+    ("aslnet train: warning: ...") and leaves other code's to ``show_default``."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not os.path.abspath(filename).startswith(_PACKAGE_DIR):
+            return show_default(message, category, filename, lineno, file, line)
+        stream = sys.stderr if file is None else file
+        try:
+            stream.write(f"aslnet {command}: warning: {message}\n")
+        except (OSError, AttributeError):
+            pass
+    return show
+
+
 def main(argv=None):
     """Run a subcommand.  What the user can fix (a missing or unreadable file, a
     bad argument value, an unsupported model) is one line on stderr and exit
-    status 1; ASLNET_DEBUG=1 shows the traceback."""
+    status 2, as argparse's usage errors; ASLNET_DEBUG=1 shows the traceback.
+    aslnet's warnings print as one line while the command runs; the process's
+    warning handlers are as before once it returns."""
     from PIL import Image
     parser = build_parser()
     args = parser.parse_args(argv)
-    warnings.formatwarning = lambda message, *a, **k: f"aslnet {args.command}: warning: " \
-        f"{message}\n"
-    try:
-        return args.func(args)
-    except (OSError, ValueError, NotImplementedError, Image.DecompressionBombError) as e:
-        if os.environ.get("ASLNET_DEBUG"):
-            raise
-        parser.exit(1, f"aslnet {args.command}: error: {e}\n")
+    with warnings.catch_warnings():
+        warnings.showwarning = _warnings_as_lines(args.command, warnings.showwarning)
+        try:
+            return args.func(args)
+        except (OSError, ValueError, NotImplementedError, Image.DecompressionBombError) as e:
+            if os.environ.get("ASLNET_DEBUG"):
+                raise
+            parser.exit(2, f"aslnet {args.command}: error: {e}\n")

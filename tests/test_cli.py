@@ -1,5 +1,9 @@
 """The ``aslnet`` command line (aslnet/cli.py) on tiny models and images; the full
 tutorial job (sign-digits) is what the README's first command runs."""
+import re
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +80,7 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["predict", str(tmp_path / "missing.h5"), "x.png"])
     err = capsys.readouterr().err
-    assert e.value.code == 1 and err.startswith("aslnet predict: error: ")
+    assert e.value.code == 2 and err.startswith("aslnet predict: error: ")
     assert "Traceback" not in err and err.count("\n") == 1
 
 
@@ -131,7 +135,7 @@ def test_evaluate_refuses_folders_that_are_not_the_model_s_classes(tmp_path, cap
     with pytest.raises(SystemExit) as e:
         main(["evaluate", str(path), str(root)])
     err = capsys.readouterr().err
-    assert e.value.code == 1 and "3 class folders (a, b, c), the model has 2 outputs" in err
+    assert e.value.code == 2 and "3 class folders (a, b, c), the model has 2 outputs" in err
 
 
 def _tiny_split(tmp_path, test=1):
@@ -157,7 +161,7 @@ def test_train_saves_before_testing_and_checks_out_first(tmp_path, capsys, monke
                       (["--recipe", "fine_tune", "--epochs", "3"], "own schedule")):
         with pytest.raises(SystemExit) as e:
             main(["train", str(split)] + argv)
-        assert e.value.code == 1 and msg in capsys.readouterr().err
+        assert e.value.code == 2 and msg in capsys.readouterr().err
 
 
 def _small_generators(split_dir, batch_size):
@@ -166,3 +170,47 @@ def _small_generators(split_dir, batch_size):
     return tuple(gen.flow_from_directory(str(Path(split_dir) / s), target_size=(16, 16),
                                          batch_size=batch_size)
                  for s in ("train", "valid", "test"))
+
+
+def test_version_and_help_as_a_shell_user_expects(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"aslnet {aslnet.__version__}\n"
+    helps = []
+    for argv in (["--help"], ["train", "--help"], ["serve", "--help"], ["split", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        helps.append(capsys.readouterr().out)
+    text = "\n".join(helps)
+    assert "usage: aslnet" in text and "--version" in helps[0]
+    assert not re.search(r"``|:(func|class|meth|mod):`", text), "reStructuredText in --help"
+
+
+def test_the_console_script_gives_usage_errors_exit_status_2():
+    run = subprocess.run([sys.executable, "-m", "aslnet", "predict"], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2 and "the following arguments are required" in run.stderr
+
+
+def test_warnings_are_one_line_only_for_aslnet_and_only_while_the_command_runs(
+        monkeypatch, capsys, recwarn):
+    """aslnet's own warnings print as "aslnet CMD: warning: ..."; another library's go to the
+    process's handler as before (here pytest's recorder); after main returns, the process's
+    warning handlers are untouched."""
+    import aslnet.cli as cli
+    before = (warnings.showwarning, warnings.formatwarning)
+
+    def command(args):
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn_explicit("from aslnet", UserWarning, cli.__file__, 1)
+            warnings.warn_explicit("from elsewhere", UserWarning, "/elsewhere/lib.py", 7)
+        return 0
+    monkeypatch.setattr(cli, "_cmd_split", command)
+    assert main(["split", "a", "b"]) == 0
+    err = capsys.readouterr().err
+    assert "aslnet split: warning: from aslnet\n" in err
+    assert "from elsewhere" not in err
+    assert [(str(w.message), w.filename) for w in recwarn] == \
+        [("from elsewhere", "/elsewhere/lib.py")]
+    assert (warnings.showwarning, warnings.formatwarning) == before
