@@ -301,9 +301,18 @@ def _unknown(name):
 
 
 # -- what compile takes: the one home of how each loss trains ---------------------------------
+_KERAS_CLASSES = ("MeanAbsoluteError", "MeanAbsolutePercentageError",
+                  "MeanSquaredLogarithmicError", "Huber", "LogCosh", "KLDivergence", "Poisson",
+                  "Hinge", "SquaredHinge", "CategoricalHinge", "CosineSimilarity",
+                  "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy", "CTC", "Dice",
+                  "Tversky", "LossFunctionWrapper")
+
+
 def __getattr__(name):
-    if name in _KNOWN_ELSEWHERE or name[:1].isupper():
-        raise AttributeError(f"aslnet.losses has no {name}: {_unknown(name)}")
+    """Keras's losses aslnet lacks import, and say so when used (aslnet._missing)."""
+    from ._missing import missing
+    if name in _KNOWN_ELSEWHERE or name in _KERAS_CLASSES:
+        return missing("aslnet.losses", name, f"aslnet trains with {', '.join(SUPPORTED)}")
     raise AttributeError(f"module 'aslnet.losses' has no attribute {name!r}")
 
 

@@ -387,8 +387,13 @@ def _unknown(name):
 
 
 def __getattr__(name):
-    if name in _KNOWN_ELSEWHERE or name[:1].isupper() or name.endswith(("_error", "_score")):
-        raise AttributeError(_unknown(name))
+    """Keras's metrics aslnet lacks import, and say so when used (aslnet._missing)."""
+    from ._missing import missing
+    if name in _KNOWN_ELSEWHERE or name in ("mean_absolute_error", "mae", "f1_score",
+                                            "hinge", "kl_divergence", "poisson"):
+        return missing("aslnet.metrics", name, "aslnet has 'accuracy', "
+                       f"{', '.join(sorted(_CLASSES))} and a function fn(y_true, y_pred) on "
+                       "NumPy arrays")
     raise AttributeError(f"module 'aslnet.metrics' has no attribute {name!r}")
 
 

@@ -36,6 +36,15 @@ def serialized(method):
     return wrapper
 
 
+def _loading_options(max_queue_size, workers, use_multiprocessing):
+    """tf.keras's data-loading options: accepted and ignored, said (once per
+    call site, Python's default warning filter) when set to other values."""
+    if workers != 1 or use_multiprocessing or max_queue_size != 10:
+        warnings.warn("workers / use_multiprocessing / max_queue_size are ignored: aslnet "
+                      "decodes each image once and overlaps loading with compute itself",
+                      UserWarning, stacklevel=3)
+
+
 def _progbar(steps, verbose, names=()):
     verbose = 1 if verbose == "auto" else int(verbose)
     if verbose not in (1, 2) or not steps:        # 2: one line at the end, as Keras
@@ -49,6 +58,17 @@ class Trainer:
     ``_core()`` (its ``CoreNetwork``, built and synced), ``_net`` (the same
     or None), ``_layers``, ``_input``,
     ``_output``, ``_lock`` and ``_dtype_policy``."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "call" in cls.__dict__:         # Keras's model subclassing: refused when made
+            def __init__(self, *args, **kw):
+                raise NotImplementedError(
+                    f"Model subclass {cls.__name__} with call(): aslnet runs a graph of its "
+                    "layers in C and cannot run Python code in call(); build the model with "
+                    "the functional API (Model(inputs, outputs)) or Sequential (see README's "
+                    "Keras API table)")
+            cls.__init__ = __init__
 
     _COMPILE_DEFAULTS = {"loss_weights": None, "weighted_metrics": None,
                          "run_eagerly": (False, None), "steps_per_execution": (1, None),
@@ -247,6 +267,7 @@ class Trainer:
         (``max_queue_size``, ``workers``, ``use_multiprocessing``: tf.keras's
         data-loading options, accepted and not needed: aslnet decodes each
         image once per fit and overlaps loading with compute itself.)"""
+        _loading_options(max_queue_size, workers, use_multiprocessing)
         with self._lock:
             return self._fit(self._single_input(x), y, batch_size=batch_size, epochs=epochs,
                              verbose=verbose, callbacks=callbacks,
@@ -372,6 +393,7 @@ class Trainer:
         """The model's outputs for ``x`` (arrays, an image iterator, a
         generator or a dataset), batch by batch (``batch_size`` default 32)."""
         from ..callbacks import CallbackList
+        _loading_options(max_queue_size, workers, use_multiprocessing)
         x = self._single_input(x)
         n_steps = data.num_steps(x, batch_size, steps)
         bar = _progbar(n_steps, verbose)
@@ -404,6 +426,7 @@ class Trainer:
         """Keras's ``evaluate``; ``sample_weight`` (arrays only) weights each sample's
         loss as in fit (the accuracy stays unweighted, as Keras's compiled metrics)."""
         from ..callbacks import CallbackList
+        _loading_options(max_queue_size, workers, use_multiprocessing)
         self._require_compiled()
         x = self._single_input(x)
         sample_weight = data.evaluation_weights(x, sample_weight)
