@@ -38,10 +38,10 @@ def accuracy(y_true, y_pred):
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
-    """Mean over the last axis of (y_pred > threshold) == y_true."""
+    """1 where (y_pred > threshold) == y_true, element by element (Keras 3)."""
     y_pred = np.asarray(y_pred)
     y_true = np.asarray(y_true).reshape(y_pred.shape)
-    return np.mean((y_pred > threshold) == (y_true > 0.5), axis=-1).astype(np.float32)
+    return ((y_pred > threshold) == (y_true > 0.5)).astype(np.float32)
 
 
 def categorical_accuracy(y_true, y_pred):
