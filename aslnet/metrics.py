@@ -146,7 +146,7 @@ class Mean(Metric):
             self.count += float(np.sum(w))
 
     def result(self):
-        return float(np.float32(self.total / self.count)) if self.count else 0.0
+        return self.total / self.count if self.count else 0.0
 
     def __call__(self, values, sample_weight=None):
         self.update_state(values, sample_weight)
