@@ -6,17 +6,45 @@ compute runs in C on oneDNN and OpenBLAS.
     model.compile(optimizer=aslnet.optimizers.Adam(1e-4),
                   loss="categorical_crossentropy", metrics=["accuracy"])
 """
+import importlib
+
 from . import _libs  # noqa: F401  (platform checks; loads the C core and its libraries)
 from . import _core, backend, callbacks, layers, mixed_precision, models, optimizers
 from . import data, utils  # noqa: F401  (aslnet.data.AUTOTUNE, aslnet.utils.image_dataset_from_directory)
 from .backend import clear_session, get_num_threads, set_num_threads, set_random_seed
+from .layers import Input
 from .models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["callbacks", "layers", "mixed_precision", "models", "optimizers", "Model", "Sequential",
-           "load_model", "load_pretrained", "set_num_threads", "get_num_threads",
-           "set_random_seed", "clear_session"]
+# Keras's submodules, imported on first use (``import aslnet as keras;
+# keras.applications...``) so that ``import aslnet`` stays fast.
+_LAZY = ("activations", "applications", "initializers", "losses", "metrics",
+         "preprocessing", "pretrained", "recipes", "regularizers", "saving", "serving", "utils")
+
+__all__ = ["activations", "applications", "backend", "callbacks", "initializers", "layers",
+           "losses", "metrics", "mixed_precision", "models", "optimizers", "preprocessing",
+           "regularizers", "utils", "Input", "Model", "Sequential", "load_model",
+           "load_pretrained", "set_num_threads", "get_num_threads", "set_random_seed",
+           "clear_session"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    if name == "keras":               # tf.keras -> aslnet: the same surface
+        return importlib.import_module(__name__)
+    raise AttributeError(
+        f"aslnet has no {name}: aslnet is Keras's API (import aslnet as keras; its modules "
+        "applications, layers, models, optimizers, losses, metrics, callbacks, "
+        "preprocessing, utils, regularizers, initializers, activations, backend), not "
+        "TensorFlow's: tf.* functions and tensor ops are not part of it (fit, evaluate and "
+        "predict do take tf.data datasets; see README's "
+        "Keras API table)")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def load_pretrained(name="mobilenet", num_classes=10, trainable_layers=23, weights="imagenet",

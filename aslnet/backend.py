@@ -173,4 +173,45 @@ def new_version():
     last saw, and refolds only the fused groups whose weights changed.  A
     counter of unique numbers, not state two models could share by accident."""
     return next(_versions)
+
+
+# -- Keras's backend functions that scripts call -----------------------------------------------
+def image_data_format():
+    """aslnet's images are (height, width, channels): 'channels_last'."""
+    return "channels_last"
+
+
+def set_image_data_format(data_format):
+    if data_format != "channels_last":
+        raise NotImplementedError(f"set_image_data_format({data_format!r}): aslnet computes "
+                                  "with 'channels_last' images only (transpose the input)")
+
+
+def floatx():
+    return "float32"
+
+
+def set_floatx(value):
+    if value != "float32":
+        raise NotImplementedError(f"set_floatx({value!r}): aslnet computes in float32 (for "
+                                  "bfloat16 see aslnet.mixed_precision)")
+
+
+def epsilon():
+    """The fuzz factor of Keras's losses and metrics (1e-7)."""
+    return 1e-7
+
+
+def backend():
+    return "aslnet"
+
+
 _num_threads = default_num_threads()   # always the resolved count (never 0)
+
+
+def __getattr__(name):
+    raise AttributeError(f"aslnet.backend has no {name}: aslnet's backend has clear_session, "
+                         "image_data_format, floatx, epsilon, set_random_seed and "
+                         "set/get_num_threads; tensor functions (K.mean, K.function, ...) do "
+                         "not exist: aslnet computes in C, not on a tensor library (see "
+                         "README's Keras API table)")

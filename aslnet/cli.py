@@ -231,7 +231,7 @@ def _cmd_predict(args):
 
 
 def _cmd_classify(args):
-    from .applications.mobilenet import MobileNet, decode_predictions, preprocess_input
+    from .applications.mobilenet import MobileNet, preprocess_input
     from .pretrained import imagenet_labels
     t0 = time.perf_counter()
     model = MobileNet(weights="imagenet", weights_dir=args.weights)
@@ -247,11 +247,10 @@ def _cmd_classify(args):
     probs = model.predict(preprocess_input(np.stack([x for _, x in good])), verbose=0)
     t2 = time.perf_counter()
     labels = imagenet_labels(args.weights)              # the full synonym lists
-    for path, top in zip(paths, decode_predictions(probs, top=args.top,
-                                                    weights_dir=args.weights)):
+    for path, row in zip(paths, probs):
         print(path)
-        for rank, (index, _, p) in enumerate(top, 1):
-            print(f"  {rank}. {labels[index]:<40s} {p:7.4f}  (class {index})")
+        for rank, index in enumerate(np.argsort(row, kind="stable")[::-1][:args.top], 1):
+            print(f"  {rank}. {labels[index]:<40s} {row[index]:7.4f}  (class {index})")
     print(f"model load {t1 - t0:.2f} s, {len(paths)} images classified in "
           f"{t2 - t1:.2f} s", file=sys.stderr)
     return 1 if failures else 0

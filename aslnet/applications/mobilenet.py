@@ -15,6 +15,7 @@ from ..layers import (Activation, BatchNormalization, Conv2D, DepthwiseConv2D, D
                       GlobalAveragePooling2D, GlobalMaxPooling2D, Input, ReLU, Reshape,
                       ZeroPadding2D)
 from ..models import Model
+from .imagenet_utils import decode_predictions  # noqa: F401  (Keras's, one home)
 from .imagenet_utils import preprocess_input as _preprocess_input
 
 __all__ = ["MobileNet", "preprocess_input", "decode_predictions"]
@@ -27,30 +28,6 @@ _BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), 
 def preprocess_input(x, data_format=None):
     """Scale pixels from [0, 255] to [-1, 1] (Keras's 'tf' mode)."""
     return _preprocess_input(x, mode="tf")
-
-
-def decode_predictions(preds, top=5, weights_dir=None):
-    """[(class_index, name, probability)] * top for each row of ``preds``
-    (1000 ImageNet classes, Keras order).  The name is Keras's ('tabby',
-    'Egyptian_cat': each class's first synonym, spaces as underscores);
-    Keras gives the class's WordNet id first, which aslnet's offline label
-    file lacks: the class index stands there.  The full synonym lists are
-    ``aslnet.pretrained.imagenet_labels()``."""
-    preds = np.asarray(preds)
-    if preds.ndim != 2 or preds.shape[1] != 1000:
-        raise ValueError("decode_predictions expects a batch of ImageNet predictions (a 2D "
-                         f"array of shape (samples, 1000)); got shape {preds.shape}")
-    labels = pretrained.imagenet_labels(weights_dir)
-    out = []
-    for row in preds:
-        best = row.argsort()[::-1][:top]
-        out.append([(int(i), _keras_name(labels[i]), float(row[i])) for i in best])
-    return out
-
-
-def _keras_name(label):
-    """'tabby, tabby cat' -> 'tabby' (the names of Keras's imagenet_class_index)."""
-    return label.split(",")[0].strip().replace(" ", "_")
 
 
 def _conv_block(x, filters, alpha, strides):

@@ -118,6 +118,21 @@ class CoreNetwork:
         self._trained(start)
         return loss, pred
 
+    def train_step_with(self, x, loss_and_grad, start=0):
+        """One optimizer step with the loss computed by the caller: a training
+        forward from core op ``start``, ``loss_and_grad(outputs)`` -> (loss,
+        dL/doutputs), ``Net.backward``, ``Net.apply_gradients`` (skipped,
+        like train_step's, when nothing at or after ``start`` trains).
+        Returns (loss, outputs)."""
+        out = self.net.forward(x, training=True, start=start)
+        loss, dy = loss_and_grad(out)
+        if any(l.trainable and l.trainable_weights and self.index[l.name][0] >= start
+               for l in self.layers):
+            self.net.backward(np.ascontiguousarray(dy, np.float32).reshape(out.shape))
+            self.net.apply_gradients()
+            self._trained(start)
+        return loss, out
+
     def inference_forward(self, x, compute_dtype, stop=-1):
         """``forward(x, training=False, stop=stop)``, the layers before the
         per-image split run one image at a time."""

@@ -39,3 +39,32 @@ __all__ = [
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Conv2D, DepthwiseConv2D, ZeroPadding2D, BatchNormalization, ReLU,
     Activation, GlobalAveragePooling2D, GlobalMaxPooling2D, Dropout, Reshape, Flatten, Dense)}
+
+
+# Keras 3's layers aslnet does not have: importing one works, using it says so
+# (see aslnet._missing); any other missing name is an AttributeError listing what is here.
+_KERAS_LAYERS = (
+    "ActivityRegularization AdaptiveAveragePooling2D AdaptiveMaxPooling2D Add "
+    "AdditiveAttention AlphaDropout Attention Average AveragePooling1D AveragePooling2D "
+    "AveragePooling3D AvgPool2D Bidirectional CategoryEncoding CenterCrop Concatenate Conv1D "
+    "Conv1DTranspose Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM2D Convolution2D "
+    "Cropping1D Cropping2D Cropping3D Dot ELU EinsumDense Embedding GRU GaussianDropout "
+    "GaussianNoise GlobalAveragePooling1D GlobalAveragePooling3D GlobalAvgPool2D "
+    "GlobalMaxPool2D GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization Identity "
+    "LSTM Lambda LayerNormalization LeakyReLU Masking MaxPool2D MaxPooling1D MaxPooling2D "
+    "MaxPooling3D Maximum Minimum MultiHeadAttention Multiply Normalization PReLU Permute "
+    "RNN RandomBrightness RandomContrast RandomCrop RandomFlip RandomRotation "
+    "RandomTranslation RandomZoom RepeatVector Rescaling Resizing SeparableConv1D "
+    "SeparableConv2D SimpleRNN Softmax SpatialDropout2D Subtract TimeDistributed "
+    "UnitNormalization UpSampling2D ZeroPadding1D ZeroPadding3D").split()
+_WHY = {"Lambda": "aslnet runs layers in C and cannot run a Python function as a layer; "
+                  "build the computation from aslnet's layers"}
+
+
+def __getattr__(name):
+    from .._missing import missing
+    if name in _KERAS_LAYERS:
+        return missing("aslnet.layers", name, _WHY.get(name, "aslnet has "
+                       + ", ".join(sorted(LAYER_CLASSES))))
+    raise AttributeError(f"module 'aslnet.layers' has no attribute {name!r}; aslnet has "
+                         f"{', '.join(sorted(LAYER_CLASSES))} (see README's Keras API table)")

@@ -130,11 +130,27 @@ def _pop_input_shape(kwargs):
     return shape
 
 
+def _refuse_custom_layer(cls):
+    """A user's Layer subclass computing in ``call`` (Python on tensors): aslnet
+    runs every layer in C and cannot run it -- said when it is made."""
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"Custom layer {cls.__name__}: aslnet runs layers in C and cannot run a Layer "
+            "subclass's call() (nor layers.Lambda); build the computation from aslnet's "
+            "layers (see README's Keras API table)")
+    return __init__
+
+
 class Layer:
     """Base class: name, trainable flag, weights, the functional call."""
 
     _base_name = "layer"
     _training_dependent = False      # computes differently in training mode
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "call" in cls.__dict__ and "_core_ops" not in cls.__dict__:
+            cls.__init__ = _refuse_custom_layer(cls)
 
     def __init__(self, name=None, trainable=True, **kwargs):
         self._input_shape_arg = _pop_input_shape(kwargs)

@@ -109,12 +109,7 @@ def compile_from_training_config(model, tc):
     losses = _flatten(loss)
     if len(losses) != 1:
         raise ValueError(f"aslnet models have one loss; the file has {loss!r}")
-    loss = losses[0]
-    if isinstance(loss, dict):
-        cn = loss.get("class_name")
-        loss = {"CategoricalCrossentropy": "categorical_crossentropy",
-                "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy"}.get(
-                    cn, (loss.get("config") or {}).get("fn") or cn)
+    loss = losses[0]              # a name or a Keras loss config: aslnet.losses reads both
     metrics = []
     for m in _flatten(tc.get("metrics") or []) + _flatten(tc.get("weighted_metrics") or []):
         if isinstance(m, dict):

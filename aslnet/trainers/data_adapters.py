@@ -270,7 +270,8 @@ def sample_weights(yb, sample_weight, class_weight):
         if not isinstance(class_weight, dict):
             raise ValueError(f"class_weight must be a dict {{class index: weight}}, got "
                              f"{type(class_weight).__name__}")
-        labels = np.argmax(yb.reshape(n, -1), axis=1)
+        yb = yb.reshape(n, -1)              # one unit (binary): the rounded label, as Keras
+        labels = np.argmax(yb, axis=1) if yb.shape[1] > 1 else np.round(yb[:, 0])
         w = np.array([class_weight.get(int(c), 1.0) for c in labels], np.float32)
     elif sample_weight is not None:
         w = np.asarray(sample_weight, np.float32).reshape(-1)

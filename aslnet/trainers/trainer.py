@@ -36,6 +36,15 @@ def serialized(method):
     return wrapper
 
 
+def _loading_options(max_queue_size, workers, use_multiprocessing):
+    """tf.keras's data-loading options: accepted and ignored, said (once per
+    call site, Python's default warning filter) when set to other values."""
+    if workers != 1 or use_multiprocessing or max_queue_size != 10:
+        warnings.warn("workers / use_multiprocessing / max_queue_size are ignored: aslnet "
+                      "decodes each image once and overlaps loading with compute itself",
+                      UserWarning, stacklevel=3)
+
+
 def _progbar(steps, verbose, names=()):
     verbose = 1 if verbose == "auto" else int(verbose)
     if verbose not in (1, 2) or not steps:        # 2: one line at the end, as Keras
@@ -49,6 +58,17 @@ class Trainer:
     ``_core()`` (its ``CoreNetwork``, built and synced), ``_net`` (the same
     or None), ``_layers``, ``_input``,
     ``_output``, ``_lock`` and ``_dtype_policy``."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "call" in cls.__dict__:         # Keras's model subclassing: refused when made
+            def __init__(self, *args, **kw):
+                raise NotImplementedError(
+                    f"Model subclass {cls.__name__} with call(): aslnet runs a graph of its "
+                    "layers in C and cannot run Python code in call(); build the model with "
+                    "the functional API (Model(inputs, outputs)) or Sequential (see README's "
+                    "Keras API table)")
+            cls.__init__ = __init__
 
     _COMPILE_DEFAULTS = {"loss_weights": None, "weighted_metrics": None,
                          "run_eagerly": (False, None), "steps_per_execution": (1, None),
@@ -73,20 +93,50 @@ class Trainer:
         if optimizer == "rmsprop":
             raise ValueError("aslnet has no RMSprop yet; use 'adam' or 'sgd'")
         new = optimizers_mod.get(optimizer)
-        loss = losses.resolve(loss)
-        names = [metrics_mod.resolve(m) for m in
-                 ([metrics] if isinstance(metrics, str) else list(metrics or []))]
+        objective = losses.resolve(loss)
+        specs = [metrics] if isinstance(metrics, (str, dict)) or callable(metrics) \
+            else list(metrics or [])
+        names = [metrics_mod.metric_name(m) for m in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"compile(metrics=...): two metrics named alike in {names}; "
+                             "give them distinct name= arguments")
+        if self._output is not None:             # check them now; made again per run
+            self._new_metrics(objective, specs)
         if new is not self.optimizer:
             self._pending_opt = None         # a copy's restored state was the old one's
         if self._net is not None:
             self._net.set_optimizer(new, reset=new is not self.optimizer)
-        self.optimizer, self.loss, self.compiled_metrics = new, loss, names
+        self.optimizer, self._objective = new, objective
+        self.loss, self.compiled_metrics, self._metric_specs = objective.identifier, names, specs
         new._model_ref = weakref.ref(self)
 
     @property
     def metrics_names(self):
         """tf.keras's names of evaluate's values: ['loss', *metrics]."""
         return ["loss", *self.compiled_metrics]
+
+    _objective = _metric_specs = None      # set by compile (absent from aslnet 0.1 pickles)
+
+    def _loss_objective(self):
+        """The compiled loss as a ``losses.Objective`` (what trains, and how)."""
+        if self._objective is None:
+            self._objective = losses.resolve(self.loss)
+        return self._objective
+
+    def _new_metrics(self, objective=None, specs=None):
+        """Fresh metric objects of the compiled metrics (per epoch, evaluate,
+        train_on_batch), ``'accuracy'`` resolved for this output and loss."""
+        objective = objective or self._loss_objective()
+        if specs is None:
+            specs = self.compiled_metrics if self._metric_specs is None else self._metric_specs
+        classes = self._output.shape[-1]
+        out = []
+        for spec in specs:
+            m = metrics_mod.compile_metric(spec, objective, classes)
+            if isinstance(spec, metrics_mod.Metric):     # the user's object: keep it, reset
+                m.reset_state()
+            out.append(m)
+        return out
 
     def _require_compiled(self):
         if self.loss is None:
@@ -107,13 +157,15 @@ class Trainer:
                 f"aslnet trains classifiers: the output must be (None, classes), got "
                 f"{self._output.shape} (add GlobalAveragePooling2D or Flatten before the "
                 "Dense)")
-        if not self._softmax_output():
+        if self._loss_objective().needs_softmax() and not self._softmax_output():
             last = self._layers[-1]
             raise ValueError(
-                f"aslnet trains with the cross-entropy of a softmax output, but the output "
-                f"layer '{last.name}' has activation "
+                f"aslnet trains the cross-entropy of probabilities on a softmax output, but "
+                f"the output layer '{last.name}' has activation "
                 f"{getattr(last, 'activation', None) or 'none'!r}: give it "
-                "activation='softmax' (from_logits=True is not supported)")
+                f"activation='softmax', or compile with loss=aslnet.losses."
+                f"{'Sparse' if self._loss_objective().sparse else ''}CategoricalCrossentropy("
+                "from_logits=True) if it outputs logits")
 
     # -- batches --------------------------------------------------------------
     def _single_input(self, x):
@@ -140,31 +192,22 @@ class Trainer:
         return np.ascontiguousarray(x.reshape((x.shape[0],) + core_shape(expected)))
 
     def _to_target(self, y, n):
-        y = np.asarray(y)
-        classes = self._output.shape[-1]
-        if self.loss == "sparse_categorical_crossentropy":
-            if y.size != n:
-                hint = ("; these look one-hot: use loss='categorical_crossentropy'"
-                        if y.shape == (n, classes) else "")
-                raise ValueError(f"sparse_categorical_crossentropy takes one integer label "
-                                 f"per sample ({n} here), got targets of shape {y.shape}{hint}")
-            if y.size and not np.all(np.equal(np.mod(y, 1), 0)):
-                raise ValueError("sparse_categorical_crossentropy takes integer labels")
-            y = y.reshape(-1).astype(np.int64)
-            if y.size and (y.min() < 0 or y.max() >= classes):
-                raise ValueError(f"labels must be in [0, {classes}), got {y.min()}..{y.max()}")
-            y = np.eye(classes, dtype=np.float32)[y]
-        if y.shape != (n, classes):
-            hint = ("; these look like integer labels: use "
-                    "loss='sparse_categorical_crossentropy' (or aslnet.utils.to_categorical)"
-                    if y.size == n else "")
-            raise ValueError(f"targets must have shape ({n}, {classes}), got {y.shape}{hint}")
-        return np.ascontiguousarray(y, dtype=np.float32).reshape(n, 1, 1, classes)
+        """The batch's labels as dense (n, classes) float32 targets (the loss's rule)."""
+        return self._loss_objective().targets(y, n, self._output.shape[-1])
 
-    def _logs(self, loss_sum, correct, n, prefix=""):
-        logs = {prefix + "loss": loss_sum / max(n, 1)}
-        for m in self.compiled_metrics:
-            logs[prefix + m] = correct / max(n, 1)
+    def _update_metrics(self, metrics, t, out):
+        """Update the metric objects with a batch: Keras's y_true (integer
+        labels for the sparse loss, else the targets) and the outputs."""
+        if metrics:
+            y_true = np.argmax(t, axis=-1) if self._loss_objective().sparse else t
+            for m in metrics:
+                m.update_state(y_true, out)
+
+    @staticmethod
+    def _logs(loss_sum, n, metrics=()):
+        logs = {"loss": loss_sum / max(n, 1)}
+        for m in metrics:
+            logs[m.name] = m.result()
         return logs
 
     def _trunk_start(self):
@@ -176,26 +219,41 @@ class Trainer:
 
     # -- training -------------------------------------------------------------
     def _train_batch(self, network, xb, yb, *, ids=None, cache=None, start=0,
-                     sample_weight=None, class_weight=None):
-        """The one training step: (summed loss, correct, samples).  ``xb`` is
-        None when the batch's trunk features are cached."""
+                     sample_weight=None, class_weight=None, metrics=()):
+        """The one training step: (summed loss, samples); ``metrics`` are
+        updated with the batch.  ``xb`` is None when the batch's trunk
+        features are cached.  The loss decides the path (losses.Objective):
+        a cross-entropy on the softmax output runs fused in C
+        (``train_step``), any other loss computes its value and gradient on
+        the outputs in NumPy around the C forward / backward / update."""
         network.net.set_learning_rate(self.optimizer.learning_rate)
         xb = None if xb is None else self._to_input(xb)
-        yb = self._to_target(yb, len(yb) if xb is None else len(xb))
-        w = data.sample_weights(yb, sample_weight, class_weight)
+        n = len(yb) if xb is None else len(xb)
+        t = self._to_target(yb, n)
+        w = data.sample_weights(t, sample_weight, class_weight)
         feats, s0 = trunk_cache.features(network, xb, ids, cache, start,
                                          self._dtype_policy.compute_dtype)
-        loss, pred = network.train_step(feats, yb if w is None else yb * w, start=s0)
-        return loss * len(yb), metrics_mod.count_correct(yb, pred), len(yb)
+        obj = self._loss_objective()
+        if obj.fused(self._softmax_output()):
+            y = obj.smoothed(t).reshape(n, 1, 1, -1)
+            loss, pred = network.train_step(feats, y if w is None else y * w, start=s0)
+            loss = loss * n
+        else:
+            loss, pred = network.train_step_with(
+                feats, lambda out: obj.value_and_grad(t, out, w), start=s0)
+        self._update_metrics(metrics, t, pred.reshape(n, -1))
+        return loss, n
 
     @serialized
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; the loss (and metrics) of it."""
         self._require_trainable_output()
         network = self._core()
+        metrics = self._new_metrics()
         logs = self._logs(*self._train_batch(network, x, y, start=self._trunk_start(),
                                              sample_weight=sample_weight,
-                                             class_weight=class_weight))
+                                             class_weight=class_weight, metrics=metrics),
+                          metrics)
         return logs if return_dict else (logs["loss"] if len(logs) == 1 else list(logs.values()))
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -209,6 +267,7 @@ class Trainer:
         (``max_queue_size``, ``workers``, ``use_multiprocessing``: tf.keras's
         data-loading options, accepted and not needed: aslnet decodes each
         image once per fit and overlaps loading with compute itself.)"""
+        _loading_options(max_queue_size, workers, use_multiprocessing)
         with self._lock:
             return self._fit(self._single_input(x), y, batch_size=batch_size, epochs=epochs,
                              verbose=verbose, callbacks=callbacks,
@@ -270,19 +329,20 @@ class Trainer:
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            loss_sum, correct, seen = 0.0, 0, 0
+            loss_sum, seen, metrics = 0.0, 0, self._new_metrics()
             for step, (xb, yb, ids, sw) in enumerate(stream.epoch(steps_per_epoch)):
                 cbs.on_train_batch_begin(step)
-                l, c, n = self._train_batch(network, xb, yb, ids=ids, cache=cache, start=start,
-                                            sample_weight=sw, class_weight=class_weight)
-                loss_sum, correct, seen = loss_sum + l, correct + c, seen + n
-                cbs.on_train_batch_end(step, self._logs(loss_sum, correct, seen))
+                l, n = self._train_batch(network, xb, yb, ids=ids, cache=cache, start=start,
+                                         sample_weight=sw, class_weight=class_weight,
+                                         metrics=metrics)
+                loss_sum, seen = loss_sum + l, seen + n
+                cbs.on_train_batch_end(step, self._logs(loss_sum, seen, metrics))
                 if self.stop_training:
                     break
             if seen == 0:
                 warnings.warn(_RAN_OUT, stacklevel=4)
                 break
-            logs = self._logs(loss_sum, correct, seen)
+            logs = self._logs(loss_sum, seen, metrics)
             if validation and (epoch + 1) % validation["freq"] == 0:
                 val = self.evaluate(validation["x"], validation["y"],
                                     batch_size=validation["batch_size"],
@@ -333,6 +393,7 @@ class Trainer:
         """The model's outputs for ``x`` (arrays, an image iterator, a
         generator or a dataset), batch by batch (``batch_size`` default 32)."""
         from ..callbacks import CallbackList
+        _loading_options(max_queue_size, workers, use_multiprocessing)
         x = self._single_input(x)
         n_steps = data.num_steps(x, batch_size, steps)
         bar = _progbar(n_steps, verbose)
@@ -365,6 +426,7 @@ class Trainer:
         """Keras's ``evaluate``; ``sample_weight`` (arrays only) weights each sample's
         loss as in fit (the accuracy stays unweighted, as Keras's compiled metrics)."""
         from ..callbacks import CallbackList
+        _loading_options(max_queue_size, workers, use_multiprocessing)
         self._require_compiled()
         x = self._single_input(x)
         sample_weight = data.evaluation_weights(x, sample_weight)
@@ -375,23 +437,23 @@ class Trainer:
         else:
             cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
         cbs.on_test_begin()
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, seen, metrics = 0.0, 0, self._new_metrics()
         from_softmax = self._softmax_output()
         for i, (n, yb, out) in enumerate(self._forward_batches(
                 x, y, batch_size, n_steps, True, cbs.on_test_batch_begin)):
-            yb = self._to_target(yb, n).reshape(n, -1)
+            t = self._to_target(yb, n)
             p = out.reshape(n, -1)
-            per_sample = losses.categorical_crossentropy(yb, p, from_softmax)
+            per_sample = self._loss_objective().per_sample(t, p, from_softmax)
             if sample_weight is not None:
                 per_sample = per_sample * sample_weight[seen:seen + n]
             loss_sum += float(np.sum(per_sample))
-            correct += metrics_mod.count_correct(yb, p)
+            self._update_metrics(metrics, t, p)
             seen += n
-            logs = self._logs(loss_sum, correct, seen)
+            logs = self._logs(loss_sum, seen, metrics)
             cbs.on_test_batch_end(i, logs)
             if bar:
                 bar.update(i + 1, list(logs.items()))
-        logs = self._logs(loss_sum, correct, seen)
+        logs = self._logs(loss_sum, seen, metrics)
         cbs.on_test_end(logs)
         if return_dict:
             return logs

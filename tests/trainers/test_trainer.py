@@ -49,7 +49,7 @@ def test_bad_input_gives_clear_errors():
     with pytest.raises(ValueError, match="targets"):
         model.fit(data()[0], np.zeros((24, 5)), verbose=0)
     with pytest.raises(ValueError, match="Unsupported loss"):
-        model.compile("adam", "mse")
+        model.compile("adam", "hinge")
     # NaN inputs are computed, not crashed on, and show in the loss
     x, y = data()
     x[0, 0, 0, 0] = np.nan
@@ -64,10 +64,8 @@ def test_compile_refuses_what_it_would_ignore():
         model.compile("adam", "categorical_crossentropy", loss_weights=[2.0])
     model.compile("adam", "categorical_crossentropy", run_eagerly=False, jit_compile="auto")
     keras = pytest.importorskip("tensorflow").keras
-    for loss in (keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
-                 keras.losses.CategoricalCrossentropy(from_logits=True)):
-        with pytest.raises(NotImplementedError, match="label_smoothing|from_logits"):
-            model.compile("adam", loss)
+    with pytest.raises(NotImplementedError, match="reduction"):
+        model.compile("adam", keras.losses.CategoricalCrossentropy(reduction="sum"))
     model.compile("adam", keras.losses.CategoricalCrossentropy())
     assert model.loss == "categorical_crossentropy"
 
