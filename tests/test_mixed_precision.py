@@ -182,6 +182,11 @@ def test_keras_loads_the_file(tmp_path, policy):
     # round to bfloat16 (2**-8 relative per operand) in different places, so the
     # probabilities agree to about that
     atol = 1e-5 if policy == "float32" else 2e-2
+    if policy != "float32" and not mixed_precision.bfloat16_supported():
+        # TensorFlow picks its oneDNN bfloat16 kernels from CPUID, and oneDNN then
+        # refuses them when ONEDNN_MAX_CPU_ISA hides AVX512_BF16 (as .ci/run's AVX2 pass)
+        pytest.skip("Keras's mixed_bfloat16 predict needs a CPU whose oneDNN runs bfloat16 "
+                    "convolutions (AVX512_BF16, not hidden by ONEDNN_MAX_CPU_ISA)")
     np.testing.assert_allclose(kmodel.predict(x, verbose=0),
                                model.predict(x, verbose=0), atol=atol)
 
