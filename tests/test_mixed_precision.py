@@ -11,7 +11,8 @@ from aslnet import mixed_precision
 from tests.test_models import _fit_cached, data, small_model
 
 needs_bf16 = pytest.mark.skipif(not mixed_precision.bfloat16_supported(),
-                                reason="CPU without native bfloat16 (AVX512_BF16)")
+                                reason="no native bfloat16: the CPU lacks AVX512_BF16, or "
+                                "ONEDNN_MAX_CPU_ISA hides it")
 IMAGES = ["cat", "bird", "grace_hopper", "parrot"]
 
 
