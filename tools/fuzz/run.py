@@ -6,7 +6,7 @@ Targets: h5, tflite, image (tools/fuzz/fuzz_<target>.py; default all).  Fails
 (exit 1) when a target crashes: an exception that is not one of its documented
 errors, or a native crash; the input is saved in DIR (default
 build/fuzz) as <target>-crash-<sha1> and the traceback printed.  An input
-that runs past the per-input limit (--input-timeout, 20 s) is saved as
+that runs past the per-input limit (--input-timeout, 5 s) is saved as
 <target>-timeout-<sha1> and reported; the target then goes on from its grown
 corpus for the rest of its time.  Timeouts fail the run only with
 --fail-on-timeout, because one is known and not aslnet's own: libhdf5 1.14
@@ -61,12 +61,17 @@ def fuzz(target, seconds, out, input_timeout):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("targets", nargs="*", choices=[*TARGETS, []], default=list(TARGETS))
+    ap.add_argument("targets", nargs="*", metavar="target",
+                    help=f"some of {', '.join(TARGETS)} (default: all)")
     ap.add_argument("--seconds", type=int, default=60, help="fuzzing time per target")
-    ap.add_argument("--input-timeout", type=int, default=20, help="seconds per input")
+    ap.add_argument("--input-timeout", type=int, default=5,
+                    help="seconds per input (normal inputs take milliseconds)")
     ap.add_argument("--out", default="build/fuzz", help="corpus and saved inputs")
     ap.add_argument("--fail-on-timeout", action="store_true")
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.targets) - set(TARGETS))
+    if unknown:
+        ap.error(f"unknown target(s) {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
     os.makedirs(args.out, exist_ok=True)
     failed = False
     for target in args.targets or TARGETS:
