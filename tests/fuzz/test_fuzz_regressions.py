@@ -96,3 +96,44 @@ def test_h5_corrupt_heap_does_not_hang(tmp_path):
             "try:\n    aslnet.models.load_model(sys.argv[1])\n"
             "except (ValueError, OSError, NotImplementedError):\n    pass\n")
     subprocess.run([sys.executable, "-c", code, str(path)], timeout=20, check=True)
+
+
+def _png_broken_after_first_idat(bit_depth, color_type, channels):
+    """A PNG whose image data is split over two chunks, the second with a chunk type
+    that is not letters: Image.open succeeds, decoding fails."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff))
+    w, h = 7, 5
+    row = bytes(range(w * channels * bit_depth // 8))
+    z = zlib.compress(b"".join(b"\0" + row for _ in range(h)))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0))
+            + chunk(b"IDAT", z[:10]) + chunk(b"R\x00\x86j", z[10:]) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("color_mode", ["rgb", "grayscale", "rgba"])
+def test_load_img_broken_png_chunk(color_mode, tmp_path):
+    """Found by fuzz_image (in .ci/run): Pillow's SyntaxError ('broken PNG file') came
+    out of load_img (or, for an image already in the asked mode, img_to_array)."""
+    import io
+
+    from aslnet.preprocessing.image import img_to_array, load_img
+    data = _png_broken_after_first_idat(8, 2, 3)
+    with pytest.raises(OSError, match=r"image: not a readable image \(SyntaxError"):
+        img_to_array(load_img(io.BytesIO(data), color_mode=color_mode))
+    path = tmp_path / "broken.png"
+    path.write_bytes(data)
+    with pytest.raises(OSError, match="broken.png: not a readable image"):
+        load_img(path, color_mode=color_mode)
+    fuzz_image.one_input(data)
+
+
+def test_serving_decoder_broken_16_bit_png():
+    """The same file as a 16-bit grayscale PNG: eight_bit_image raised SyntaxError."""
+    from aslnet.serving import eight_bit_image
+    with pytest.raises(OSError, match="not a readable image"):
+        eight_bit_image(_png_broken_after_first_idat(16, 0, 1))
