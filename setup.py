@@ -13,6 +13,11 @@ wheels and no rpath of its own (``auditwheel repair`` copies the libraries into
 
 The runtime dependencies live here (pyproject.toml declares them dynamic)
 because they differ between that wheel and every other install.
+
+``ASLNET_SANITIZE=address,undefined`` (any ``-fsanitize=`` list) builds a
+sanitizer build of the whole package into build/sanitize/lib (never in place,
+so the normal build is untouched): ``ASLNET_SANITIZE=address,undefined python
+setup.py -q build``; see csrc/CONTRIBUTING-core.md for running the tests on it.
 """
 import glob
 import os
@@ -95,6 +100,24 @@ else:
     rpaths = ["$ORIGIN/../../..", "$ORIGIN/../scipy_openblas32/lib",
               *[p for p in [dnnl_lib, *blas_lib] if _persistent(p)]]
 
+compile_args = ["-std=c11", "-O3", "-fopenmp", "-Wall", "-Wextra", "-fvisibility=hidden"]
+link_args = ["-fopenmp", *[f"-Wl,-rpath,{p}" for p in rpaths]]
+options = {}
+sanitize = os.environ.get("ASLNET_SANITIZE", "").strip()
+if sanitize:
+    if any(a in ("--inplace", "-i", "develop", "editable_wheel", "bdist_wheel")
+           for a in sys.argv):
+        sys.exit("aslnet: ASLNET_SANITIZE builds into build/sanitize only: "
+                 "run 'python setup.py build' (not in place, not a wheel)")
+    # UBSan non-recoverable, so that an error fails the run; -fno-wrapv keeps
+    # signed overflow undefined (and so reported)
+    san = [f"-fsanitize={sanitize}", "-fno-sanitize-recover=all",
+           "-fno-omit-frame-pointer", "-fno-wrapv", "-g"]
+    compile_args = [a for a in compile_args if a != "-O3"] + ["-O1", *san]
+    link_args += san
+    options = {"build": {"build_lib": "build/sanitize/lib",
+                         "build_temp": "build/sanitize/temp"}}
+
 core = Extension(
     "aslnet._core",
     sources=sorted(glob.glob("csrc/*.c")),
@@ -102,10 +125,9 @@ core = Extension(
     library_dirs=[dnnl_lib, *blas_lib],
     libraries=["dnnl", *blas_libs, "m"],
     define_macros=blas_macros,
-    extra_compile_args=["-std=c11", "-O3", "-fopenmp", "-Wall", "-Wextra",
-                        "-fvisibility=hidden"],
-    extra_link_args=["-fopenmp", *[f"-Wl,-rpath,{p}" for p in rpaths]],
+    extra_compile_args=compile_args,
+    extra_link_args=link_args,
 )
 
-setup(ext_modules=[core],
+setup(ext_modules=[core], options=options,
       install_requires=DEPENDENCIES + ([] if VENDORED else LIB_WHEELS))

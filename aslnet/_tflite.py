@@ -134,7 +134,10 @@ def read_tflite(path: str | os.PathLike) -> TFLiteModel:
         raise ValueError(f"{path}: not a TensorFlow Lite model (no 'TFL3' file identifier)")
     try:
         operators, tensors, inputs, outputs = _parse(buf)
-    except (struct.error, IndexError, ValueError, TypeError, OverflowError) as e:
+    # what flatbuffers' accessors raise on bytes that are not the schema's (an absent
+    # table is None: AttributeError)
+    except (struct.error, IndexError, KeyError, ValueError, TypeError, OverflowError,
+            AttributeError) as e:
         raise ValueError(f"{path}: truncated or corrupt TensorFlow Lite model ({e})") from e
     return TFLiteModel(path, operators, tensors, inputs, outputs)
 
@@ -180,9 +183,9 @@ def _options(op) -> dict:
     for key, method in fields:
         value = getattr(opts, method)()
         if key == "padding":
-            value = _PADDING_NAMES[value]
+            value = _PADDING_NAMES.get(value, f"UNKNOWN_{value}")
         elif key == "fused_activation":
-            value = _ACTIVATION_NAMES[value]
+            value = _ACTIVATION_NAMES.get(value, f"UNKNOWN_{value}")
         elif key == "new_shape":
             value = _indices(value)
         out[key] = value
@@ -220,7 +223,8 @@ def _buffer_bytes(buf: bytes, model, index: int) -> bytes:
 
 
 def _tensor(buf: bytes, model, t, index: int) -> Tensor:
-    name = t.Name().decode("utf-8")
+    name = t.Name()                 # None when the file leaves it out
+    name = name.decode("utf-8") if name is not None else f"tensor {index}"
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
     dtype = _TYPE_NAMES.get(t.Type(), f"UNKNOWN_{t.Type()}")
     quant = _quantization(name, t.Quantization(), shape)

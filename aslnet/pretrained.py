@@ -258,8 +258,8 @@ def _conv_params(model: TFLiteModel, index: int, opcode: str,
     o = op.options
     if op.opcode != opcode:
         raise _structure_error(model, f"operator {index} is {op.opcode}, expected {opcode}")
-    if ((o["stride_h"], o["stride_w"]) != (stride, stride) or o["padding"] != "SAME"
-            or o["fused_activation"] != "RELU6" or o.get("depth_multiplier", 1) != 1):
+    if ((o.get("stride_h"), o.get("stride_w")) != (stride, stride) or o.get("padding") != "SAME"
+            or o.get("fused_activation") != "RELU6" or o.get("depth_multiplier", 1) != 1):
         raise _structure_error(model, f"operator {index} ({opcode}) has options {o}")
     if index > 0 and op.inputs[0] != model.operators[index - 1].outputs[0]:
         raise _structure_error(model, f"operator {index} does not follow operator {index - 1}")
@@ -342,7 +342,7 @@ def _read_head(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     if not model.operators:
         raise _structure_error(model, "no operators")
     op = model.operators[0]
-    if op.opcode != "CONV_2D" or op.options["fused_activation"] != "NONE":
+    if op.opcode != "CONV_2D" or op.options.get("fused_activation") != "NONE":
         raise _structure_error(model, f"first operator is {op.opcode} {op.options}")
     kernel, bias = (model.tensors[t].data for t in op.inputs[1:3])
     if kernel is None or bias is None or kernel.shape[1:3] != (1, 1):

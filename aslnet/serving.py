@@ -38,6 +38,8 @@ def eight_bit_image(data):
     ``MAX_IMAGE_PIXELS`` pixels, from its header, before decoding.  Used by the web
     app and the ``aslnet predict`` command."""
     from PIL import Image
+
+    from .preprocessing.image_utils import _DECODE_ERRORS
     try:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:       # Pillow's own limit, far above ours
@@ -49,7 +51,10 @@ def eight_bit_image(data):
                                 f"{MAX_IMAGE_PIXELS:,} pixels)")
         if img.mode not in _HIGH_BIT_DEPTH:
             return data
-        a = np.asarray(img, np.float64) / 257.0           # 65535 -> 255
+        try:
+            a = np.asarray(img, np.float64) / 257.0       # 65535 -> 255 (decodes)
+        except _DECODE_ERRORS as e:
+            raise OSError(f"not a readable image ({type(e).__name__}: {e})") from e
         out = io.BytesIO()
         Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").save(out, "PNG")
         return out.getvalue()

@@ -2,6 +2,8 @@
 ``array_to_img``, ``save_img``), and the process-wide decoded-image cache
 that ``flow_from_directory`` uses."""
 import io
+import os
+import struct
 import threading
 import warnings
 
@@ -47,6 +49,13 @@ def _check_data_format(data_format):
         raise ValueError(f"Unknown data_format: {data_format}")
 
 
+# what Pillow's decoders raise on malformed data besides OSError and ValueError (found
+# by tools/fuzz/fuzz_image.py: a PNG with a broken chunk after the first IDAT raised
+# SyntaxError from img_to_array)
+_DECODE_ERRORS = (SyntaxError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError,
+                  struct.error)
+
+
 def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest",
              keep_aspect_ratio=False):
     """Load an image file (path or file object) into a PIL image, as Keras does.
@@ -63,6 +72,11 @@ def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest",
     else:
         with open(path, "rb") as f:  # read at once: no file handle outlives the call
             img = Image.open(io.BytesIO(f.read()))
+    try:
+        img.load()      # decode here, so that a malformed file fails here, with an OSError
+    except _DECODE_ERRORS as e:
+        name = getattr(path, "name", "image") if hasattr(path, "read") else os.fspath(path)
+        raise OSError(f"{name}: not a readable image ({type(e).__name__}: {e})") from e
     if color_mode == "grayscale":
         if img.mode not in ("L", "I;16", "I"):
             img = img.convert("L")

@@ -32,7 +32,8 @@ from tests.reference.bfloat16 import fold, to_bf16
 _core = pytest.importorskip("aslnet._core")
 
 pytestmark = pytest.mark.skipif(not _core.bfloat16_supported(),
-                                reason="CPU without native bfloat16 (AVX512_BF16)")
+                                reason="no native bfloat16: the CPU lacks AVX512_BF16, or "
+                                "ONEDNN_MAX_CPU_ISA hides it")
 
 RTOL = 1e-4
 CHAIN_RTOL = 2e-4

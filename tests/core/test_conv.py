@@ -191,13 +191,21 @@ def test_frozen_layer_leaves_gradients(kind):
     y = net.forward(x, training=True)
     net.backward(rng.standard_normal(y.shape).astype(np.float32), need_dx=False)
     before = [net.grad(0, j).copy() for j in range(len(net.params(0)))]
+    assert all(np.abs(g).max() > 0 for g in before)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
     net.set_trainable(0, False)
-    y = net.forward(x, training=True)
-    dx = net.backward(rng.standard_normal(y.shape).astype(np.float32), need_dx=True)
-    assert dx.shape == x.shape and np.isfinite(dx).all()
+    net.forward(x, training=True)
+    dx = net.backward(dy, need_dx=True)
+    assert dx.shape == x.shape and np.isfinite(dx).all() and np.abs(dx).max() > 0
     for j, g in enumerate(before):
-        after = net.grad(0, j)
-        assert after is None or np.array_equal(after, g)
+        after = net.grad(0, j)   # the frozen backward leaves the buffers as they were
+        assert after is not None, f"param {j}: gradient buffer dropped"
+        np.testing.assert_array_equal(after, g, err_msg=f"param {j}: overwritten while frozen")
+    # the same backward on the unfrozen layer does change them: the check above could fail
+    net.set_trainable(0, True)
+    net.forward(x, training=True)
+    net.backward(dy, need_dx=False)
+    assert not any(np.array_equal(net.grad(0, j), g) for j, g in enumerate(before))
 
 
 def test_never_trainable_has_no_gradients():
