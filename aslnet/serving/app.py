@@ -216,6 +216,7 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None,
         return [answer(p, k) for p in probs], one
 
     app = Flask(__name__)
+    app.config["DEBUG"] = False     # never from FLASK_DEBUG: no reloader, no /console
     # one byte over the limit gets through to raw_body, which then sees that a
     # chunked body (no declared length: werkzeug cuts its stream at this value) is
     # over the limit; declared lengths over it are refused by werkzeug
