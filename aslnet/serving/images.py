@@ -71,7 +71,8 @@ def _open(data):
     if fmt:
         raise UnsupportedImageFormat(
             f"unsupported image format {fmt}: send {', '.join(f for f in PHOTO_FORMATS if f != 'MPO')}")
-    raise ImageError("not a readable image: send a JPEG, PNG, WebP, GIF, BMP or TIFF file")
+    raise ImageError("not an image file Pillow can read: send a JPEG, PNG, WebP, GIF, BMP "
+                     "or TIFF file")
 
 
 def _eight_bit(img):

@@ -141,7 +141,7 @@ def test_html_page(client, model):
     name = "abc"[int(expected(model, data).argmax())]
     assert r.status_code == 200 and f'<div id="top-class">{name}</div>'.encode() in r.data
     r = post_image(client, b"hello", url="/")
-    assert r.status_code == 400 and b"not a readable image" in r.data
+    assert r.status_code == 400 and b"not an image file" in r.data
 
 
 def test_predict_calls_are_serialized(client, model, monkeypatch):
