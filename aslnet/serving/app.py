@@ -181,9 +181,9 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None,
                         for j in order],
                 "probabilities": {n: float(v) for n, v in zip(names, p)}}
 
-    def predict():
-        """(answers, one) for the request's images."""
-        k = top_k()
+    def predict(k=None):
+        """(answers, one) for the request's images, ``k`` classes in each top."""
+        k = top_k() if k is None else k
         datas, one = payloads()
         if len(datas) > max_images:
             raise RequestEntityTooLarge(f"too many images in one request: {len(datas)} "
@@ -285,7 +285,7 @@ def create_app(model, class_names=None, target_size=None, dtype_policy=None,
         result, error, status = None, None, 200
         if request.method == "POST":
             try:
-                answers, _ = predict()
+                answers, _ = predict(min(10, num_classes))
                 result = answers[0]
             except HTTPException as e:
                 error, status = message(e), e.code

@@ -34,8 +34,8 @@ h1{font-size:1.35rem;margin:.2rem 0}
 #top-prob{color:#1f8a4c;font-weight:600;margin-bottom:.8rem}
 .bar{display:flex;align-items:center;gap:.5rem;margin:.25rem 0;font-size:.95rem}
 .bar .name{flex:0 0 5.5rem;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.bar .track{flex:1;background:#e4e7ee;border-radius:.3rem;height:.9rem;overflow:hidden}
-.bar .fill{background:#1f8a4c;height:100%}
+.bar .track{display:block;flex:1;background:#e4e7ee;border-radius:.3rem;height:.9rem;overflow:hidden}
+.bar .fill{display:block;background:#1f8a4c;height:100%;min-width:2px}
 .bar .pct{flex:0 0 3.6rem;text-align:right;font-variant-numeric:tabular-nums}
 .busy{opacity:.55}
 footer{margin-top:1.5rem;color:#8a91a0;font-size:.8rem}
