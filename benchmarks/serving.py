@@ -75,6 +75,25 @@ def in_process(model_path, images, seconds):
     return out
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process ``pid`` and its children (gunicorn's
+    workers): a figure the other loads of a shared machine disturb less than
+    wall-clock rates."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids, total = [pid], 0.0
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def load(url, images, clients, seconds):
     """(requests/s, [latency s], errors) of ``clients`` closed-loop clients."""
     u = urllib.parse.urlsplit(url)
@@ -156,6 +175,8 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--server-args", default="", help="extra `aslnet serve` options")
+    ap.add_argument("--server-pid", type=int, help="with --url: the server's process id, "
+                    "for its CPU time per request")
     ap.add_argument("--json", help="write the figures here too")
     args = ap.parse_args(argv)
     if not 0 < args.seconds <= 120 or not 1 <= args.repeats <= 9:
@@ -178,24 +199,29 @@ def main(argv=None):
         print(f"in process (decode + predict): batch 1 {ref[1]:.1f} images/s, "
               f"batch 16 {ref[16]:.1f} images/s")
         if args.url:
-            url = args.url.rstrip("/")
+            url, pid = args.url.rstrip("/"), args.server_pid
         else:
             proc, url = start_server(model_path, args.server_args.split())
+            pid = proc.pid
         rows = []
         print(f"{'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-              f"{'errors':>6} {'% of batch-16':>13}")
+              f"{'errors':>6} {'% of batch-16':>13} {'server CPU ms/req':>17}")
         for c in clients:
             runs = []
             for _ in range(args.repeats):
+                cpu0 = cpu_seconds(pid) if pid else 0.0
                 rps, lat, err = load(url, images, c, args.seconds)
+                cpu = (cpu_seconds(pid) - cpu0) * 1000 / max(1, len(lat)) if pid else \
+                    float("nan")
                 q = np.percentile(lat, [50, 95, 99]) * 1000 if lat else [float("nan")] * 3
-                runs.append((rps, *q, err))
+                runs.append((rps, *q, err, cpu))
             rps, p50, p95, p99 = (statistics.median(r[i] for r in runs) for i in range(4))
+            cpu = statistics.median(r[5] for r in runs)
             err = sum(r[4] for r in runs)
             rows.append(dict(clients=c, rps=rps, p50_ms=p50, p95_ms=p95, p99_ms=p99,
-                             errors=err, runs=runs))
+                             errors=err, server_cpu_ms_per_request=cpu, runs=runs))
             print(f"{c:>7} {rps:>7.1f} {p50:>7.1f} {p95:>7.1f} {p99:>7.1f} {err:>6d} "
-                  f"{100 * rps / ref[16]:>12.0f}%")
+                  f"{100 * rps / ref[16]:>12.0f}% {cpu:>17.1f}")
         if args.json:
             Path(args.json).write_text(json.dumps(dict(
                 in_process=ref, rows=rows, url=url, seconds=args.seconds,

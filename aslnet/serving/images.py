@@ -91,7 +91,10 @@ def decode_image(data, target_size, color_mode="rgb", interpolation="nearest"):
     (see the module's notes).  Raises ImageTooLarge, UnsupportedImageFormat or
     ImageError (all ValueErrors) with a message naming the problem."""
     from PIL import Image
-    from ..preprocessing.image import _PIL_INTERPOLATION_METHODS
+    try:                                    # load_img's own table (main: image_utils)
+        from ..preprocessing.image_utils import _PIL_INTERPOLATION_METHODS
+    except ImportError:
+        from ..preprocessing.image import _PIL_INTERPOLATION_METHODS
     if not data:
         raise ImageError("empty image")
     if color_mode not in _PIL_MODES:
