@@ -148,35 +148,51 @@ def test_sigterm_lets_a_request_in_flight_finish(model_path):
     assert server.proc.wait(30) == 0
 
 
+def _peak_memory(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) * 1024
+
+
+@pytest.fixture(scope="module")
+def patient_server(model_path):
+    """No deadline to speak of: decoding 49 MP takes seconds on a loaded machine."""
+    s = Server(model_path, "--request-timeout", "300")
+    s.predict(png_bytes())
+    text = s.request("GET", "/metrics")[1].decode()
+    s.worker = int(re.search(r'pid="(\d+)"', text).group(1))
+    s.baseline = _peak_memory(s.worker)         # after the warm-up and a request
+    yield s
+    assert s.stop() == 0
+
+
 @pytest.mark.parametrize("mode", ["I;16", "I", "RGBA"])
-def test_memory_per_request_is_bounded_for_every_pixel_format(server, mode):
+def test_memory_per_request_is_bounded_for_every_pixel_format(patient_server, mode):
     """A 7000 x 7000 image (49 MP, under the 50 MP limit) in a small file: the worker's
-    peak memory grows by at most the decoded image in its own format (<= 4 bytes a
-    pixel) and some slack, never by full-size float or RGB copies (a 16-bit one
-    used to cost ~1.2 GB)."""
+    peak memory (since its first request) grows by at most the decoded image in its
+    own format (<= 4 bytes a pixel) and some slack, never by full-size float or RGB
+    copies (a 16-bit one used to cost ~1.2 GB)."""
     side = 7000
     if mode == "RGBA":
         img = Image.new("RGBA", (side, side), (10, 20, 30, 255))
     else:
         img = Image.new(mode, (side, side), 1000)
     buf = io.BytesIO()
-    img.save(buf, "PNG" if mode != "I" else "TIFF", compression=None if mode != "I"
-             else "tiff_deflate")
+    if mode == "I":
+        img.save(buf, "TIFF", compression="tiff_deflate")
+    else:
+        img.save(buf, "PNG")
     del img
     assert len(buf.getvalue()) < 8 << 20
-    text = server.request("GET", "/metrics")[1].decode()
-    pid = int(re.search(r'pid="(\d+)"', text).group(1))
-
-    def hwm():
-        with open(f"/proc/{pid}/status") as f:
-            return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) * 1024
-    before = hwm()
+    server = patient_server
     status, body = server.request("POST", "/predict", buf.getvalue(),
-                                  {"Content-Type": "application/octet-stream"})
+                                  {"Content-Type": "application/octet-stream"}, timeout=300)
     assert status == 200, body
-    grown = hwm() - before
+    grown = _peak_memory(server.worker) - server.baseline
     print(f"{mode}: peak memory +{grown / 2**20:.0f} MB")
-    assert grown < 4 * side * side + (64 << 20), f"{grown / 2**20:.0f} MB"
+    # the decoded image (<= 4 bytes a pixel: 196 MB) + 96 MB for the decoder's buffers
+    # and the allocator's slack (measured: 94 / 234 / 250 MB); a float32 RGB copy alone
+    # would be 588 MB
+    assert grown < 4 * side * side + (96 << 20), f"{grown / 2**20:.0f} MB"
 
 
 def test_several_workers_share_the_cores(model_path):
