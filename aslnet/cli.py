@@ -6,14 +6,13 @@
     aslnet evaluate MODEL DIR         accuracy + confusion matrix on DIR
     aslnet predict MODEL IMAGE...     class probabilities of single images
     aslnet classify IMAGE...          ImageNet top-5 with the pretrained MobileNet
-    aslnet serve MODEL                web page + JSON API for a saved model (needs Flask)
+    aslnet serve MODEL                web page + JSON API for a saved model (gunicorn)
 
 Exit status: 0 done, 1 some input images could not be read (the others were
 processed), 2 a usage or user error (one line on stderr; ASLNET_DEBUG=1 shows
 the traceback).
 """
 import argparse
-import io
 import os
 import sys
 import time
@@ -162,11 +161,11 @@ def _cmd_train(args):
 
 def _color_mode(model):
     """The color_mode that feeds ``model`` (as the web app chooses it)."""
-    from .serving import _COLOR_MODES
+    from .serving.images import COLOR_MODES
     channels = model.input_shape[-1]
-    if channels not in _COLOR_MODES:
+    if channels not in COLOR_MODES:
         raise ValueError(f"can't feed images to a model with {channels} input channels")
-    return _COLOR_MODES[channels]
+    return COLOR_MODES[channels]
 
 
 def _cmd_evaluate(args):
@@ -190,15 +189,13 @@ def _image_error(path, e):
 
 
 def _read_image(path, size, mode, interpolation="nearest"):
-    """The tutorial's load_img -> img_to_array of one file, 16-bit images scaled to
-    8 bits and huge ones refused from their header (as the web app does)."""
-    from .preprocessing.image import img_to_array, load_img
-    from .serving import eight_bit_image
+    """The tutorial's load_img -> img_to_array of one file, as the web app reads
+    uploads: photo formats only, EXIF orientation applied, 16-bit images scaled
+    to 8 bits, huge ones refused from their header (aslnet.serving.images)."""
+    from .serving.images import decode_image
     with open(path, "rb") as f:
         data = f.read()
-    img = load_img(io.BytesIO(eight_bit_image(data)), target_size=size, color_mode=mode,
-                   interpolation=interpolation)
-    return img_to_array(img)
+    return decode_image(data, size, mode, interpolation=interpolation)
 
 
 def _each_image(command, paths, read, failures):
@@ -221,12 +218,14 @@ def _cmd_predict(args):
     from .models import load_model
     model = load_model(args.model, compile=False)
     size, mode = model.input_shape[1:3], _color_mode(model)
+    names = getattr(model, "class_names", None)     # saved by fit on a directory
     failures = []
     for path, x in _each_image("predict", args.images, lambda p: _read_image(p, size, mode),
                                failures):
         p = model.predict(preprocess_input(x)[None], verbose=0)[0]
-        print(f"{path}: class {int(p.argmax())} (p={p.max():.4f})  "
-              + " ".join(f"{v:.3f}" for v in p))
+        i = int(p.argmax())
+        name = f"{i}" if names is None or str(names[i]) == f"{i}" else f"{i} ({names[i]})"
+        print(f"{path}: class {name} (p={p.max():.4f})  " + " ".join(f"{v:.3f}" for v in p))
     return 1 if failures else 0
 
 
@@ -258,10 +257,21 @@ def _cmd_classify(args):
 
 def _cmd_serve(args):
     from .serving import create_app
+    from .serving.server import serve
     names = [n.strip() for n in args.classes.split(",")] if args.classes else None
-    create_app(args.model, class_names=names, dtype_policy=args.dtype_policy).run(
-        host=args.host, port=args.port)
-    return 0
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"no model file at {args.model}")
+
+    def make_app():
+        return create_app(args.model, class_names=names, dtype_policy=args.dtype_policy,
+                          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                          max_queue=args.max_queue)
+    return serve(make_app, host=args.host, port=args.port, workers=args.workers,
+                 threads=args.threads, compute_threads=args.compute_threads,
+                 max_connections=args.max_connections, request_timeout=args.request_timeout,
+                 graceful_timeout=args.graceful_timeout, keepalive=args.keepalive,
+                 forwarded_allow_ips=args.forwarded_allow_ips, access_log=args.access_log,
+                 dev=args.dev)
 
 
 def _train_options(p):
@@ -327,6 +337,56 @@ def _int_in(lo, hi):
     return parse
 
 
+def _serve_options(p):
+    p.add_argument("model")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=_int_in(0, 65535), default=5000, help="0: any free port")
+    p.add_argument("--classes", help="comma-separated class names, one per output "
+                   "(default: the names saved with the model, else 0, 1, ...)")
+    p.add_argument("--dtype-policy", choices=["float32", "mixed_bfloat16"],
+                   help="override the saved model's dtype policy (mixed_bfloat16: about 2x "
+                        "faster on CPUs with AVX512_BF16)")
+    p.add_argument("--workers", type=_int_in(1, 256), default=1,
+                   help="processes, each with its own copy of the model (default 1: batching "
+                        "works best in one process)")
+    p.add_argument("--threads", type=_int_in(1, 1024), default=32,
+                   help="requests handled at once per worker (default 32)")
+    p.add_argument("--compute-threads", type=_int_in(1, 1024), default=None,
+                   help="OpenMP threads per worker (default: usable CPUs / workers)")
+    p.add_argument("--max-connections", type=_int_in(2, 65536), default=256,
+                   help="open connections per worker (default 256)")
+    p.add_argument("--max-batch-size", type=_int_in(1, 1024), default=16,
+                   help="images per predict call at most (default 16)")
+    p.add_argument("--max-wait-ms", type=_float_in(0, 1000), default=5.0,
+                   help="how long a batch waits for requests still arriving (default 5)")
+    p.add_argument("--max-queue", type=_int_in(1, 65536), default=64,
+                   help="images waiting at most; more get 429 (default 64)")
+    p.add_argument("--request-timeout", type=_float_in(1, 3600), default=15.0,
+                   help="seconds a request may take to arrive and be answered (default 15)")
+    p.add_argument("--graceful-timeout", type=_float_in(0, 3600), default=30.0,
+                   help="on SIGTERM, seconds left to requests in flight (default 30)")
+    p.add_argument("--keepalive", type=_float_in(0, 3600), default=5.0,
+                   help="seconds an idle keep-alive connection stays open (default 5)")
+    p.add_argument("--forwarded-allow-ips", default=None,
+                   help="behind a reverse proxy: its addresses, whose X-Forwarded-* "
+                        "headers are trusted (gunicorn's option)")
+    p.add_argument("--access-log", action="store_true", help="log each request to stderr")
+    p.add_argument("--dev", action="store_true",
+                   help="Flask's development server instead (one process, never debug mode)")
+
+
+def _float_in(lo, hi):
+    def parse(text):
+        v = _positive_float(text) if lo > 0 else (0.0 if text.strip() in ("0", "0.0")
+                                                   else _positive_float(text))
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {text}")
+        return v
+    parse.__name__ = "float"
+    return parse
+
+
 def build_parser():
     from . import __version__
     parser = argparse.ArgumentParser(prog="aslnet", description=__doc__.splitlines()[0],
@@ -370,15 +430,9 @@ def build_parser():
     p.add_argument("--top", type=_int_in(1, 1000), default=5)
     p.set_defaults(func=_cmd_classify)
 
-    p = sub.add_parser("serve", help="serve a saved model over HTTP (Flask development server)")
-    p.add_argument("model")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_int_in(0, 65535), default=5000)
-    p.add_argument("--classes", help="comma-separated class names, one per output "
-                   "(default: 0, 1, ...)")
-    p.add_argument("--dtype-policy", choices=["float32", "mixed_bfloat16"],
-                   help="override the saved model's dtype policy (mixed_bfloat16: about 2x "
-                        "faster on CPUs with AVX512_BF16)")
+    p = sub.add_parser("serve", help="serve a saved model over HTTP (gunicorn; --dev: Flask's "
+                       "development server)")
+    _serve_options(p)
     p.set_defaults(func=_cmd_serve)
     return parser
 

@@ -99,6 +99,9 @@ def write_model(f, model, include_optimizer):
     f.attrs["keras_version"] = KERAS_VERSION
     f.attrs["backend"] = BACKEND
     f.attrs["model_config"] = serialization.to_json(serialization.model_to_config(model))
+    names = getattr(model, "class_names", None)        # an attribute Keras ignores
+    if names:
+        f.attrs["class_names"] = json.dumps([str(n) for n in names])
     compiled = model.optimizer is not None and model.loss is not None
     if include_optimizer and compiled:
         f.attrs["training_config"] = serialization.to_json(optimizer_state.training_config(model))
@@ -132,6 +135,15 @@ def refuse_keras3_weights(f, where):
             f"{where} is in Keras 3's .weights.h5 layout, which aslnet does not read.  "
             "In Keras, model.save('model.h5') writes a file whose weights "
             "aslnet's model.load_weights takes")
+
+
+def read_class_names(f):
+    """The class names saved with the model (``fit`` on a directory), or None."""
+    try:
+        names = json.loads(_attr_str(f, "class_names") or "null")
+    except ValueError:
+        return None
+    return [str(n) for n in names] if isinstance(names, list) and names else None
 
 
 def read_model_file(f, where):

@@ -28,6 +28,7 @@ def load_model(filepath, compile=True, custom_objects=None):
     with file_io.open_h5(filepath, "model") as (f, where):
         try:
             model_config, training_config, weights, opt = h5_format.read_model_file(f, where)
+            class_names = h5_format.read_class_names(f)
         except (ModelFileError, NotImplementedError):
             raise
         except file_io.READ_ERRORS as e:
@@ -41,6 +42,8 @@ def load_model(filepath, compile=True, custom_objects=None):
         raise ModelFileError(f"{where}: cannot rebuild the model from its config: "
                              f"{type(e).__name__}: {e}") from e
     h5_format.assign_topological(serialization.keras_layers(model), weights, where)
+    if class_names is not None and len(class_names) == model.output_shape[-1]:
+        model.class_names = class_names
     if compile:
         if training_config is None:
             warnings.warn(f"No training configuration found in the save file {where}, so "

@@ -20,6 +20,19 @@ def _is_sequence(x):
     return hasattr(x, "__getitem__") and hasattr(x, "__len__") and not _is_array(x)
 
 
+def class_names(x):
+    """The class names of labelled image data, in label order: a directory
+    iterator's ``class_indices`` (name -> label), or a dataset's
+    ``class_names`` (tf.keras's image_dataset_from_directory); else None."""
+    indices = getattr(x, "class_indices", None)
+    if isinstance(indices, dict) and indices:
+        return [str(n) for n, _ in sorted(indices.items(), key=lambda kv: kv[1])]
+    names = getattr(x, "class_names", None)
+    if isinstance(names, (list, tuple)) and names and not _is_array(x):
+        return [str(n) for n in names]
+    return None
+
+
 def check_batch_size(batch_size):
     if batch_size is not None and (isinstance(batch_size, bool)
                                    or not isinstance(batch_size, (int, np.integer))

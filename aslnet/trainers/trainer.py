@@ -296,6 +296,9 @@ class Trainer:
         verbose = 1 if verbose == "auto" else int(verbose)
         steps = data.num_steps(x, batch_size, steps_per_epoch)
         network = self._core()
+        names = data.class_names(x)         # saved with the model, used by serving
+        if names is not None and len(names) == self.output_shape[-1]:
+            self.class_names = names
         start = self._trunk_start()
         cache, self._val_cache, validation = None, None, None
         try:

@@ -132,8 +132,10 @@ def test_load_img_broken_png_chunk(color_mode, tmp_path):
     fuzz_image.one_input(data)
 
 
-def test_serving_decoder_broken_16_bit_png():
-    """The same file as a 16-bit grayscale PNG: eight_bit_image raised SyntaxError."""
-    from aslnet.serving import eight_bit_image
-    with pytest.raises(OSError, match="not a readable image"):
-        eight_bit_image(_png_broken_after_first_idat(16, 0, 1))
+@pytest.mark.parametrize("color_mode", ["rgb", "grayscale"])
+def test_serving_decoder_broken_16_bit_png(color_mode):
+    """The same file as a 16-bit grayscale PNG: the web app's decoder raised SyntaxError
+    (found against serving's eight_bit_image, now serving.images.decode_image)."""
+    from aslnet.serving.images import decode_image
+    with pytest.raises((OSError, ValueError), match="(?i)not a readable image|image"):
+        decode_image(_png_broken_after_first_idat(16, 0, 1), (4, 4), color_mode)

@@ -1,6 +1,6 @@
 """Fuzz target: the image path, ``aslnet.preprocessing.image.load_img`` (+
 ``img_to_array``, which decodes) and the web app's decoder
-(``aslnet.serving.eight_bit_image``, then a POST /predict through Flask's test
+(``aslnet.serving.images.decode_image``, then a POST /predict through Flask's test
 client).
 
 Documented errors: load_img raises Pillow's own, OSError (not an image,
@@ -50,7 +50,7 @@ def _client():
 def one_input(data: bytes):
     from PIL import Image
 
-    from aslnet import serving
+    from aslnet.serving.images import decode_image
     from aslnet.preprocessing.image import img_to_array, load_img
     if not _state:
         _state["client"] = _client()
@@ -60,12 +60,13 @@ def one_input(data: bytes):
             img_to_array(load_img(io.BytesIO(data), color_mode=color_mode, target_size=size))
         except allowed:
             pass
-    try:
-        serving.eight_bit_image(data)
-    except allowed:
-        pass
+    for color_mode in ("rgb", "grayscale"):
+        try:
+            decode_image(data, (4, 4), color_mode)
+        except allowed:
+            pass
     r = _state["client"].post("/predict", data=data, content_type="image/png")
-    if r.status_code not in (200, 400, 413):
+    if r.status_code not in (200, 400, 413, 415):
         raise AssertionError(f"POST /predict answered {r.status_code}: {r.get_data()[:300]!r}")
 
 

@@ -1,4 +1,6 @@
 """aslnet.serving: the Flask app, through Flask's test client (no server)."""
+import base64
+import json
 import io
 import threading
 import time
@@ -137,18 +139,19 @@ def test_html_page(client, model):
     data = png_bytes()
     r = post_image(client, data, url="/")
     name = "abc"[int(expected(model, data).argmax())]
-    assert r.status_code == 200 and f"Prediction: {name}".encode() in r.data
+    assert r.status_code == 200 and f'<div id="top-class">{name}</div>'.encode() in r.data
     r = post_image(client, b"hello", url="/")
-    assert r.status_code == 400 and b"not a readable image" in r.data
+    assert r.status_code == 400 and b"not an image file" in r.data
 
 
 def test_predict_calls_are_serialized(client, model, monkeypatch):
-    """One C network refuses concurrent calls: the app must serialize them."""
+    """One C network refuses concurrent calls: the app must serialize them (and
+    every image gets through the model once, whatever the batches)."""
     real, running, seen = model.predict, [0], []
 
     def slow_predict(x, **kwargs):
         running[0] += 1
-        seen.append(running[0])
+        seen.append((running[0], len(x)))
         time.sleep(0.005)
         try:
             return real(x, **kwargs)
@@ -165,7 +168,8 @@ def test_predict_calls_are_serialized(client, model, monkeypatch):
         t.start()
     for t in threads:
         t.join()
-    assert codes == [200] * 12 and seen == [1] * 12
+    assert codes == [200] * 12
+    assert all(r == 1 for r, _ in seen) and sum(n for _, n in seen[1:]) == 12  # 0: warm-up
 
 
 def test_internal_error_is_json(client, model, monkeypatch):
@@ -177,18 +181,33 @@ def test_internal_error_is_json(client, model, monkeypatch):
 
 
 def test_cli_serve(tmp_path, model, monkeypatch, capsys):
+    """`aslnet serve` builds the app from its options and hands it to serve()."""
     with pytest.raises(SystemExit) as e:
         main(["serve", "--help"])
-    assert e.value.code == 0 and "--classes" in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert e.value.code == 0 and "--classes" in help_text and "--max-batch-size" in help_text
     path = tmp_path / "m.h5"
     model.save(path)
     runs = []
-    monkeypatch.setattr("flask.Flask.run", lambda app, **kw: runs.append((app, kw)))
-    assert main(["serve", str(path), "--port", "8123", "--classes", "x, y,z"]) == 0
+    monkeypatch.setattr("aslnet.serving.server.serve",
+                        lambda make_app, **kw: runs.append((make_app(), kw)) or 0)
+    assert main(["serve", str(path), "--port", "8123", "--classes", "x, y,z",
+                 "--max-batch-size", "4", "--max-queue", "8", "--workers", "2"]) == 0
     (app, kw), = runs
-    assert kw == {"host": "127.0.0.1", "port": 8123}
+    assert kw["host"] == "127.0.0.1" and kw["port"] == 8123 and kw["workers"] == 2
+    assert kw["dev"] is False
+    assert app.extensions["aslnet"]["info"]["batching"]["max_queue"] == 8
     out = post_image(app.test_client(), png_bytes()).get_json()
     assert list(out["probabilities"]) == ["x", "y", "z"]
+
+
+def test_flask_debug_from_the_environment_is_ignored(model, monkeypatch):
+    """FLASK_DEBUG=1 used to turn on the debugger and /console."""
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    app = create_app(model)
+    assert app.debug is False
+    r = app.test_client().get("/console")
+    assert r.status_code == 404 and r.is_json
 
 
 def test_dtype_policy(tmp_path):
@@ -295,3 +314,196 @@ def test_an_image_past_pillow_s_own_limit_is_413_too(client):
     Image.new("1", (20000, 20000)).save(buf, "PNG", optimize=True)    # 400 MP
     r = client.post("/predict", data=buf.getvalue(), content_type="image/png")
     assert r.status_code == 413 and "too large" in r.get_json()["error"]
+
+
+def test_unknown_route_and_method_are_json(client):
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.is_json and r.get_json()["error"]
+    r = client.delete("/predict")
+    assert r.status_code == 405 and r.is_json and r.get_json()["error"]
+
+
+def test_every_way_of_sending_one_image(client, model):
+    """multipart, raw image/*, application/octet-stream, JSON base64 (also as a data:
+    URL, as a browser's FileReader gives it): the same answer."""
+    data = png_bytes(seed=5)
+    want = expected(model, data)
+    b64 = base64.b64encode(data).decode()
+    answers = [
+        post_image(client, data),
+        client.post("/predict", data=data, content_type="image/png"),
+        client.post("/predict", data=data, content_type="application/octet-stream"),
+        client.post("/predict", json={"image": b64}),
+        client.post("/predict", json={"image": "data:image/png;base64," + b64}),
+    ]
+    for r in answers:
+        assert r.status_code == 200, r.get_data(as_text=True)
+        out = r.get_json()
+        assert np.allclose(list(out["probabilities"].values()), want, rtol=1e-6, atol=0)
+        assert out["probability"] == max(out["probabilities"].values())
+        assert [t["class"] for t in out["top"]] == ["abc"[i] for i in np.argsort(-want)]
+
+
+def test_several_images_in_one_request(client, model):
+    datas = [png_bytes(seed=s) for s in (6, 7, 8)]
+    want = [expected(model, d) for d in datas]
+    forms = [
+        client.post("/predict", data={"images": [(io.BytesIO(d), f"{i}.png")
+                                                 for i, d in enumerate(datas)]},
+                    content_type="multipart/form-data"),
+        client.post("/predict", json={"images": [base64.b64encode(d).decode() for d in datas]}),
+        client.post("/predict", json=[base64.b64encode(d).decode() for d in datas]),
+    ]
+    for r in forms:
+        assert r.status_code == 200, r.get_data(as_text=True)
+        preds = r.get_json()["predictions"]
+        # batched with each other: batch-size-dependent kernels may differ in the last
+        # bits; float32 sums of a few dozen terms: 1e-5 relative is far above that
+        for p, w in zip(preds, want):
+            assert np.allclose(list(p["probabilities"].values()), w, rtol=1e-5, atol=1e-7)
+    r = client.post("/predict?top=2", data={"image": (io.BytesIO(datas[0]), "x.png")},
+                    content_type="multipart/form-data")
+    assert len(r.get_json()["top"]) == 2
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"image": "not base64!"}, "not valid base64"),
+    ({"image": 3}, "must be a base64 string"),
+    ({"images": []}, "no image"),
+    ({"picture": "x"}, "no image"),
+])
+def test_bad_json_is_400_naming_the_problem(client, body, words):
+    r = client.post("/predict", json=body)
+    assert r.status_code == 400 and words in r.get_json()["error"]
+
+
+def test_formats_that_are_not_photo_formats_are_415(client):
+    """EPS (Pillow would run Ghostscript), ICO, PPM...: refused from the header."""
+    for fmt in ("ICO", "PPM", "TGA"):
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16)).save(buf, fmt)
+        r = client.post("/predict", data=buf.getvalue(), content_type="image/x-whatever")
+        assert r.status_code == 415 and fmt in r.get_json()["error"], fmt
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n"
+    r = client.post("/predict", data=eps, content_type="application/octet-stream")
+    assert r.status_code == 415 and "EPS" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("fmt, mode", [("JPEG", "RGB"), ("JPEG", "CMYK"), ("PNG", "RGBA"),
+                                       ("PNG", "P"), ("GIF", "P"), ("WEBP", "RGB"),
+                                       ("BMP", "RGB"), ("TIFF", "RGB"), ("TIFF", "F")])
+def test_photo_formats_and_modes_predict_as_the_tutorial_s_load_img(client, model, fmt, mode):
+    """Nearest-neighbour resize first, colour conversion after: the same pixels as
+    load_img's convert-then-resize (sampling commutes with pixel-wise maps), so the
+    same probabilities as the tutorial's pipeline, to the last bit of the model's."""
+    rgb = np.random.default_rng(9).integers(0, 256, (23, 37, 3), np.uint8)
+    img = Image.fromarray(rgb)
+    if mode == "F":
+        img = Image.fromarray(rgb[..., 0].astype(np.float32))
+    elif mode != "RGB":
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    r = client.post("/predict", data=buf.getvalue(), content_type="application/octet-stream")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    want = expected(model, buf.getvalue())
+    assert np.allclose(list(r.get_json()["probabilities"].values()), want, rtol=1e-6, atol=0)
+
+
+def test_exif_orientation_is_applied(client, model):
+    """A phone photo stored sideways (orientation 6: turn 90 degrees clockwise to
+    view) predicts as the upright picture; at the model's input size no resampling
+    happens, so the answer is the upright image's exactly."""
+    upright = np.random.default_rng(10).integers(0, 256, (16, 16, 3), np.uint8)
+    stored = np.rot90(upright, k=1)             # what a sideways camera writes
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf, ref = io.BytesIO(), io.BytesIO()
+    Image.fromarray(stored).save(buf, "PNG", exif=exif)
+    Image.fromarray(upright).save(ref, "PNG")
+    r = client.post("/predict", data=buf.getvalue(), content_type="image/png")
+    got = list(r.get_json()["probabilities"].values())
+    assert np.allclose(got, expected(model, ref.getvalue()), rtol=1e-6, atol=0)
+    assert not np.allclose(got, expected(model, buf.getvalue()), rtol=1e-6, atol=0)
+
+
+def test_a_full_queue_is_429_with_retry_after(model):
+    app = create_app(model, max_batch_size=1, max_queue=1)
+    batcher = app.extensions["aslnet"]["batcher"]
+    gate, entered = threading.Event(), threading.Event()
+    real = model.predict
+
+    def held(x, **kw):
+        entered.set()
+        gate.wait(10)
+        return real(x, **kw)
+    try:
+        batcher.start()
+        time.sleep(0.5)                         # the warm-up, unheld
+        model.predict = held
+        client = app.test_client()
+        first = threading.Thread(target=post_image, args=(client, png_bytes()))
+        first.start()
+        assert entered.wait(10)                 # the first image computes...
+        batcher.submit([np.zeros((16, 16, 3), np.float32)])   # ...one waits in the queue
+        r = post_image(client, png_bytes())
+        assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+        assert "limit: 1" in r.get_json()["error"]
+    finally:
+        gate.set()
+        del model.predict
+    first.join(10)
+
+
+def test_too_many_form_parts_names_that_limit(client):
+    data = {f"f{i}": "x" for i in range(1100)}
+    data["image"] = (io.BytesIO(png_bytes()), "x.png")
+    r = client.post("/predict", data=data, content_type="multipart/form-data")
+    assert r.status_code == 413 and "parts" in r.get_json()["error"]
+
+
+def test_model_ready_metrics_openapi(client):
+    info = client.get("/model").get_json()
+    assert info["classes"] == ["a", "b", "c"] and info["input_size"] == [16, 16]
+    assert info["dtype_policy"] == "float32" and info["aslnet_version"] == aslnet.__version__
+    for _ in range(50):                         # the warm-up runs in the batch thread
+        if client.get("/ready").status_code == 200:
+            break
+        time.sleep(0.1)
+    assert client.get("/ready").get_json() == {"status": "ready"}
+    post_image(client, png_bytes())
+    post_image(client, b"junk")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'route="/predict",status="200"} 1' in text
+    assert 'route="/predict",status="400"} 1' in text
+    assert "# TYPE aslnet_request_seconds histogram" in text
+    assert "aslnet_batch_size_count" in text and "aslnet_images_predicted_total" in text
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.") and "/predict" in spec["paths"]
+    json.dumps(spec)
+
+
+def test_class_names_travel_with_the_model(tmp_path):
+    """fit on a directory iterator records the folder names; save/load keep them (an
+    h5 attribute Keras ignores); the app and `aslnet predict` use them."""
+    import h5py
+    from aslnet.preprocessing.image import ImageDataGenerator
+    for k, name in enumerate(["cat", "dog", "eel"]):
+        d = tmp_path / "data" / name
+        d.mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((16, 16, 3), 40 * k + i, np.uint8)).save(d / f"{i}.png")
+    flow = ImageDataGenerator(preprocessing_function=preprocess_input).flow_from_directory(
+        str(tmp_path / "data"), target_size=(16, 16), batch_size=6)
+    m = tiny_model()
+    m.compile(optimizer="sgd", loss="categorical_crossentropy")
+    m.fit(flow, epochs=1, verbose=0)
+    assert m.class_names == ["cat", "dog", "eel"]
+    path = tmp_path / "m.h5"
+    m.save(path)
+    with h5py.File(path) as f:
+        assert json.loads(f.attrs["class_names"]) == ["cat", "dog", "eel"]
+    loaded = aslnet.models.load_model(path, compile=False)
+    assert loaded.class_names == ["cat", "dog", "eel"]
+    out = post_image(create_app(str(path)).test_client(), png_bytes()).get_json()
+    assert list(out["probabilities"]) == ["cat", "dog", "eel"]
