@@ -129,9 +129,9 @@ def refuse_keras3_weights(f, where):
     """Keras 3's ``save_weights('x.weights.h5')`` layout: layers/<name>/vars/<i>."""
     if isinstance(f.get("layers"), h5py.Group) and "vars" in f:
         raise ModelFileError(
-            f"{where} is in Keras 3's .weights.h5 layout, which aslnet does not read.  "
-            "In Keras, model.save('model.h5') writes a file whose weights "
-            "aslnet's model.load_weights takes")
+            f"{where} is in Keras 3's .weights.h5 layout: it holds weights only (no model "
+            "config).  Build the model and call model.load_weights(path), or load a "
+            ".keras file (model.save('model.keras') in Keras 3)")
 
 
 def read_model_file(f, where):
