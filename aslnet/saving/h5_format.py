@@ -146,8 +146,9 @@ def read_model_file(f, where):
     if not version.startswith(("1.", "2.")) and version:
         raise NotImplementedError(
             f"{where} was saved by Keras {version}: aslnet reads the model config of "
-            "Keras 2.x h5 files only.  Its weights load: build the same model in aslnet "
-            "and call model.load_weights(path)")
+            "Keras 2.x h5 files and Keras 3's .keras archives (model.save('model.keras') "
+            "in Keras 3).  Its weights load: build the same model in aslnet and call "
+            "model.load_weights(path)")
     training_config = _attr_str(f, "training_config")
     weights_group = f["model_weights"] if "model_weights" in f else f
     if "layer_names" not in weights_group.attrs and not any(

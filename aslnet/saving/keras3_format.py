@@ -117,7 +117,10 @@ def _restore_optimizer(model, values, where):
                       f"'{model.optimizer.name}' ({problem}); the model starts with a "
                       "freshly initialized optimizer.", stacklevel=4)
         return
-    model.optimizer.learning_rate = float(values[1])
+    if np.float32(model.optimizer.learning_rate) != np.float32(values[1]):
+        # changed since compile (a callback): the variable's value; else the
+        # config's, which float32 rounding has not touched
+        model.optimizer.learning_rate = float(values[1])
     model.set_optimizer_state({"iterations": int(values[0]), "slots": slots})
 
 
