@@ -124,9 +124,8 @@ def _dense(g, layer, xs):
         y = g.op("Gemm", [xs[0], g.const(f"{base}/kernel", kernel),
                           g.const(f"{base}/bias", bias)], f"{base}/gemm")
     else:
-        y = g.op("Add", [g.op("MatMul", [xs[0], g.const(f"{base}/kernel", kernel)],
-                              f"{base}/matmul"), g.const(f"{base}/bias", bias)],
-                 f"{base}/add")
+        raise NotImplementedError(f"Layer '{base}': Dense on a {layer._in_shape} tensor "
+                                  "has no ONNX export")
     return _activation(g, y, layer.activation, rank, base)
 
 
