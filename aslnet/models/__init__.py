@@ -19,7 +19,8 @@ __all__ = ["Model", "Sequential", "load_model", "model_from_json", "clone_model"
            "recalibrate_batch_norm"]
 
 
-def load_model(filepath, compile=True):
-    """A model saved by ``Model.save`` (or tf.keras 2's h5 files)."""
+def load_model(filepath, compile=True, custom_objects=None):
+    """A model saved by ``Model.save``: Keras 3's ``.keras`` archive or an h5
+    file (aslnet's, or tf.keras 2's)."""
     from ..saving import load_model as _load
-    return _load(filepath, compile=compile)
+    return _load(filepath, compile=compile, custom_objects=custom_objects)

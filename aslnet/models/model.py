@@ -306,15 +306,29 @@ class Model(Trainer):
 
     # -- persistence ------------------------------------------------------------
     def save(self, filepath, overwrite=True, include_optimizer=True, save_format=None):
-        """An HDF5 file as tf.keras writes it (``save_format`` None or 'h5')."""
-        if save_format not in (None, "h5"):
-            raise NotImplementedError(f"save_format={save_format!r}: aslnet writes HDF5 "
-                                      "files only (save_format='h5')")
+        """Keras 3's ``.keras`` zip archive for a ``.keras`` path, else an
+        HDF5 file as tf.keras writes it (``save_format`` None, 'h5' or 'keras'
+        agreeing with the suffix)."""
+        keras = str(getattr(filepath, "filename", filepath)).lower().endswith(".keras")
+        if save_format not in (None, "h5", "keras") or (
+                save_format is not None and (save_format == "keras") != keras):
+            raise NotImplementedError(f"save_format={save_format!r} for {filepath!s}: aslnet "
+                                      "writes Keras 3's archive to '.keras' paths and HDF5 "
+                                      "to others (leave save_format out)")
         from ..saving import save_model
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Keras 3's ``export``; aslnet writes ``format="onnx"`` (an ONNX
+        graph of the model for inference, see :func:`aslnet.export.export_onnx`)
+        and refuses Keras's other formats."""
+        from ..export import export_model
+        export_model(self, filepath, format=format, verbose=verbose,
+                     input_signature=input_signature, **kwargs)
+
     def save_weights(self, filepath, overwrite=True):
-        """The weights alone, in Keras's h5 weights layout."""
+        """The weights alone, in Keras's h5 weights layout (Keras 3's for a
+        ``.weights.h5`` path)."""
         from ..saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)
 

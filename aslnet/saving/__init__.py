@@ -22,8 +22,12 @@ as ``tf.keras`` 2.6 writes it for ``model.save("m.h5")``:
 ``save_weights`` writes Keras's weights-only layout (the ``model_weights``
 group's content at the root of the file).
 
-``.h5``, ``.hdf5`` and ``.keras`` (the suffixes tf.keras 2.x saves as h5)
-get exactly that.  Any other suffix (``.aslnet``, none...) gets aslnet's
+``.keras`` gets Keras 3's zip archive and ``save_weights`` to a
+``.weights.h5`` path Keras 3's weights layout, as Keras 3 writes them
+(``keras3_format``; loading either looks at the content, not the suffix,
+so h5 files earlier aslnet versions wrote as ``.keras`` still load).
+``.h5`` and ``.hdf5`` (the suffixes tf.keras 2.x saves as h5) get exactly
+the h5 layout above.  Any other suffix (``.aslnet``, none...) gets aslnet's
 native format: the very same HDF5 file, plus an integrity header in HDF5's
 user block (the 512 bytes HDF5 reserves for applications before its
 superblock): a magic, the length and the SHA-256 of the rest of the file.
@@ -31,13 +35,12 @@ h5py and tf.keras 2.x read it as any h5 file; aslnet checks it before
 libhdf5 parses anything, so a truncated or corrupted native file gives a
 clear error (libhdf5 can crash on some corrupted metadata) and silent
 corruption of weights is detected.  Editing a native file with h5py
-invalidates its checksum (edit ``.h5`` files instead).  So ``.keras`` is
-*not* Keras 3's zip format, and no suffix is *not* a TensorFlow SavedModel
-directory.  Keras 3 opens aslnet's h5 files (through its legacy h5 loader);
-aslnet opens the weights of the h5 files Keras 3's ``model.save('m.h5')``
-writes (``load_weights``), not their model config (another format:
-``load_model`` says so), nor Keras 3's ``.weights.h5`` layout (refused with
-that advice).  Loading never looks at the suffix: it sniffs the HDF5 signature
+invalidates its checksum (edit ``.h5`` files instead).  No suffix is *not* a
+TensorFlow SavedModel directory.  Keras 3 opens aslnet's h5 files (through
+its legacy h5 loader); aslnet opens the weights of the h5 files Keras 3's
+``model.save('m.h5')`` writes (``load_weights``), not their model config
+(Keras 3's legacy form: ``load_model`` says to save ``.keras`` instead).
+Loading never looks at the suffix: it sniffs the zip and HDF5 signatures
 and the header.
 
 Every write is atomic: the file is written to a temporary file in the same
@@ -72,7 +75,11 @@ themselves with ``serialization.register_model_class``):
 * ``h5_format``: Keras 2's h5 layout (attributes, weight groups, model
   files) and weights read back into layers;
 * ``file_io``: atomic writes and stale temporary files, the integrity
-  header, opening and sniffing files.
+  header, opening and sniffing files;
+* ``keras3_format``: Keras 3's .keras archive and state-tree h5 layout
+  (weights and optimizer variables);
+* ``keras3_config``: Keras 3's config JSON to and from ``serialization``'s
+  form.
 """
 import importlib
 

@@ -1,7 +1,9 @@
 """Files on disk: atomic writes through a temporary file next to the
 target (and the removal of stale temporaries a killed save left), the
 integrity header of aslnet-native files, opening a file for reading with
-clear errors (format sniffing: HDF5 signature, Keras 3 zip archives)."""
+clear errors (format sniffing: HDF5 signature, Keras 3 zip archives).
+``atomic_file`` is the one home of the atomic write; ``atomic_h5`` and
+Keras 3's archives (``keras3_format``) write through it."""
 import contextlib
 import errno
 import hashlib
@@ -185,11 +187,10 @@ def _is_keras_h5_path(path):
 
 
 @contextlib.contextmanager
-def atomic_h5(filepath, overwrite):
-    """An h5py.File to write; it becomes ``filepath`` only once complete.
-    Paths without a Keras suffix get aslnet's native integrity header."""
+def atomic_file(filepath, overwrite):
+    """The path of a new temporary file to write; it becomes ``filepath``
+    (keeping that file's permissions) only once the block completes."""
     path = os.fspath(filepath)
-    native = not _is_keras_h5_path(path)
     if os.path.islink(path):
         path = os.path.realpath(path)          # write through a symlink, as h5py would
     if os.path.isdir(path):
@@ -208,11 +209,7 @@ def atomic_h5(filepath, overwrite):
     _remove_stale_temps(d, os.path.basename(path))
     tmp = _create_temp(d, os.path.basename(path))
     try:
-        with h5py.File(tmp, "w", userblock_size=_USERBLOCK if native else 0) as f:
-            yield f
-            f.flush()
-        if native:
-            _write_integrity_header(tmp)
+        yield tmp
         fd = os.open(tmp, os.O_RDWR)
         try:
             os.fsync(fd)
@@ -241,12 +238,53 @@ def atomic_h5(filepath, overwrite):
     _fsync_dir(d)
 
 
+@contextlib.contextmanager
+def atomic_h5(filepath, overwrite):
+    """An h5py.File to write; it becomes ``filepath`` only once complete.
+    Paths without a Keras suffix get aslnet's native integrity header."""
+    native = not _is_keras_h5_path(filepath)
+    with atomic_file(filepath, overwrite) as tmp:
+        with h5py.File(tmp, "w", userblock_size=_USERBLOCK if native else 0) as f:
+            yield f
+            f.flush()
+        if native:
+            _write_integrity_header(tmp)
+
+
 # ---------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------
 # What h5py/json raise on damaged content while a file is read.
 READ_ERRORS = (OSError, KeyError, TypeError, AttributeError, IndexError, ValueError,
                 RuntimeError)
+
+
+def _check_readable(path, what):
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, f"No file or directory found at {path}", path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"{path} is a directory, not an aslnet/Keras "
+                                "file (TensorFlow SavedModel directories and Keras 3's "
+                                "unzipped model directories are not supported)", path)
+
+
+def sniff(filepath, what):
+    """What a file is, from its content (never its suffix): "h5" (an HDF5
+    file, aslnet's or Keras's), "zip" (a zip archive: Keras 3's .keras) or
+    None (neither)."""
+    if isinstance(filepath, h5py.Group):
+        return "h5"
+    path = os.fspath(filepath)
+    _check_readable(path, what)
+    try:
+        if h5py.is_hdf5(path):
+            return "h5"
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as e:
+        raise ModelFileError(f"Cannot read {what} file {path}: {e}") from e
+    # a local file header, or the end-of-central-directory record of an empty archive
+    return "zip" if head in (b"PK\x03\x04", b"PK\x05\x06") else None
 
 
 @contextlib.contextmanager
@@ -256,23 +294,7 @@ def open_h5(filepath, what):
         yield filepath, getattr(filepath.file, "filename", "<h5py group>")
         return
     path = os.fspath(filepath)
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, f"No file or directory found at {path}", path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"{path} is a directory, not an aslnet/Keras "
-                                "HDF5 file (TensorFlow SavedModel directories are not "
-                                "supported)", path)
-    try:
-        is_h5 = h5py.is_hdf5(path)
-    except OSError as e:
-        raise ModelFileError(f"Cannot read {what} file {path}: {e}") from e
-    if not is_h5:
-        with open(path, "rb") as fh:
-            if fh.read(4) == b"PK\x03\x04":
-                raise ModelFileError(
-                    f"{path} is a zip archive (Keras 3's .keras format?): aslnet reads "
-                    "HDF5 files.  In Keras, model.save('model.h5') writes one whose weights "
-                    "aslnet's model.load_weights takes")
+    if sniff(path, what) != "h5":
         raise ModelFileError(f"{path} is not an aslnet/Keras {what} file: no HDF5 signature "
                              f"(size {os.path.getsize(path)} bytes; corrupt, truncated or "
                              "another format)")

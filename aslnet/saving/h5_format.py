@@ -132,9 +132,9 @@ def refuse_keras3_weights(f, where):
     """Keras 3's ``save_weights('x.weights.h5')`` layout: layers/<name>/vars/<i>."""
     if isinstance(f.get("layers"), h5py.Group) and "vars" in f:
         raise ModelFileError(
-            f"{where} is in Keras 3's .weights.h5 layout, which aslnet does not read.  "
-            "In Keras, model.save('model.h5') writes a file whose weights "
-            "aslnet's model.load_weights takes")
+            f"{where} is in Keras 3's .weights.h5 layout: it holds weights only (no model "
+            "config).  Build the model and call model.load_weights(path), or load a "
+            ".keras file (model.save('model.keras') in Keras 3)")
 
 
 def read_class_names(f):
@@ -158,8 +158,9 @@ def read_model_file(f, where):
     if not version.startswith(("1.", "2.")) and version:
         raise NotImplementedError(
             f"{where} was saved by Keras {version}: aslnet reads the model config of "
-            "Keras 2.x h5 files only.  Its weights load: build the same model in aslnet "
-            "and call model.load_weights(path)")
+            "Keras 2.x h5 files and Keras 3's .keras archives (model.save('model.keras') "
+            "in Keras 3).  Its weights load: build the same model in aslnet and call "
+            "model.load_weights(path)")
     training_config = _attr_str(f, "training_config")
     weights_group = f["model_weights"] if "model_weights" in f else f
     if "layer_names" not in weights_group.attrs and not any(

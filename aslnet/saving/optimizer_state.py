@@ -31,6 +31,13 @@ _OPTIMIZER_KERAS_ONLY = {
     "clipnorm": (_is_none, "null"),
     "clipvalue": (_is_none, "null"),
     "global_clipnorm": (_is_none, "null"),
+    # Keras 3's
+    "weight_decay": (lambda v: not v, "null"),
+    "use_ema": (lambda v: not v, "false"),
+    "ema_momentum": (lambda v: True, ""),            # unused without use_ema
+    "ema_overwrite_frequency": (lambda v: True, ""),
+    "loss_scale_factor": (_is_none, "null"),
+    "gradient_accumulation_steps": (_is_none, "null"),
 }
 
 

@@ -1,13 +1,24 @@
 """The four entry points (``Model.save``/``save_weights``/``load_weights``
 and ``models.load_model`` call them): a file written atomically
 (``file_io``) in Keras 2's h5 layout (``h5_format``) from the model's config
-(``serialization``) and training state (``optimizer_state``), and back."""
+(``serialization``) and training state (``optimizer_state``), and back; or,
+as Keras 3 does for these suffixes, ``.keras`` as Keras 3's zip archive and
+``.weights.h5`` in Keras 3's layout (``keras3_format``).  Reading never looks
+at the suffix: the content says which format (aslnet's older ``.keras``
+files are h5 and still load)."""
+import os
 import warnings
 
 import h5py
 
-from . import file_io, h5_format, optimizer_state, serialization
+from . import file_io, h5_format, keras3_format, optimizer_state, serialization
 from .file_io import ModelFileError
+
+
+def _suffix(filepath, suffix):
+    return (not isinstance(filepath, h5py.Group)
+            and os.fspath(filepath).lower().endswith(suffix))
+
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True):
     """Save architecture, weights, trainable flags and (``include_optimizer``
@@ -15,6 +26,9 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     model._require_built()
     if isinstance(filepath, h5py.Group):
         h5_format.write_model(filepath, model, include_optimizer)
+        return
+    if _suffix(filepath, ".keras"):
+        keras3_format.save_archive(model, filepath, overwrite, include_optimizer)
         return
     serialization.check_saveable(model)
     with file_io.atomic_h5(filepath, overwrite) as f:
@@ -24,7 +38,10 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
 def load_model(filepath, compile=True, custom_objects=None):
     """The model saved by ``save_model`` (or tf.keras 2.x's h5 of a chain of
     supported layers), compiled with its saved optimizer state if
-    ``compile`` and the file has a training config."""
+    ``compile`` and the file has a training config; or Keras 3's ``.keras``
+    archive."""
+    if file_io.sniff(filepath, "model") == "zip":
+        return keras3_format.load_archive(filepath, compile, custom_objects)
     with file_io.open_h5(filepath, "model") as (f, where):
         try:
             model_config, training_config, weights, opt = h5_format.read_model_file(f, where)
@@ -61,7 +78,11 @@ def load_model(filepath, compile=True, custom_objects=None):
 
 
 def save_weights(model, filepath, overwrite=True):
-    """Keras's weights-only h5 layout, atomically."""
+    """Keras's weights-only h5 layout, atomically (Keras 3's for a
+    ``.weights.h5`` path, as Keras 3 writes)."""
+    if _suffix(filepath, ".weights.h5"):
+        keras3_format.save_weights(model, filepath, overwrite)
+        return
     layers = serialization.keras_layers(model)
     if isinstance(filepath, h5py.Group):
         h5_format.write_weights_group(filepath, layers)
@@ -79,7 +100,13 @@ def load_weights(model, filepath, by_name=False, skip_mismatch=False):
     if skip_mismatch and not by_name:
         raise ValueError("When calling model.load_weights, skip_mismatch can only be set "
                          "to True when by_name is True.")
+    if file_io.sniff(filepath, "weights") == "zip":
+        keras3_format.load_archive_weights(model, filepath, by_name, skip_mismatch)
+        return
     with file_io.open_h5(filepath, "weights") as (f, where):
+        if keras3_format.is_state_tree(f):
+            keras3_format.read_state(f, model, where, by_name, skip_mismatch)
+            return
         try:
             g = f
             if not any(k.startswith("layer_names") for k in f.attrs) and "model_weights" in f:
