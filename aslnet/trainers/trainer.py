@@ -128,15 +128,21 @@ class Trainer:
 
     def _to_input(self, x):
         x = np.asarray(self._single_input(x), dtype=np.float32)
-        expected = self._input.shape[1:]
-        if x.shape[1:] != expected:
-            if x.shape == expected:
+        expected = self._input.shape[1:]       # None: any size in that dimension
+
+        def fits(shape):
+            return len(shape) == len(expected) and all(
+                e is None or d == e for d, e in zip(shape, expected))
+        if not fits(x.shape[1:]):
+            if fits(x.shape):
                 raise ValueError(f"Model '{self.name}' expects a batch of shape "
                                  f"(batch, {', '.join(map(str, expected))}); got one sample "
                                  f"{x.shape} — add a batch axis (x[None]; a tf.data.Dataset: "
                                  ".batch(n))")
             raise ValueError(f"Model '{self.name}' expects input shape "
                              f"(None, {', '.join(map(str, expected))}), got {x.shape}")
+        if None in expected:     # the C network says when a size is too small for it
+            return np.ascontiguousarray(x)
         return np.ascontiguousarray(x.reshape((x.shape[0],) + core_shape(expected)))
 
     def _to_target(self, y, n):
