@@ -20,7 +20,7 @@ import numpy as np
 from .. import _core, backend
 from ..layers import Activation, InputLayer, ReLU, core_shape
 
-__all__ = ["CoreNetwork"]
+__all__ = ["CoreNetwork", "check_graph", "merge_source"]
 
 # Batched inference runs the first layers, whose activations are large, one
 # image at a time (they then stay in the CPU's caches: the memory-bound
@@ -33,6 +33,34 @@ __all__ = ["CoreNetwork"]
 # the same kernels in the same order).  Not under mixed_bfloat16 (half the
 # bytes; measured no faster).
 MICRO_BYTES = 512 << 10
+
+
+def merge_source(layer, prev):
+    """The C network is a chain (each op reads the previous op's output) plus
+    adds that also read an earlier op's output (their ``source``): ``layer``
+    must read ``prev``, the layer before it (None: the model's input), and a
+    merge layer also one earlier layer, which is returned (else None)."""
+    reads = [t._layer for t in layer.output._inputs]
+    chain = [l for l in reads if (l is prev if prev is not None
+                                  else isinstance(l, InputLayer))]
+    others = [l for l in reads if l not in chain]
+    if not chain or len(others) != layer._num_inputs - 1:
+        raise NotImplementedError(
+            f"Layer '{layer.name}' reads {[l.name for l in reads]}, not the layer before it "
+            f"('{prev.name if prev is not None else 'the input'}'): aslnet computes chains of "
+            "layers with residual adds (each layer reads the one before it, an Add also an "
+            "earlier one); parallel branches are not supported")
+    if others and isinstance(others[0], InputLayer):
+        raise NotImplementedError(f"Layer '{layer.name}' adds the model's input: aslnet's "
+                                  "adds read the output of an earlier layer")
+    return others[0] if others else None
+
+
+def check_graph(layers):
+    """Refuse (NotImplementedError) a graph the C network cannot compute;
+    ``layers``: the model's layers after its input, in order."""
+    for k, layer in enumerate(layers):
+        merge_source(layer, layers[k - 1] if k else None)
 
 
 class CoreNetwork:
@@ -73,27 +101,12 @@ class CoreNetwork:
         self.input_size = None   # (h, w) of the images the features in hand come from
 
     def _ops(self, layer, prev):
-        """``layer``'s C ops.  The C network is a chain (each op reads the
-        previous op's output) plus adds that also read an earlier op's output
-        (their ``source``): a layer must read ``prev``, the layer before it
-        (None: the model's input), and a merge layer also one earlier layer,
-        whose last core op it gets as ``_core_ops(source=k)``."""
-        reads = [t._layer for t in layer.output._inputs]
-        chain = [l for l in reads if (l is prev if prev is not None
-                                      else isinstance(l, InputLayer))]
-        others = [l for l in reads if l not in chain]
-        if not chain or len(others) != layer._num_inputs - 1:
-            raise NotImplementedError(
-                f"Layer '{layer.name}' reads {[l.name for l in reads]}, not the layer before "
-                f"it ('{prev.name if prev is not None else 'the input'}'): aslnet computes "
-                "chains of layers with residual adds (each layer reads the one before it, an "
-                "Add also an earlier one); parallel branches are not supported")
-        if not others:
+        """``layer``'s C ops (a merge layer's with the core index of its
+        other input, the last op of that layer, as ``source``)."""
+        other = merge_source(layer, prev)
+        if other is None:
             return layer._core_ops()
-        if others[0].name not in self.index:
-            raise NotImplementedError(f"Layer '{layer.name}' adds the model's input: aslnet's "
-                                      "adds read the output of an earlier layer")
-        return layer._core_ops(source=self.index[others[0].name][-1])
+        return layer._core_ops(source=self.index[other.name][-1])
 
     num_layers = property(lambda self: self.net.num_layers)
 

@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 
 from .. import backend, mixed_precision
-from ..engine.network import CoreNetwork
+from ..engine.network import CoreNetwork, check_graph
 from ..layers import InputLayer, KerasTensor
 from ..trainers.trainer import Trainer, serialized
 
@@ -94,6 +94,7 @@ class Model(Trainer):
         if dup:
             raise ValueError(f"All layer names should be unique; the model has {dup} "
                              "more than once (pass name=... to the layers)")
+        check_graph(chain[1:])
         self._layers = chain
         self._input, self._output = inputs, outputs
         self._net = None                             # the CoreNetwork, built by _core()
