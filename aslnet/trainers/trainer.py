@@ -304,7 +304,7 @@ class Trainer:
         cbs.on_train_end()
 
     def fine_tune(self, x, validation_data=None, head_epochs=20, epochs=8,
-                  unfreeze_from="conv_dw_7", head_learning_rate=1e-3, learning_rate=2e-5,
+                  unfreeze_from=None, head_learning_rate=1e-3, learning_rate=2e-5,
                   batch_size=None, verbose="auto", callbacks=None):
         """aslnet's fine-tuning recipe (see :func:`aslnet.recipes.fine_tune`);
         returns the History of phase 2 (phase 1's is ``self.head_history``)."""
