@@ -85,7 +85,10 @@ def _aslnet(shared_weights_dir, **kw):
 def test_imagenet_outputs_match(photos, shared_weights_dir, request):
     model = _aslnet(shared_weights_dir)
     kmodel = keras.applications.MobileNetV2(weights=None)
-    assert [l.name for l in kmodel.layers[1:]] == [l.name for l in model.layers[1:]]
+    def names(m):          # (the pooling's automatic name depends on what came before)
+        return [l.name if "pooling" not in l.name else type(l).__name__
+                for l in m.layers[1:]]
+    assert names(kmodel) == names(model)
     _copy_by_name(model, kmodel)
     p, k = model.predict(photos, verbose=0), kmodel.predict(photos, verbose=0)
     d = float(np.abs(p - k).max())
