@@ -45,10 +45,20 @@ def load_pretrained(name="mobilenet", num_classes=10, trainable_layers=23, weigh
         raise ValueError("trainable_layers must be None (all trainable) or an integer >= 0, "
                          f"got {trainable_layers!r}")
     from .applications import MobileNet, MobileNetV2
-    base = MobileNet if key == "mobilenet" else MobileNetV2
-    mobile = base(input_shape=input_shape, weights=weights, include_top=False, pooling="avg",
-                  weights_dir=weights_dir)
-    x = mobile.output
+    if input_shape is None:
+        input_shape = (224, 224, 3)
+    input_shape = tuple(input_shape)
+    if key == "mobilenet" and input_shape[:2] in ((128, 128), (160, 160), (192, 192),
+                                                  (224, 224)):
+        # v1 with its classifier (as Keras can build it at these sizes), cut at
+        # layers[-6]: the same layers, and the same random draws as before any-size
+        mobile = MobileNet(input_shape=input_shape, weights=weights, weights_dir=weights_dir)
+        x = mobile.layers[-6].output
+    else:
+        base = MobileNet if key == "mobilenet" else MobileNetV2
+        mobile = base(input_shape=input_shape, weights=weights, include_top=False,
+                      pooling="avg", weights_dir=weights_dir)
+        x = mobile.output
     output = layers.Dense(units=int(num_classes), activation="softmax")(x)
     model = Model(inputs=mobile.input, outputs=output)
     model.min_input_size = mobile.min_input_size
