@@ -94,11 +94,11 @@ def test_imagenet_against_float64_twin(imagenet_v2, photos, shared_weights_dir):
 
 
 def test_any_size_trunk_against_twin(shared_weights_dir, photos):
-    """include_top=False without input_shape: a (None, None, 3) trunk; at an odd size the
-    224 weights computed at 150x200 equal the twin.  The twin pads TF "SAME" where Keras's
-    size-agnostic model fixes ((0, 1), (0, 1)) (spec module doc); at 150x200 every
-    stride-2 input is even (150 -> 75 at Conv1, 75 is odd at block_1_pad!), so compare a
-    fixed 160x192 (all even) model, and the any-size model against it bit for bit."""
+    """include_top=False without input_shape: a (None, None, 3) trunk.  The twin pads TF
+    "SAME"; Keras's size-agnostic model fixes the stride-2 pads at ((0, 1), (0, 1)) (spec
+    module doc), the same wherever the feature maps are even: at 160x192 (160 -> 80 -> 40 ->
+    20 -> 10, 192 -> ... -> 12) the fixed-size model equals the twin, and the any-size model
+    equals the fixed one bit for bit.  (Odd sizes: tests/keras/test_keras_parity_v2.py.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         free = MobileNetV2(include_top=False, pooling="avg", weights_dir=shared_weights_dir)
