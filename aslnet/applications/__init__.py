@@ -3,6 +3,7 @@ build has it) at the top level, the modules ``mobilenet``, ``mobilenet_v2``
 and ``imagenet_utils`` (``preprocess_input``, ``decode_predictions``)."""
 from . import imagenet_utils, mobilenet, mobilenet_v2
 from .mobilenet import MobileNet
+from .mobilenet_v2 import MobileNetV2
 
 __all__ = ["mobilenet", "mobilenet_v2", "imagenet_utils", "MobileNet", "MobileNetV2"]
 
@@ -11,13 +12,6 @@ _OTHERS = ("ResNet", "EfficientNet", "VGG", "Inception", "Xception", "DenseNet",
 
 
 def __getattr__(name):
-    if name == "MobileNetV2":        # built in Python where the v2 architecture has landed
-        model = getattr(mobilenet_v2, "MobileNetV2", None)
-        if model is not None:
-            return model
-        raise AttributeError("aslnet.applications.MobileNetV2 is not in this version of "
-                             "aslnet yet; use aslnet.applications.MobileNet (see README's "
-                             "Keras API table)")
     if name.startswith(_OTHERS) or name.lower().startswith(
             tuple(o.lower() for o in _OTHERS)):
         raise AttributeError(f"aslnet.applications has no {name}: aslnet runs MobileNet "

@@ -1,7 +1,8 @@
 """Keras's ImageNet input preprocessing and decoding (``keras.applications.imagenet_utils``)."""
 import numpy as np
 
-__all__ = ["preprocess_input", "decode_predictions", "keras_class_name"]
+__all__ = ["preprocess_input", "decode_predictions", "keras_class_name", "obtain_input_shape",
+           "default_size", "warn_224_weights"]
 
 _CAFFE_MEAN = np.array([103.939, 116.779, 123.68])  # BGR
 _TORCH_MEAN = np.array([0.485, 0.456, 0.406])
@@ -58,3 +59,63 @@ def decode_predictions(preds, top=5, weights_dir=None):
     labels = pretrained.imagenet_labels(weights_dir, files=pretrained.CLASS_INDEX_FILES)
     return [[(synsets[i], keras_class_name(labels[i]), float(row[i]))
              for i in np.argsort(row, kind="stable")[::-1][:top]] for row in preds]
+
+
+def obtain_input_shape(input_shape, default_size, min_size, require_flatten, weights=None):
+    """Keras's ``imagenet_utils.obtain_input_shape`` (channels_last): the model's input
+    shape from the ``input_shape`` argument, with Keras's errors.  Without ``input_shape``:
+    ``(default_size, default_size, 3)`` with a top (``require_flatten``), else
+    ``(None, None, 3)``, a model of any input size."""
+    import warnings
+    if input_shape is not None:
+        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+    if weights != "imagenet" and input_shape and len(input_shape) == 3:
+        if input_shape[-1] not in {1, 3}:
+            warnings.warn("This model usually expects 1 or 3 input channels. However, it was "
+                          f"passed an input_shape with {input_shape[-1]} input channels.",
+                          stacklevel=3)
+        default_shape = (default_size, default_size, input_shape[-1])
+    else:
+        default_shape = (default_size, default_size, 3)
+    if weights == "imagenet" and require_flatten:
+        if input_shape is not None and input_shape != default_shape:
+            raise ValueError("When setting `include_top=True` and loading `imagenet` weights, "
+                             f"`input_shape` should be {default_shape}.  Received: "
+                             f"input_shape={input_shape}")
+        return default_shape
+    if input_shape:
+        if len(input_shape) != 3:
+            raise ValueError("`input_shape` must be a tuple of three integers.")
+        if input_shape[-1] != 3 and weights == "imagenet":
+            raise ValueError(f"The input must have 3 channels; Received "
+                             f"`input_shape={input_shape}`")
+        if any(d is not None and d < min_size for d in input_shape[:2]):
+            raise ValueError(f"Input size must be at least {min_size}x{min_size}; Received: "
+                             f"input_shape={input_shape}")
+    else:
+        input_shape = default_shape if require_flatten else (None, None, 3)
+    if require_flatten and None in input_shape:
+        raise ValueError("If `include_top` is True, you should specify a static "
+                         f"`input_shape`. Received: input_shape={input_shape}")
+    return input_shape
+
+
+def default_size(input_shape, sizes):
+    """Keras's ``default_size`` of the applications: the rows of a square
+    ``input_shape`` whose size has its own ImageNet weights, else 224."""
+    if input_shape is None or len(input_shape) < 2:
+        return 224
+    rows, cols = input_shape[0], input_shape[1]
+    return rows if rows == cols and rows in sizes else 224
+
+
+def warn_224_weights(rows, cols, sizes, stacklevel=2):
+    """Keras's warning, exactly when Keras gives it: the input size is unknown,
+    not square or not one of ``sizes``; the 224x224 weights are loaded.  (At
+    the other sizes of ``sizes`` Keras loads weights trained at that size,
+    which aslnet does not have: it loads the 224 ones, silently as Keras.)"""
+    import warnings
+    if rows != cols or rows not in sizes:
+        warnings.warn("`input_shape` is undefined or non-square, or `rows` is not in "
+                      f"{list(sizes)}. Weights for input shape (224, 224) will be loaded as "
+                      "the default.", stacklevel=stacklevel + 1)

@@ -5,9 +5,6 @@ layer names, order and parameter counts, ending ``global_average_pooling2d``
 
 ImageNet weights (alpha 1.0) come from the TFLite files described in
 ``aslnet.pretrained`` (found offline or downloaded and verified)."""
-import os
-import warnings
-
 import numpy as np
 
 from .. import pretrained
@@ -16,9 +13,14 @@ from ..layers import (Activation, BatchNormalization, Conv2D, DepthwiseConv2D, D
                       ZeroPadding2D)
 from ..models import Model
 from .imagenet_utils import decode_predictions  # noqa: F401  (Keras's, one home)
+from .imagenet_utils import default_size as _default_size
+from .imagenet_utils import obtain_input_shape, warn_224_weights
 from .imagenet_utils import preprocess_input as _preprocess_input
+from .mobilenet_v2 import check_classifier_activation, check_weights_arg
 
 __all__ = ["MobileNet", "preprocess_input", "decode_predictions"]
+
+_SIZES = (128, 160, 192, 224)     # Keras's sizes with weights of their own
 
 # (pointwise filters, stride) of blocks 1..13
 _BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
@@ -59,34 +61,44 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3,
               classes=1000, classifier_activation="softmax", weights_dir=None):
     """Keras's ``MobileNet``.  ``weights``: 'imagenet', None (random) or the
     path of a weights file saved by aslnet/Keras.  ``weights_dir``: where the
-    ImageNet files are (else ``aslnet.pretrained.resolve_weights_dir``)."""
-    if not (weights in ("imagenet", None) or (isinstance(weights, (str, os.PathLike))
-                                              and os.path.exists(weights))):
-        raise ValueError("The `weights` argument should be either `None` (random "
-                         "initialization), `imagenet` (pre-training on ImageNet), or the "
-                         f"path to the weights file to be loaded; got {weights!r}")
-    if weights == "imagenet":
-        if include_top and classes != 1000:
-            raise ValueError("If using `weights` as `'imagenet'` with `include_top` as true, "
-                             "`classes` should be 1000")
-        if alpha != 1.0 or depth_multiplier != 1:
-            raise ValueError("aslnet ships ImageNet weights for alpha=1.0, depth_multiplier=1 "
-                             f"only; got alpha={alpha}, depth_multiplier={depth_multiplier}")
-    if alpha not in (0.25, 0.50, 0.75, 1.0):
-        raise ValueError(f"alpha can be one of 0.25, 0.50, 0.75 or 1.0, got {alpha}")
+    ImageNet files are (else ``aslnet.pretrained.resolve_weights_dir``).
+    Without ``input_shape`` and with ``include_top=False`` the model takes any
+    input size from 32x32 up.  The ImageNet weights were trained at 224x224;
+    at other sizes they are loaded as they are, with Keras's warning where
+    Keras gives it (unknown, non-square or other sizes than 128/160/192/224,
+    at which Keras would load weights of their own)."""
+    check_weights_arg(weights)
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ValueError("If using `weights='imagenet'` with `include_top=True`, `classes` "
+                         f"should be 1000.  Received classes={classes}")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
     if input_tensor is not None:
-        img_input = input_tensor
+        if not hasattr(input_tensor, "_layer"):
+            raise ValueError(f"input_tensor is not a Keras tensor; Received "
+                             f"`input_tensor={input_tensor}`")
         input_shape = tuple(input_tensor.shape[1:])
-    else:
-        input_shape = tuple(input_shape or (224, 224, 3))
-        if len(input_shape) != 3 or input_shape[2] != 3 and weights == "imagenet":
-            raise ValueError(f"input_shape must be (rows, cols, 3) for ImageNet weights, "
-                             f"got {input_shape}")
-        if min(input_shape[:2]) < 32:
-            raise ValueError(f"Input size must be at least 32x32; got {input_shape}")
-        img_input = Input(shape=input_shape)
+    input_shape = obtain_input_shape(input_shape, _default_size(input_shape, _SIZES),
+                                     min_size=32, require_flatten=include_top,
+                                     weights=weights)
+    rows, cols = input_shape[:2]
+    if weights == "imagenet":
+        if depth_multiplier != 1:
+            raise ValueError("If imagenet weights are being loaded, depth multiplier must be "
+                             f"1.  Received depth_multiplier={depth_multiplier}")
+        if alpha not in (0.25, 0.50, 0.75, 1.0):
+            raise ValueError("If imagenet weights are being loaded, alpha can be one of"
+                             f"`0.25`, `0.50`, `0.75` or `1.0` only.  Received alpha={alpha}")
+        if alpha != 1.0:
+            raise ValueError(f"aslnet has MobileNet's ImageNet weights for alpha=1.0 only; "
+                             f"Received alpha={alpha}: pass weights=None for a network of "
+                             "that width with random weights")
+        warn_224_weights(rows, cols, _SIZES)
+        if rows != cols or rows not in _SIZES:
+            rows = 224
+    if include_top:
+        check_classifier_activation(classifier_activation, weights)
+    img_input = Input(shape=input_shape) if input_tensor is None else input_tensor
 
     x = _conv_block(img_input, 32, alpha, strides=(2, 2))
     for block_id, (filters, stride) in enumerate(_BLOCKS, start=1):
@@ -104,13 +116,9 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3,
     elif pooling == "max":
         x = GlobalMaxPooling2D()(x)
 
-    model = Model(img_input, x, name=f"mobilenet_{alpha:0.2f}_{input_shape[0]}")
+    model = Model(img_input, x, name=f"mobilenet_{alpha:0.2f}_{rows}")
+    model.min_input_size = (32, 32)       # Keras's minimum (the C network refuses less)
     if weights == "imagenet":
-        if tuple(input_shape[:2]) != (224, 224):
-            warnings.warn(f"input_shape {tuple(input_shape)}: aslnet has the ImageNet weights "
-                          "trained at 224x224 only, loaded as they are (Keras loads weights "
-                          "trained at 128/160/192 for those sizes); accuracy may be lower "
-                          "than at 224", stacklevel=2)
         named = pretrained.mobilenet_v1_weights(weights_dir)
         for layer in model.layers:
             if layer.weights:

@@ -18,9 +18,9 @@ groups keep their folded, reordered weights.
 import numpy as np
 
 from .. import _core, backend
-from ..layers import Activation, ReLU, core_shape
+from ..layers import Activation, InputLayer, ReLU, core_shape
 
-__all__ = ["CoreNetwork"]
+__all__ = ["CoreNetwork", "check_graph", "merge_source"]
 
 # Batched inference runs the first layers, whose activations are large, one
 # image at a time (they then stay in the CPU's caches: the memory-bound
@@ -35,18 +35,55 @@ __all__ = ["CoreNetwork"]
 MICRO_BYTES = 512 << 10
 
 
+def merge_source(layer, prev):
+    """The C network is a chain (each op reads the previous op's output) plus
+    adds that also read an earlier op's output (their ``source``): ``layer``
+    must read ``prev``, the layer before it (None: the model's input), and a
+    merge layer also one earlier layer, which is returned (else None)."""
+    reads = [t._layer for t in layer.output._inputs]
+    chain = [l for l in reads if (l is prev if prev is not None
+                                  else isinstance(l, InputLayer))]
+    others = [l for l in reads if l not in chain]
+    if not chain or len(others) != layer._num_inputs - 1:
+        raise NotImplementedError(
+            f"Layer '{layer.name}' reads {[l.name for l in reads]}, not the layer before it "
+            f"('{prev.name if prev is not None else 'the input'}'): aslnet computes chains of "
+            "layers with residual adds (each layer reads the one before it, an Add also an "
+            "earlier one); parallel branches are not supported")
+    if others and isinstance(others[0], InputLayer):
+        raise NotImplementedError(f"Layer '{layer.name}' adds the model's input: aslnet's "
+                                  "adds read the output of an earlier layer")
+    return others[0] if others else None
+
+
+def check_graph(layers):
+    """Refuse (NotImplementedError) a graph the C network cannot compute;
+    ``layers``: the model's layers after its input, in order."""
+    for k, layer in enumerate(layers):
+        merge_source(layer, layers[k - 1] if k else None)
+
+
 class CoreNetwork:
     """A C network over ``layers`` (the layers after the model's input),
     computing with the layers' weight arrays (bound, not copied)."""
 
-    def __init__(self, input_shape, layers):
+    def __init__(self, input_shape, layers, min_size=None):
         self.input_shape = tuple(input_shape)
         self.layers = list(layers)
-        self.net = _core.Net(core_shape(self.input_shape))
+        shape = core_shape(self.input_shape)
+        self.any_size = None in shape
+        self.net = (_core.Net(shape, min_size=min_size) if self.any_size and min_size
+                    else _core.Net(shape))
         self.index = {}        # layer name -> core indices of its ops
         self._holder = {}      # layer name -> core index of the op holding its weights
-        for layer in self.layers:
-            idx = [self.net.add(kind, **cfg) for kind, cfg in layer._core_ops()]
+        self.adds = {}         # core index of an add -> core index of its source
+        for k, layer in enumerate(self.layers):
+            prev = self.layers[k - 1] if k else None
+            idx = []
+            for kind, cfg in self._ops(layer, prev):
+                idx.append(self.net.add(kind, **cfg))
+                if "source" in cfg:
+                    self.adds[idx[-1]] = cfg["source"]
             self.index[layer.name] = idx
             if not layer.weights:
                 continue
@@ -61,8 +98,29 @@ class CoreNetwork:
         self._flags = self._dtype = self._threads = None
         self._split = self._early = None
         self._split_known = False
+        self.input_size = None   # (h, w) of the images the features in hand come from
+
+    def _ops(self, layer, prev):
+        """``layer``'s C ops (a merge layer's with the core index of its
+        other input, the last op of that layer, as ``source``)."""
+        other = merge_source(layer, prev)
+        if other is None:
+            return layer._core_ops()
+        return layer._core_ops(source=self.index[other.name][-1])
 
     num_layers = property(lambda self: self.net.num_layers)
+
+    def residual_safe_start(self, start):
+        """The largest core index <= ``start`` that a run can start from: no
+        add at or after it reads a source below it - 1 (a residual span is
+        never cut; the block's input is then the given x)."""
+        moved = True
+        while moved:
+            moved = False
+            for add, source in self.adds.items():
+                if add >= start and source < start - 1:
+                    start, moved = source + 1, True
+        return start
 
     def first_op(self, layer):
         """Core index of the first op of ``layer``."""
@@ -108,13 +166,24 @@ class CoreNetwork:
                 self._seen[layer.name] = _versions(layer)
 
     # -- running batches ----------------------------------------------------
+    def _size(self, x, start):
+        """input_size= for a run from core op ``start`` on ``x``: for an
+        any-size network and start > 0, the size of the images ``x`` (the
+        input of op ``start``) comes from (``self.input_size``)."""
+        if start == 0:
+            self.input_size = tuple(x.shape[1:3])
+            return None
+        return self.input_size if self.any_size else None
+
     def forward(self, x, training=False, start=0, stop=-1):
-        return self.net.forward(x, training=training, start=start, stop=stop)
+        size = self._size(x, start)
+        return self.net.forward(x, training=training, start=start, stop=stop, input_size=size)
 
     def train_step(self, x, y, start=0):
         """One optimizer step on the batch (forward from core op ``start``,
         loss, backward, update): returns (mean loss, predictions)."""
-        loss, pred = self.net.train_step(x, y, start=start)
+        size = self._size(x, start)
+        loss, pred = self.net.train_step(x, y, start=start, input_size=size)
         self._trained(start)
         return loss, pred
 
@@ -139,7 +208,8 @@ class CoreNetwork:
         split = self.micro_split()
         end = self.net.num_layers if stop < 0 else stop
         if split is None or len(x) < 2 or compute_dtype != "float32":
-            return self.net.forward(x, training=False, start=0, stop=stop)
+            return self.forward(x, training=False, start=0, stop=stop)
+        self.input_size = tuple(x.shape[1:3])
         k = min(split, end)
         early = self.early_network(split, compute_dtype)
         h = np.concatenate([early.net.forward(x[i:i + 1], training=False, stop=k)
@@ -149,6 +219,8 @@ class CoreNetwork:
     def micro_split(self):
         """Core index where batched inference switches to the whole batch,
         or None (no large activations: everything on the whole batch)."""
+        if self.any_size:     # (the split is chosen by per-image bytes at one size)
+            return None
         if not self._split_known:
             big, split = False, None
             for k, layer in enumerate(self.layers[:-1]):

@@ -9,6 +9,7 @@
     pooling.py         GlobalAveragePooling2D, GlobalMaxPooling2D
     reshaping.py       ZeroPadding2D, Reshape, Flatten
     regularization.py  Dropout
+    merging.py         Add (a list of two tensors; the C core's residual add)
 
 A new layer: a class in its family's module (a new module for a new family)
 deriving from ``Layer``, with ``_core_ops()`` (the ``(kind, config)`` entries
@@ -24,6 +25,7 @@ from .core import Dense, Input, InputLayer
 from .initializers import _conv_fans, _glorot_uniform, _init_value, _initializer
 from .layer import (_NEUTRAL_ARGS, KerasTensor, Layer, Variable, _core_output_shape,
                     _is_neutral, _pair, _pop_input_shape, core_shape)
+from .merging import Add
 from .normalization import BatchNormalization
 from .pooling import GlobalAveragePooling2D, GlobalMaxPooling2D, _GlobalPooling2D
 from .regularization import Dropout
@@ -32,19 +34,20 @@ from .reshaping import Flatten, Reshape, ZeroPadding2D
 __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "DepthwiseConv2D", "ZeroPadding2D",
     "BatchNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
-    "GlobalMaxPooling2D", "Dropout", "Reshape", "Flatten", "Dense",
+    "GlobalMaxPooling2D", "Dropout", "Reshape", "Flatten", "Dense", "Add",
 ]
 
 # Layers by Keras class name: how aslnet.saving rebuilds a saved model.
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Conv2D, DepthwiseConv2D, ZeroPadding2D, BatchNormalization, ReLU,
-    Activation, GlobalAveragePooling2D, GlobalMaxPooling2D, Dropout, Reshape, Flatten, Dense)}
+    Activation, GlobalAveragePooling2D, GlobalMaxPooling2D, Dropout, Reshape, Flatten, Dense,
+    Add)}
 
 
 # Keras 3's layers aslnet does not have: importing one works, using it says so
 # (see aslnet._missing); any other missing name is an AttributeError listing what is here.
 _KERAS_LAYERS = (
-    "ActivityRegularization AdaptiveAveragePooling2D AdaptiveMaxPooling2D Add "
+    "ActivityRegularization AdaptiveAveragePooling2D AdaptiveMaxPooling2D "
     "AdditiveAttention AlphaDropout Attention Average AveragePooling1D AveragePooling2D "
     "AveragePooling3D AvgPool2D Bidirectional CategoryEncoding CenterCrop Concatenate Conv1D "
     "Conv1DTranspose Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM2D Convolution2D "

@@ -21,8 +21,12 @@ class InputLayer(Layer):
         super().__init__(name=name or backend.unique_name("input", zero_based=False),
                          **kwargs)
         input_shape = tuple(int(d) if d is not None else None for d in input_shape)
-        if any(d is None or d < 1 for d in input_shape):
-            raise ValueError(f"aslnet needs a fully known input shape, got {input_shape}")
+        if any(d is not None and d < 1 for d in input_shape):
+            raise ValueError(f"input shape dimensions must be >= 1 (or None), got {input_shape}")
+        if None in input_shape and (len(input_shape) != 3 or input_shape[2] is None):
+            raise ValueError(f"aslnet takes None (any size) for the height and width of an "
+                             f"(h, w, c) input only, with a known channel count; got "
+                             f"{input_shape}")
         core_shape(input_shape)
         self._in_shape = self._out_shape = input_shape
         self.built = True

@@ -25,7 +25,7 @@ def _pair(v, what):
 
 
 def core_shape(shape):
-    """Keras per-sample shape -> the C core's (h, w, c)."""
+    """Keras per-sample shape -> the C core's (h, w, c) (h, w may be None: any size)."""
     shape = tuple(shape)
     if len(shape) == 3:
         return shape
@@ -39,11 +39,18 @@ def _core_output_shape(layer, input_shape):
     ``input_shape``: the C core's shape rule (what ``Net.add`` will compute),
     with its refusal as a ValueError naming the layer."""
     shape = core_shape(input_shape)
-    for kind, cfg in layer._core_ops():
-        try:
+    try:
+        if None in shape:
+            # any input size: a probe network of the layer's ops on (None, None, c)
+            # says which dimensions follow the input size (the C core's rule)
+            net = _core.Net(shape)
+            for kind, cfg in layer._core_ops():
+                net.add(kind, **cfg)
+            return tuple(net.output_shape(net.num_layers - 1))
+        for kind, cfg in layer._core_ops():
             shape = _core.layer_output_shape(kind, shape, **cfg)
-        except ValueError as e:
-            raise ValueError(f"Layer '{layer.name}': {e}") from None
+    except ValueError as e:
+        raise ValueError(f"Layer '{layer.name}': {e}") from None
     return shape
 
 
@@ -79,12 +86,21 @@ class Variable:
 
 
 class KerasTensor:
-    """Symbolic output of a layer: its shape (batch first, None) and history."""
+    """Symbolic output of a layer: its shape (batch first, None) and history
+    (``_inbound``: the layer's input tensor, a list of them for a merge layer,
+    None for an Input)."""
 
     def __init__(self, shape, layer, inbound=None):
         self.shape = (None,) + tuple(shape)
         self._layer = layer
         self._inbound = inbound
+
+    @property
+    def _inputs(self):
+        """The tensors the producing layer read (empty for an Input)."""
+        if self._inbound is None:
+            return ()
+        return tuple(self._inbound) if isinstance(self._inbound, list) else (self._inbound,)
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape} from '{self._layer.name}'>"
@@ -252,31 +268,43 @@ class Layer:
         return tuple(input_shape)
 
     def __call__(self, x, training=None):
+        self._check_call(x, training)
+        shape = x.shape[1:]
+        return self._connect(x, tuple(shape), tuple(self.compute_output_shape(shape)))
+
+    def _check_call(self, x, training):
+        """Refuse what a call cannot take: training=, a foreign tensor, a second call."""
         if training is not None and self._training_dependent:
             raise NotImplementedError(
                 f"Layer '{self.name}': training={training!r} in a layer call is not supported; "
                 "aslnet runs a layer in training mode inside fit when it is trainable "
                 "(BatchNormalization, Dropout) and in inference mode otherwise: set "
                 "layer.trainable instead")
-        if not isinstance(x, KerasTensor):
-            module = (type(x).__module__ or "").split(".")[0]
-            hint = (f" from {module}: aslnet layers do not mix with other frameworks' tensors"
-                    if module in ("keras", "tensorflow", "tf_keras", "torch") else "")
-            raise TypeError(f"Layer '{self.name}' must be called on the output of another "
-                            f"aslnet layer (e.g. aslnet.layers.Input(...)); got "
-                            f"{type(x).__name__}{hint}")
+        for t in (x if isinstance(x, (list, tuple)) and self._num_inputs > 1 else [x]):
+            if not isinstance(t, KerasTensor):
+                module = (type(t).__module__ or "").split(".")[0]
+                hint = (f" from {module}: aslnet layers do not mix with other frameworks' "
+                        "tensors" if module in ("keras", "tensorflow", "tf_keras", "torch")
+                        else "")
+                raise TypeError(f"Layer '{self.name}' must be called on the output of another "
+                                f"aslnet layer (e.g. aslnet.layers.Input(...)); got "
+                                f"{type(t).__name__}{hint}")
         if self._output is not None:
             raise NotImplementedError(f"Layer '{self.name}' is already in use; aslnet models "
-                                      "are chains and do not share a layer twice")
-        shape = x.shape[1:]
-        out_shape = tuple(self.compute_output_shape(shape))   # refuses before building
+                                      "do not share a layer twice")
+
+    _num_inputs = 1          # tensors a call takes (a merge layer: a list of them)
+
+    def _connect(self, x, shape, out_shape):
+        """Build (once the output shape is known: a refused input draws no weights)
+        and record the call: ``x`` the input tensor (a list for a merge layer)."""
         if not self.built:
             self.build(shape)
             self.built = True
         self._in_shape = tuple(shape)
-        self._out_shape = out_shape
-        self._inbound = x
-        self._output = KerasTensor(self._out_shape, self, x)
+        self._out_shape = tuple(out_shape)
+        self._inbound = list(x) if isinstance(x, (list, tuple)) else x
+        self._output = KerasTensor(self._out_shape, self, self._inbound)
         return self._output
 
     @staticmethod
@@ -304,7 +332,9 @@ class Layer:
 
     def _core_ops(self):
         """[(kind, config)] for the C core; parameters go to the one op
-        whose kind takes parameters."""
+        whose kind takes parameters.  (A merge layer's ops read a second
+        input: ``_core_ops(source=k)``, k the core index of the op that
+        computes it; see layers/merging.py.)"""
         return []
 
     def get_config(self):

@@ -39,6 +39,10 @@ class Reshape(Layer):
         self.target_shape = tuple(int(d) for d in target_shape)
 
     def compute_output_shape(self, s):
+        if None in tuple(s):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known input "
+                             f"shape, got {tuple(s)} (a model of any input size): pool first "
+                             "(GlobalAveragePooling2D) or give the Input a fixed size")
         shape = list(self.target_shape)
         if shape.count(-1) > 1:
             raise ValueError("Reshape: at most one -1")

@@ -1,7 +1,8 @@
-"""``Model``: a Keras functional model over a chain of layers.
+"""``Model``: a Keras functional model over a chain of layers with residual
+adds (``aslnet.layers.Add``).
 
 The model holds the layer graph (``_layers``, from its Input to its
-output), the weights (in the layers), and its C network (``_net``, a
+output, in Keras's order), the weights (in the layers), and its C network (``_net``, a
 :class:`aslnet.engine.CoreNetwork`, built on first use); training and
 inference come from :class:`aslnet.trainers.Trainer`, files from
 :mod:`aslnet.saving`.
@@ -12,16 +13,55 @@ import weakref
 import numpy as np
 
 from .. import backend, mixed_precision
-from ..engine.network import CoreNetwork
+from ..engine.network import CoreNetwork, check_graph
 from ..layers import InputLayer, KerasTensor
 from ..trainers.trainer import Trainer, serialized
 
 __all__ = ["Model"]
 
 
+def _keras_order(inputs, outputs):
+    """The layers that compute ``outputs`` from ``inputs``, in Keras's order
+    (keras/src/ops/function.py ``map_graph``, as tf.keras 2's
+    ``_map_graph_network``): by depth, the longest path to the output,
+    deepest first; ties by the order a depth-first walk from the output
+    (first input first) meets them.  A chain comes out input to output; a
+    residual block as block input, the block's layers, then its Add."""
+    index, post, state = {}, [], {}
+    stack = [(outputs, False)]
+    while stack:                                   # iterative DFS (no recursion limit)
+        t, done = stack.pop()
+        layer = t._layer
+        if done:
+            state[layer] = 2
+            post.append(t)
+            continue
+        if state.get(layer) == 2:
+            continue
+        if state.get(layer) == 1:
+            raise ValueError(f"the graph has a cycle through layer '{layer.name}'")
+        index.setdefault(layer, len(index))
+        state[layer] = 1
+        stack.append((t, True))
+        if t is inputs:
+            continue
+        if not t._inputs:
+            raise ValueError(f"outputs is not computed from inputs alone: it also reads the "
+                             f"Input '{layer.name}' (aslnet models have exactly one input)")
+        stack.extend((x, False) for x in reversed(t._inputs))
+    depth = {}
+    for t in reversed(post):                       # outputs first: depths pass down
+        d = depth.setdefault(t._layer, 0)
+        if t is not inputs:
+            for x in t._inputs:
+                depth[x._layer] = max(depth.get(x._layer, 0), d + 1)
+    return sorted(index, key=lambda layer: (-depth[layer], index[layer]))
+
+
 class Model(Trainer):
-    """``Model(inputs, outputs)`` over a chain of layers, as built with the
-    Keras functional API (e.g. ``Model(mobile.input, Dense(10)(x))``)."""
+    """``Model(inputs, outputs)`` over a graph of layers, as built with the
+    Keras functional API (e.g. ``Model(mobile.input, Dense(10)(x))``): a chain,
+    with residual ``Add`` layers."""
 
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
         if kwargs:
@@ -41,26 +81,21 @@ class Model(Trainer):
         self._set_graph(inputs, outputs)
 
     def _set_graph(self, inputs, outputs):
-        """The chain of layers from ``inputs`` (an Input) to ``outputs``."""
+        """The layers from ``inputs`` (an Input) to ``outputs``, in Keras's order."""
         if not isinstance(inputs._layer, InputLayer):
             raise ValueError(
                 f"A model's input must be an Input(...) tensor; got the output of layer "
                 f"'{inputs._layer.name}'.  aslnet cannot start a model inside another: to run "
                 "the layers after it, build a model from the original input (or copy their "
                 "weights into new layers called on a new Input)")
-        chain, t = [], outputs
-        while t is not None and t is not inputs:
-            chain.append(t._layer)
-            t = t._inbound
-        if t is None:
-            raise ValueError("outputs is not computed from inputs")
-        chain.append(inputs._layer)
+        chain = _keras_order(inputs, outputs)
         names = [layer.name for layer in chain]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"All layer names should be unique; the model has {dup} "
                              "more than once (pass name=... to the layers)")
-        self._layers = chain[::-1]
+        check_graph(chain[1:])
+        self._layers = chain
         self._input, self._output = inputs, outputs
         self._net = None                             # the CoreNetwork, built by _core()
 
@@ -213,7 +248,8 @@ class Model(Trainer):
         trainable flags, their weights, the dtype policy and thread count."""
         self._require_built()
         if self._net is None:
-            self._net = CoreNetwork(self._input.shape[1:], self._layers[1:])
+            self._net = CoreNetwork(self._input.shape[1:], self._layers[1:],
+                                    min_size=getattr(self, "min_input_size", None))
             if self.optimizer is not None:
                 self._net.set_optimizer(self.optimizer)
         self._net.sync(self._dtype_policy.compute_dtype)

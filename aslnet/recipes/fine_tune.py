@@ -8,7 +8,7 @@ __all__ = ["fine_tune"]
 
 
 def fine_tune(model, x, validation_data=None, head_epochs=20, epochs=8,
-              unfreeze_from="conv_dw_7", head_learning_rate=1e-3, learning_rate=2e-5,
+              unfreeze_from=None, head_learning_rate=1e-3, learning_rate=2e-5,
               batch_size=None, verbose="auto", callbacks=None):
     """aslnet's fine-tuning recipe for a pretrained backbone with a new
     head (e.g. ``load_pretrained('mobilenet', num_classes=10)``):
@@ -16,7 +16,9 @@ def fine_tune(model, x, validation_data=None, head_epochs=20, epochs=8,
     1. warm up the head alone (Adam ``head_learning_rate``) for
        ``head_epochs``: the frozen backbone's pooled features are
        computed once and cached, so these epochs cost almost nothing;
-    2. unfreeze the convolutions from layer ``unfreeze_from`` on, with
+    2. unfreeze the convolutions from layer ``unfreeze_from`` on (default:
+       the model's ``fine_tune_from``, set by ``load_pretrained``, else
+       ``'conv_dw_7'``: MobileNet v1's), with
        batch normalization kept frozen (inference mode: the pretrained
        statistics stay valid), and train for ``epochs`` at
        ``learning_rate``, continuing phase 1's Adam (its moments and step
@@ -30,6 +32,8 @@ def fine_tune(model, x, validation_data=None, head_epochs=20, epochs=8,
     if not with_weights:
         raise ValueError("fine_tune needs a model with weights")
     head = with_weights[-1]
+    if unfreeze_from is None:
+        unfreeze_from = getattr(model, "fine_tune_from", "conv_dw_7")
     first = model._layers.index(model.get_layer(unfreeze_from))
     for layer in model._layers:
         layer.trainable = layer is head

@@ -273,18 +273,23 @@ def model_to_config(model):
                                       for l in layers]}}
     entries = []
     for i, layer in enumerate(layers):
+        inputs = layer.output._inputs if i else ()
         entries.append({"class_name": type(layer).__name__,
                         "config": _keras_layer_config(layer, dtype),
                         "name": layer.name,
-                        "inbound_nodes": [] if i == 0 else [[[layers[i - 1].name, 0, 0, {}]]]})
+                        "inbound_nodes": [[[t._layer.name, 0, 0, {}] for t in inputs]]
+                        if inputs else []})
     return {"class_name": "Functional",
             "config": {"name": model.name, "layers": entries,
                        "input_layers": [[layers[0].name, 0, 0]],
                        "output_layers": [[layers[-1].name, 0, 0]]}}
 
 
-def _chain_from_functional(cfg):
-    """The layer entries of a Functional config, input first; only chains."""
+def _graph_from_functional(cfg):
+    """The layer entries of a Functional config, input first, in the file's
+    order (Keras writes ``layers`` in the model's order), each with the names
+    of the layers it reads: [(entry, [input names])].  Only graphs of one
+    input and one output whose layers are each called once."""
     entries = cfg.get("layers")
     if not isinstance(entries, list) or not entries:
         raise ValueError("model_config has no layers")
@@ -307,49 +312,66 @@ def _chain_from_functional(cfg):
         if not isinstance(ref, list) or len(ref) < 1 or ref[0] not in by_name:
             raise ValueError(f"model_config: bad {what} reference {ref!r}")
         if len(ref) > 1 and ref[1:3] != [0, 0][:len(ref[1:3])]:
-            raise NotImplementedError(f"aslnet models are chains; {what} {ref!r} refers "
-                                      "to a shared layer")
+            raise NotImplementedError(f"aslnet models call each layer once; {what} {ref!r} "
+                                      "refers to a shared layer")
         return ref[0]
 
     inp = single(cfg.get("input_layers"), "input")
     out = single(cfg.get("output_layers"), "output")
-    chain, seen, name = [], set(), out
-    while True:
-        if name in seen:
-            raise ValueError(f"model_config: cycle through layer '{name}'")
-        seen.add(name)
-        e = by_name[name]
-        chain.append(e)
+    reads = {}
+    for name, e in by_name.items():
         nodes = e.get("inbound_nodes") or []
         if name == inp:
             if nodes:
                 raise ValueError(f"model_config: the input layer '{name}' has inbound nodes")
-            break
+            reads[name] = []
+            continue
         if not isinstance(nodes, list) or not nodes:
             raise ValueError(f"model_config: layer '{name}' has no inbound node")
         if len(nodes) != 1:
-            raise NotImplementedError(f"aslnet models are chains: layer '{name}' is called "
-                                      f"{len(nodes)} times (a shared layer)")
+            raise NotImplementedError(f"aslnet models call each layer once: layer '{name}' is "
+                                      f"called {len(nodes)} times (a shared layer)")
         node = nodes[0]
         if isinstance(node, dict):
             raise NotImplementedError(f"layer '{name}': this inbound-node format is not "
                                       "supported (Keras 2.x h5 files only)")
-        if not isinstance(node, list) or len(node) != 1:
-            raise NotImplementedError(f"aslnet models are chains: layer '{name}' takes "
-                                      f"{len(node) if isinstance(node, list) else '?'} inputs")
-        ref = node[0]
-        if not isinstance(ref, list) or len(ref) < 3 or ref[0] not in by_name:
+        if not isinstance(node, list) or not node:
             raise ValueError(f"model_config: layer '{name}' has a bad inbound node {node!r}")
-        if ref[1] != 0 or ref[2] != 0 or (len(ref) > 3 and ref[3]):
-            raise NotImplementedError(f"aslnet models are chains: layer '{name}' takes "
-                                      f"{ref!r} (a shared layer, a multi-output layer or "
-                                      "call arguments)")
-        name = ref[0]
-    if len(chain) != len(entries):
-        extra = sorted(set(by_name) - seen)
-        raise NotImplementedError(f"aslnet models are chains from the input to the output; "
-                                  f"layers {extra} are not on that chain")
-    return chain[::-1]
+        reads[name] = []
+        for ref in node:
+            if not isinstance(ref, list) or len(ref) < 3 or ref[0] not in by_name:
+                raise ValueError(f"model_config: layer '{name}' has a bad inbound node "
+                                 f"{node!r}")
+            if ref[1] != 0 or ref[2] != 0 or (len(ref) > 3 and ref[3]):
+                raise NotImplementedError(f"aslnet models call each layer once: layer "
+                                          f"'{name}' takes {ref!r} (a shared layer, a "
+                                          "multi-output layer or call arguments)")
+            reads[name].append(ref[0])
+    needed, todo = set(), [out]           # the layers the output is computed from
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(reads[name])
+    if inp not in needed:
+        raise ValueError("model_config: the output is not computed from the input")
+    if len(needed) != len(entries):
+        extra = sorted(set(by_name) - needed)
+        raise NotImplementedError(f"aslnet models have one input and one output; layers "
+                                  f"{extra} do not lead to the output")
+    order, done = [], set()               # the file's order, each layer after its inputs
+    pending = [n for n in by_name]
+    while pending:
+        ready = [n for n in pending if all(r in done for r in reads[n])]
+        if not ready:
+            raise ValueError(f"model_config: cycle through layers {pending}")
+        for n in ready:
+            order.append(n)
+            done.add(n)
+        pending = [n for n in pending if n not in done]
+    if order[0] != inp:
+        raise ValueError("the model's first layer is not its InputLayer")
+    return [(by_name[n], reads[n]) for n in order]
 
 
 def _make_layer(class_name, kcfg, layer_name, custom_objects):
@@ -379,10 +401,12 @@ def model_from_config(model_config, custom_objects=None):
         raise ValueError("model_config is not a Keras model config")
     class_name = model_config.get("class_name")
     cfg = model_config["config"]
+    reads = None
     if class_name in ("Functional", "Model"):
+        graph = _graph_from_functional(cfg)
         entries = [(e.get("class_name"), e.get("config"), e.get("name")
-                    or (e.get("config") or {}).get("name"))
-                   for e in _chain_from_functional(cfg)]
+                    or (e.get("config") or {}).get("name")) for e, _ in graph]
+        reads = [r for _, r in graph]
     elif class_name == "Sequential":
         raw = cfg.get("layers") if isinstance(cfg, dict) else cfg
         if not isinstance(raw, list) or not raw:
@@ -415,9 +439,14 @@ def model_from_config(model_config, custom_objects=None):
     if class_name == "Sequential":
         model = _model_class("Sequential")(built, name=name)
     else:
-        x = built[0].output
-        for layer in built[1:]:
-            x = layer(x)
+        out = {built[0].name: built[0].output}
+        for layer, names in zip(built[1:], reads[1:]):
+            args = [out[n] for n in names]
+            if layer._num_inputs == 1 and len(args) != 1:
+                raise NotImplementedError(
+                    f"aslnet models are chains with residual adds: layer '{layer.name}' "
+                    f"({type(layer).__name__}) takes one input, the file gives it {names}")
+            x = out[layer.name] = layer(args if layer._num_inputs > 1 else args[0])
         model = _model_class("Functional")(built[0].output, x, name=name)
     policies = {_policy_name((kcfg or {}).get("dtype")) for _, kcfg, _ in entries[1:]}
     if len(policies) == 1:   # as saved (Keras restores each layer's policy; aslnet's is

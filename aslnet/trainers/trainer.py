@@ -180,15 +180,21 @@ class Trainer:
 
     def _to_input(self, x):
         x = np.asarray(self._single_input(x), dtype=np.float32)
-        expected = self._input.shape[1:]
-        if x.shape[1:] != expected:
-            if x.shape == expected:
+        expected = self._input.shape[1:]       # None: any size in that dimension
+
+        def fits(shape):
+            return len(shape) == len(expected) and all(
+                e is None or d == e for d, e in zip(shape, expected))
+        if not fits(x.shape[1:]):
+            if fits(x.shape):
                 raise ValueError(f"Model '{self.name}' expects a batch of shape "
                                  f"(batch, {', '.join(map(str, expected))}); got one sample "
                                  f"{x.shape} — add a batch axis (x[None]; a tf.data.Dataset: "
                                  ".batch(n))")
             raise ValueError(f"Model '{self.name}' expects input shape "
                              f"(None, {', '.join(map(str, expected))}), got {x.shape}")
+        if None in expected:     # the C network says when a size is too small for it
+            return np.ascontiguousarray(x)
         return np.ascontiguousarray(x.reshape((x.shape[0],) + core_shape(expected)))
 
     def _to_target(self, y, n):
@@ -361,7 +367,7 @@ class Trainer:
         cbs.on_train_end()
 
     def fine_tune(self, x, validation_data=None, head_epochs=20, epochs=8,
-                  unfreeze_from="conv_dw_7", head_learning_rate=1e-3, learning_rate=2e-5,
+                  unfreeze_from=None, head_learning_rate=1e-3, learning_rate=2e-5,
                   batch_size=None, verbose="auto", callbacks=None):
         """aslnet's fine-tuning recipe (see :func:`aslnet.recipes.fine_tune`);
         returns the History of phase 2 (phase 1's is ``self.head_history``)."""

@@ -38,12 +38,21 @@ class TrunkCache:
 
     _DISK_MARGIN = 512 << 20   # leave this much of the disk free
 
-    def __init__(self, n, shape, directory=None):
-        self.shape = tuple(int(d) for d in shape)
-        self.sample_bytes = int(np.prod(self.shape)) * 4
+    def __init__(self, n, shape, directory=None, max_bytes=None):
         self.filled = np.zeros(n, bool)
         self._mem = self._file = None
         self._broken = False
+        self.input_size = None      # (h, w) of the images the features come from
+        self._n, self._directory, self._max_bytes = n, directory, max_bytes
+        if shape is None:           # any input size: opened by the first store
+            self.shape = None
+            return
+        self._open(shape)
+
+    def _open(self, shape):
+        n, directory = self._n, self._directory
+        self.shape = tuple(int(d) for d in shape)
+        self.sample_bytes = int(np.prod(self.shape)) * 4
         if hasattr(os, "preadv"):
             try:
                 free = shutil.disk_usage(directory or tempfile.gettempdir()).free
@@ -71,8 +80,22 @@ class TrunkCache:
                               f"{self.sample_bytes} bytes)")
         return out
 
-    def store(self, ids, feats):
+    def store(self, ids, feats, input_size=None):
         if self._broken:
+            return
+        if self.input_size is None:
+            self.input_size = input_size
+        if self.shape is None:      # a model of any input size: one size per cache
+            if self._max_bytes is not None and \
+                    self._n * int(np.prod(feats.shape[1:])) * 4 > self._max_bytes:
+                self._broken = True
+                return
+            self._open(feats.shape[1:])
+        if input_size != self.input_size or tuple(feats.shape[1:]) != self.shape:
+            # images of another size than the cached ones: off for this data set
+            # (recomputed, same results), never features of another size
+            self.close()
+            self._broken = True
             return
         if self._mem is not None:
             self._mem[ids] = feats
@@ -103,13 +126,15 @@ class TrunkCache:
 def trunk_start(layers, network):
     """Core index of the first op of the first trainable layer with weights
     (``layers`` after the model's input), if the layers below it can be
-    cached (no dropout), else 0."""
+    cached (no dropout), else 0; moved down to the edge of a residual block
+    when it falls inside one (MobileNetV2: the block's input is the trunk's
+    output, its frozen layers run in the training step in inference mode)."""
     for k, layer in enumerate(layers):
         if isinstance(layer, Dropout) and layer.rate > 0:
             return 0
         if layer.trainable and layer.trainable_weights:
-            return network.first_op(layer) if k > 0 else 0
-    return network.first_op(layers[-1])
+            return network.residual_safe_start(network.first_op(layer)) if k > 0 else 0
+    return network.residual_safe_start(network.first_op(layers[-1]))
 
 
 def make_cache(network, data, start, max_bytes, directory=None):
@@ -119,6 +144,8 @@ def make_cache(network, data, start, max_bytes, directory=None):
     if start == 0 or n is None or has_augmentation(data):
         return None
     shape = network.net.output_shape(start - 1)
+    if None in shape:           # a model of any input size: the shape of the first batch
+        return TrunkCache(n, None, directory, max_bytes=max_bytes)
     if n * int(np.prod(shape)) * 4 > max_bytes:
         return None
     return TrunkCache(n, shape, directory)
@@ -130,10 +157,12 @@ def features(network, xb, ids, cache, start, compute_dtype):
     if start == 0:
         return xb, 0
     feats = cache.lookup(ids) if cache is not None and ids is not None else None
-    if feats is None:
+    if feats is not None:
+        network.input_size = cache.input_size      # what the cached features come from
+    else:
         if xb is None:
             raise RuntimeError("frozen-trunk cache: a batch was skipped but is not cached")
         feats = network.inference_forward(xb, compute_dtype, stop=start)
         if cache is not None and ids is not None:
-            cache.store(ids, feats)
+            cache.store(ids, feats, tuple(xb.shape[1:3]))
     return feats, start

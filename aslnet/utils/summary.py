@@ -1,4 +1,6 @@
-"""``model.summary()`` in tf.keras 2.x's table format."""
+"""``model.summary()`` in tf.keras 2.x's table format (2.6: a model whose graph
+is not a chain, with a merge layer such as Add, gets the "Connected to"
+column, ``name[node][tensor]`` of each input, one per line)."""
 import math
 
 
@@ -10,12 +12,18 @@ def _shape_str(layer):
 
 def print_summary(model, line_length=None, positions=None, print_fn=None,
                   show_trainable=False):
-    line_length = line_length or 65
-    positions = positions or [0.45, 0.85, 1.0]
+    sequential_like = not any(layer._num_inputs > 1 for layer in model.layers)
+    if sequential_like:
+        line_length = line_length or 65
+        positions = positions or [0.45, 0.85, 1.0]
+        header = ["Layer (type)", "Output Shape", "Param #"]
+    else:
+        line_length = line_length or 98
+        positions = positions or [0.33, 0.55, 0.67, 1.0]
+        header = ["Layer (type)", "Output Shape", "Param #", "Connected to"]
     if positions[-1] <= 1:
         positions = [int(line_length * p) for p in positions]
     print_fn = print_fn or print
-    header = ["Layer (type)", "Output Shape", "Param #"]
     if show_trainable:                      # tf.keras 2.9+: a "Trainable" column
         line_length += 11
         positions = positions + [line_length]
@@ -38,7 +46,15 @@ def print_summary(model, line_length=None, positions=None, print_fn=None,
     for i, layer in enumerate(model.layers):
         fields = [f"{layer.name} ({type(layer).__name__})", _shape_str(layer),
                   layer.count_params()]
-        row(fields + (["Y" if layer.trainable else "N"] if show_trainable else []))
+        trainable = ["Y" if layer.trainable else "N"] if show_trainable else []
+        if sequential_like:
+            row(fields + trainable)
+        else:
+            inputs = layer.output._inputs if layer._output is not None else ()
+            links = [f"{t._layer.name}[0][0]" for t in inputs] or [""]
+            row(fields + [links[0]] + trainable)
+            for link in links[1:]:
+                row(["", "", "", link] + ([""] if show_trainable else []))
         print_fn("=" * line_length if i == len(model.layers) - 1 else "_" * line_length)
     trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
     total = model.count_params()

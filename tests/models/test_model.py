@@ -148,9 +148,10 @@ def test_copies_and_pickles_of_a_trained_model_train_on_identically():
 
 
 def test_mobilenet_at_another_size_says_which_weights(shared_weights_dir):
+    """Keras's warning, exactly where Keras gives it (tests/test_applications_v2.py)."""
     from aslnet.applications.mobilenet import MobileNet
-    with pytest.warns(UserWarning, match="224x224 only"):
-        MobileNet(input_shape=(128, 128, 3), include_top=False, weights_dir=shared_weights_dir)
+    with pytest.warns(UserWarning, match=r"Weights for input shape \(224, 224\)"):
+        MobileNet(input_shape=(200, 200, 3), include_top=False, weights_dir=shared_weights_dir)
 
 
 def test_layer_shapes_as_tf_keras_gives_them():
