@@ -3,10 +3,14 @@
     layer.py           Layer (the base), Variable, KerasTensor, Keras's neutral arguments
     initializers.py    kernel_initializer= / bias_initializer= (Keras's by name or object)
     core.py            InputLayer / Input, Dense
-    convolutional.py   Conv2D, DepthwiseConv2D
+    convolutional.py   Conv2D, DepthwiseConv2D, SeparableConv2D
     normalization.py   BatchNormalization
-    activations.py     ReLU, Activation (and the activation names layers accept)
-    pooling.py         GlobalAveragePooling2D, GlobalMaxPooling2D
+    activations.py     ReLU, LeakyReLU, Softmax, Activation (and the activation names
+                       layers accept)
+    pooling.py         MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+                       GlobalMaxPooling2D
+    preprocessing.py   Rescaling, Resizing, CenterCrop, RandomFlip, RandomRotation,
+                       RandomZoom, RandomTranslation, RandomContrast
     reshaping.py       ZeroPadding2D, Reshape, Flatten
     regularization.py  Dropout
 
@@ -18,14 +22,18 @@ comes from the C core (``_core_output_shape``) unless it is a Keras shape rule
 the core does not know.  Then export it below and add it to ``LAYER_CLASSES``
 (how saved and pickled models find it by class name).
 """
-from .activations import _ACTIVATIONS, Activation, ReLU, _activation_name
-from .convolutional import Conv2D, DepthwiseConv2D
+from .activations import _ACTIVATIONS, Activation, LeakyReLU, ReLU, Softmax, _activation_name
+from .convolutional import Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Dense, Input, InputLayer
 from .initializers import _conv_fans, _glorot_uniform, _init_value, _initializer
 from .layer import (_NEUTRAL_ARGS, KerasTensor, Layer, Variable, _core_output_shape,
                     _is_neutral, _pair, _pop_input_shape, core_shape)
 from .normalization import BatchNormalization
-from .pooling import GlobalAveragePooling2D, GlobalMaxPooling2D, _GlobalPooling2D
+from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
+                      GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D,
+                      _GlobalPooling2D)
+from .preprocessing import (CenterCrop, RandomContrast, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom, Rescaling, Resizing)
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape, ZeroPadding2D
 
@@ -33,9 +41,15 @@ __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "DepthwiseConv2D", "ZeroPadding2D",
     "BatchNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "Dropout", "Reshape", "Flatten", "Dense",
+    "LeakyReLU", "Softmax", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
+    "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "Rescaling", "Resizing",
+    "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+    "RandomContrast",
 ]
 
 # Layers by Keras class name: how aslnet.saving rebuilds a saved model.
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Conv2D, DepthwiseConv2D, ZeroPadding2D, BatchNormalization, ReLU,
-    Activation, GlobalAveragePooling2D, GlobalMaxPooling2D, Dropout, Reshape, Flatten, Dense)}
+    Activation, GlobalAveragePooling2D, GlobalMaxPooling2D, Dropout, Reshape, Flatten, Dense,
+    LeakyReLU, Softmax, SeparableConv2D, MaxPooling2D, AveragePooling2D, Rescaling, Resizing,
+    CenterCrop, RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast)}
