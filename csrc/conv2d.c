@@ -177,9 +177,10 @@ static asl_status conv_init(asl_layer *l, asl_ctx *c)
         asl_conv_geometry(iw, kw, sw, asl_dilation(d, 1), d->padding, &ow, &pl,
                           &pr) != ASL_OK)
         return asl_fail(c, ASL_ERR_SHAPE, "%s: input (%d, %d, %d) is "
-                        "smaller than kernel (%d, %d) (dilation (%d, %d)) with "
-                        "padding 'valid'", kind, ih, iw, ic, kh, kw,
-                        asl_dilation(d, 0), asl_dilation(d, 1));
+                        "smaller than kernel (%d, %d)%s with padding 'valid'",
+                        kind, ih, iw, ic, kh, kw,
+                        asl_dilation(d, 0) > 1 || asl_dilation(d, 1) > 1
+                            ? " (dilated)" : "");
     /* per-sample sizes must fit an int (the executor's shapes) and the
      * kernel must fit a size_t */
     if ((int64_t)oh * ow * oc > INT_MAX)

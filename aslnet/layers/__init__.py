@@ -20,7 +20,8 @@ deriving from ``Layer``, with ``_core_ops()`` (the ``(kind, config)`` entries
 (its weights, in Keras order and layout) and ``get_config``; its output shape
 comes from the C core (``_core_output_shape``) unless it is a Keras shape rule
 the core does not know.  Then export it below and add it to ``LAYER_CLASSES``
-(how saved and pickled models find it by class name).
+(how saved and pickled models find it by class name).  Keras's aliases
+(MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D) are the same classes.
 """
 from .activations import _ACTIVATIONS, Activation, LeakyReLU, ReLU, Softmax, _activation_name
 from .convolutional import Conv2D, DepthwiseConv2D, SeparableConv2D
@@ -42,8 +43,7 @@ __all__ = [
     "BatchNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "Dropout", "Reshape", "Flatten", "Dense",
     "LeakyReLU", "Softmax", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
-    "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "Rescaling", "Resizing",
-    "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+    "Rescaling", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
     "RandomContrast",
 ]
 
