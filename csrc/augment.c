@@ -47,6 +47,7 @@
 typedef struct {
     float *t;        /* per sample: parameters of the last draw (cap n) */
     int cap;
+    float *fill;     /* [c]: fill_value, what a point outside the image reads */
 } aug_priv;
 
 static inline uint64_t splitmix_mix(uint64_t z)
@@ -128,7 +129,8 @@ static void aug_release(asl_layer *l)
     aug_priv *p = l->priv;
     if (!p) return;
     asl_free(p->t);
-    p->t = NULL;
+    asl_free(p->fill);
+    p->t = p->fill = NULL;
     p->cap = 0;
 }
 
@@ -145,7 +147,12 @@ static asl_status aug_plan(asl_layer *l, asl_ctx *c)
     if (!p) return asl_fail(c, ASL_ERR_STATE, "%s: plan before init", l->ops->name);
     aug_release(l);
     p->t = asl_alloc((size_t)l->n * 6 * sizeof(float));
-    if (!p->t) return asl_fail(c, ASL_ERR_NOMEM, "%s: out of memory", l->ops->name);
+    p->fill = asl_alloc((size_t)l->in[2] * sizeof(float));
+    if (!p->t || !p->fill) {
+        aug_release(l);
+        return asl_fail(c, ASL_ERR_NOMEM, "%s: out of memory", l->ops->name);
+    }
+    for (int k = 0; k < l->in[2]; k++) p->fill[k] = l->d.fill_value;
     p->cap = l->n;
     return ASL_OK;
 }
@@ -190,41 +197,37 @@ static inline float map_coord(float v, long long len, asl_fill_mode m)
     return v < 0.0f ? 0.0f : (v > (float)(len - 1) ? (float)(len - 1) : v);
 }
 
-/* out[C] = the input (H, W, C) sampled at (fx, fy). */
+/* out[C] = the input (H, W, C) sampled at (fx, fy); fill: C copies of
+ * fill_value (a neighbour outside the image reads it). */
 static inline void sample(const float *xb, long long H, long long W, long long C, float fx,
-                          float fy, const asl_layer_desc *d, float *out)
+                          float fy, int nearest, const float *fill, float *out)
 {
-    const float fv = d->fill_value;
-    if (d->interpolation == ASL_INTERP_NEAREST) {
+    if (fx != fx || fy != fy) {
+        memcpy(out, fill, (size_t)C * sizeof(float));
+        return;
+    }
+    if (nearest) {
         long long ix = (long long)roundf(fx), iy = (long long)roundf(fy);
-        if (fx != fx || fy != fy || ix < 0 || iy < 0 || ix >= W || iy >= H) {
-            for (long long k = 0; k < C; k++) out[k] = fv;
-        } else {
-            memcpy(out, xb + (iy * W + ix) * C, (size_t)C * sizeof(float));
-        }
+        const float *s = (ix < 0 || iy < 0 || ix >= W || iy >= H) ? fill
+                                                                   : xb + (iy * W + ix) * C;
+        memcpy(out, s, (size_t)C * sizeof(float));
         return;
     }
     {
         const float x0f = floorf(fx), y0f = floorf(fy);
         const float x1f = x0f + 1.0f, y1f = y0f + 1.0f;
+        const float wx0 = x1f - fx, wx1 = fx - x0f, wy0 = y1f - fy, wy1 = fy - y0f;
         const long long x0 = (long long)x0f, y0 = (long long)y0f, x1 = x0 + 1, y1 = y0 + 1;
-        const int in00 = y0 >= 0 && y0 < H && x0 >= 0 && x0 < W;
-        const int in01 = y0 >= 0 && y0 < H && x1 >= 0 && x1 < W;
-        const int in10 = y1 >= 0 && y1 < H && x0 >= 0 && x0 < W;
-        const int in11 = y1 >= 0 && y1 < H && x1 >= 0 && x1 < W;
-        const float *p00 = xb + (y0 * W + x0) * C, *p01 = xb + (y0 * W + x1) * C;
-        const float *p10 = xb + (y1 * W + x0) * C, *p11 = xb + (y1 * W + x1) * C;
-        if (fx != fx || fy != fy) {
-            for (long long k = 0; k < C; k++) out[k] = fv;
-            return;
-        }
-        for (long long k = 0; k < C; k++) {
-            float v00 = in00 ? p00[k] : fv, v01 = in01 ? p01[k] : fv;
-            float v10 = in10 ? p10[k] : fv, v11 = in11 ? p11[k] : fv;
-            float top = (x1f - fx) * v00 + (fx - x0f) * v01;
-            float bot = (x1f - fx) * v10 + (fx - x0f) * v11;
-            out[k] = (y1f - fy) * top + (fy - y0f) * bot;
-        }
+        const int ox0 = x0 >= 0 && x0 < W, ox1 = x1 >= 0 && x1 < W;
+        const int oy0 = y0 >= 0 && y0 < H, oy1 = y1 >= 0 && y1 < H;
+        const float *p00 = oy0 && ox0 ? xb + (y0 * W + x0) * C : fill;
+        const float *p01 = oy0 && ox1 ? xb + (y0 * W + x1) * C : fill;
+        const float *p10 = oy1 && ox0 ? xb + (y1 * W + x0) * C : fill;
+        const float *p11 = oy1 && ox1 ? xb + (y1 * W + x1) * C : fill;
+        /* TF's order: rows first, then between them */
+#pragma omp simd
+        for (long long k = 0; k < C; k++)
+            out[k] = wy0 * (wx0 * p00[k] + wx1 * p01[k]) + wy1 * (wx0 * p10[k] + wx1 * p11[k]);
     }
 }
 
@@ -317,13 +320,15 @@ static asl_status aug_forward(asl_layer *l, asl_ctx *c, int training)
                     }
             }
         } else {
+            const int nearest = d->interpolation == ASL_INTERP_NEAREST;
+            const asl_fill_mode fm = d->fill_mode;
             for (long long r = 0; r < H; r++)
                 for (long long q = 0; q < W; q++) {
                     float fx = t[0] * (float)q + t[1] * (float)r + t[2];
                     float fy = t[3] * (float)q + t[4] * (float)r + t[5];
-                    fx = map_coord(fx, W, d->fill_mode);
-                    fy = map_coord(fy, H, d->fill_mode);
-                    sample(xb, H, W, C, fx, fy, d, yb + (r * W + q) * C);
+                    if (fx < 0.0f || fx > (float)(W - 1)) fx = map_coord(fx, W, fm);
+                    if (fy < 0.0f || fy > (float)(H - 1)) fy = map_coord(fy, H, fm);
+                    sample(xb, H, W, C, fx, fy, nearest, p->fill, yb + (r * W + q) * C);
                 }
         }
     }
