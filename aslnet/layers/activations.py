@@ -40,6 +40,7 @@ class ReLU(Layer):
     keras.activations.relu computes it."""
 
     _base_name = "re_lu"
+    negative_slope = threshold = 0.0   # (instances pickled before these existed)
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, name=None, **kwargs):
         super().__init__(name=name, **kwargs)

@@ -13,6 +13,7 @@ from .layer import Layer, _core_output_shape, _pair
 
 class Conv2D(Layer):
     _base_name = "conv2d"
+    dilation_rate = (1, 1)      # (instances pickled before dilation existed)
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  dilation_rate=(1, 1), activation=None, use_bias=True,
