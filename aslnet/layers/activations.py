@@ -6,9 +6,18 @@ computes linear / relu / relu6 / softmax itself and is followed by an
 ``activation`` op for the others (``_activation_ops``)."""
 from .layer import Layer
 
-# Keras names -> the C core's.  silu is Keras 3's name of swish.
-_ACTIVATIONS = ("linear", "relu", "relu6", "softmax", "sigmoid", "tanh", "swish", "silu")
+# Keras names -> the C core's.  silu is Keras 3's name of swish; leaky_relu
+# is keras.activations.leaky_relu (negative_slope 0.2).
+_ACTIVATIONS = ("linear", "relu", "relu6", "softmax", "sigmoid", "tanh", "swish", "silu",
+                "leaky_relu")
 _FUSED = ("linear", "relu", "relu6", "softmax")     # computed inside conv / dense
+
+
+def _activation_op(name):
+    """The C activation op of a Keras activation name."""
+    if name == "leaky_relu":
+        return ("activation", dict(activation="relu_args", negative_slope=0.2))
+    return ("activation", dict(activation=name))
 
 
 def _activation_name(a):
@@ -25,7 +34,7 @@ def _activation_ops(name):
     """(activation the conv / dense op computes, [ops after it]) for ``name``."""
     if name in _FUSED:
         return name, []
-    return "linear", [("activation", dict(activation=name))]
+    return "linear", [_activation_op(name)]
 
 
 def _number(value, what, layer):
@@ -120,7 +129,7 @@ class Activation(Layer):
         self.activation = _activation_name(activation)
 
     def _core_ops(self):
-        return [("activation", dict(activation=self.activation))]
+        return [_activation_op(self.activation)]
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
