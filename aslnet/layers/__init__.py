@@ -23,7 +23,8 @@ the core does not know.  Then export it below and add it to ``LAYER_CLASSES``
 (how saved and pickled models find it by class name).  Keras's aliases
 (MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D) are the same classes.
 """
-from .activations import _ACTIVATIONS, Activation, LeakyReLU, ReLU, Softmax, _activation_name
+from .activations import (_ACTIVATIONS, Activation, LeakyReLU, ReLU, Softmax,
+                          _activation_name)
 from .convolutional import Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Dense, Input, InputLayer
 from .initializers import _conv_fans, _glorot_uniform, _init_value, _initializer
@@ -43,8 +44,8 @@ __all__ = [
     "BatchNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "Dropout", "Reshape", "Flatten", "Dense",
     "LeakyReLU", "Softmax", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
-    "Rescaling", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
-    "RandomContrast",
+    "Rescaling", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom",
+    "RandomTranslation", "RandomContrast",
 ]
 
 # Layers by Keras class name: how aslnet.saving rebuilds a saved model.
