@@ -64,7 +64,18 @@ class Net:
         """A network with no layers on per-sample inputs of ``input_shape`` (h or w None
         or -1: any size; ``min_size``: the smallest input size accepted)."""
     def add(self, kind: str, **config: Any) -> int:
-        """Append a layer of ``kind`` (conv2d, depthwise_conv2d, dense, ...); its index."""
+        """Append a layer of ``kind``; its index.  Kinds: conv2d, depthwise_conv2d,
+        separable_conv2d (filters, kernel_size, strides, padding, dilation_rate,
+        depth_multiplier, use_bias, activation), dense, zero_padding2d,
+        batch_normalization, activation (linear, relu, relu6, softmax, sigmoid, tanh,
+        swish / silu, relu_args with negative_slope, max_value, threshold), dropout,
+        reshape, add, global_average_pooling2d, global_max_pooling2d, max_pooling2d /
+        average_pooling2d (kernel_size = pool_size, strides, padding), rescaling (scale,
+        offset), resizing (height, width, interpolation, crop_to_aspect_ratio),
+        center_crop (height, width), and, active only in a training forward,
+        random_flip (mode, seed), random_affine (rotation, zoom_height, zoom_width,
+        shift_height, shift_width, fill_mode, fill_value, interpolation, seed),
+        random_contrast (contrast, value_range, seed)."""
     def output_shape(self, i: int, input_size: tuple[int, int] | None = None
                      ) -> tuple[int | None, int | None, int]:
         """Per-sample output shape of layer ``i`` (None where it follows the input size;

@@ -8,11 +8,26 @@
  * relu6  : y = min(max(x, 0), 6)
  * softmax: over the last axis, in rows of `classes` (the channels of an NHWC
  *          tensor), with max subtraction for numerical stability.
+ * The Activation layer only (conv and dense fuse the four above):
+ * sigmoid: 1 / (1 + e^-x), computed from e^-|x| (no overflow)
+ * tanh   : tanhf
+ * swish  : x * sigmoid(x) (Keras swish / silu)
+ * relu_args: Keras's relu(x, negative_slope, max_value, threshold), as
+ *          keras.activations.relu computes it: pos = x > threshold ? x : 0
+ *          (x > 0 when threshold is 0), clipped to [0, max_value] when
+ *          max_value >= 0, minus negative_slope * max(threshold - x, 0).
+ *          LeakyReLU(a) is relu_args with negative_slope a.
  *
  * Backward works from the output y:
  *   relu : dx = dy where y > 0
  *   relu6: dx = dy where 0 < y < 6   (TF's Relu6Grad: 0 < x < 6)
  *   softmax: dx = y * (dy - sum(dy * y)) per row
+ *   sigmoid: dx = dy * y * (1 - y);  tanh: dx = dy * (1 - y^2)
+ * and from the input x (kept by the executor for a backward):
+ *   swish: dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x)
+ *   relu_args: dx = dy * (d pos/dx + negative_slope * [x < threshold]),
+ *          d pos/dx = [x > threshold] where pos lies inside [0, max_value]
+ * (the derivative at the kinks is that of TF's ops: 0 at x = threshold).
  * With l->fused_softmax_ce the executor already turned dy into the gradient
  * of the logits, so dx = dy.
  *
@@ -27,13 +42,56 @@
 /* Below this many floats a loop runs on the calling thread. */
 #define ASL_ACT_PAR ((size_t)1 << 15)
 
-/* y = act(x); x may equal y. */
-static void act_apply(asl_activation a, const float *x, float *y,
-                      size_t count, int classes)
+static inline float sigmoidf(float v)
+{
+    float e = expf(-fabsf(v));            /* in (0, 1]: never overflows */
+    float s = 1.0f / (1.0f + e);
+    return v >= 0.0f ? s : e * s;         /* NaN: NaN (e is NaN)        */
+}
+
+/* Keras's relu with arguments: the value and its derivative. */
+static inline float relu_args(float v, float slope, float mx, float thr, float *grad)
+{
+    float pos = thr != 0.0f ? (v > thr ? v : 0.0f) : (v > 0.0f ? v : 0.0f);
+    float g = thr != 0.0f ? (float)(v > thr) : (float)(v > 0.0f);
+    float n;
+    if (mx >= 0.0f) {
+        if (pos < 0.0f || pos > mx) g = 0.0f;
+        pos = pos < 0.0f ? 0.0f : (pos > mx ? mx : pos);
+    }
+    n = thr - v > 0.0f ? thr - v : 0.0f;
+    if (slope != 0.0f) g += thr - v > 0.0f ? slope : 0.0f;
+    if (grad) *grad = g;
+    return v != v ? v : pos - slope * n;
+}
+
+/* y = act(x); x may equal y.  r: the relu_args parameters (NULL unless
+ * a == ASL_ACT_RELU_ARGS). */
+static void act_apply_r(asl_activation a, const float *x, float *y,
+                        size_t count, int classes, const asl_layer_desc *r)
 {
     const long long nn = (long long)count;
 
     switch (a) {
+    case ASL_ACT_SIGMOID:
+#pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
+        for (long long i = 0; i < nn; i++) y[i] = sigmoidf(x[i]);
+        break;
+    case ASL_ACT_TANH:
+#pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
+        for (long long i = 0; i < nn; i++) y[i] = tanhf(x[i]);
+        break;
+    case ASL_ACT_SWISH:
+#pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
+        for (long long i = 0; i < nn; i++) y[i] = x[i] * sigmoidf(x[i]);
+        break;
+    case ASL_ACT_RELU_ARGS: {
+        const float sl = r->relu.negative_slope, mx = r->relu.max_value,
+                    th = r->relu.threshold;
+#pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
+        for (long long i = 0; i < nn; i++) y[i] = relu_args(x[i], sl, mx, th, NULL);
+        break;
+    }
     case ASL_ACT_RELU:
 #pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
         for (long long i = 0; i < nn; i++) {
@@ -75,6 +133,12 @@ static void act_apply(asl_activation a, const float *x, float *y,
         if (x != y) memcpy(y, x, count * sizeof(float));
         break;
     }
+}
+
+static void act_apply(asl_activation a, const float *x, float *y,
+                      size_t count, int classes)
+{
+    act_apply_r(a, x, y, count, classes, NULL);
 }
 
 void asl_act_forward(asl_activation a, float *y, size_t count, int classes)
@@ -133,6 +197,17 @@ static asl_status act_init(asl_layer *l, asl_ctx *c)
     case ASL_ACT_RELU:
     case ASL_ACT_RELU6:
     case ASL_ACT_SOFTMAX:
+    case ASL_ACT_SIGMOID:
+    case ASL_ACT_TANH:
+    case ASL_ACT_SWISH:
+        break;
+    case ASL_ACT_RELU_ARGS:
+        if (!(l->d.relu.negative_slope >= 0.0f) || !(l->d.relu.threshold == l->d.relu.threshold) ||
+            l->d.relu.max_value != l->d.relu.max_value)
+            return asl_fail(c, ASL_ERR_ARG, "activation: relu needs negative_slope >= 0 and "
+                            "numbers for max_value and threshold (got %g, %g, %g)",
+                            (double)l->d.relu.negative_slope, (double)l->d.relu.max_value,
+                            (double)l->d.relu.threshold);
         break;
     default:
         return asl_fail(c, ASL_ERR_ARG, "activation: unknown activation %d",
@@ -163,7 +238,7 @@ static asl_status act_forward(asl_layer *l, asl_ctx *c, int training)
 {
     (void)c;
     (void)training;
-    act_apply(l->d.activation, l->x, l->y, act_count(l), l->in[2]);
+    act_apply_r(l->d.activation, l->x, l->y, act_count(l), l->in[2], &l->d);
     l->logits = l->d.activation == ASL_ACT_SOFTMAX ? l->x : NULL;
     return ASL_OK;
 }
@@ -172,14 +247,59 @@ static asl_status act_backward(asl_layer *l, asl_ctx *c, int training)
 {
     size_t count = act_count(l);
 
-    (void)c;
     (void)training;
     if (!l->dx) return ASL_OK;
     if (l->fused_softmax_ce) {
         if (l->dx != l->dy) memcpy(l->dx, l->dy, count * sizeof(float));
         return ASL_OK;
     }
-    asl_act_backward(l->d.activation, l->y, l->dy, l->dx, count, l->in[2]);
+    switch (l->d.activation) {
+    case ASL_ACT_SIGMOID: {
+        const float *y = l->y, *g = l->dy;
+        float *dx = l->dx;
+        const long long nn = (long long)count;
+#pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
+        for (long long i = 0; i < nn; i++) dx[i] = g[i] * y[i] * (1.0f - y[i]);
+        break;
+    }
+    case ASL_ACT_TANH: {
+        const float *y = l->y, *g = l->dy;
+        float *dx = l->dx;
+        const long long nn = (long long)count;
+#pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
+        for (long long i = 0; i < nn; i++) dx[i] = g[i] * (1.0f - y[i] * y[i]);
+        break;
+    }
+    case ASL_ACT_SWISH: {
+        const float *x = l->x, *g = l->dy;
+        float *dx = l->dx;
+        const long long nn = (long long)count;
+        if (!x) return asl_fail(c, ASL_ERR_STATE, "activation: backward without input");
+#pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
+        for (long long i = 0; i < nn; i++) {
+            float s = sigmoidf(x[i]);
+            dx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
+        break;
+    }
+    case ASL_ACT_RELU_ARGS: {
+        const float *x = l->x, *g = l->dy;
+        float *dx = l->dx;
+        const float sl = l->d.relu.negative_slope, mx = l->d.relu.max_value,
+                    th = l->d.relu.threshold;
+        const long long nn = (long long)count;
+        if (!x) return asl_fail(c, ASL_ERR_STATE, "activation: backward without input");
+#pragma omp parallel for simd schedule(static) if (count >= ASL_ACT_PAR)
+        for (long long i = 0; i < nn; i++) {
+            float d;
+            (void)relu_args(x[i], sl, mx, th, &d);
+            dx[i] = g[i] * d;
+        }
+        break;
+    }
+    default:
+        asl_act_backward(l->d.activation, l->y, l->dy, l->dx, count, l->in[2]);
+    }
     return ASL_OK;
 }
 

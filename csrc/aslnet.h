@@ -59,15 +59,36 @@ typedef enum {
     ASL_LAYER_DROPOUT,
     ASL_LAYER_RESHAPE,
     ASL_LAYER_DENSE,
-    ASL_LAYER_ADD             /* previous output + output of layer source  */
+    ASL_LAYER_ADD,            /* previous output + output of layer source  */
+    ASL_LAYER_MAX_POOL,       /* MaxPooling2D: kernel, strides, padding     */
+    ASL_LAYER_AVG_POOL,       /* AveragePooling2D (padding excluded, as TF) */
+    ASL_LAYER_RESCALING,      /* y = x * scale + offset                     */
+    ASL_LAYER_RESIZING,       /* to target[0] x target[1] (interpolation,   */
+                              /* crop_to_aspect_ratio); no backward         */
+    ASL_LAYER_CENTER_CROP,    /* the centre target[0] x target[1]           */
+    ASL_LAYER_RANDOM_FLIP,    /* training only (else identity): flip        */
+    ASL_LAYER_RANDOM_AFFINE,  /* training only: rotation / zoom / shift     */
+    ASL_LAYER_RANDOM_CONTRAST,/* training only: (x - mean) * f + mean       */
+    ASL_LAYER_SEPARABLE_CONV2D/* depthwise (no bias) then 1x1 conv2d        */
 } asl_layer_kind;
 
 typedef enum {
     ASL_ACT_LINEAR = 0,
     ASL_ACT_RELU,
     ASL_ACT_RELU6,
-    ASL_ACT_SOFTMAX
+    ASL_ACT_SOFTMAX,
+    ASL_ACT_SIGMOID,          /* the activation layer only (conv and dense  */
+    ASL_ACT_TANH,             /* take linear, relu, relu6, softmax)         */
+    ASL_ACT_SWISH,            /* x * sigmoid(x) (Keras swish / silu)        */
+    ASL_ACT_RELU_ARGS         /* Keras's ReLU(max_value, negative_slope,    */
+                              /* threshold) and LeakyReLU: desc.relu        */
 } asl_activation;
+
+/* Interpolation and fill mode of the preprocessing layers (Keras's). */
+typedef enum { ASL_INTERP_BILINEAR = 0, ASL_INTERP_NEAREST } asl_interpolation;
+typedef enum {
+    ASL_FILL_REFLECT = 0, ASL_FILL_WRAP, ASL_FILL_CONSTANT, ASL_FILL_NEAREST
+} asl_fill_mode;
 
 typedef enum { ASL_PAD_VALID = 0, ASL_PAD_SAME } asl_padding;
 
@@ -89,6 +110,29 @@ typedef struct {
     int source;               /* add: index of an earlier layer whose output */
                               /* is added to the previous layer's (same     */
                               /* shape)                                     */
+    /* The layers of issue 14 (zero: the defaults below). */
+    struct {                  /* activation ASL_ACT_RELU_ARGS: Keras's relu */
+        float negative_slope; /* (x > threshold ? x : 0) clipped to         */
+        float max_value;      /* [0, max_value] (< 0: no clip), minus       */
+        float threshold;      /* negative_slope * max(threshold - x, 0)     */
+    } relu;
+    int dilation[2];          /* conv2d / depthwise: dilation rate (0 is 1)  */
+    float scale, offset;      /* rescaling                                   */
+    asl_interpolation interpolation; /* resizing, random_affine              */
+    int crop_to_aspect_ratio; /* resizing                                    */
+    asl_fill_mode fill_mode;  /* random_affine                               */
+    float fill_value;         /* random_affine, ASL_FILL_CONSTANT            */
+    int flip;                 /* random_flip: 1 horizontal, 2 vertical, 3    */
+                              /* both (one draw per sample flips both, as    */
+                              /* Keras 3)                                    */
+    float rotation[2];        /* random_affine: angle range, in turns        */
+    float zoom[4];            /* random_affine: zoom-1 ranges (h lo, h hi, w */
+                              /* lo, w hi); zoom_w_same: the height's zoom   */
+    int zoom_w_same;          /* for the width too                           */
+    float shift[4];           /* random_affine: shift ranges in fractions of */
+                              /* the size (h lo, h hi, w lo, w hi)           */
+    float contrast[2];        /* random_contrast: factor in [1-c0, 1+c1]     */
+    float value_range[2];     /* random_contrast: output clipped to it       */
 } asl_layer_desc;
 
 /* Parameter description (Keras order and layout). */

@@ -261,9 +261,14 @@ static int parse_activation(const char *s, asl_activation *a)
     else if (!strcmp(s, "relu")) *a = ASL_ACT_RELU;
     else if (!strcmp(s, "relu6")) *a = ASL_ACT_RELU6;
     else if (!strcmp(s, "softmax")) *a = ASL_ACT_SOFTMAX;
+    else if (!strcmp(s, "sigmoid")) *a = ASL_ACT_SIGMOID;
+    else if (!strcmp(s, "tanh")) *a = ASL_ACT_TANH;
+    else if (!strcmp(s, "swish") || !strcmp(s, "silu")) *a = ASL_ACT_SWISH;
+    else if (!strcmp(s, "relu_args")) *a = ASL_ACT_RELU_ARGS;
     else {
         PyErr_Format(PyExc_ValueError,
-                     "unknown activation '%s' (expected linear, relu, relu6 or softmax)", s);
+                     "unknown activation '%s' (expected linear, relu, relu6, softmax, "
+                     "sigmoid, tanh, swish or relu_args)", s);
         return -1;
     }
     return 0;
@@ -272,7 +277,102 @@ static int parse_activation(const char *s, asl_activation *a)
 static const char *const known_keys[] = {
     "filters", "units", "kernel_size", "strides", "padding", "use_bias",
     "depth_multiplier", "activation", "momentum", "epsilon", "rate", "seed",
-    "target_shape", "source", NULL};
+    "target_shape", "source", "dilation_rate",
+    /* the layers of issue 14 */
+    "negative_slope", "max_value", "threshold", "scale", "offset", "height", "width",
+    "interpolation", "crop_to_aspect_ratio", "fill_mode", "fill_value", "mode",
+    "rotation", "zoom_height", "zoom_width", "shift_height", "shift_width", "contrast",
+    "value_range", NULL};
+
+/* A pair of floats (lower, upper), or a number x meaning (-x, x) when
+ * `symmetric`, else (x, x). */
+static int kw_range(PyObject *kw, const char *key, float out[2], int symmetric)
+{
+    PyObject *v = kw ? PyDict_GetItemString(kw, key) : NULL;
+    double a, b;
+    if (!v || v == Py_None) return 0;
+    if (PyNumber_Check(v) && !PySequence_Check(v)) {
+        a = PyFloat_AsDouble(v);
+        if (a == -1.0 && PyErr_Occurred()) return -1;
+        out[0] = (float)(symmetric ? -a : a);
+        out[1] = (float)a;
+        return 0;
+    }
+    if (!PyArg_ParseTuple(v, "dd", &a, &b)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a number or (lower, upper)", key);
+        return -1;
+    }
+    out[0] = (float)a;
+    out[1] = (float)b;
+    return 0;
+}
+
+/* The keywords of the layers of issue 14 (pooling, activations with
+ * arguments, rescaling, resizing, augmentation) into d. */
+static int parse_layer14(PyObject *kw, asl_layer_desc *d)
+{
+    const char *s = NULL;
+    PyObject *v;
+
+    d->relu.max_value = -1.0f;
+    d->dilation[0] = d->dilation[1] = 1;
+    d->scale = 1.0f;
+    d->value_range[0] = 0.0f;
+    d->value_range[1] = 255.0f;
+    if (kw_ints(kw, "dilation_rate", 2, d->dilation) ||
+        kw_float(kw, "negative_slope", &d->relu.negative_slope) ||
+        kw_float(kw, "threshold", &d->relu.threshold) ||
+        kw_float(kw, "scale", &d->scale) || kw_float(kw, "offset", &d->offset) ||
+        kw_int(kw, "height", &d->target[0]) || kw_int(kw, "width", &d->target[1]) ||
+        kw_int(kw, "crop_to_aspect_ratio", &d->crop_to_aspect_ratio) ||
+        kw_float(kw, "fill_value", &d->fill_value) ||
+        kw_range(kw, "rotation", d->rotation, 1) ||
+        kw_range(kw, "zoom_height", d->zoom, 1) ||
+        kw_range(kw, "zoom_width", d->zoom + 2, 1) ||
+        kw_range(kw, "shift_height", d->shift, 1) ||
+        kw_range(kw, "shift_width", d->shift + 2, 1) ||
+        kw_range(kw, "contrast", d->contrast, 0) ||
+        kw_range(kw, "value_range", d->value_range, 0))
+        return -1;
+    v = kw ? PyDict_GetItemString(kw, "max_value") : NULL;
+    if (v && v != Py_None && kw_float(kw, "max_value", &d->relu.max_value)) return -1;
+    if (v && v != Py_None && !(d->relu.max_value >= 0.0f)) {
+        PyErr_SetString(PyExc_ValueError, "max_value must be >= 0 (or None)");
+        return -1;
+    }
+    v = kw ? PyDict_GetItemString(kw, "zoom_width") : NULL;
+    d->zoom_w_same = !v || v == Py_None;
+    if (kw_str(kw, "interpolation", &s)) return -1;
+    if (s && !strcmp(s, "nearest")) d->interpolation = ASL_INTERP_NEAREST;
+    else if (s && strcmp(s, "bilinear")) {
+        PyErr_Format(PyExc_ValueError, "interpolation must be 'bilinear' or 'nearest', "
+                     "got '%s'", s);
+        return -1;
+    }
+    s = NULL;
+    if (kw_str(kw, "fill_mode", &s)) return -1;
+    if (!s || !strcmp(s, "reflect")) d->fill_mode = ASL_FILL_REFLECT;
+    else if (!strcmp(s, "wrap")) d->fill_mode = ASL_FILL_WRAP;
+    else if (!strcmp(s, "constant")) d->fill_mode = ASL_FILL_CONSTANT;
+    else if (!strcmp(s, "nearest")) d->fill_mode = ASL_FILL_NEAREST;
+    else {
+        PyErr_Format(PyExc_ValueError, "fill_mode must be 'reflect', 'wrap', 'constant' or "
+                     "'nearest', got '%s'", s);
+        return -1;
+    }
+    s = NULL;
+    if (kw_str(kw, "mode", &s)) return -1;
+    if (!s || !strcmp(s, "horizontal_and_vertical")) d->flip = 3;
+    else if (!strcmp(s, "horizontal")) d->flip = 1;
+    else if (!strcmp(s, "vertical")) d->flip = 2;
+    else {
+        PyErr_Format(PyExc_ValueError, "mode must be 'horizontal', 'vertical' or "
+                     "'horizontal_and_vertical', got '%s'", s);
+        return -1;
+    }
+    return 0;
+}
 
 /* ---- Net ------------------------------------------------------------- */
 
@@ -381,6 +481,15 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
     else if (!strcmp(kind, "reshape")) d.kind = ASL_LAYER_RESHAPE;
     else if (!strcmp(kind, "dense")) d.kind = ASL_LAYER_DENSE;
     else if (!strcmp(kind, "add")) d.kind = ASL_LAYER_ADD;
+    else if (!strcmp(kind, "max_pooling2d")) d.kind = ASL_LAYER_MAX_POOL;
+    else if (!strcmp(kind, "average_pooling2d")) d.kind = ASL_LAYER_AVG_POOL;
+    else if (!strcmp(kind, "rescaling")) d.kind = ASL_LAYER_RESCALING;
+    else if (!strcmp(kind, "resizing")) d.kind = ASL_LAYER_RESIZING;
+    else if (!strcmp(kind, "center_crop")) d.kind = ASL_LAYER_CENTER_CROP;
+    else if (!strcmp(kind, "random_flip")) d.kind = ASL_LAYER_RANDOM_FLIP;
+    else if (!strcmp(kind, "random_affine")) d.kind = ASL_LAYER_RANDOM_AFFINE;
+    else if (!strcmp(kind, "random_contrast")) d.kind = ASL_LAYER_RANDOM_CONTRAST;
+    else if (!strcmp(kind, "separable_conv2d")) d.kind = ASL_LAYER_SEPARABLE_CONV2D;
     else {
         PyErr_Format(PyExc_ValueError, "unknown layer kind '%s'", kind);
         return -1;
@@ -394,7 +503,8 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
         kw_str(kw, "activation", &act) || parse_activation(act, &d.activation) ||
         kw_float(kw, "momentum", &d.momentum) ||
         kw_float(kw, "epsilon", &d.epsilon) || kw_float(kw, "rate", &d.rate) ||
-        kw_ints(kw, "target_shape", 3, d.target) || kw_int(kw, "source", &d.source))
+        kw_ints(kw, "target_shape", 3, d.target) || kw_int(kw, "source", &d.source) ||
+        parse_layer14(kw, &d))
         return -1;
     if (d.kind == ASL_LAYER_ADD && !(kw && PyDict_GetItemString(kw, "source"))) {
         PyErr_SetString(PyExc_TypeError, "add(): an 'add' layer needs source=<index of the "
@@ -445,9 +555,14 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
             return -1;
         }
     }
+    if (d.activation > ASL_ACT_SOFTMAX && d.kind != ASL_LAYER_ACTIVATION) {
+        PyErr_Format(PyExc_ValueError, "add(): a %s layer computes activation linear, relu, "
+                     "relu6 or softmax (add an 'activation' layer for the others)", kind);
+        return -1;
+    }
     if (d.activation != ASL_ACT_LINEAR && d.kind != ASL_LAYER_ACTIVATION &&
         d.kind != ASL_LAYER_DENSE && d.kind != ASL_LAYER_CONV2D &&
-        d.kind != ASL_LAYER_DEPTHWISE_CONV2D) {
+        d.kind != ASL_LAYER_DEPTHWISE_CONV2D && d.kind != ASL_LAYER_SEPARABLE_CONV2D) {
         PyErr_Format(PyExc_ValueError, "add(): a %s layer takes no activation", kind);
         return -1;
     }

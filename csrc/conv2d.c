@@ -169,11 +169,18 @@ static asl_status conv_init(asl_layer *l, asl_ctx *c)
     if (d->padding != ASL_PAD_VALID && d->padding != ASL_PAD_SAME)
         return asl_fail(c, ASL_ERR_ARG, "%s: unknown padding %d", kind,
                         (int)d->padding);
-    if (asl_conv_geometry(ih, kh, sh, 1, d->padding, &oh, &pt, &pb) != ASL_OK ||
-        asl_conv_geometry(iw, kw, sw, 1, d->padding, &ow, &pl, &pr) != ASL_OK)
+    if (d->dilation[0] < 0 || d->dilation[1] < 0)
+        return asl_fail(c, ASL_ERR_ARG, "%s: dilation_rate must be >= 1, got "
+                        "(%d, %d)", kind, d->dilation[0], d->dilation[1]);
+    if (asl_conv_geometry(ih, kh, sh, asl_dilation(d, 0), d->padding, &oh, &pt,
+                          &pb) != ASL_OK ||
+        asl_conv_geometry(iw, kw, sw, asl_dilation(d, 1), d->padding, &ow, &pl,
+                          &pr) != ASL_OK)
         return asl_fail(c, ASL_ERR_SHAPE, "%s: input (%d, %d, %d) is "
-                        "smaller than kernel (%d, %d) with padding "
-                        "'valid'", kind, ih, iw, ic, kh, kw);
+                        "smaller than kernel (%d, %d)%s with padding 'valid'",
+                        kind, ih, iw, ic, kh, kw,
+                        asl_dilation(d, 0) > 1 || asl_dilation(d, 1) > 1
+                            ? " (dilated)" : "");
     /* per-sample sizes must fit an int (the executor's shapes) and the
      * kernel must fit a size_t */
     if ((int64_t)oh * ow * oc > INT_MAX)
@@ -364,8 +371,8 @@ static asl_status conv_mds_make(asl_layer *l, asl_ctx *c, conv_mds *m)
     }
     m->strides[0] = l->d.strides[0];
     m->strides[1] = l->d.strides[1];
-    m->dilates[0] = 0;
-    m->dilates[1] = 0;
+    m->dilates[0] = asl_dilation(&l->d, 0) - 1;   /* oneDNN: 0 = none */
+    m->dilates[1] = asl_dilation(&l->d, 1) - 1;
     m->pad_l[0] = p->pad_t;
     m->pad_l[1] = p->pad_l;
     m->pad_r[0] = p->pad_b;

@@ -164,17 +164,18 @@ static asl_status build(asl_ctx *c, fused_state *f, const asl_layer *pad,
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_dims_t strides = {d->strides[0], d->strides[1]}, dilates = {0, 0};
+    dnnl_dims_t strides = {d->strides[0], d->strides[1]}, dilates = {
+        asl_dilation(d, 0) - 1, asl_dilation(d, 1) - 1};   /* oneDNN: 0 = none */
     dnnl_dims_t bd = {oc};
     const_dnnl_memory_desc_t wmd;
     asl_status st = ASL_OK;
 
     *ok = 0;
     if (d->padding == ASL_PAD_SAME &&   /* as conv2d.c, on its own input */
-        (asl_conv_geometry(conv->in[0], kh, d->strides[0], 1, ASL_PAD_SAME,
-                           NULL, &pt, &pb) != ASL_OK ||
-         asl_conv_geometry(conv->in[1], kw, d->strides[1], 1, ASL_PAD_SAME,
-                           NULL, &pl, &pr) != ASL_OK))
+        (asl_conv_geometry(conv->in[0], kh, d->strides[0], asl_dilation(d, 0),
+                           ASL_PAD_SAME, NULL, &pt, &pb) != ASL_OK ||
+         asl_conv_geometry(conv->in[1], kw, d->strides[1], asl_dilation(d, 1),
+                           ASL_PAD_SAME, NULL, &pl, &pr) != ASL_OK))
         return asl_fail(c, ASL_ERR_SHAPE, "fused group: 'same' padding of "
                         "a (%d, %d) input refused", conv->in[0], conv->in[1]);
     if (pad) {

@@ -75,6 +75,8 @@ typedef struct asl_layer asl_layer;
 typedef struct {
     const char *name;
     int alias;        /* output is the input (reshape): no buffers   */
+    int random;       /* a training forward draws random numbers: the  */
+                      /* executor keeps its output, never recomputes it */
     asl_status (*init)(asl_layer *l, asl_ctx *c);
     asl_status (*plan)(asl_layer *l, asl_ctx *c);
     asl_status (*forward)(asl_layer *l, asl_ctx *c, int training);
@@ -218,6 +220,12 @@ void asl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta,
                float *cm, int ldc);
 
+/* Dilation rate of a conv along axis k (0: height, 1: width); 0 means 1. */
+static inline int asl_dilation(const asl_layer_desc *d, int k)
+{
+    return d->dilation[k] > 1 ? d->dilation[k] : 1;
+}
+
 /* ---- layer kinds ------------------------------------------------------ */
 extern const asl_layer_ops asl_conv2d_ops;
 extern const asl_layer_ops asl_depthwise_conv2d_ops;
@@ -230,6 +238,15 @@ extern const asl_layer_ops asl_dropout_ops;
 extern const asl_layer_ops asl_reshape_ops;
 extern const asl_layer_ops asl_dense_ops;
 extern const asl_layer_ops asl_add_ops;
+extern const asl_layer_ops asl_max_pool_ops;        /* pool2d.c    */
+extern const asl_layer_ops asl_avg_pool_ops;
+extern const asl_layer_ops asl_rescaling_ops;       /* rescaling.c */
+extern const asl_layer_ops asl_resizing_ops;        /* resizing.c  */
+extern const asl_layer_ops asl_center_crop_ops;
+extern const asl_layer_ops asl_random_flip_ops;     /* augment.c   */
+extern const asl_layer_ops asl_random_affine_ops;
+extern const asl_layer_ops asl_random_contrast_ops;
+extern const asl_layer_ops asl_separable_conv2d_ops; /* separable.c */
 
 /* Declare parameter j of l and allocate its C-owned storage, zeroed (init
  * may then fill defaults, e.g. batch norm gamma = 1).  Sets l->nparams. */

@@ -102,6 +102,15 @@ static const asl_layer_ops *ops_for(asl_layer_kind k)
     case ASL_LAYER_RESHAPE: return &asl_reshape_ops;
     case ASL_LAYER_DENSE: return &asl_dense_ops;
     case ASL_LAYER_ADD: return &asl_add_ops;
+    case ASL_LAYER_MAX_POOL: return &asl_max_pool_ops;
+    case ASL_LAYER_AVG_POOL: return &asl_avg_pool_ops;
+    case ASL_LAYER_RESCALING: return &asl_rescaling_ops;
+    case ASL_LAYER_RESIZING: return &asl_resizing_ops;
+    case ASL_LAYER_CENTER_CROP: return &asl_center_crop_ops;
+    case ASL_LAYER_RANDOM_FLIP: return &asl_random_flip_ops;
+    case ASL_LAYER_RANDOM_AFFINE: return &asl_random_affine_ops;
+    case ASL_LAYER_RANDOM_CONTRAST: return &asl_random_contrast_ops;
+    case ASL_LAYER_SEPARABLE_CONV2D: return &asl_separable_conv2d_ops;
     }
     return NULL;
 }
@@ -892,7 +901,7 @@ static int keep_output(const asl_net *net, int i, int training, int ft)
     const asl_layer *l = &net->layers[i];
     if (l->is_source) return 1;   /* an add reads it later */
     if (!training) return 0;
-    return i >= ft - 1 || l->d.kind == ASL_LAYER_DROPOUT ||
+    return i >= ft - 1 || l->d.kind == ASL_LAYER_DROPOUT || l->ops->random ||
            (l->d.kind == ASL_LAYER_BATCH_NORM && l->trainable);
 }
 

@@ -3,10 +3,14 @@
     layer.py           Layer (the base), Variable, KerasTensor, Keras's neutral arguments
     initializers.py    kernel_initializer= / bias_initializer= (Keras's by name or object)
     core.py            InputLayer / Input, Dense
-    convolutional.py   Conv2D, DepthwiseConv2D
+    convolutional.py   Conv2D, DepthwiseConv2D, SeparableConv2D
     normalization.py   BatchNormalization
-    activations.py     ReLU, Activation (and the activation names layers accept)
-    pooling.py         GlobalAveragePooling2D, GlobalMaxPooling2D
+    activations.py     ReLU, LeakyReLU, Softmax, Activation (and the activation names
+                       layers accept)
+    pooling.py         MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+                       GlobalMaxPooling2D
+    preprocessing.py   Rescaling, Resizing, CenterCrop, RandomFlip, RandomRotation,
+                       RandomZoom, RandomTranslation, RandomContrast
     reshaping.py       ZeroPadding2D, Reshape, Flatten
     regularization.py  Dropout
     merging.py         Add (a list of two tensors; the C core's residual add)
@@ -17,17 +21,23 @@ deriving from ``Layer``, with ``_core_ops()`` (the ``(kind, config)`` entries
 (its weights, in Keras order and layout) and ``get_config``; its output shape
 comes from the C core (``_core_output_shape``) unless it is a Keras shape rule
 the core does not know.  Then export it below and add it to ``LAYER_CLASSES``
-(how saved and pickled models find it by class name).
+(how saved and pickled models find it by class name).  Keras's aliases
+(MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D) are the same classes.
 """
-from .activations import _ACTIVATIONS, Activation, ReLU, _activation_name
-from .convolutional import Conv2D, DepthwiseConv2D
+from .activations import (_ACTIVATIONS, Activation, LeakyReLU, ReLU, Softmax,
+                          _activation_name)
+from .convolutional import Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Dense, Input, InputLayer
 from .initializers import _conv_fans, _glorot_uniform, _init_value, _initializer
 from .layer import (_NEUTRAL_ARGS, KerasTensor, Layer, Variable, _core_output_shape,
                     _is_neutral, _pair, _pop_input_shape, core_shape)
 from .merging import Add
 from .normalization import BatchNormalization
-from .pooling import GlobalAveragePooling2D, GlobalMaxPooling2D, _GlobalPooling2D
+from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
+                      GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D,
+                      _GlobalPooling2D)
+from .preprocessing import (CenterCrop, RandomContrast, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom, Rescaling, Resizing)
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape, ZeroPadding2D
 
@@ -35,30 +45,35 @@ __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "DepthwiseConv2D", "ZeroPadding2D",
     "BatchNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "Dropout", "Reshape", "Flatten", "Dense", "Add",
+    "LeakyReLU", "Softmax", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
+    "Rescaling", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom",
+    "RandomTranslation", "RandomContrast",
 ]
 
 # Layers by Keras class name: how aslnet.saving rebuilds a saved model.
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Conv2D, DepthwiseConv2D, ZeroPadding2D, BatchNormalization, ReLU,
     Activation, GlobalAveragePooling2D, GlobalMaxPooling2D, Dropout, Reshape, Flatten, Dense,
-    Add)}
+    Add, LeakyReLU, Softmax, SeparableConv2D, MaxPooling2D, AveragePooling2D, Rescaling,
+    Resizing, CenterCrop, RandomFlip, RandomRotation, RandomZoom, RandomTranslation,
+    RandomContrast)}
 
 
 # Keras 3's layers aslnet does not have: importing one works, using it says so
 # (see aslnet._missing); any other missing name is an AttributeError listing what is here.
 _KERAS_LAYERS = (
     "ActivityRegularization AdaptiveAveragePooling2D AdaptiveMaxPooling2D "
-    "AdditiveAttention AlphaDropout Attention Average AveragePooling1D AveragePooling2D "
-    "AveragePooling3D AvgPool2D Bidirectional CategoryEncoding CenterCrop Concatenate Conv1D "
+    "AdditiveAttention AlphaDropout Attention Average AveragePooling1D "
+    "AveragePooling3D Bidirectional CategoryEncoding Concatenate Conv1D "
     "Conv1DTranspose Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM2D Convolution2D "
     "Cropping1D Cropping2D Cropping3D Dot ELU EinsumDense Embedding GRU GaussianDropout "
-    "GaussianNoise GlobalAveragePooling1D GlobalAveragePooling3D GlobalAvgPool2D "
-    "GlobalMaxPool2D GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization Identity "
-    "LSTM Lambda LayerNormalization LeakyReLU Masking MaxPool2D MaxPooling1D MaxPooling2D "
+    "GaussianNoise GlobalAveragePooling1D GlobalAveragePooling3D "
+    "GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization Identity "
+    "LSTM Lambda LayerNormalization Masking MaxPooling1D "
     "MaxPooling3D Maximum Minimum MultiHeadAttention Multiply Normalization PReLU Permute "
-    "RNN RandomBrightness RandomContrast RandomCrop RandomFlip RandomRotation "
-    "RandomTranslation RandomZoom RepeatVector Rescaling Resizing SeparableConv1D "
-    "SeparableConv2D SimpleRNN Softmax SpatialDropout2D Subtract TimeDistributed "
+    "RNN RandomBrightness RandomCrop "
+    "RepeatVector SeparableConv1D "
+    "SimpleRNN SpatialDropout2D Subtract TimeDistributed "
     "UnitNormalization UpSampling2D ZeroPadding1D ZeroPadding3D").split()
 _WHY = {"Lambda": "aslnet runs layers in C and cannot run a Python function as a layer; "
                   "build the computation from aslnet's layers"}

@@ -1,19 +1,23 @@
-"""Convolutions: Conv2D and DepthwiseConv2D (Keras layouts: kernel HWIO,
-depthwise kernel (kh, kw, channels, multiplier)).  Output shapes and TF's
-'same' padding are the C core's rule (csrc/conv2d.c, asl_conv_geometry)."""
+"""Convolutions: Conv2D, DepthwiseConv2D, SeparableConv2D (Keras layouts:
+kernel HWIO, depthwise kernel (kh, kw, channels, multiplier), pointwise
+kernel (1, 1, channels * multiplier, filters)).  Output shapes and TF's
+'same' padding are the C core's rule (csrc/conv2d.c, asl_conv_geometry);
+strides and dilation_rate as Keras (both > 1 together is refused, as
+Keras refuses it)."""
 import numpy as np
 
-from .activations import _activation_name
+from .activations import _activation_name, _activation_ops
 from .initializers import _conv_fans, _glorot_uniform, _init_value, _initializer
 from .layer import Layer, _core_output_shape, _pair
 
 
 class Conv2D(Layer):
     _base_name = "conv2d"
+    dilation_rate = (1, 1)      # (instances pickled before dilation existed)
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
-                 activation=None, use_bias=True, kernel_initializer=None,
-                 bias_initializer=None, name=None, **kwargs):
+                 dilation_rate=(1, 1), activation=None, use_bias=True,
+                 kernel_initializer=None, bias_initializer=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self._kernel_init = _initializer(kernel_initializer, f"Layer '{self.name}'")
         self._bias_init = _initializer(bias_initializer, f"Layer '{self.name}'")
@@ -22,6 +26,11 @@ class Conv2D(Layer):
         self.filters = int(filters)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.strides = _pair(strides, "strides")
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"Layer '{self.name}': strides > 1 with dilation_rate > 1 is not "
+                             f"supported (Keras refuses it too): got strides={self.strides}, "
+                             f"dilation_rate={self.dilation_rate}")
         self.padding = str(padding).lower()
         if self.padding not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
@@ -46,27 +55,32 @@ class Conv2D(Layer):
         self._check_input(input_shape)
         return _core_output_shape(self, input_shape)
 
+    def _geometry(self):
+        return dict(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
+                    dilation_rate=self.dilation_rate, use_bias=self.use_bias)
+
     def _core_ops(self):
-        return [("conv2d", dict(filters=self.filters, kernel_size=self.kernel_size,
-                                strides=self.strides, padding=self.padding,
-                                use_bias=self.use_bias, activation=self.activation))]
+        act, after = _activation_ops(self.activation)
+        return [("conv2d", dict(filters=self.filters, activation=act,
+                                **self._geometry()))] + after
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
-                "padding": self.padding, "activation": self.activation,
-                "use_bias": self.use_bias}
+                "padding": self.padding, "dilation_rate": self.dilation_rate,
+                "activation": self.activation, "use_bias": self.use_bias}
 
 
 class DepthwiseConv2D(Conv2D):
     _base_name = "depthwise_conv2d"
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
-                 activation=None, use_bias=True, depthwise_initializer=None, name=None,
-                 **kwargs):
+                 dilation_rate=(1, 1), activation=None, use_bias=True,
+                 depthwise_initializer=None, name=None, **kwargs):
         super().__init__(1, kernel_size, strides=strides, padding=padding,
-                         activation=activation, use_bias=use_bias,
-                         kernel_initializer=depthwise_initializer, name=name, **kwargs)
+                         dilation_rate=dilation_rate, activation=activation,
+                         use_bias=use_bias, kernel_initializer=depthwise_initializer,
+                         name=name, **kwargs)
         if int(depth_multiplier) < 1:
             raise ValueError(f"depth_multiplier must be >= 1, got {depth_multiplier}")
         self.depth_multiplier = int(depth_multiplier)
@@ -82,17 +96,61 @@ class DepthwiseConv2D(Conv2D):
             self._add_weight("bias", _init_value(self._bias_init, (n,), *fans,
                                                  lambda: np.zeros(n, np.float32)))
 
-    def compute_output_shape(self, input_shape):
-        self._check_input(input_shape)
-        return _core_output_shape(self, input_shape)
-
     def _core_ops(self):
-        return [("depthwise_conv2d", dict(kernel_size=self.kernel_size, strides=self.strides,
-                                          padding=self.padding, use_bias=self.use_bias,
-                                          depth_multiplier=self.depth_multiplier,
-                                          activation=self.activation))]
+        act, after = _activation_ops(self.activation)
+        return [("depthwise_conv2d", dict(depth_multiplier=self.depth_multiplier,
+                                          activation=act, **self._geometry()))] + after
 
     def get_config(self):
         cfg = super().get_config()
         del cfg["filters"]
         return {**cfg, "depth_multiplier": self.depth_multiplier}
+
+
+class SeparableConv2D(Conv2D):
+    """Keras SeparableConv2D: a depthwise convolution (no bias) then a 1x1
+    convolution to ``filters`` with bias and activation; weights
+    ``depthwise_kernel``, ``pointwise_kernel``, ``bias`` (one C op,
+    csrc/separable.c)."""
+
+    _base_name = "separable_conv2d"
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 dilation_rate=(1, 1), depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer=None, pointwise_initializer=None,
+                 bias_initializer=None, name=None, **kwargs):
+        for key in ("pointwise_regularizer", "pointwise_constraint"):
+            if kwargs.get(key) is not None:
+                raise NotImplementedError(f"SeparableConv2D: {key} is not supported by aslnet")
+            kwargs.pop(key, None)
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         dilation_rate=dilation_rate, activation=activation,
+                         use_bias=use_bias, kernel_initializer=depthwise_initializer,
+                         bias_initializer=bias_initializer, name=name, **kwargs)
+        self._pointwise_init = _initializer(pointwise_initializer, f"Layer '{self.name}'")
+        if int(depth_multiplier) < 1:
+            raise ValueError(f"depth_multiplier must be >= 1, got {depth_multiplier}")
+        self.depth_multiplier = int(depth_multiplier)
+
+    def build(self, input_shape):
+        self._check_input(input_shape)
+        mid = input_shape[-1] * self.depth_multiplier
+        dshape = (*self.kernel_size, input_shape[-1], self.depth_multiplier)
+        pshape = (1, 1, mid, self.filters)
+        dfans, pfans = _conv_fans(dshape), _conv_fans(pshape)
+        self._add_weight("depthwise_kernel", _init_value(
+            self._kernel_init, dshape, *dfans, lambda: _glorot_uniform(dshape, *dfans)))
+        self._add_weight("pointwise_kernel", _init_value(
+            self._pointwise_init, pshape, *pfans, lambda: _glorot_uniform(pshape, *pfans)))
+        if self.use_bias:
+            self._add_weight("bias", _init_value(self._bias_init, (self.filters,), *pfans,
+                                                 lambda: np.zeros(self.filters, np.float32)))
+
+    def _core_ops(self):
+        act, after = _activation_ops(self.activation)
+        return [("separable_conv2d", dict(filters=self.filters,
+                                          depth_multiplier=self.depth_multiplier,
+                                          activation=act, **self._geometry()))] + after
+
+    def get_config(self):
+        return {**super().get_config(), "depth_multiplier": self.depth_multiplier}

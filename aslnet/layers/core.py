@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import backend
-from .activations import _activation_name
+from .activations import _activation_name, _activation_ops
 from .initializers import _glorot_uniform, _init_value, _initializer
 from .layer import KerasTensor, Layer, core_shape
 
@@ -75,11 +75,12 @@ class Dense(Layer):
         return (*s[:-1], self.units)
 
     def _core_ops(self):
+        act, after = _activation_ops(self.activation)
         if len(self._in_shape) == 3 and self._in_shape[:2] != (1, 1):
             return [("conv2d", dict(filters=self.units, kernel_size=1, use_bias=self.use_bias,
-                                    activation=self.activation))]
+                                    activation=act))] + after
         return [("dense", dict(units=self.units, use_bias=self.use_bias,
-                               activation=self.activation))]
+                               activation=act))] + after
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,

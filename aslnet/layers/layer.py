@@ -201,8 +201,8 @@ class Layer:
         value = np.ascontiguousarray(value, dtype=np.float32)
         self._vars.append(Variable(f"{self.name}/{name}:0", value, trainable))
 
-    _WEIGHT_ATTRS = ("kernel", "bias", "depthwise_kernel", "gamma", "beta", "moving_mean",
-                     "moving_variance")
+    _WEIGHT_ATTRS = ("kernel", "bias", "depthwise_kernel", "pointwise_kernel", "gamma",
+                     "beta", "moving_mean", "moving_variance")
 
     def __getattr__(self, attr):
         """Keras's ``layer.kernel`` / ``layer.bias`` / ``layer.gamma`` ...: the Variable

@@ -117,6 +117,35 @@ _KERAS_LAYER_KEYS = {
     "Flatten": [("data_format", "channels_last")],
     "Dense": [("units", None), ("activation", "linear"), ("use_bias", True),
               ("kernel_initializer", _glorot), ("bias_initializer", _zeros)] + _CONV_TAIL,
+    # the layers of issue 14
+    "SeparableConv2D": [("filters", None), ("kernel_size", None), ("strides", (1, 1)),
+                        ("padding", "valid"), ("data_format", "channels_last"),
+                        ("dilation_rate", (1, 1)), ("depth_multiplier", 1),
+                        ("activation", "linear"), ("use_bias", True),
+                        ("depthwise_initializer", _glorot), ("pointwise_initializer", _glorot),
+                        ("bias_initializer", _zeros), ("depthwise_regularizer", None),
+                        ("pointwise_regularizer", None), ("bias_regularizer", None),
+                        ("activity_regularizer", None), ("depthwise_constraint", None),
+                        ("pointwise_constraint", None), ("bias_constraint", None)],
+    "MaxPooling2D": [("pool_size", (2, 2)), ("padding", "valid"), ("strides", (2, 2)),
+                     ("data_format", "channels_last")],
+    "AveragePooling2D": [("pool_size", (2, 2)), ("padding", "valid"), ("strides", (2, 2)),
+                         ("data_format", "channels_last")],
+    "LeakyReLU": [("negative_slope", 0.3)],
+    "Softmax": [("axis", -1)],
+    "Rescaling": [("scale", None), ("offset", 0.0)],
+    "Resizing": [("height", None), ("width", None), ("interpolation", "bilinear"),
+                 ("crop_to_aspect_ratio", False), ("data_format", "channels_last")],
+    "CenterCrop": [("height", None), ("width", None), ("data_format", "channels_last")],
+    "RandomFlip": [("mode", "horizontal_and_vertical"), ("seed", None)],
+    "RandomRotation": [("factor", None), ("fill_mode", "reflect"), ("interpolation", "bilinear"),
+                       ("seed", None), ("fill_value", 0.0)],
+    "RandomZoom": [("height_factor", None), ("width_factor", None), ("fill_mode", "reflect"),
+                   ("interpolation", "bilinear"), ("seed", None), ("fill_value", 0.0)],
+    "RandomTranslation": [("height_factor", None), ("width_factor", None),
+                          ("fill_mode", "reflect"), ("interpolation", "bilinear"),
+                          ("seed", None), ("fill_value", 0.0)],
+    "RandomContrast": [("factor", None), ("value_range", (0, 255)), ("seed", None)],
 }
 
 
@@ -168,12 +197,17 @@ _KERAS_ONLY = {
     "noise_shape": (_is_none, "null"),
     "batch_input_shape": (_any, ""),        # on a non-input layer: Keras ignores it too
     "batch_size": (_any, ""),
+    "antialias": (lambda v: not v, "false"),                  # Resizing
+    "pad_to_aspect_ratio": (lambda v: not v, "false"),
+    "fill_mode": (lambda v: v in (None, "constant"), "'constant'"),
+    "fill_value": (_any, ""),
 }
-for _k in ("kernel", "bias", "depthwise", "beta", "gamma", "moving_mean", "moving_variance"):
+for _k in ("kernel", "bias", "depthwise", "pointwise", "beta", "gamma", "moving_mean",
+           "moving_variance"):
     _KERAS_ONLY[_k + "_initializer"] = (_any, "")    # weights come from the file
-for _k in ("kernel", "bias", "depthwise", "beta", "gamma", "activity"):
+for _k in ("kernel", "bias", "depthwise", "pointwise", "beta", "gamma", "activity"):
     _KERAS_ONLY[_k + "_regularizer"] = (_is_none, "null")
-for _k in ("kernel", "bias", "depthwise", "beta", "gamma"):
+for _k in ("kernel", "bias", "depthwise", "pointwise", "beta", "gamma"):
     _KERAS_ONLY[_k + "_constraint"] = (_is_none, "null")
 
 

@@ -610,7 +610,7 @@ def test_empty_net_raises():
     ((4, 4, 3), "dropout", dict(rate=1.0), r"rate must be in \[0, 1\)"),
     ((4, 4, 3), "dropout", dict(rate=-0.1), r"rate"),
     ((4, 4, 3), "activation", dict(activation="gelu"), r"unknown activation 'gelu'"),
-    ((4, 4, 3), "dense", dict(units=3, activation="tanh"), r"unknown activation 'tanh'"),
+    ((4, 4, 3), "dense", dict(units=3, activation="elu"), r"unknown activation 'elu'"),
     ((4, 4, 3), "conv2d", dict(filters=0, kernel_size=1), r"filters must be >= 1"),
     ((4, 4, 3), "conv2d", dict(filters=2, kernel_size=3, padding="full"), r"'valid' or 'same'"),
     ((4, 4, 3), "conv2d", dict(filters=2, kernel_size=1, strides=0), r"strides"),

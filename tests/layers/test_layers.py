@@ -49,7 +49,7 @@ def test_what_aslnet_cannot_do_is_refused_not_ignored():
         L.Dropout(0.5, noise_shape=(None, 1))
     for layer, kw in ((L.Dense, {"kernel_regularizer": "l2"}),
                       (L.Conv2D, {"data_format": "channels_first"}),
-                      (L.Conv2D, {"dilation_rate": 2}),
+                      (L.Conv2D, {"groups": 2}),
                       (L.GlobalAveragePooling2D, {"data_format": "channels_first"}),
                       (L.Flatten, {"data_format": "channels_first"}),
                       (L.Dense, {"dtype": "float64"}),
