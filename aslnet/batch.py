@@ -116,7 +116,7 @@ def _model(model_path, sha256, features):
         cache = _local.models = {}
     key = (model_path, sha256, features)
     if key not in cache:
-        from .cli import _color_mode
+        from ._image_files import _color_mode
         from .models import Model, load_model
         if _sha256(model_path) != sha256:
             raise ValueError(f"{model_path} changed while the job ran: rerun it (finished "
@@ -146,14 +146,14 @@ def _head_input(model):
 
 
 def _error_text(path, e):
-    from .cli import _image_error
+    from ._image_files import _image_error
     return _image_error(path, e)[len(str(path)) + 2:]
 
 
 def _run_partition(model_path, sha256, paths, out_file, features, batch_size, top, fmt):
     """Decode, predict and write one partition; returns (files, errors)."""
     from .applications.mobilenet import preprocess_input
-    from .cli import _read_image
+    from ._image_files import _read_image
     model, size, mode = _model(model_path, sha256, features)
     xs, good, errors = [], [], [None] * len(paths)
     for i, path in enumerate(paths):
