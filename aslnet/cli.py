@@ -5,6 +5,8 @@
     aslnet train SPLIT_DIR            fine-tune MobileNet on SPLIT_DIR/{train,valid}
     aslnet evaluate MODEL DIR         accuracy + confusion matrix on DIR
     aslnet predict MODEL IMAGE...     class probabilities of single images
+    aslnet predict MODEL GLOB --dask local --output DIR
+                                      many images on Dask, to Parquet/CSV (resumable)
     aslnet classify IMAGE...          ImageNet top-5 with the pretrained MobileNet
     aslnet serve MODEL                web page + JSON API for a saved model (gunicorn)
 
@@ -20,6 +22,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from ._image_files import _color_mode, _image_error, _read_image  # noqa: F401
 
 DEFAULT_DATA = Path(os.environ.get("ASLNET_SHARED", "../shared")) / "data" / "sign-language-digits"
 
@@ -159,13 +163,6 @@ def _cmd_train(args):
     return 0
 
 
-def _color_mode(model):
-    """The color_mode that feeds ``model`` (as the web app chooses it)."""
-    from .serving.images import COLOR_MODES
-    channels = model.input_shape[-1]
-    if channels not in COLOR_MODES:
-        raise ValueError(f"can't feed images to a model with {channels} input channels")
-    return COLOR_MODES[channels]
 
 
 def _cmd_evaluate(args):
@@ -180,22 +177,8 @@ def _cmd_evaluate(args):
     return 0
 
 
-def _image_error(path, e):
-    """One line for an image that cannot be used."""
-    from PIL import UnidentifiedImageError
-    what = "not an image file Pillow can read" if isinstance(e, UnidentifiedImageError) \
-        else f"{e}"
-    return f"{path}: {what}"
 
 
-def _read_image(path, size, mode, interpolation="nearest"):
-    """The tutorial's load_img -> img_to_array of one file, as the web app reads
-    uploads: photo formats only, EXIF orientation applied, 16-bit images scaled
-    to 8 bits, huge ones refused from their header (aslnet.serving.images)."""
-    from .serving.images import decode_image
-    with open(path, "rb") as f:
-        data = f.read()
-    return decode_image(data, size, mode, interpolation=interpolation)
 
 
 def _each_image(command, paths, read, failures):
@@ -213,8 +196,31 @@ def _each_image(command, paths, read, failures):
         yield path, x
 
 
+def _cmd_predict_dask(args):
+    from .batch import predict_files
+    if not args.output:
+        raise ValueError("--dask writes its results to a folder: give --output DIR")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ValueError('--dask needs Dask: pip install "aslnet[dask]"') from None
+    s = predict_files(args.model, args.images, args.output,
+                      client=None if args.dask == "local" else args.dask,
+                      features=args.features, batch_size=args.batch_size,
+                      partition_size=args.partition_size, top=args.top, format=args.format,
+                      n_workers=args.workers, threads_per_worker=args.threads,
+                      verbose=1 if sys.stderr.isatty() else 0)
+    print(f"{s.files} files in {s.partitions} partitions ({s.skipped} already written) -> "
+          f"{s.output}; {s.errors} unreadable (see the error column); {s.seconds:.1f} s")
+    return 1 if s.errors else 0
+
+
 def _cmd_predict(args):
     from .applications.mobilenet import preprocess_input
+    if args.dask:
+        return _cmd_predict_dask(args)
+    if args.output or args.features or args.top:
+        raise ValueError("--output, --features and --top go with --dask SCHEDULER|local")
     from .models import load_model
     model = load_model(args.model, compile=False)
     size, mode = model.input_shape[1:3], _color_mode(model)
@@ -418,9 +424,25 @@ def build_parser():
     p.add_argument("directory")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="class probabilities of single images")
+    p = sub.add_parser("predict", help="class probabilities of single images (or of many, "
+                       "on Dask, with --dask)")
     p.add_argument("model")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="image files (with --dask also folders and "
+                   "glob patterns such as 'photos/**/*.jpg')")
+    p.add_argument("--dask", metavar="SCHEDULER|local", help="run on Dask: a scheduler "
+                   "address, or 'local' for a LocalCluster on this machine")
+    p.add_argument("--output", help="--dask: folder for the results, one file per partition "
+                   "(a rerun skips finished partitions)")
+    p.add_argument("--features", action="store_true", help="--dask: write the pooled "
+                   "features (the head's input) instead of predictions")
+    p.add_argument("--top", type=_int_in(1, 100000), help="--dask: only the top classes")
+    p.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    p.add_argument("--batch-size", type=_int_in(1, 65536), default=32)
+    p.add_argument("--partition-size", type=_int_in(1, 10_000_000), default=256)
+    p.add_argument("--workers", type=_int_in(1, 4096), help="--dask local: worker "
+                   "processes (default: cores / threads)")
+    p.add_argument("--threads", type=_int_in(1, 1024), help="--dask local: C-core threads "
+                   "per worker (default 1)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("classify", help="ImageNet top-5 of some photos")
