@@ -18,6 +18,7 @@ from .. import optimizers as optimizers_mod
 from ..layers import core_shape
 from . import data_adapters as data
 from . import trunk_cache
+from .compat import Keras2Aliases
 
 __all__ = ["Trainer", "serialized"]
 
@@ -53,7 +54,7 @@ def _progbar(steps, verbose, names=()):
     return Progbar(steps, verbose=verbose, stateful_metrics=list(names))
 
 
-class Trainer:
+class Trainer(Keras2Aliases):
     """The training and inference API of a model.  Relies on the model for
     ``_core()`` (its ``CoreNetwork``, built and synced), ``_net`` (the same
     or None), ``_layers``, ``_input``,
@@ -472,31 +473,3 @@ class Trainer:
         """``evaluate`` on one batch."""
         return self.evaluate(x, y, batch_size=len(x), verbose=0, sample_weight=sample_weight,
                              return_dict=return_dict)
-
-    # tf.keras 1's generator methods, which older versions of the tutorial call
-    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1,
-                      callbacks=None, validation_data=None, validation_steps=None,
-                      validation_freq=1, class_weight=None, max_queue_size=10, workers=1,
-                      use_multiprocessing=False, shuffle=True, initial_epoch=0):
-        """Deprecated as in tf.keras: ``fit`` takes generators."""
-        warnings.warn("`Model.fit_generator` is deprecated: use `Model.fit`, which supports "
-                      "generators.", DeprecationWarning, stacklevel=2)
-        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
-                        validation_steps=validation_steps, validation_freq=validation_freq,
-                        class_weight=class_weight, shuffle=shuffle,
-                        initial_epoch=initial_epoch)
-
-    def evaluate_generator(self, generator, steps=None, callbacks=None, max_queue_size=10,
-                           workers=1, use_multiprocessing=False, verbose=0):
-        """Deprecated as in tf.keras: ``evaluate`` takes generators."""
-        warnings.warn("`Model.evaluate_generator` is deprecated: use `Model.evaluate`, which "
-                      "supports generators.", DeprecationWarning, stacklevel=2)
-        return self.evaluate(generator, steps=steps, callbacks=callbacks, verbose=verbose)
-
-    def predict_generator(self, generator, steps=None, callbacks=None, max_queue_size=10,
-                          workers=1, use_multiprocessing=False, verbose=0):
-        """Deprecated as in tf.keras: ``predict`` takes generators."""
-        warnings.warn("`Model.predict_generator` is deprecated: use `Model.predict`, which "
-                      "supports generators.", DeprecationWarning, stacklevel=2)
-        return self.predict(generator, steps=steps, callbacks=callbacks, verbose=verbose)
