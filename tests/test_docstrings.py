@@ -4,10 +4,12 @@ Public: the functions and classes a public module exports (its ``__all__``, else
 its names without a leading underscore) that aslnet defines (not re-exported
 NumPy or stdlib names, not the stand-ins for Keras names aslnet lacks), and the
 public methods and properties of those classes, inherited ones from aslnet's
-own base classes included.  A method that overrides a documented one inherits
-its docstring (``inspect.getdoc``), as the reference shows it.
+own base classes included.  A class needs its own docstring (the reference shows
+its base's nowhere); a method that overrides a documented one inherits its
+docstring (``inspect.getdoc``; the reference shows it through the
+griffe-inherited-docstrings extension).
 
-``KNOWN_MISSING`` lists the names still without one (107 when this test was
+``KNOWN_MISSING`` lists the names still without one (133 when this test was
 written), in modules other branches were editing then (layers, optimizers,
 losses, metrics, backend, activations, initializers, regularizers); it may only shrink: a new public name
 without a docstring fails, and so does a listed name that gained one (delete
@@ -38,19 +40,35 @@ KNOWN_MISSING = {
     "aslnet.backend.rng",
     "aslnet.backend.set_floatx",
     "aslnet.backend.set_image_data_format",
+    "aslnet.initializers.Constant",
+    "aslnet.initializers.GlorotNormal",
+    "aslnet.initializers.GlorotUniform",
+    "aslnet.initializers.HeNormal",
+    "aslnet.initializers.HeUniform",
     "aslnet.initializers.Initializer.from_config",
     "aslnet.initializers.Initializer.get_config",
+    "aslnet.initializers.LecunNormal",
+    "aslnet.initializers.LecunUniform",
+    "aslnet.initializers.Ones",
+    "aslnet.initializers.RandomNormal",
+    "aslnet.initializers.RandomUniform",
+    "aslnet.initializers.Zeros",
+    "aslnet.layers.activations.Activation",
     "aslnet.layers.activations.Activation.get_config",
+    "aslnet.layers.activations.ReLU",
     "aslnet.layers.activations.ReLU.get_config",
+    "aslnet.layers.convolutional.Conv2D",
     "aslnet.layers.convolutional.Conv2D.build",
     "aslnet.layers.convolutional.Conv2D.compute_output_shape",
     "aslnet.layers.convolutional.Conv2D.get_config",
+    "aslnet.layers.convolutional.DepthwiseConv2D",
     "aslnet.layers.convolutional.DepthwiseConv2D.build",
     "aslnet.layers.convolutional.DepthwiseConv2D.compute_output_shape",
     "aslnet.layers.convolutional.DepthwiseConv2D.get_config",
     "aslnet.layers.core.Dense.build",
     "aslnet.layers.core.Dense.compute_output_shape",
     "aslnet.layers.core.Dense.get_config",
+    "aslnet.layers.core.InputLayer",
     "aslnet.layers.core.InputLayer.get_config",
     "aslnet.layers.layer.Layer.build",
     "aslnet.layers.layer.Layer.compute_output_shape",
@@ -68,18 +86,28 @@ KNOWN_MISSING = {
     "aslnet.layers.layer.Layer.weights",
     "aslnet.layers.normalization.BatchNormalization.build",
     "aslnet.layers.normalization.BatchNormalization.get_config",
+    "aslnet.layers.pooling.GlobalAveragePooling2D",
+    "aslnet.layers.pooling.GlobalMaxPooling2D",
     "aslnet.layers.pooling._GlobalPooling2D.compute_output_shape",
     "aslnet.layers.pooling._GlobalPooling2D.get_config",
+    "aslnet.layers.regularization.Dropout",
     "aslnet.layers.regularization.Dropout.get_config",
+    "aslnet.layers.reshaping.Flatten",
     "aslnet.layers.reshaping.Flatten.get_config",
+    "aslnet.layers.reshaping.Reshape",
     "aslnet.layers.reshaping.Reshape.compute_output_shape",
     "aslnet.layers.reshaping.Reshape.get_config",
+    "aslnet.layers.reshaping.ZeroPadding2D",
     "aslnet.layers.reshaping.ZeroPadding2D.compute_output_shape",
     "aslnet.layers.reshaping.ZeroPadding2D.get_config",
+    "aslnet.losses.BinaryCrossentropy",
+    "aslnet.losses.CategoricalCrossentropy",
     "aslnet.losses.Loss.call",
     "aslnet.losses.Loss.from_config",
     "aslnet.losses.Loss.get_config",
+    "aslnet.losses.MeanSquaredError",
     "aslnet.losses.Objective.smoothed",
+    "aslnet.losses.SparseCategoricalCrossentropy",
     "aslnet.losses.deserialize",
     "aslnet.metrics.AUC.get_config",
     "aslnet.metrics.AUC.result",
@@ -174,8 +202,14 @@ def public_names():
     return found
 
 
+def _doc(obj):
+    if inspect.isclass(obj):                  # its own, not inherited from a base class
+        return (vars(obj).get("__doc__") or "").strip()
+    return inspect.getdoc(obj)
+
+
 def undocumented():
-    return {name for name, obj in public_names().items() if not inspect.getdoc(obj)}
+    return {name for name, obj in public_names().items() if not _doc(obj)}
 
 
 def test_public_names_are_many():
