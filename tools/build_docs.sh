@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the documentation site into site/: mkdocs build --strict (warnings are errors).
 #
-#   tools/build_docs.sh                          # quick tutorial run (see below), ~2 min
+#   tools/build_docs.sh                          # quick tutorial run (see below): 3 min on 2 busy cores
 #   ASLNET_DOCS_FULL=1 tools/build_docs.sh       # the full tutorial (10 + 20 + 8 epochs)
 #   ASLNET_DOCS_EXECUTE=false tools/build_docs.sh   # the notebook's code without outputs
 #
@@ -43,8 +43,8 @@ if [ "$ASLNET_DOCS_EXECUTE" = true ]; then
         export ASLNET_DATA="$SHARED/data/sign-language-digits" ASLNET_WEIGHTS="$SHARED/weights"
         export ASLNET_WORK="$WORK/work" ASLNET_HOME="${ASLNET_HOME:-$WORK/home}"
         if [ "${ASLNET_DOCS_FULL:-0}" != 1 ]; then
-            export ASLNET_MAX_PER_CLASS=${QPC:-12} ASLNET_VALID=${QV:-3} ASLNET_TEST=${QT:-2} ASLNET_EPOCHS=${QE:-1} \
-                   ASLNET_FINE_TUNE=1 ASLNET_HEAD_EPOCHS=${QH:-2} ASLNET_FT_EPOCHS=1
+            export ASLNET_MAX_PER_CLASS=12 ASLNET_VALID=3 ASLNET_TEST=2 ASLNET_EPOCHS=1 \
+                   ASLNET_FINE_TUNE=1 ASLNET_HEAD_EPOCHS=2 ASLNET_FT_EPOCHS=1
         fi
     else
         echo "build_docs: WARNING: no shared data under $SHARED (set ASLNET_SHARED):" \
