@@ -27,9 +27,12 @@ class Callback:
         self.model = None
 
     def set_params(self, params):
+        """Called by ``fit``/``evaluate``/``predict`` before the first hook:
+        ``params`` holds ``verbose``, ``epochs`` and ``steps``."""
         self.params = params
 
     def set_model(self, model):
+        """Called before the first hook with the model being trained."""
         self.model = model
 
     def on_batch_begin(self, batch, logs=None):
@@ -45,9 +48,13 @@ class Callback:
         """End of a training epoch; logs hold its metrics, validation ones included."""
 
     def on_train_batch_begin(self, batch, logs=None):
+        """Start of a training batch (0-based within the epoch); calls
+        ``on_batch_begin``."""
         self.on_batch_begin(batch, logs=logs)
 
     def on_train_batch_end(self, batch, logs=None):
+        """End of a training batch; logs hold the running loss and metrics.
+        Calls ``on_batch_end``."""
         self.on_batch_end(batch, logs=logs)
 
     def on_test_batch_begin(self, batch, logs=None):
@@ -100,17 +107,20 @@ class CallbackList(Callback):
         self.set_params(params)
 
     def append(self, callback):
+        """Add a callback at the end of the list."""
         self.callbacks.append(callback)
 
     def __iter__(self):
         return iter(self.callbacks)
 
     def set_params(self, params):
+        """Pass ``params`` to every callback."""
         self.params = params
         for callback in self.callbacks:
             callback.set_params(params)
 
     def set_model(self, model):
+        """Pass the model to every callback."""
         self.model = model
         for callback in self.callbacks:
             callback.set_model(model)
@@ -132,10 +142,12 @@ class CallbackList(Callback):
             callback.on_epoch_end(epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
+        """Call every callback's ``on_train_batch_begin``."""
         for callback in self.callbacks:
             callback.on_train_batch_begin(batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
+        """Call every callback's ``on_train_batch_end``."""
         for callback in self.callbacks:
             callback.on_train_batch_end(batch, logs)
 
@@ -214,6 +226,7 @@ class ProgbarLogger(Callback):
         self._called_in_fit = False
 
     def set_params(self, params):
+        """Read ``verbose`` (``"auto"`` means 1), ``epochs`` and ``steps``."""
         verbose = params.get("verbose", 1)
         self.verbose = 1 if verbose == "auto" else verbose
         self.epochs = params.get("epochs", 1)
@@ -235,6 +248,7 @@ class ProgbarLogger(Callback):
             sys.stdout.write(f"Epoch {epoch + 1}/{self.epochs}\n")
 
     def on_train_batch_end(self, batch, logs=None):
+        """Advance the progress bar (``verbose=1``)."""
         self._update_progbar(batch, logs)
 
     def on_test_batch_end(self, batch, logs=None):
@@ -400,6 +414,7 @@ class ModelCheckpoint(Callback):
         self._current_epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        """Save when ``save_freq`` is a number of batches and it is reached."""
         if self._should_save_on_batch(batch):
             self._save_model(self._current_epoch, batch, logs)
 
@@ -528,6 +543,7 @@ class ReduceLROnPlateau(Callback):
         self._reset()
 
     def in_cooldown(self):
+        """Whether the learning rate was reduced less than ``cooldown`` epochs ago."""
         return self.cooldown_counter > 0
 
     def on_epoch_end(self, epoch, logs=None):

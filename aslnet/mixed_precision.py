@@ -55,6 +55,7 @@ class DTypePolicy:
         return f'<DTypePolicy "{self.name}">'
 
     def get_config(self):
+        """``{"name": ...}``: what Keras saves of a policy."""
         return {"name": self.name}
 
 

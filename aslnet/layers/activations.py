@@ -93,6 +93,7 @@ class LeakyReLU(Layer):
 
     @property
     def alpha(self):
+        """tf.keras 2's name of ``negative_slope``."""
         return self.negative_slope
 
     def _core_ops(self):

@@ -262,9 +262,12 @@ class Layer:
 
     # -- graph ------------------------------------------------------------
     def build(self, input_shape):
+        """Create the layer's weights for per-sample ``input_shape`` (Keras's
+        ``build``; called by the first ``__call__``)."""
         self.built = True
 
     def compute_output_shape(self, input_shape):
+        """The per-sample output shape for per-sample ``input_shape``."""
         return tuple(input_shape)
 
     def __call__(self, x, training=None):
@@ -338,10 +341,13 @@ class Layer:
         return []
 
     def get_config(self):
+        """The layer's constructor arguments (Keras's config: ``from_config``
+        makes the same layer, with new weights)."""
         return {"name": self.name, "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config):
+        """A new layer from ``get_config()``'s output."""
         return cls(**config)
 
     def __repr__(self):

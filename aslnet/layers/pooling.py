@@ -29,6 +29,8 @@ class _Pooling2D(Layer):
 
 
 class MaxPooling2D(_Pooling2D):
+    """Keras's ``MaxPooling2D(pool_size=(2, 2), strides=None, padding="valid")``: the
+    maximum of each window, per channel."""
     _base_name = "max_pooling2d"
     _kind = "max_pooling2d"
 

@@ -127,12 +127,14 @@ class Model(Trainer):
         InputLayer, a Sequential's is not (as in Keras)."""
         return list(self._layers)
 
-    input = property(lambda self: self._input)
-    output = property(lambda self: self._output)
-    inputs = property(lambda self: [self._input])
-    outputs = property(lambda self: [self._output])
-    input_shape = property(lambda self: self._input.shape)
-    output_shape = property(lambda self: self._output.shape)
+    input = property(lambda self: self._input, doc="The model's input tensor (symbolic, as Keras's).")
+    output = property(lambda self: self._output, doc="The model's output tensor.")
+    inputs = property(lambda self: [self._input], doc="``[model.input]``: a list, as Keras.")
+    outputs = property(lambda self: [self._output], doc="``[model.output]``: a list, as Keras.")
+    input_shape = property(lambda self: self._input.shape,
+                           doc="The input's shape, batch dimension ``None``: ``(None, 224, 224, 3)``.")
+    output_shape = property(lambda self: self._output.shape,
+                            doc="The output's shape, batch dimension ``None``: ``(None, 10)``.")
 
     @property
     def dtype_policy(self):
@@ -146,8 +148,11 @@ class Model(Trainer):
         self._dtype_policy = mixed_precision._check_supported(
             mixed_precision.DTypePolicy(policy))
 
-    compute_dtype = property(lambda self: self._dtype_policy.compute_dtype)
-    variable_dtype = property(lambda self: self._dtype_policy.variable_dtype)
+    compute_dtype = property(lambda self: self._dtype_policy.compute_dtype,
+                             doc="The dtype convolutions compute in: ``'float32'``, or "
+                                 "``'bfloat16'`` under ``mixed_bfloat16``.")
+    variable_dtype = property(lambda self: self._dtype_policy.variable_dtype,
+                              doc="The dtype weights are kept in: always ``'float32'``.")
 
     @property
     def trainable(self):
@@ -356,7 +361,7 @@ class Model(Trainer):
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """Keras 3's ``export``; aslnet writes ``format="onnx"`` (an ONNX
-        graph of the model for inference, see :func:`aslnet.export.export_onnx`)
+        graph of the model for inference, see ``aslnet.export.export_onnx``)
         and refuses Keras's other formats."""
         from ..export import export_model
         export_model(self, filepath, format=format, verbose=verbose,

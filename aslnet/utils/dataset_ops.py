@@ -47,6 +47,7 @@ class EagerArray(np.ndarray):
     ``images[i].numpy().astype("uint8")`` (TensorFlow's tutorials) works."""
 
     def numpy(self):
+        """The values as a plain NumPy array (a tensor's ``.numpy()``)."""
         return np.asarray(self)
 
 
