@@ -70,8 +70,6 @@ class Trainer:
             if value not in (ok if isinstance(ok, tuple) else (ok,)):
                 raise NotImplementedError(f"compile({key}={value!r}) is not supported "
                                           "by aslnet")
-        if optimizer == "rmsprop":
-            raise ValueError("aslnet has no RMSprop yet; use 'adam' or 'sgd'")
         new = optimizers_mod.get(optimizer)
         loss = losses.resolve(loss)
         names = [metrics_mod.resolve(m) for m in
@@ -179,7 +177,8 @@ class Trainer:
                      sample_weight=None, class_weight=None):
         """The one training step: (summed loss, correct, samples).  ``xb`` is
         None when the batch's trunk features are cached."""
-        network.net.set_learning_rate(self.optimizer.learning_rate)
+        network.net.set_learning_rate(
+            self.optimizer._step_learning_rate(network.net.iterations))
         xb = None if xb is None else self._to_input(xb)
         yb = self._to_target(yb, len(yb) if xb is None else len(xb))
         w = data.sample_weights(yb, sample_weight, class_weight)
