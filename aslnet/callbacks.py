@@ -465,8 +465,8 @@ class ModelCheckpoint(Callback):
 def _require_settable_rate(callback):
     """Refuse, before the first epoch, a callback that sets the learning rate
     of an optimizer whose rate is a schedule (Keras 3 refuses the setting)."""
-    optimizer = callback.model.optimizer
-    if optimizer is not None and optimizer._has_schedule():
+    has_schedule = getattr(callback.model.optimizer, "_has_schedule", None)
+    if has_schedule is not None and has_schedule():
         raise TypeError(f"{type(callback).__name__} sets the learning rate, but this "
                         "optimizer was created with a `LearningRateSchedule` as its "
                         "`learning_rate`, hence its learning rate is not settable: give the "

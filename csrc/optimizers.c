@@ -3,8 +3,9 @@
  * SGD, Adam (AdamW: Adam with weight decay; amsgrad), RMSprop, Adagrad and
  * Nadam, with Keras's weight decay and gradient clipping.  The executor
  * (network.c, asl_net_apply_gradients) owns the slots and the iteration
- * count; this file only computes.  Every loop is elementwise, so results
- * do not depend on the number of threads.
+ * count; this file only computes.  Every loop is elementwise (and the
+ * norms for clipping one-threaded), so results do not depend on the number
+ * of threads.
  *
  * Order of one step, as Keras's BaseOptimizer.apply: clip the gradients
  * (clipnorm / global_clipnorm / clipvalue), decay the weights
@@ -86,11 +87,13 @@ int asl_opt_global_norm(const asl_optimizer_desc *o)
     return o->global_clipnorm > 0.f;
 }
 
+/* One thread, so the sum (and the clipped step) is the same with any
+ * number of threads; only clipping runs it. */
 double asl_opt_sumsq(const float *g, size_t n)
 {
     double s = 0.0;
     const long long m = (long long)n;
-#pragma omp parallel for simd reduction(+ : s) schedule(static) if (m >= ASL_PAR_MIN)
+#pragma omp simd reduction(+ : s)
     for (long long i = 0; i < m; i++) s += (double)g[i] * g[i];
     return s;
 }

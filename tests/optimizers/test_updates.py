@@ -126,3 +126,29 @@ def test_core_refuses_bad_kind_arguments(kind, kwargs, match):
     net, _ = tiny_net()
     with pytest.raises(ValueError, match=match):
         net.set_optimizer(kind, **kwargs)
+
+
+@pytest.mark.parametrize("kind, cfg", [("rmsprop", {"centered": True, "momentum": 0.5}),
+                                       ("nadam", {"global_clipnorm": 1.0}),
+                                       ("adam", {"clipnorm": 1.0, "weight_decay": 0.1})])
+def test_same_steps_with_any_thread_count(kind, cfg):
+    """A weight of 256 x 256 (above the size from which updates run on all threads): the
+    steps are elementwise and the clipping norms one-threaded, so 1 and 2 threads give
+    bit-identical weights and slots."""
+    from aslnet import _core
+    results = []
+    for threads in (1, 2):
+        rng = np.random.default_rng(5)
+        net = _core.Net((1, 1, 256))
+        net.add("dense", units=256)
+        net.set_num_threads(threads)
+        net.set_param(0, 0, rng.normal(0, 0.1, (256, 256)).astype(np.float32))
+        net.set_optimizer(kind, learning_rate=0.01, **cfg)
+        for _ in range(3):
+            y = net.forward(rng.normal(size=(4, 1, 1, 256)).astype(np.float32), training=True)
+            net.backward(rng.normal(size=y.shape).astype(np.float32))
+            net.apply_gradients()
+        results.append([net.get_param(0, 0)] + [net.slot(0, 0, k)
+                                                for k in range(net.num_slots)])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
