@@ -44,6 +44,9 @@ class Net:
     @iterations.setter
     def iterations(self, value: int) -> None: ...
     @property
+    def num_slots(self) -> int:
+        """Optimizer slots per trainable weight (0 without an optimizer; order: csrc/aslnet.h)."""
+    @property
     def num_layers(self) -> int:
         """Number of layers."""
     @property
@@ -104,10 +107,16 @@ class Net:
         """Layers [start, stop) on ``x``, the input of layer ``start`` (stop -1: to the end)."""
     def backward(self, dy: ArrayLike, need_dx: bool = False) -> NDArray[np.float32] | None:
         """Backward from ``dy`` (the last forward's output gradient); dx if ``need_dx``."""
-    def set_optimizer(self, name: Literal["adam", "sgd"], learning_rate: float = 0.001,
-                      momentum: float = 0.0, nesterov: bool = False, beta_1: float = 0.9,
-                      beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
-        """Set the optimizer (its state starts empty for new slots)."""
+    def set_optimizer(self, name: Literal["sgd", "adam", "adamw", "rmsprop", "adagrad", "nadam"],
+                      learning_rate: float = 0.001, momentum: float = 0.0,
+                      nesterov: bool = False, beta_1: float = 0.9, beta_2: float = 0.999,
+                      epsilon: float = 1e-7, amsgrad: bool = False, rho: float = 0.9,
+                      centered: bool = False, initial_accumulator_value: float = 0.1,
+                      weight_decay: float | None = None, clipnorm: float | None = None,
+                      clipvalue: float | None = None,
+                      global_clipnorm: float | None = None) -> None:
+        """Set the optimizer, Keras 3's update rules ('adamw': Adam with weight_decay).
+        State of the same layout is kept; of another, dropped (a new optimizer)."""
     def set_learning_rate(self, learning_rate: float) -> None:
         """Change the optimizer's learning rate."""
     def reset_optimizer(self) -> None:
@@ -115,7 +124,9 @@ class Net:
     def apply_gradients(self) -> None:
         """One optimizer step with the gradients of the last backward."""
     def slot(self, i: int, j: int, k: int) -> NDArray[np.float32] | None:
-        """Copy of optimizer slot ``k`` (Adam: m, v; SGD: velocity) of parameter (i, j)."""
+        """Copy of optimizer slot ``k`` of parameter (i, j), or None (order: csrc/aslnet.h;
+        Adam: m, v[, v_hat]; SGD: momentum; RMSprop: velocity[, momentum][, average_gradient];
+        Adagrad: accumulator; Nadam: m, v)."""
     def set_slot(self, i: int, j: int, k: int, value: ArrayLike) -> None:
         """Set optimizer slot ``k`` of parameter (i, j)."""
     def softmax_output(self) -> int | None:

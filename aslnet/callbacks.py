@@ -477,6 +477,18 @@ class ModelCheckpoint(Callback):
                            f"Reason: {e}") from e
 
 
+def _require_settable_rate(callback):
+    """Refuse, before the first epoch, a callback that sets the learning rate
+    of an optimizer whose rate is a schedule (Keras 3 refuses the setting)."""
+    has_schedule = getattr(callback.model.optimizer, "_has_schedule", None)
+    if has_schedule is not None and has_schedule():
+        raise TypeError(f"{type(callback).__name__} sets the learning rate, but this "
+                        "optimizer was created with a `LearningRateSchedule` as its "
+                        "`learning_rate`, hence its learning rate is not settable: give the "
+                        "optimizer a float `learning_rate` to use this callback, or drop the "
+                        "callback (the schedule already changes the rate every step).")
+
+
 class LearningRateScheduler(Callback):
     """Set the learning rate at the start of each epoch to
     ``schedule(epoch, lr)`` (or ``schedule(epoch)``); epoch logs get
@@ -486,6 +498,9 @@ class LearningRateScheduler(Callback):
         super().__init__()
         self.schedule = schedule
         self.verbose = verbose
+
+    def on_train_begin(self, logs=None):
+        _require_settable_rate(self)
 
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer
@@ -540,6 +555,7 @@ class ReduceLROnPlateau(Callback):
         self.wait = 0
 
     def on_train_begin(self, logs=None):
+        _require_settable_rate(self)
         self._reset()
 
     def in_cooldown(self):

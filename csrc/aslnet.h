@@ -145,14 +145,38 @@ typedef struct {
                               /* is trainable; 0: a statistic (moving mean)  */
 } asl_param_info;
 
-typedef enum { ASL_OPT_SGD = 1, ASL_OPT_ADAM } asl_optimizer_kind;
+/* Keras 3's optimizers (keras/src/optimizers/), update equations
+ * included; AdamW is ASL_OPT_ADAM with a weight_decay.  Each keeps its
+ * state in per-weight slots (asl_net_slot), numbered densely in this order:
+ *   SGD       momentum (only when momentum > 0)
+ *   Adam      m, v [, v_hat when amsgrad]
+ *   RMSprop   velocity [, momentum when momentum > 0] [, average_gradient
+ *             when centered]
+ *   Adagrad   accumulator (starts at initial_accumulator_value)
+ *   Nadam     m, v (Keras's scalar u_product follows from the iteration
+ *             count: asl_opt_u_product)
+ * For all: weight_decay w -= lr * weight_decay * w before the update;
+ * clipnorm (each weight's gradient), global_clipnorm (all trainable
+ * gradients of the step together), clipvalue: 0 is off, at most one set. */
+typedef enum {
+    ASL_OPT_SGD = 1, ASL_OPT_ADAM, ASL_OPT_RMSPROP, ASL_OPT_ADAGRAD, ASL_OPT_NADAM
+} asl_optimizer_kind;
+
+#define ASL_OPT_MAX_SLOTS 3
 
 typedef struct {
     asl_optimizer_kind kind;
     float learning_rate;
-    float momentum;           /* SGD                                         */
+    float momentum;           /* SGD, RMSprop                                */
     int nesterov;             /* SGD                                         */
-    float beta_1, beta_2, epsilon; /* Adam (Keras: 0.9, 0.999, 1e-7)         */
+    float beta_1, beta_2, epsilon; /* Adam, Nadam (Keras: 0.9, 0.999, 1e-7); */
+                              /* epsilon also RMSprop, Adagrad               */
+    int amsgrad;              /* Adam                                        */
+    float rho;                /* RMSprop (Keras: 0.9)                        */
+    int centered;             /* RMSprop                                     */
+    float initial_accumulator_value; /* Adagrad (Keras: 0.1)                 */
+    float weight_decay;       /* all; 0: none                                */
+    float clipnorm, clipvalue, global_clipnorm; /* all; 0: off               */
 } asl_optimizer_desc;
 
 typedef struct asl_net asl_net;
@@ -239,13 +263,19 @@ asl_status asl_net_set_optimizer(asl_net *net, const asl_optimizer_desc *opt);
 asl_status asl_net_set_learning_rate(asl_net *net, float lr);
 /* One optimizer step with the gradients of the last backward. */
 asl_status asl_net_apply_gradients(asl_net *net);
-/* Optimizer state: iteration count and slots (Adam: m, v; SGD: velocity).
- * Slots exist only for trainable weights. */
+/* Optimizer state: iteration count and slots (see asl_optimizer_desc for
+ * their order).  Slots exist only for trainable weights. */
 int64_t asl_net_iterations(const asl_net *net);
 void asl_net_set_iterations(asl_net *net, int64_t it);
 asl_status asl_net_slot(asl_net *net, int layer, int j, int k, float **slot);
 /* Forget the optimizer state (slots and iteration count): a new optimizer. */
 void asl_net_reset_optimizer(asl_net *net);
+/* Number of slots per trainable weight of an optimizer (0 .. 3), and of
+ * the network's optimizer (0: none set). */
+int asl_opt_nslots(const asl_optimizer_desc *opt);
+int asl_net_num_slots(const asl_net *net);
+/* Nadam's u_product after t steps: prod_{s=1..t} beta_1 (1 - 0.5 0.96^s). */
+double asl_opt_u_product(double beta_1, int64_t t);
 
 /* The layer whose softmax train_step fuses with the cross-entropy: the
  * last layer that is not a reshape, if it applies softmax and gives one

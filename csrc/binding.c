@@ -1073,27 +1073,60 @@ static PyObject *Net_backward_body(NetObject *self, PyObject *args, PyObject *kw
     return dx;
 }
 
+/* set_optimizer(name, **config): Keras 3's names and defaults; None for
+ * weight_decay and the clips is off (0 in C). */
+static int opt_float_or_none(PyObject *obj, float *out, const char *what)
+{
+    double v;
+    if (!obj || obj == Py_None) return 0;
+    v = PyFloat_AsDouble(obj);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "set_optimizer: %s must be a number or None", what);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
 static PyObject *Net_set_optimizer(NetObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"name", "learning_rate", "momentum", "nesterov",
-                             "beta_1", "beta_2", "epsilon", NULL};
+                             "beta_1", "beta_2", "epsilon", "amsgrad", "rho", "centered",
+                             "initial_accumulator_value", "weight_decay", "clipnorm",
+                             "clipvalue", "global_clipnorm", NULL};
+    static const struct { const char *name; asl_optimizer_kind kind; } kinds[] = {
+        {"sgd", ASL_OPT_SGD}, {"adam", ASL_OPT_ADAM}, {"adamw", ASL_OPT_ADAM},
+        {"rmsprop", ASL_OPT_RMSPROP}, {"adagrad", ASL_OPT_ADAGRAD}, {"nadam", ASL_OPT_NADAM}};
     const char *name;
+    PyObject *wd = NULL, *cn = NULL, *cv = NULL, *gcn = NULL;
     asl_optimizer_desc o = {0};
     asl_status st;
     o.learning_rate = 0.001f;
     o.beta_1 = 0.9f;
     o.beta_2 = 0.999f;
     o.epsilon = 1e-7f;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|ffpfff", kwlist, &name, &o.learning_rate,
-                                     &o.momentum, &o.nesterov, &o.beta_1, &o.beta_2,
-                                     &o.epsilon) || enter(self))
+    o.rho = 0.9f;
+    o.initial_accumulator_value = 0.1f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|ffpfffpfpfOOOO", kwlist, &name,
+                                     &o.learning_rate, &o.momentum, &o.nesterov, &o.beta_1,
+                                     &o.beta_2, &o.epsilon, &o.amsgrad, &o.rho, &o.centered,
+                                     &o.initial_accumulator_value, &wd, &cn, &cv, &gcn) ||
+        enter(self))
         return NULL;
-    if (!strcmp(name, "adam")) o.kind = ASL_OPT_ADAM;
-    else if (!strcmp(name, "sgd")) o.kind = ASL_OPT_SGD;
-    else {
-        PyErr_Format(PyExc_ValueError, "unknown optimizer '%s' (expected 'adam' or 'sgd')", name);
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(name, kinds[i].name)) o.kind = kinds[i].kind;
+    if (!o.kind) {
+        PyErr_Format(PyExc_ValueError,
+                     "unknown optimizer '%s' (expected 'sgd', 'adam', 'adamw', 'rmsprop', "
+                     "'adagrad' or 'nadam')", name);
         return NULL;
     }
+    if (opt_float_or_none(wd, &o.weight_decay, "weight_decay") ||
+        opt_float_or_none(cn, &o.clipnorm, "clipnorm") ||
+        opt_float_or_none(cv, &o.clipvalue, "clipvalue") ||
+        opt_float_or_none(gcn, &o.global_clipnorm, "global_clipnorm"))
+        return NULL;
     st = asl_net_set_optimizer(self->net, &o);
     if (st != ASL_OK) return raise_status(self, st);
     Py_RETURN_NONE;
@@ -1372,7 +1405,7 @@ static PyMethodDef Net_methods[] = {
     {"backward", (PyCFunction)(void (*)(void))Net_backward, METH_VARARGS | METH_KEYWORDS,
      "backward(dy, need_dx=False) -> dx or None"},
     {"set_optimizer", (PyCFunction)(void (*)(void))Net_set_optimizer, METH_VARARGS | METH_KEYWORDS,
-     "set_optimizer('adam'|'sgd', learning_rate=..., ...)"},
+     "set_optimizer('sgd'|'adam'|'adamw'|'rmsprop'|'adagrad'|'nadam', learning_rate=..., ...)"},
     {"set_learning_rate", (PyCFunction)Net_set_learning_rate, METH_VARARGS, ""},
     {"reset_optimizer", (PyCFunction)Net_reset_optimizer, METH_NOARGS,
      "forget the optimizer's slots and iteration count"},
@@ -1392,7 +1425,16 @@ static PyMethodDef Net_methods[] = {
      "bytes of activation, gradient and input buffers held now"},
     {NULL, NULL, 0, NULL}};
 
+static PyObject *Net_get_num_slots(NetObject *self, void *closure)
+{
+    (void)closure;
+    if (enter(self)) return NULL;
+    return PyLong_FromLong(asl_net_num_slots(self->net));
+}
+
 static PyGetSetDef Net_getset[] = {
+    {"num_slots", (getter)Net_get_num_slots, NULL,
+     "optimizer slots per trainable weight (0 without an optimizer)", NULL},
     {"iterations", (getter)Net_get_iterations, (setter)Net_set_iterations, "optimizer steps", NULL},
     {"num_layers", (getter)Net_get_num_layers, NULL, "number of layers", NULL},
     {"input_shape", (getter)Net_get_input_shape, NULL,

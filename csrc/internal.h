@@ -67,7 +67,7 @@ typedef struct {
     float *data;      /* storage in use (own or bound)            */
     float *own;       /* C-owned storage, NULL when bound          */
     float *grad;      /* allocated by the executor when trainable  */
-    float *slot[2];   /* optimizer state, allocated on first step  */
+    float *slot[ASL_OPT_MAX_SLOTS]; /* optimizer state, allocated on first step */
 } asl_param;
 
 typedef struct asl_layer asl_layer;
@@ -278,5 +278,33 @@ void asl_fused_release(asl_layer *conv);
 /* How many times the group held by conv folded its batch norm (0: none). */
 uint64_t asl_fused_folds(const asl_layer *conv);
 void asl_fused_destroy(asl_layer *conv);
+
+/* ---- optimizers (optimizers.c) ------------------------------------ */
+/* What one step of an optimizer shares across weights, from the
+ * descriptor, the step number t (1 for the first step) and the sum of the
+ * squares of all gradients of the step (read only with global_clipnorm). */
+typedef struct {
+    float lr;           /* learning rate                                 */
+    float wd_lr;        /* weight_decay * lr (0: no decay)                */
+    float scale;        /* global_clipnorm's scale (1: none)              */
+    float alpha;        /* Adam: lr sqrt(1 - b2^t) / (1 - b1^t)           */
+    float c_m, c_g, c_v; /* Nadam: u_{t+1} / (1 - U_{t+1}), (1 - u_t) /   */
+                        /* (1 - U_t), 1 / (1 - b2^t) (U: u_product)       */
+} asl_opt_step;
+
+/* Check a descriptor: ASL_ERR_ARG and a message naming the argument. */
+asl_status asl_opt_check(asl_ctx *c, const asl_optimizer_desc *o);
+/* Initial value of slot k (Adagrad's accumulator; else 0). */
+float asl_opt_slot_init(const asl_optimizer_desc *o, int k);
+/* Whether the step needs the global gradient norm (global_clipnorm). */
+int asl_opt_global_norm(const asl_optimizer_desc *o);
+/* Sum of squares of n floats, in double. */
+double asl_opt_sumsq(const float *g, size_t n);
+void asl_opt_begin(const asl_optimizer_desc *o, int64_t t, double sumsq,
+                   asl_opt_step *s);
+/* Update p->data (and its slots, all allocated) from p->grad, which is
+ * read, never written (clipping happens on the fly). */
+void asl_opt_update(const asl_optimizer_desc *o, const asl_opt_step *s,
+                    asl_param *p);
 
 #endif /* ASLNET_INTERNAL_H */

@@ -478,8 +478,7 @@ void asl_net_destroy(asl_net *net)
         for (int j = 0; j < l->nparams; j++) {
             asl_free(l->p[j].own);
             asl_free(l->p[j].grad);
-            asl_free(l->p[j].slot[0]);
-            asl_free(l->p[j].slot[1]);
+            for (int k = 0; k < ASL_OPT_MAX_SLOTS; k++) asl_free(l->p[j].slot[k]);
         }
     }
     free(net->layers);
@@ -1174,20 +1173,32 @@ asl_status asl_net_backward(asl_net *net, const float *dy, int n, float *dx)
 
 /* ---- optimizer -------------------------------------------------------- */
 
+/* Slot layouts equal: the state of one optimizer means the same to the
+ * other (same kind, same slots, same initial values). */
+static int same_layout(const asl_optimizer_desc *a, const asl_optimizer_desc *b)
+{
+    return a->kind == b->kind && asl_opt_nslots(a) == asl_opt_nslots(b) &&
+           asl_opt_slot_init(a, 0) == asl_opt_slot_init(b, 0) &&
+           (a->kind != ASL_OPT_RMSPROP || (a->momentum > 0.f) == (b->momentum > 0.f));
+}
+
+static void free_slots(asl_net *net)
+{
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        for (int j = 0; j < l->nparams; j++)
+            for (int k = 0; k < ASL_OPT_MAX_SLOTS; k++) {
+                asl_free(l->p[j].slot[k]);
+                l->p[j].slot[k] = NULL;
+            }
+    }
+}
+
 asl_status asl_net_set_optimizer(asl_net *net, const asl_optimizer_desc *o)
 {
-    asl_ctx *c = &net->ctx;
-    if (o->kind != ASL_OPT_SGD && o->kind != ASL_OPT_ADAM)
-        return asl_fail(c, ASL_ERR_ARG, "unknown optimizer kind %d", (int)o->kind);
-    if (!(o->learning_rate >= 0.f) || !isfinite(o->learning_rate))
-        return asl_fail(c, ASL_ERR_ARG, "learning_rate must be finite and >= 0");
-    if (o->kind == ASL_OPT_SGD && !(o->momentum >= 0.f && o->momentum <= 1.f))
-        return asl_fail(c, ASL_ERR_ARG, "momentum must be in [0, 1]");
-    if (o->kind == ASL_OPT_ADAM &&
-        !(o->beta_1 >= 0.f && o->beta_1 < 1.f && o->beta_2 >= 0.f &&
-          o->beta_2 < 1.f && o->epsilon > 0.f && isfinite(o->epsilon)))
-        return asl_fail(c, ASL_ERR_ARG,
-                        "Adam needs 0 <= beta_1, beta_2 < 1 and a finite epsilon > 0");
+    ASL_TRY(asl_opt_check(&net->ctx, o));
+    /* state kept in another layout would be read wrongly: drop it */
+    if (net->has_opt && !same_layout(&net->opt, o)) free_slots(net);
     net->opt = *o;
     net->has_opt = 1;
     return ASL_OK;
@@ -1209,31 +1220,26 @@ void asl_net_set_iterations(asl_net *net, int64_t it)
 
 void asl_net_reset_optimizer(asl_net *net)
 {
-    for (int i = 0; i < net->nlayers; i++) {
-        asl_layer *l = &net->layers[i];
-        for (int j = 0; j < l->nparams; j++)
-            for (int k = 0; k < 2; k++) {
-                asl_free(l->p[j].slot[k]);
-                l->p[j].slot[k] = NULL;
-            }
-    }
+    free_slots(net);
     net->iterations = 0;
 }
 
 static int nslots(const asl_net *net)
 {
-    if (!net->has_opt) return 0;
-    if (net->opt.kind == ASL_OPT_ADAM) return 2;
-    return net->opt.momentum > 0.f ? 1 : 0;
+    return net->has_opt ? asl_opt_nslots(&net->opt) : 0;
 }
+
+int asl_net_num_slots(const asl_net *net) { return nslots(net); }
 
 static asl_status ensure_slots(asl_net *net, asl_param *p)
 {
     for (int k = 0; k < nslots(net); k++) {
+        float init = asl_opt_slot_init(&net->opt, k);
         if (p->slot[k]) continue;
         p->slot[k] = asl_calloc(p->size * sizeof(float));
         if (!p->slot[k])
             return asl_fail(&net->ctx, ASL_ERR_NOMEM, "out of memory (optimizer state)");
+        for (size_t i = 0; init != 0.f && i < p->size; i++) p->slot[k][i] = init;
     }
     return ASL_OK;
 }
@@ -1252,70 +1258,39 @@ asl_status asl_net_slot(asl_net *net, int i, int j, int k, float **slot)
     return ASL_OK;
 }
 
-/* Parameters smaller than this are updated by one thread. */
-#define ASL_PAR_MIN (1 << 15)
-
-static void sgd_update(const asl_optimizer_desc *o, asl_param *p)
+/* The weights one step updates: trainable layers' weights with gradients. */
+static int stepped(const asl_layer *l, const asl_param *p)
 {
-    float lr = o->learning_rate, mom = o->momentum;
-    float *w = p->data, *v = p->slot[0];
-    const float *g = p->grad;
-    const long long n = (long long)p->size;
-    /* elementwise: the same result with any number of threads */
-    if (mom == 0.f) {
-#pragma omp parallel for simd schedule(static) if (n >= ASL_PAR_MIN)
-        for (long long i = 0; i < n; i++) w[i] -= lr * g[i];
-    } else if (o->nesterov) {
-#pragma omp parallel for simd schedule(static) if (n >= ASL_PAR_MIN)
-        for (long long i = 0; i < n; i++) {
-            v[i] = mom * v[i] - lr * g[i];
-            w[i] += mom * v[i] - lr * g[i];
-        }
-    } else {
-#pragma omp parallel for simd schedule(static) if (n >= ASL_PAR_MIN)
-        for (long long i = 0; i < n; i++) {
-            v[i] = mom * v[i] - lr * g[i];
-            w[i] += v[i];
-        }
-    }
+    return l->trainable && p->is_weight && p->grad;
 }
 
-/* Keras Adam: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t);
- * w -= alpha * m / (sqrt(v) + eps). */
-static void adam_update(const asl_optimizer_desc *o, int64_t t, asl_param *p)
-{
-    double b1 = o->beta_1, b2 = o->beta_2;
-    float alpha = (float)(o->learning_rate * sqrt(1.0 - pow(b2, (double)t)) /
-                          (1.0 - pow(b1, (double)t)));
-    float fb1 = o->beta_1, fb2 = o->beta_2, eps = o->epsilon;
-    float *w = p->data, *m = p->slot[0], *v = p->slot[1];
-    const float *g = p->grad;
-    const long long n = (long long)p->size;
-#pragma omp parallel for simd schedule(static) if (n >= ASL_PAR_MIN)
-    for (long long i = 0; i < n; i++) {
-        m[i] += (g[i] - m[i]) * (1.f - fb1);
-        v[i] += (g[i] * g[i] - v[i]) * (1.f - fb2);
-        w[i] -= alpha * m[i] / (sqrtf(v[i]) + eps);
-    }
-}
-
+/* One step of Keras's BaseOptimizer.apply (the update rules: optimizers.c).
+ * global_clipnorm reads all gradients of the step first. */
 asl_status asl_net_apply_gradients(asl_net *net)
 {
+    asl_opt_step step;
+    double sumsq = 0.0;
     if (!net->has_opt)
         return asl_fail(&net->ctx, ASL_ERR_STATE, "no optimizer set");
     if (net->iterations >= ((int64_t)1 << 62))
         return asl_fail(&net->ctx, ASL_ERR_STATE, "optimizer iteration count overflow");
+    for (int i = 0; i < net->nlayers; i++) {
+        asl_layer *l = &net->layers[i];
+        for (int j = 0; j < l->nparams; j++) {
+            if (!stepped(l, &l->p[j])) continue;
+            ASL_TRY(ensure_slots(net, &l->p[j]));
+            if (asl_opt_global_norm(&net->opt))
+                sumsq += asl_opt_sumsq(l->p[j].grad, l->p[j].size);
+        }
+    }
     net->iterations++;
+    asl_opt_begin(&net->opt, net->iterations, sumsq, &step);
     for (int i = 0; i < net->nlayers; i++) {
         asl_layer *l = &net->layers[i];
         int touched = 0;
-        if (!l->trainable) continue;
         for (int j = 0; j < l->nparams; j++) {
-            asl_param *p = &l->p[j];
-            if (!p->is_weight || !p->grad) continue;
-            ASL_TRY(ensure_slots(net, p));
-            if (net->opt.kind == ASL_OPT_ADAM) adam_update(&net->opt, net->iterations, p);
-            else sgd_update(&net->opt, p);
+            if (!stepped(l, &l->p[j])) continue;
+            asl_opt_update(&net->opt, &step, &l->p[j]);
             touched = 1;
         }
         if (touched) l->weights_version = ++net->version;

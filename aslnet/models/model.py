@@ -303,7 +303,7 @@ class Model(Trainer):
     @serialized
     def get_optimizer_state(self):
         """{'iterations': int, 'slots': {(layer name, weight index, slot): array}}
-        (Adam: slots 0 = m, 1 = v; SGD with momentum: 0 = velocity).  Only
+        (the C core's slot order, csrc/aslnet.h: Adam 0 = m, 1 = v; ...).  Only
         trainable weights that the optimizer has seen have slots."""
         if self.optimizer is None or (self._net is None and
                                       getattr(self, "_pending_opt", None) is None):
@@ -315,7 +315,7 @@ class Model(Trainer):
                 continue
             i = network.holder(layer)
             for j, var in enumerate(layer.weights):
-                for k in range(2):
+                for k in range(net.num_slots):
                     if var.trainable:
                         value = net.slot(i, j, k)
                         if value is not None:
@@ -340,7 +340,8 @@ class Model(Trainer):
             info = net.params(i)[j]
             value = np.asarray(value, np.float32)
             if not strict and (value.size != int(np.prod(info["shape"])) or
-                               not layer.trainable or k >= 2 or net.slot(i, j, k) is None):
+                               not layer.trainable or k >= net.num_slots or
+                               net.slot(i, j, k) is None):
                 continue
             net.set_slot(i, j, k, value.reshape(info["shape"]))
         net.iterations = int(state["iterations"])

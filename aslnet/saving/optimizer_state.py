@@ -11,10 +11,6 @@ import numpy as np
 from .. import optimizers as optimizers_mod
 
 
-def _is_none(v):
-    return v is None
-
-
 # ---------------------------------------------------------------------------
 # Training config
 # ---------------------------------------------------------------------------
@@ -22,67 +18,74 @@ def _is_none(v):
 _KERAS_OPTIMIZERS = {
     "adam": ("Adam", [("learning_rate", 0.001), ("decay", 0.0), ("beta_1", 0.9),
                       ("beta_2", 0.999), ("epsilon", 1e-7), ("amsgrad", False)]),
+    "adamw": ("AdamW", [("learning_rate", 0.001), ("decay", 0.0), ("weight_decay", 0.004),
+                        ("beta_1", 0.9), ("beta_2", 0.999), ("epsilon", 1e-7),
+                        ("amsgrad", False)]),
     "sgd": ("SGD", [("learning_rate", 0.01), ("decay", 0.0), ("momentum", 0.0),
                     ("nesterov", False)]),
+    "rmsprop": ("RMSprop", [("learning_rate", 0.001), ("decay", 0.0), ("rho", 0.9),
+                            ("momentum", 0.0), ("epsilon", 1e-7), ("centered", False)]),
+    "adagrad": ("Adagrad", [("learning_rate", 0.001), ("decay", 0.0),
+                            ("initial_accumulator_value", 0.1), ("epsilon", 1e-7)]),
+    "nadam": ("Nadam", [("learning_rate", 0.001), ("decay", 0.0), ("beta_1", 0.9),
+                        ("beta_2", 0.999), ("epsilon", 1e-7)]),
 }
-_OPTIMIZER_KERAS_ONLY = {
-    "decay": (lambda v: not v, "0"),
-    "amsgrad": (lambda v: not v, "false"),
-    "clipnorm": (_is_none, "null"),
-    "clipvalue": (_is_none, "null"),
-    "global_clipnorm": (_is_none, "null"),
-    # Keras 3's
-    "weight_decay": (lambda v: not v, "null"),
-    "use_ema": (lambda v: not v, "false"),
-    "ema_momentum": (lambda v: True, ""),            # unused without use_ema
-    "ema_overwrite_frequency": (lambda v: True, ""),
-    "loss_scale_factor": (_is_none, "null"),
-    "gradient_accumulation_steps": (_is_none, "null"),
-}
+# Keys tf.keras 2.6 files carry only when set (written only when not None).
+_OPTIONAL_KEYS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
+# Keys of newer configs (tf.keras 2.11+, Keras 3) passed to the constructor,
+# which takes them at their neutral value (or Keras 2's decay) only.
+_BASE_KEYS = ("decay", "use_ema", "ema_momentum", "ema_overwrite_frequency",
+              "loss_scale_factor", "gradient_accumulation_steps", "jit_compile",
+              "is_legacy_optimizer")
 
 
 def _keras_optimizer_config(optimizer):
     cfg = optimizer.get_config()
     kind = optimizer._core_name
-    class_name, keys = _KERAS_OPTIMIZERS.get(kind, (type(optimizer).__name__, []))
+    class_name, keys = _KERAS_OPTIMIZERS[kind]
     out = {"name": class_name}
     for key, default in keys:
         out[key] = cfg.get(key, default)
-    out.update((k, v) for k, v in cfg.items() if k not in out and k != "name")
+    if isinstance(out["learning_rate"], dict):          # tf.keras 2's schedule form
+        out["learning_rate"] = {"class_name": out["learning_rate"]["class_name"],
+                                "config": out["learning_rate"]["config"]}
+    for key in _OPTIONAL_KEYS:
+        if cfg.get(key) is not None and key not in out:
+            out[key] = cfg[key]
     return {"class_name": class_name, "config": out}
 
 
 def _optimizer_from_keras(oc):
+    """An optimizer from a file's optimizer_config (tf.keras 2.x, also the
+    2.11+ optimizers' configs, or Keras 3's)."""
     if isinstance(oc, str):
         return optimizers_mod.get(oc)
     if not isinstance(oc, dict) or "class_name" not in oc:
         raise ValueError(f"bad optimizer_config {oc!r}")
-    class_name = str(oc["class_name"])
-    kind = class_name.lower()
-    cls = {"adam": optimizers_mod.Adam, "sgd": optimizers_mod.SGD}.get(kind)
+    class_name = str(oc["class_name"]).split(">")[-1]      # "Custom>Adam" (tf.keras 2.11+)
+    cls = optimizers_mod._class(class_name)
     if cls is None:
-        raise ValueError(f"Unsupported optimizer {class_name!r}: aslnet has Adam and SGD "
-                         "(load with compile=False and compile the model yourself)")
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        raise ValueError(f"Unsupported optimizer {class_name!r}: aslnet has "
+                         f"{optimizers_mod._NAMES} (load with compile=False and compile the "
+                         "model yourself)")
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
     cfg = dict(oc.get("config") or {})
     cfg.pop("name", None)
     if "lr" in cfg:
         cfg.setdefault("learning_rate", cfg.pop("lr"))
-    out = {"name": kind}
+    out = {}
     for key, value in cfg.items():
-        if key in accepted:
-            if isinstance(value, dict):
-                raise ValueError(f"optimizer {class_name}: {key}={value!r} (a schedule) is "
-                                 "not supported by aslnet")
+        if key in accepted or key in _BASE_KEYS:
             out[key] = value
-        elif key in _OPTIMIZER_KERAS_ONLY:
-            ok, expected = _OPTIMIZER_KERAS_ONLY[key]
-            if not ok(value):
-                raise ValueError(f"optimizer {class_name}: {key}={value!r} is not supported "
-                                 f"by aslnet (only {expected})")
         elif value is not None:
             raise ValueError(f"optimizer {class_name}: unsupported option {key}={value!r}")
-    return optimizers_mod.get(out)
+    if isinstance(out.get("learning_rate"), dict):
+        out["learning_rate"] = optimizers_mod.schedules.deserialize(out["learning_rate"])
+    try:
+        return cls(**out)
+    except (NotImplementedError, TypeError) as e:
+        raise ValueError(f"optimizer {class_name} of the file: {e} (load with compile=False "
+                         "and compile the model yourself)") from None
 
 
 _METRIC_FNS = {"accuracy": None, "acc": None, "categorical_accuracy": "categorical_accuracy",
@@ -131,11 +134,7 @@ def compile_from_training_config(model, tc):
 # Optimizer weights
 # ---------------------------------------------------------------------------
 def _slot_names(optimizer):
-    if optimizer._core_name == "adam":
-        return ("m", "v")
-    if optimizer._core_name == "sgd" and np.float32(optimizer.momentum) > 0:
-        return ("momentum",)
-    return ()
+    return optimizer._slots()
 
 
 def _var_base(var):
@@ -165,9 +164,14 @@ def optimizer_weights(model):
     iterations = int(state["iterations"])
     if iterations == 0 and not any(np.any(v) for v in slots.values()):
         return None
-    prefix = _KERAS_OPTIMIZERS.get(model.optimizer._core_name,
-                                   (type(model.optimizer).__name__,))[0]
+    optimizer = model.optimizer
+    prefix = _KERAS_OPTIMIZERS[optimizer._core_name][0]
     names, values = [f"{prefix}/iter:0"], [np.int64(iterations)]
+    if optimizer._keras2_scalars:                 # Nadam's momentum_cache
+        scalars = optimizer._keras2_scalar_values(iterations)
+        for name in optimizer._keras2_scalars:
+            names.append(f"{prefix}/{name}:0")
+            values.append(np.float32(scalars[name]))
     for layer, j, k, var, slot in _slot_order(model):
         value = slots.get((layer.name, j, k))
         if value is None:
@@ -182,6 +186,13 @@ def restore_optimizer_weights(model, names, values, where):
     On a mismatch, warn and keep a fresh optimizer (as tf.keras does)."""
     order = _slot_order(model)
     problem = None
+    scalars = model.optimizer._keras2_scalars
+    if names and len(names) > len(scalars) and all(
+            n.endswith(f"/{s}:0") and np.ndim(v) == 0
+            for n, v, s in zip(names[1:], values[1:], scalars)):
+        # Keras 2's scalar weights after iter (not read back: see nadam.py)
+        names = names[:1] + names[1 + len(scalars):]
+        values = values[:1] + values[1 + len(scalars):]
     if not names or not names[0].endswith("iter:0") or np.ndim(values[0]) != 0:
         problem = "the first optimizer weight is not the iteration count"
     elif not (np.isfinite(values[0]) and values[0] >= 0 and values[0] == int(values[0])):

@@ -91,8 +91,6 @@ class Trainer(Keras2Aliases):
             if value not in (ok if isinstance(ok, tuple) else (ok,)):
                 raise NotImplementedError(f"compile({key}={value!r}) is not supported "
                                           "by aslnet")
-        if optimizer == "rmsprop":
-            raise ValueError("aslnet has no RMSprop yet; use 'adam' or 'sgd'")
         new = optimizers_mod.get(optimizer)
         objective = losses.resolve(loss)
         specs = [metrics] if isinstance(metrics, (str, dict)) or callable(metrics) \
@@ -233,7 +231,8 @@ class Trainer(Keras2Aliases):
         a cross-entropy on the softmax output runs fused in C
         (``train_step``), any other loss computes its value and gradient on
         the outputs in NumPy around the C forward / backward / update."""
-        network.net.set_learning_rate(self.optimizer.learning_rate)
+        network.net.set_learning_rate(
+            self.optimizer._step_learning_rate(network.net.iterations))
         xb = None if xb is None else self._to_input(xb)
         n = len(yb) if xb is None else len(xb)
         t = self._to_target(yb, n)

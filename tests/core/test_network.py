@@ -161,7 +161,7 @@ def test_optimizer_errors():
     with pytest.raises(RuntimeError, match="optimizer"):
         net.apply_gradients()
     with pytest.raises(ValueError, match="unknown optimizer"):
-        net.set_optimizer("rmsprop")
+        net.set_optimizer("adadelta")
     with pytest.raises(ValueError, match="learning_rate"):
         net.set_optimizer("sgd", learning_rate=-1.0)
     with pytest.raises(ValueError, match="beta"):
