@@ -79,7 +79,8 @@ def test_the_vendored_wheel_s_layout():
     names = sorted(os.listdir(_libs.VENDORED_DIR))
     for pattern in LIBS.values():
         assert len([n for n in names if re.search(pattern, "/" + n)]) == 1, names
-    requires = " ".join(metadata.requires("aslnet") or ())
+    # the runtime dependencies (an extra, e.g. `sanitize`'s build headers, is not installed)
+    requires = " ".join(r for r in metadata.requires("aslnet") or () if "extra ==" not in r)
     assert "onednn" not in requires and "scipy-openblas32" not in requires, requires
     if shutil.which("readelf") is None:
         pytest.skip("readelf not installed")
