@@ -7,8 +7,9 @@ from .optimizer import Optimizer, _is_number, _positive
 
 
 class Adagrad(Optimizer):
-    """Keras's ``Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7)`` (also ``weight_decay``,
-    ``clipnorm``, ``clipvalue``, ``global_clipnorm``); the update runs in C."""
+    """Keras's ``Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7)``
+    (also ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``); the update
+    runs in C."""
     _core_name = "adagrad"
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,

@@ -9,6 +9,7 @@ class Adam(Optimizer):
     """Keras's ``Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
     amsgrad=False)`` (also ``weight_decay``, ``clipnorm``, ``clipvalue``,
     ``global_clipnorm``; Keras 2's ``lr=``, ``decay=``); the update runs in C."""
+    _core_name = "adam"
     amsgrad = False                 # objects pickled by aslnet 0.1
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,

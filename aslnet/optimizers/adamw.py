@@ -6,8 +6,9 @@ from .adam import Adam
 
 
 class AdamW(Adam):
-    """Keras's ``AdamW(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False)`` (also ``weight_decay``,
-    ``clipnorm``, ``clipvalue``, ``global_clipnorm``); the update runs in C."""
+    """Keras's ``AdamW(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+    epsilon=1e-7, amsgrad=False)`` (also ``weight_decay``, ``clipnorm``, ``clipvalue``,
+    ``global_clipnorm``); the update runs in C."""
     _core_name = "adamw"
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,

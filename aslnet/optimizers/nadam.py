@@ -12,8 +12,9 @@ from .optimizer import Optimizer, _positive, _unit
 
 
 class Nadam(Optimizer):
-    """Keras's ``Nadam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)`` (also ``weight_decay``,
-    ``clipnorm``, ``clipvalue``, ``global_clipnorm``); the update runs in C."""
+    """Keras's ``Nadam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)`` (also
+    ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``); the update runs in
+    C."""
     _core_name = "nadam"
     _keras2_scalars = ("momentum_cache",)
 

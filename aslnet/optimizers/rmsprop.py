@@ -10,8 +10,9 @@ from .optimizer import Optimizer, _positive, _unit
 
 
 class RMSprop(Optimizer):
-    """Keras's ``RMSprop(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False)`` (also ``weight_decay``,
-    ``clipnorm``, ``clipvalue``, ``global_clipnorm``); the update runs in C."""
+    """Keras's ``RMSprop(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+    centered=False)`` (also ``weight_decay``, ``clipnorm``, ``clipvalue``,
+    ``global_clipnorm``); the update runs in C."""
     _core_name = "rmsprop"
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,

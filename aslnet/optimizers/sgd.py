@@ -7,8 +7,9 @@ from .optimizer import Optimizer, _unit
 
 
 class SGD(Optimizer):
-    """Keras's ``SGD(learning_rate=0.01, momentum=0.0, nesterov=False)`` (also ``weight_decay``,
-    ``clipnorm``, ``clipvalue``, ``global_clipnorm``); the update runs in C."""
+    """Keras's ``SGD(learning_rate=0.01, momentum=0.0, nesterov=False)`` (also
+    ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``); the update runs in
+    C."""
     _core_name = "sgd"
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
