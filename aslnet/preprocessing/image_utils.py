@@ -3,7 +3,6 @@
 that ``flow_from_directory`` uses."""
 import io
 import os
-import struct
 import threading
 import warnings
 
@@ -49,11 +48,11 @@ def _check_data_format(data_format):
         raise ValueError(f"Unknown data_format: {data_format}")
 
 
-# what Pillow's decoders raise on malformed data besides OSError and ValueError (found
-# by tools/fuzz/fuzz_image.py: a PNG with a broken chunk after the first IDAT raised
-# SyntaxError from img_to_array)
-_DECODE_ERRORS = (SyntaxError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError,
-                  struct.error)
+# What Pillow's decoders raise on malformed data: OSError and ValueError by their
+# documentation, in practice nearly anything (tools/fuzz/fuzz_image.py found SyntaxError
+# from a PNG with a broken chunk after the first IDAT, TypeError from a TIFF whose strip
+# offset is a RATIONAL).  So every Exception but MemoryError while decoding untrusted
+# bytes means "not a readable image": the rule of load_img and serving's decode_image.
 
 
 def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest",
@@ -74,7 +73,9 @@ def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest",
             img = Image.open(io.BytesIO(f.read()))
     try:
         img.load()      # decode here, so that a malformed file fails here, with an OSError
-    except _DECODE_ERRORS as e:
+    except MemoryError:
+        raise
+    except Exception as e:          # see the note above load_img
         name = getattr(path, "name", "image") if hasattr(path, "read") else os.fspath(path)
         raise OSError(f"{name}: not a readable image ({type(e).__name__}: {e})") from e
     if color_mode == "grayscale":

@@ -91,10 +91,7 @@ def decode_image(data, target_size, color_mode="rgb", interpolation="nearest"):
     (see the module's notes).  Raises ImageTooLarge, UnsupportedImageFormat or
     ImageError (all ValueErrors) with a message naming the problem."""
     from PIL import Image
-    try:                                    # load_img's own table (main: image_utils)
-        from ..preprocessing.image_utils import _PIL_INTERPOLATION_METHODS
-    except ImportError:
-        from ..preprocessing.image import _PIL_INTERPOLATION_METHODS
+    from ..preprocessing.image_utils import _PIL_INTERPOLATION_METHODS
     if not data:
         raise ImageError("empty image")
     if color_mode not in _PIL_MODES:
@@ -129,7 +126,9 @@ def decode_image(data, target_size, color_mode="rgb", interpolation="nearest"):
             small.load()
         except Image.DecompressionBombError as e:
             raise ImageTooLarge(f"image too large ({e})") from e
-        except (OSError, ValueError, SyntaxError, EOFError) as e:
+        except MemoryError:
+            raise
+        except Exception as e:      # Pillow raises many kinds: image_utils's note
             raise ImageError(f"not a readable image ({type(e).__name__}: truncated or "
                              "corrupt)") from e
     if orientation != 1:

@@ -139,3 +139,20 @@ def test_serving_decoder_broken_16_bit_png(color_mode):
     from aslnet.serving.images import decode_image
     with pytest.raises((OSError, ValueError), match="(?i)not a readable image|image"):
         decode_image(_png_broken_after_first_idat(16, 0, 1), (4, 4), color_mode)
+
+
+@pytest.mark.parametrize("color_mode", ["rgb", "grayscale"])
+def test_tiff_rational_strip_offset(color_mode):
+    """Found by fuzz_image in CI (session 6's stop failed on it): a TIFF whose
+    StripOffsets tag is a RATIONAL; Pillow's load() raised TypeError ('IFDRational'
+    object cannot be interpreted as an integer) out of serving's decode_image."""
+    import io
+
+    from aslnet.preprocessing.image import img_to_array, load_img
+    from aslnet.serving.images import ImageError, decode_image
+    data = (CRASHES / "image-tiff-rational-strip-offset.bin").read_bytes()
+    with pytest.raises(ImageError, match=r"not a readable image \(TypeError"):
+        decode_image(data, (4, 4), color_mode)
+    with pytest.raises(OSError, match=r"not a readable image \(TypeError"):
+        img_to_array(load_img(io.BytesIO(data), color_mode=color_mode))
+    fuzz_image.one_input(data)
