@@ -185,8 +185,11 @@ def _table(paths, good, errors, out, features, top, fmt):
         if fmt == "csv":
             return {str(j): pa.array(full[:, j], dtype, mask=mask)
                     for j in range(full.shape[1])}
-        flat = pa.array(full.ravel(), dtype)
-        return {"": pa.FixedSizeListArray.from_arrays(flat, full.shape[1], mask=pa.array(mask))}
+        # a list column, not a fixed-size one: pyarrow 25 cannot read back a Parquet
+        # fixed-size list with a null row ("Expected all lists to be of size=3")
+        offsets = pa.array(np.arange(n + 1, dtype=np.int32) * full.shape[1], pa.int32())
+        return {"": pa.ListArray.from_arrays(offsets, pa.array(full.ravel(), dtype),
+                                             mask=pa.array(mask))}
 
     def add(name, values, dtype):
         for suffix, arr in column(values, dtype).items():

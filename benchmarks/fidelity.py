@@ -12,6 +12,12 @@ optimizer state carries over), which leaves the frameworks' arithmetic as the on
 difference.  ``--bf16`` (aslnet only) runs under the mixed_bfloat16 dtype policy: the
 accuracy cost of bfloat16 is the difference from the float32 run of the same seed.
 
+``--arch mobilenet_v2`` (aslnet only) runs the same recipe on MobileNetV2 (its last 23
+layers trainable, as ``load_pretrained`` cuts it), and ``--fine-tune`` runs
+``aslnet.recipes.fine_tune`` (head warm-up, then unfreezing from the model's
+``fine_tune_from``) instead of the tutorial's 10 epochs: v1 and v2 on the same split,
+seeds and arrays.
+
 The split is valid 30 / test 20 per class (split seed 0, 1,268 train images): 200 test
 images, so one image is 0.5 pp.  Seeds change the new head's initialisation and the batch
 order.
@@ -38,16 +44,18 @@ def arrays(split, sub):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def main(which, seed, same_order=False, bf16=False):
+def main(which, seed, same_order=False, bf16=False, arch="mobilenet", recipe="tutorial"):
     import aslnet
     aslnet.mixed_precision.set_global_policy("mixed_bfloat16" if bf16 else "float32")
     from aslnet.utils import split_dataset
     split = WORK / "split"
     split_dataset(SHARED / "data" / "sign-language-digits", split, valid=30, test=20, seed=0)
     (x, y), (vx, vy), (tx, ty) = (arrays(split, s) for s in ("train", "valid", "test"))
-    init = WORK / f"init{seed}.npz"
+    init = WORK / (f"init{seed}.npz" if arch == "mobilenet" else f"init-{arch}-{seed}.npz")
     aslnet.set_random_seed(seed)
-    model = aslnet.load_pretrained("mobilenet", num_classes=10,
+    if which == "keras" and recipe != "tutorial":
+        raise SystemExit("the keras side runs the tutorial recipe only")
+    model = aslnet.load_pretrained(arch, num_classes=10,
                                    weights_dir=SHARED / "weights")
     if which == "keras":
         model.layers[-1].set_weights(list(np.load(init).values()))
@@ -60,9 +68,14 @@ def main(which, seed, same_order=False, bf16=False):
 
         from aslnet.utils.keras_export import to_keras
         keras.utils.set_random_seed(seed)
-        model = to_keras(model)
+        model = to_keras(model) if arch == "mobilenet" else _keras_v2(keras, model)
     t = time.perf_counter()
-    if same_order:
+    if recipe == "fine_tune":
+        from aslnet.preprocessing.image import ImageDataGenerator
+        from aslnet.recipes import fine_tune
+        fine_tune(model, ImageDataGenerator().flow(x, y, batch_size=10, seed=seed),
+                  validation_data=(vx, vy), verbose=0)
+    elif same_order:
         rng = np.random.default_rng(1000 + seed)
         for epoch in range(10):
             p = rng.permutation(len(x))
@@ -73,10 +86,29 @@ def main(which, seed, same_order=False, bf16=False):
     t = time.perf_counter() - t
     acc = float(model.evaluate(tx, ty, verbose=0)[1])
     print(json.dumps({"which": which, "seed": seed, "same_order": same_order,
+                      "arch": arch, "recipe": recipe,
                       "policy": aslnet.mixed_precision.global_policy().name,
                       "test_accuracy": acc,
                       "fit_s": round(t, 1), "test_images": len(tx)}), flush=True)
 
 
+def _keras_v2(keras, model):
+    """Keras's MobileNetV2 (include_top=False, pooling='avg') + the same Dense head,
+    with aslnet's weights and trainable flags copied by layer name, compiled alike."""
+    from aslnet.utils.keras_export import copy_weights, keras_optimizer
+    base = keras.applications.MobileNetV2(input_shape=model.input_shape[1:],
+                                          include_top=False, pooling="avg", weights=None)
+    head = model.layers[-1]
+    out = keras.layers.Dense(head.units, activation="softmax", name=head.name)(base.output)
+    kmodel = keras.Model(base.input, out)
+    copy_weights(model, kmodel, trainable=True)
+    kmodel.compile(optimizer=keras_optimizer(model.optimizer), loss=model.loss,
+                   metrics=["accuracy"])
+    return kmodel
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), "--same-order" in sys.argv[3:], "--bf16" in sys.argv[3:])
+    flags = sys.argv[3:]
+    arch = flags[flags.index("--arch") + 1] if "--arch" in flags else "mobilenet"
+    main(sys.argv[1], int(sys.argv[2]), "--same-order" in flags, "--bf16" in flags, arch,
+         "fine_tune" if "--fine-tune" in flags else "tutorial")
