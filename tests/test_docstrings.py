@@ -26,20 +26,6 @@ MODULES = ["aslnet", "aslnet.models", "aslnet.layers", "aslnet.optimizers", "asl
            "aslnet.regularizers"]
 
 KNOWN_MISSING = {
-    "aslnet.activations.deserialize",
-    "aslnet.activations.linear",
-    "aslnet.activations.relu",
-    "aslnet.activations.relu6",
-    "aslnet.activations.serialize",
-    "aslnet.activations.sigmoid",
-    "aslnet.activations.softmax",
-    "aslnet.activations.swish",
-    "aslnet.activations.tanh",
-    "aslnet.backend.backend",
-    "aslnet.backend.floatx",
-    "aslnet.backend.rng",
-    "aslnet.backend.set_floatx",
-    "aslnet.backend.set_image_data_format",
     "aslnet.initializers.Constant",
     "aslnet.initializers.GlorotNormal",
     "aslnet.initializers.GlorotUniform",
@@ -116,17 +102,6 @@ KNOWN_MISSING = {
     "aslnet.metrics.serialize",
     "aslnet.metrics.sparse_top_k_categorical_accuracy",
     "aslnet.metrics.top_k_categorical_accuracy",
-    "aslnet.regularizers.L1",
-    "aslnet.regularizers.L1.get_config",
-    "aslnet.regularizers.L1L2",
-    "aslnet.regularizers.L1L2.get_config",
-    "aslnet.regularizers.L2",
-    "aslnet.regularizers.L2.get_config",
-    "aslnet.regularizers.Regularizer",
-    "aslnet.regularizers.Regularizer.from_config",
-    "aslnet.regularizers.Regularizer.get_config",
-    "aslnet.regularizers.get",
-    "aslnet.regularizers.l1_l2",
 }
 
 
