@@ -26,19 +26,6 @@ MODULES = ["aslnet", "aslnet.models", "aslnet.layers", "aslnet.optimizers", "asl
            "aslnet.regularizers"]
 
 KNOWN_MISSING = {
-    "aslnet.initializers.Constant",
-    "aslnet.initializers.GlorotNormal",
-    "aslnet.initializers.GlorotUniform",
-    "aslnet.initializers.HeNormal",
-    "aslnet.initializers.HeUniform",
-    "aslnet.initializers.Initializer.from_config",
-    "aslnet.initializers.Initializer.get_config",
-    "aslnet.initializers.LecunNormal",
-    "aslnet.initializers.LecunUniform",
-    "aslnet.initializers.Ones",
-    "aslnet.initializers.RandomNormal",
-    "aslnet.initializers.RandomUniform",
-    "aslnet.initializers.Zeros",
     "aslnet.layers.activations.Activation",
     "aslnet.layers.convolutional.Conv2D",
     "aslnet.layers.convolutional.DepthwiseConv2D",
