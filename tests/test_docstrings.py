@@ -25,18 +25,7 @@ MODULES = ["aslnet", "aslnet.models", "aslnet.layers", "aslnet.optimizers", "asl
            "aslnet.serving", "aslnet.backend", "aslnet.activations", "aslnet.initializers",
            "aslnet.regularizers"]
 
-KNOWN_MISSING = {
-    "aslnet.layers.activations.Activation",
-    "aslnet.layers.convolutional.Conv2D",
-    "aslnet.layers.convolutional.DepthwiseConv2D",
-    "aslnet.layers.core.InputLayer",
-    "aslnet.layers.pooling.GlobalAveragePooling2D",
-    "aslnet.layers.pooling.GlobalMaxPooling2D",
-    "aslnet.layers.regularization.Dropout",
-    "aslnet.layers.reshaping.Flatten",
-    "aslnet.layers.reshaping.Reshape",
-    "aslnet.layers.reshaping.ZeroPadding2D",
-}
+KNOWN_MISSING = set()
 
 
 def _exported(module):
