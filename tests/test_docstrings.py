@@ -10,10 +10,9 @@ docstring (``inspect.getdoc``; the reference shows it through the
 griffe-inherited-docstrings extension).
 
 ``KNOWN_MISSING`` lists the names still without one (133 when this test was
-written), in modules other branches were editing then (layers, optimizers,
-losses, metrics, backend, activations, initializers, regularizers); it may only shrink: a new public name
-without a docstring fails, and so does a listed name that gained one (delete
-it from the list)."""
+written, none since issue 15's docstrings); it may only shrink: a new public
+name without a docstring fails, and so does a listed name that gained one
+(delete it from the list)."""
 import importlib
 import inspect
 
