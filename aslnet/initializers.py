@@ -24,7 +24,7 @@ class Initializer:
 
     @classmethod
     def from_config(cls, config):
-        """Build the initializer from the dict :meth:`get_config` returned."""
+        """Build the initializer from the dict ``get_config`` returned."""
         return cls(**config)
 
     def __call__(self, shape, dtype=None):

@@ -201,7 +201,7 @@ class Loss:
 
     @classmethod
     def from_config(cls, config):
-        """Build the loss from a :meth:`get_config` dict (a Keras ``dtype`` or
+        """Build the loss from a ``get_config`` dict (a Keras ``dtype`` or
         tf.keras's ``fn`` entry is dropped)."""
         config = {k: v for k, v in config.items() if k not in ("fn", "dtype")}
         return cls(**config)

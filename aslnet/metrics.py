@@ -105,7 +105,7 @@ class Metric:
         raise NotImplementedError
 
     def reset_states(self):                 # tf.keras 2's name
-        """tf.keras 2's name of :meth:`reset_state`."""
+        """tf.keras 2's name of ``reset_state``."""
         self.reset_state()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -130,7 +130,7 @@ class Metric:
 
     @classmethod
     def from_config(cls, config):
-        """Build the metric from the dict :meth:`get_config` returned."""
+        """Build the metric from the dict ``get_config`` returned."""
         return cls(**config)
 
     def __repr__(self):

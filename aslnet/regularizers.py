@@ -20,7 +20,7 @@ class Regularizer:
 
     @classmethod
     def from_config(cls, config):
-        """Build the regularizer from the dict :meth:`get_config` returned (Keras's ``from_config``)."""
+        """Build the regularizer from the dict ``get_config`` returned (Keras's ``from_config``)."""
         return cls(**config)
 
     def __call__(self, x):

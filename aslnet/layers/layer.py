@@ -233,24 +233,24 @@ class Layer:
 
     @property
     def trainable_weights(self):
-        """The weights training updates (none when the layer is not :attr:`trainable`)."""
+        """The weights training updates (none when the layer is not ``trainable``)."""
         return [v for v in self._vars if v.trainable] if self.trainable else []
 
     @property
     def non_trainable_weights(self):
         """The weights training leaves alone (e.g. BatchNormalization's moving
-        statistics; all of them when the layer is not :attr:`trainable`)."""
+        statistics; all of them when the layer is not ``trainable``)."""
         if not self.trainable:
             return list(self._vars)
         return [v for v in self._vars if not v.trainable]
 
     def get_weights(self):
-        """The values of :attr:`weights` as a list of NumPy arrays."""
+        """The values of ``weights`` as a list of NumPy arrays."""
         return [v.numpy() for v in self._vars]
 
     def set_weights(self, weights):
-        """Set the values of :attr:`weights` from a list of arrays in the same
-        order and shapes (as :meth:`get_weights` returns); a wrong count or shape raises ``ValueError``."""
+        """Set the values of ``weights`` from a list of arrays in the same
+        order and shapes (as ``get_weights`` returns); a wrong count or shape raises ``ValueError``."""
         weights = list(weights)
         if len(weights) != len(self._vars):
             raise ValueError(f"Layer '{self.name}' expects {len(self._vars)} weights, "
