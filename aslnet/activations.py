@@ -74,12 +74,14 @@ def get(identifier):
 
 
 def serialize(activation):
-    """The name of an activation function (its ``__name__``), as Keras stores it in a layer's config."""
+    """The name of an activation function (its ``__name__``), as Keras stores it in a layer's
+    config."""
     return getattr(activation, "__name__", activation)
 
 
 def deserialize(name):
-    """The activation function a name stands for (as :func:`get`); an unknown name raises ``ValueError``."""
+    """The activation function a name stands for (as :func:`get`); an unknown name raises
+    ``ValueError``."""
     return get(name)
 
 

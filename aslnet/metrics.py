@@ -431,7 +431,8 @@ def get(identifier):
 
 
 def serialize(metric):
-    """Keras's ``metrics.serialize``: a Metric -> ``{"class_name", "config"}``; a function -> its name."""
+    """Keras's ``metrics.serialize``: a Metric -> ``{"class_name", "config"}``; a function ->
+    its name."""
     if isinstance(metric, Metric):
         return {"class_name": type(metric).__name__, "config": metric.get_config()}
     return getattr(metric, "__name__", metric)

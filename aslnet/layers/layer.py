@@ -250,7 +250,8 @@ class Layer:
 
     def set_weights(self, weights):
         """Set the values of ``weights`` from a list of arrays in the same
-        order and shapes (as ``get_weights`` returns); a wrong count or shape raises ``ValueError``."""
+        order and shapes (as ``get_weights`` returns); a wrong count or shape raises
+        ``ValueError``."""
         weights = list(weights)
         if len(weights) != len(self._vars):
             raise ValueError(f"Layer '{self.name}' expects {len(self._vars)} weights, "
@@ -335,14 +336,16 @@ class Layer:
 
     @property
     def output(self):
-        """The symbolic output tensor of the layer's (first) call; ``AttributeError`` before it is called."""
+        """The symbolic output tensor of the layer's (first) call; ``AttributeError`` before it
+        is called."""
         if self._output is None:
             raise AttributeError(f"Layer '{self.name}' has not been called yet")
         return self._output
 
     @property
     def input(self):
-        """The symbolic input tensor(s) of the layer's (first) call; ``AttributeError`` before it is called."""
+        """The symbolic input tensor(s) of the layer's (first) call; ``AttributeError`` before
+        it is called."""
         if self._inbound is None:
             raise AttributeError(f"Layer '{self.name}' has not been called yet")
         return self._inbound
