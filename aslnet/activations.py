@@ -8,34 +8,50 @@ __all__ = ["linear", "relu", "relu6", "softmax", "sigmoid", "tanh", "swish", "si
 
 
 def linear(x):
+    """Linear activation (Keras's ``linear``): returns ``x`` unchanged, as an array."""
     return np.asarray(x)
 
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Rectified linear unit, as Keras's ``activations.relu``.
+
+    :param x: input array.
+    :param negative_slope: slope below ``threshold`` (default 0.0: plain ReLU).
+    :param max_value: upper bound of the output; ``None`` (default) for none.
+    :param threshold: the value below which the output is damped (default 0.0).
+    """
     x = np.asarray(x)
     y = np.where(x > threshold, x, negative_slope * (x - threshold))
     return y if max_value is None else np.minimum(y, max_value)
 
 
 def relu6(x):
+    """ReLU capped at 6 (Keras's ``relu6``): ``min(max(x, 0), 6)``, MobileNet's activation."""
     return np.clip(np.asarray(x), 0, 6)
 
 
 def softmax(x, axis=-1):
+    """Softmax along ``axis`` (default -1, the last), as Keras's ``activations.softmax``.
+
+    Computed stably (the maximum along ``axis`` subtracted first).
+    """
     x = np.asarray(x)
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def sigmoid(x):
+    """Logistic sigmoid ``1 / (1 + exp(-x))`` (Keras's ``sigmoid``), computed through ``tanh``."""
     return 0.5 * (1 + np.tanh(0.5 * np.asarray(x)))
 
 
 def tanh(x):
+    """Hyperbolic tangent (Keras's ``tanh``)."""
     return np.tanh(np.asarray(x))
 
 
 def swish(x):
+    """Swish (also called SiLU, Keras's ``swish``/``silu``): ``x * sigmoid(x)``."""
     x = np.asarray(x)
     return x * sigmoid(x)
 
@@ -58,10 +74,14 @@ def get(identifier):
 
 
 def serialize(activation):
+    """The name of an activation function (its ``__name__``), as Keras stores it in a layer's
+    config."""
     return getattr(activation, "__name__", activation)
 
 
 def deserialize(name):
+    """The activation function a name stands for (as :func:`get`); an unknown name raises
+    ``ValueError``."""
     return get(name)
 
 

@@ -149,6 +149,8 @@ def set_random_seed(seed):
 
 
 def rng():
+    """The NumPy ``Generator`` that weight initialisation, dropout and shuffling draw from
+    (reseeded by :func:`set_random_seed`)."""
     return _rng
 
 
@@ -182,16 +184,22 @@ def image_data_format():
 
 
 def set_image_data_format(data_format):
+    """Keras's ``set_image_data_format``: only ``'channels_last'`` is taken; anything else
+    raises ``NotImplementedError``."""
     if data_format != "channels_last":
         raise NotImplementedError(f"set_image_data_format({data_format!r}): aslnet computes "
                                   "with 'channels_last' images only (transpose the input)")
 
 
 def floatx():
+    """The default float type, as Keras's ``floatx``: always ``'float32'`` (bfloat16 is
+    :mod:`aslnet.mixed_precision`'s)."""
     return "float32"
 
 
 def set_floatx(value):
+    """Keras's ``set_floatx``: only ``'float32'`` is taken; anything else raises
+    ``NotImplementedError``."""
     if value != "float32":
         raise NotImplementedError(f"set_floatx({value!r}): aslnet computes in float32 (for "
                                   "bfloat16 see aslnet.mixed_precision)")
@@ -203,6 +211,7 @@ def epsilon():
 
 
 def backend():
+    """The backend's name, as Keras's ``backend()``: ``'aslnet'``."""
     return "aslnet"
 
 

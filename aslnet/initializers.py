@@ -19,10 +19,12 @@ class Initializer:
         self._config = config
 
     def get_config(self):
+        """The constructor's arguments as a dict (Keras's ``get_config``)."""
         return dict(self._config)
 
     @classmethod
     def from_config(cls, config):
+        """Build the initializer from the dict ``get_config`` returned."""
         return cls(**config)
 
     def __call__(self, shape, dtype=None):
@@ -32,22 +34,38 @@ class Initializer:
                            None)
 
 
-def _make(cls_name, **defaults):
+def _make(cls_name, doc, **defaults):
     def __init__(self, *args, seed=None, **kwargs):
         cfg = dict(defaults)
         cfg.update(zip(defaults, args))
         cfg.update(kwargs)
         Initializer.__init__(self, seed=seed, **cfg)
-    return type(cls_name, (Initializer,), {"__init__": __init__})
+    doc += ("\n\nKeras's ``seed=`` is refused (``NotImplementedError``): seed with "
+            ":func:`aslnet.set_random_seed`.")
+    return type(cls_name, (Initializer,), {"__init__": __init__, "__doc__": doc})
 
 
-GlorotUniform, GlorotNormal = _make("GlorotUniform"), _make("GlorotNormal")
-HeUniform, HeNormal = _make("HeUniform"), _make("HeNormal")
-LecunUniform, LecunNormal = _make("LecunUniform"), _make("LecunNormal")
-Zeros, Ones = _make("Zeros"), _make("Ones")
-Constant = _make("Constant", value=0.0)
-RandomNormal = _make("RandomNormal", mean=0.0, stddev=0.05)
-RandomUniform = _make("RandomUniform", minval=-0.05, maxval=0.05)
+_FANS = "``fan_in``/``fan_out`` are the kernel's input/output units (times the receptive field)."
+GlorotUniform = _make("GlorotUniform", "Keras's ``GlorotUniform`` (Xavier): uniform in "
+                      "``[-limit, limit]``, ``limit = sqrt(6 / (fan_in + fan_out))``. " + _FANS)
+GlorotNormal = _make("GlorotNormal", "Keras's ``GlorotNormal``: truncated normal around 0 with "
+                     "``stddev = sqrt(2 / (fan_in + fan_out))``. " + _FANS)
+HeUniform = _make("HeUniform", "Keras's ``HeUniform``: uniform in ``[-limit, limit]``, "
+                  "``limit = sqrt(6 / fan_in)``. " + _FANS)
+HeNormal = _make("HeNormal", "Keras's ``HeNormal``: truncated normal around 0 with "
+                 "``stddev = sqrt(2 / fan_in)``. " + _FANS)
+LecunUniform = _make("LecunUniform", "Keras's ``LecunUniform``: uniform in ``[-limit, limit]``, "
+                     "``limit = sqrt(3 / fan_in)``. " + _FANS)
+LecunNormal = _make("LecunNormal", "Keras's ``LecunNormal``: truncated normal around 0 with "
+                    "``stddev = sqrt(1 / fan_in)``. " + _FANS)
+Zeros = _make("Zeros", "Keras's ``Zeros``: all zeros.")
+Ones = _make("Ones", "Keras's ``Ones``: all ones.")
+Constant = _make("Constant", "Keras's ``Constant``: every value ``value`` (default 0.0).",
+                 value=0.0)
+RandomNormal = _make("RandomNormal", "Keras's ``RandomNormal``: normal with ``mean`` (default "
+                     "0.0) and ``stddev`` (default 0.05).", mean=0.0, stddev=0.05)
+RandomUniform = _make("RandomUniform", "Keras's ``RandomUniform``: uniform in ``[minval, "
+                      "maxval)`` (defaults -0.05, 0.05).", minval=-0.05, maxval=0.05)
 _CLASSES = {c.__name__: c for c in (GlorotUniform, GlorotNormal, HeUniform, HeNormal,
                                     LecunUniform, LecunNormal, Zeros, Ones, Constant,
                                     RandomNormal, RandomUniform)}

@@ -185,6 +185,7 @@ class Loss:
         self._options = options
 
     def call(self, y_true, y_pred):
+        """The per-sample loss values (no weights, no reduction), as Keras's ``Loss.call``."""
         return _FUNCTIONS[self._kind](y_true, y_pred, **self._options)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -195,10 +196,13 @@ class Loss:
         return np.float32(np.sum(values) / max(values.size, 1))
 
     def get_config(self):
+        """The constructor's arguments as a dict (Keras's ``get_config``)."""
         return {"name": self.name, "reduction": self.reduction, **self._options}
 
     @classmethod
     def from_config(cls, config):
+        """Build the loss from a ``get_config`` dict (a Keras ``dtype`` or
+        tf.keras's ``fn`` entry is dropped)."""
         config = {k: v for k, v in config.items() if k not in ("fn", "dtype")}
         return cls(**config)
 
@@ -208,6 +212,14 @@ class Loss:
 
 
 class CategoricalCrossentropy(Loss):
+    """Keras's ``CategoricalCrossentropy``: one-hot (or soft) targets.
+
+    :param from_logits: whether ``y_pred`` are logits (default False: probabilities).
+    :param label_smoothing: in [0, 1] (default 0.0): targets become
+        ``t * (1 - a) + a / classes``.
+    :param axis: the class axis; only -1 (the default).
+    :param reduction: only ``"sum_over_batch_size"`` (the default; ``"auto"`` means it).
+    :param name: default ``"categorical_crossentropy"``."""
     _kind = CCE
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
@@ -218,6 +230,12 @@ class CategoricalCrossentropy(Loss):
 
 
 class SparseCategoricalCrossentropy(Loss):
+    """Keras's ``SparseCategoricalCrossentropy``: integer class labels.
+
+    :param from_logits: whether ``y_pred`` are logits (default False: probabilities).
+    :param ignore_class: only None (the default): aslnet does not mask a class.
+    :param reduction: only ``"sum_over_batch_size"`` (the default).
+    :param name: default ``"sparse_categorical_crossentropy"``."""
     _kind = SCCE
 
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
@@ -229,6 +247,14 @@ class SparseCategoricalCrossentropy(Loss):
 
 
 class BinaryCrossentropy(Loss):
+    """Keras's ``BinaryCrossentropy``: targets in [0, 1], one value per output unit.
+
+    :param from_logits: whether ``y_pred`` are logits (default False: probabilities).
+    :param label_smoothing: in [0, 1] (default 0.0): targets become
+        ``t * (1 - a) + a / 2``.
+    :param axis: only -1 (the default).
+    :param reduction: only ``"sum_over_batch_size"`` (the default).
+    :param name: default ``"binary_crossentropy"``."""
     _kind = BCE
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
@@ -239,6 +265,10 @@ class BinaryCrossentropy(Loss):
 
 
 class MeanSquaredError(Loss):
+    """Keras's ``MeanSquaredError``: ``mean((y_true - y_pred) ** 2)`` over the last axis.
+
+    :param reduction: only ``"sum_over_batch_size"`` (the default).
+    :param name: default ``"mean_squared_error"``."""
     _kind = MSE_KIND
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", **kwargs):
@@ -282,6 +312,8 @@ def serialize(loss):
 
 
 def deserialize(config):
+    """Keras's ``losses.deserialize``: a name (as :func:`get`) or a
+    ``{"class_name", "config"}`` dict -> the loss; unknown ones raise ``ValueError``."""
     if isinstance(config, str):
         return get(config)
     cls = _CLASSES.get(config.get("class_name"))
@@ -375,6 +407,7 @@ class Objective:
         return np.ascontiguousarray(y, dtype=np.float32)
 
     def smoothed(self, t):
+        """Dense targets ``t`` with the loss's ``label_smoothing`` applied, as float32."""
         return _smooth(self.kind, t, self.label_smoothing).astype(np.float32, copy=False)
 
     def per_sample(self, t, out, softmax_output=False):

@@ -64,12 +64,14 @@ def _in_top_k(p, labels, k):
 
 
 def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """1 where the one-hot label's score is among the ``k`` (default 5) largest of y_pred."""
     p = _2d(y_pred)
     return _in_top_k(p, np.argmax(np.asarray(y_true).reshape(p.shape), -1), k
                      ).astype(np.float32)
 
 
 def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """1 where the integer label's score is among the ``k`` (default 5) largest of y_pred."""
     p = _2d(y_pred)
     return _in_top_k(p, np.asarray(y_true).reshape(len(p)).astype(np.int64), k
                      ).astype(np.float32)
@@ -99,15 +101,23 @@ class Metric:
         self.reset_state()
 
     def reset_state(self):
+        """Forget every batch seen: the state a new metric has (Keras's ``reset_state``)."""
         raise NotImplementedError
 
     def reset_states(self):                 # tf.keras 2's name
+        """tf.keras 2's name of ``reset_state``."""
         self.reset_state()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        """Add a batch to the state.
+
+        :param y_true: the batch's targets.
+        :param y_pred: the batch's predictions.
+        :param sample_weight: optional per-sample weights (default None: all 1)."""
         raise NotImplementedError
 
     def result(self):
+        """The metric's value over every batch since the last reset, as a float32."""
         raise NotImplementedError
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -115,10 +125,12 @@ class Metric:
         return self.result()
 
     def get_config(self):
+        """The constructor's arguments as a dict (Keras's ``get_config``)."""
         return {"name": self.name, "dtype": self.dtype}
 
     @classmethod
     def from_config(cls, config):
+        """Build the metric from the dict ``get_config`` returned."""
         return cls(**config)
 
     def __repr__(self):
@@ -189,6 +201,7 @@ def _wrapper(cls_name, fn, default_name, *keys, **defaults):
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, **self._fn_kwargs}
+    get_config.__doc__ = Metric.get_config.__doc__
 
     return type(cls_name, (MeanMetricWrapper,), {"__init__": __init__,
                                                 "get_config": get_config,
@@ -418,12 +431,17 @@ def get(identifier):
 
 
 def serialize(metric):
+    """Keras's ``metrics.serialize``: a Metric -> ``{"class_name", "config"}``; a function ->
+    its name."""
     if isinstance(metric, Metric):
         return {"class_name": type(metric).__name__, "config": metric.get_config()}
     return getattr(metric, "__name__", metric)
 
 
 def deserialize(config):
+    """Keras's ``metrics.deserialize``: a name (as :func:`get`) or a
+    ``{"class_name", "config"}`` dict (tf.keras's ``MeanMetricWrapper`` of a known
+    function included) -> the metric; unknown ones raise ``ValueError``."""
     if isinstance(config, str):
         return get(config)
     cls = _CLASSES.get(config.get("class_name"))

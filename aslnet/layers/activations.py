@@ -123,6 +123,10 @@ class Softmax(Layer):
 
 
 class Activation(Layer):
+    """Keras's ``Activation``: applies an activation function to its input.
+
+    :param activation: a name (``"relu"``, ``"relu6"``, ``"softmax"``, ...) or one
+        of ``aslnet.activations``' functions; one the C core lacks is refused."""
     _base_name = "activation"
 
     def __init__(self, activation, name=None, **kwargs):

@@ -12,6 +12,17 @@ from .layer import Layer, _core_output_shape, _pair
 
 
 class Conv2D(Layer):
+    """Keras's ``Conv2D``: a 2-D convolution over (height, width, channels) inputs.
+
+    :param filters: the number of output channels.
+    :param kernel_size: an int or (height, width).
+    :param strides: an int or (height, width) (default 1).
+    :param padding: ``"valid"`` (default) or ``"same"``.
+    :param dilation_rate: an int or (height, width) (default 1).
+    :param activation: applied to the output (default None: linear).
+    :param use_bias: whether the layer adds a bias (default True).
+    :param kernel_initializer: default ``"glorot_uniform"``.
+    :param bias_initializer: default ``"zeros"``."""
     _base_name = "conv2d"
     dilation_rate = (1, 1)      # (instances pickled before dilation existed)
 
@@ -72,6 +83,16 @@ class Conv2D(Layer):
 
 
 class DepthwiseConv2D(Conv2D):
+    """Keras's ``DepthwiseConv2D``: a per-channel 2-D convolution (MobileNet's).
+
+    :param kernel_size: an int or (height, width).
+    :param strides: an int or (height, width) (default 1).
+    :param padding: ``"valid"`` (default) or ``"same"``.
+    :param depth_multiplier: output channels per input channel (default 1).
+    :param dilation_rate: an int or (height, width) (default 1).
+    :param activation: applied to the output (default None: linear).
+    :param use_bias: whether the layer adds a bias (default True).
+    :param depthwise_initializer: default ``"glorot_uniform"``."""
     _base_name = "depthwise_conv2d"
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,

@@ -8,6 +8,13 @@ from .layer import KerasTensor, Layer, core_shape
 
 
 class InputLayer(Layer):
+    """Keras's ``InputLayer``: the entry of a model (usually made by ``Input``).
+
+    :param shape: the shape of one sample, without the batch (Keras 3's name;
+        ``input_shape`` and ``batch_input_shape`` are taken as well).
+    :param batch_size: optional fixed batch size.
+
+    Inputs are converted to float32 (a ``dtype`` argument is ignored)."""
     _base_name = "input"
 
     def __init__(self, input_shape=None, batch_size=None, name=None, shape=None, **kwargs):

@@ -190,6 +190,8 @@ class Layer:
     # -- trainable ------------------------------------------------------
     @property
     def trainable(self):
+        """Whether training updates the layer's weights (settable, as Keras's;
+        False freezes every weight of the layer)."""
         return self._trainable
 
     @trainable.setter
@@ -220,26 +222,36 @@ class Layer:
 
     @property
     def dtype(self):
+        """The weights' dtype: always ``"float32"`` (bfloat16 compute is
+        :mod:`aslnet.mixed_precision`'s)."""
         return "float32"
 
     @property
     def weights(self):
+        """Every weight of the layer (its Variables), in Keras's order."""
         return list(self._vars)
 
     @property
     def trainable_weights(self):
+        """The weights training updates (none when the layer is not ``trainable``)."""
         return [v for v in self._vars if v.trainable] if self.trainable else []
 
     @property
     def non_trainable_weights(self):
+        """The weights training leaves alone (e.g. BatchNormalization's moving
+        statistics; all of them when the layer is not ``trainable``)."""
         if not self.trainable:
             return list(self._vars)
         return [v for v in self._vars if not v.trainable]
 
     def get_weights(self):
+        """The values of ``weights`` as a list of NumPy arrays."""
         return [v.numpy() for v in self._vars]
 
     def set_weights(self, weights):
+        """Set the values of ``weights`` from a list of arrays in the same
+        order and shapes (as ``get_weights`` returns); a wrong count or shape raises
+        ``ValueError``."""
         weights = list(weights)
         if len(weights) != len(self._vars):
             raise ValueError(f"Layer '{self.name}' expects {len(self._vars)} weights, "
@@ -258,6 +270,7 @@ class Layer:
             v._version = backend.new_version()
 
     def count_params(self):
+        """The number of scalars in the layer's weights."""
         return int(sum(v._value.size for v in self._vars))
 
     # -- graph ------------------------------------------------------------
@@ -323,12 +336,16 @@ class Layer:
 
     @property
     def output(self):
+        """The symbolic output tensor of the layer's (first) call; ``AttributeError`` before it
+        is called."""
         if self._output is None:
             raise AttributeError(f"Layer '{self.name}' has not been called yet")
         return self._output
 
     @property
     def input(self):
+        """The symbolic input tensor(s) of the layer's (first) call; ``AttributeError`` before
+        it is called."""
         if self._inbound is None:
             raise AttributeError(f"Layer '{self.name}' has not been called yet")
         return self._inbound

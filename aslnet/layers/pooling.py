@@ -63,11 +63,19 @@ class _GlobalPooling2D(Layer):
 
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Keras's ``GlobalAveragePooling2D`` (also ``GlobalAvgPool2D``): the mean over
+    height and width of (h, w, c) inputs.
+
+    :param keepdims: keep the output as (1, 1, c) (default False: (c,))."""
     _base_name = "global_average_pooling2d"
     _kind = "global_average_pooling2d"
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Keras's ``GlobalMaxPooling2D`` (also ``GlobalMaxPool2D``): the maximum over
+    height and width of (h, w, c) inputs.
+
+    :param keepdims: keep the output as (1, 1, c) (default False: (c,))."""
     _base_name = "global_max_pooling2d"
     _kind = "global_max_pooling2d"
 

@@ -4,6 +4,12 @@ from .layer import Layer
 
 
 class Dropout(Layer):
+    """Keras's ``Dropout``: in training, zeroes each value with probability ``rate``
+    and scales the others by ``1 / (1 - rate)``; in inference it passes its input through.
+
+    :param rate: in [0, 1).
+    :param noise_shape: only None (the default): each value is dropped independently.
+    :param seed: optional int (default: drawn from :func:`aslnet.set_random_seed`'s generator)."""
     _base_name = "dropout"
     _training_dependent = True
 

@@ -6,6 +6,10 @@ from .layer import Layer, _core_output_shape, core_shape
 
 
 class ZeroPadding2D(Layer):
+    """Keras's ``ZeroPadding2D``: zero rows and columns around (h, w, c) inputs.
+
+    :param padding: an int (all sides), (h, w) (symmetric) or
+        ((top, bottom), (left, right)); default (1, 1)."""
     _base_name = "zero_padding2d"
 
     def __init__(self, padding=(1, 1), name=None, **kwargs):
@@ -32,6 +36,8 @@ class ZeroPadding2D(Layer):
 
 
 class Reshape(Layer):
+    """Keras's ``Reshape``: the input reshaped to ``target_shape`` (without the
+    batch; one entry may be -1).  Needs a known input size."""
     _base_name = "reshape"
 
     def __init__(self, target_shape, name=None, **kwargs):
@@ -66,6 +72,7 @@ class Reshape(Layer):
 
 
 class Flatten(Reshape):
+    """Keras's ``Flatten``: each sample as one vector.  Needs a known input size."""
     _base_name = "flatten"
 
     def __init__(self, name=None, **kwargs):
