@@ -50,3 +50,25 @@ def test_set_random_seed_makes_dataset_shuffles_reproducible():
         shuffled = ds.shuffle(8)                      # no seed of its own
         orders.append([list(map(int, shuffled)) for _ in range(2)])
     assert orders[0] == orders[1] and orders[0][0] != orders[0][1]
+
+
+def test_get_source_inputs_and_a_base_model_on_preprocessing_layers():
+    """Keras's MobileNet(input_tensor=x), x computed from an Input (augmentation and
+    rescaling in front): the model starts at that Input, its first layers are those."""
+    from aslnet import layers as L
+    from aslnet.applications import MobileNet, MobileNetV2
+    from aslnet.utils import get_source_inputs
+    inp = L.Input((64, 64, 3))
+    x = L.Rescaling(1 / 127.5, offset=-1)(L.RandomFlip("horizontal")(inp))
+    assert get_source_inputs(x) == [inp] and get_source_inputs(inp) == [inp]
+    with pytest.raises(ValueError, match="takes a Keras tensor"):
+        get_source_inputs(np.zeros(3))
+    for make in (MobileNet, MobileNetV2):
+        inp = L.Input((64, 64, 3))
+        x = L.Rescaling(1 / 127.5, offset=-1)(L.RandomFlip("horizontal")(inp))
+        model = make(input_tensor=x, include_top=False, weights=None, pooling="avg")
+        assert model.input is inp
+        assert [type(l).__name__ for l in model.layers[:3]] == ["InputLayer", "RandomFlip",
+                                                               "Rescaling"]
+        out = model.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0)
+        assert out.shape == (1, model.output_shape[-1])
