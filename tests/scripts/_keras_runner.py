@@ -5,7 +5,8 @@ test_scripts.py):
 
 * ``import aslnet as keras`` and ``from aslnet.X import Y`` give ``keras`` and
   ``keras.X`` themselves (an import hook maps every ``aslnet...`` module name to
-  the ``keras...`` module of the same path);
+  the ``keras...`` module of the same path; ``aslnet.data``, tf.data's stand-in,
+  to ``tensorflow.data``);
 * Keras cannot download its ImageNet weights here: ``MobileNet`` and
   ``MobileNetV2`` with ``weights='imagenet'`` are built with ``weights=None``
   and get aslnet's ImageNet weights (IMAGENET_NPZ: ``<class>/<layer>/<k>``
@@ -36,8 +37,9 @@ class _AslnetIsKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module):
         # the import system returns what sys.modules holds after this
-        sys.modules[module.__name__] = importlib.import_module(
-            "keras" + module.__name__[len("aslnet"):])
+        name = module.__name__
+        sys.modules[name] = importlib.import_module(
+            "tensorflow.data" if name == "aslnet.data" else "keras" + name[len("aslnet"):])
 
 
 def _imagenet_weights(npz_path):

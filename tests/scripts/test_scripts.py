@@ -232,11 +232,12 @@ def test_flask_app(three_digit_classes, shared_weights_dir, tmp_path):
 ON_KERAS = [
     ("sparse_labels.py", "three_digit_classes", 1),
     ("mobilenet_v2_160.py", "three_digit_classes", 0),
-    ("binary_sigmoid.py", "two_digit_classes", 1),
     ("merge_head.py", "three_digit_classes", 1),
     ("augmentation_layers.py", "three_digit_classes", 1),
     ("sgd_schedule.py", "three_digit_classes", 1),
+    ("image_dataset_transfer.py", "three_digit_classes", 1),
 ]
+# (Keras 3.15 has no ImageDataGenerator: the scripts that use it run on aslnet only.)
 ACCURACY_MARGIN = 0.25      # 12-15 validation images: 3-4 images either way
 
 
@@ -256,3 +257,4 @@ def test_same_script_on_keras(script, data, extra_layers, keras_runner, shared_w
         assert _number(ours, "layers") == _number(theirs, "layers") + extra_layers
     assert abs(_accuracy(ours) - _accuracy(theirs)) <= ACCURACY_MARGIN, (
         _accuracy(ours), _accuracy(theirs))
+
