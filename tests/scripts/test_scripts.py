@@ -51,7 +51,8 @@ def _value(out, key):
 
 
 def _accuracy(out):
-    return float(_value(out, "accuracy"))
+    m = re.search(r"^val_accuracy=([0-9.]+)$", out, re.M)     # image_dataset_transfer.py
+    return float(m.group(1)) if m else float(_value(out, "accuracy"))
 
 
 def _number(out, key):
@@ -257,4 +258,5 @@ def test_same_script_on_keras(script, data, extra_layers, keras_runner, shared_w
         assert _number(ours, "layers") == _number(theirs, "layers") + extra_layers
     assert abs(_accuracy(ours) - _accuracy(theirs)) <= ACCURACY_MARGIN, (
         _accuracy(ours), _accuracy(theirs))
+
 
