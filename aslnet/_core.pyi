@@ -72,7 +72,9 @@ class Net:
         depth_multiplier, use_bias, activation), dense, zero_padding2d,
         batch_normalization, activation (linear, relu, relu6, softmax, sigmoid, tanh,
         swish / silu, relu_args with negative_slope, max_value, threshold), dropout,
-        reshape, add, global_average_pooling2d, global_max_pooling2d, max_pooling2d /
+        reshape, add / multiply (source: the earlier layer whose output is the second
+        input), concatenate (source, source_first: its channels first),
+        global_average_pooling2d, global_max_pooling2d, max_pooling2d /
         average_pooling2d (kernel_size = pool_size, strides, padding), rescaling (scale,
         offset), resizing (height, width, interpolation, crop_to_aspect_ratio),
         center_crop (height, width), and, active only in a training forward,

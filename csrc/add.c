@@ -66,6 +66,7 @@ static void add_release(asl_layer *l) { (void)l; }
 const asl_layer_ops asl_add_ops = {
     .name = "add",
     .alias = 0,
+    .merge = 1,
     .init = add_init,
     .plan = add_plan,
     .forward = add_forward,

@@ -3,7 +3,9 @@
  *
  * A network is a chain of layers (MobileNet v1 and the tutorial's model are
  * chains); an add layer (ASL_LAYER_ADD) adds the output of an earlier layer
- * to the chain's (MobileNetV2's residual connections).  Activations are
+ * to the chain's (MobileNetV2's residual connections), a multiply or
+ * concatenate layer multiplies them or puts them side by side (merge
+ * layers: the chain's output and one earlier layer's).  Activations are
  * float32 NHWC; a sample's shape is always (h, w, c) (a vector of n
  * features is (1, 1, n)).  C owns activations, gradients,
  * optimizer state and oneDNN primitives; parameters live in C-owned storage
@@ -69,7 +71,11 @@ typedef enum {
     ASL_LAYER_RANDOM_FLIP,    /* training only (else identity): flip        */
     ASL_LAYER_RANDOM_AFFINE,  /* training only: rotation / zoom / shift     */
     ASL_LAYER_RANDOM_CONTRAST,/* training only: (x - mean) * f + mean       */
-    ASL_LAYER_SEPARABLE_CONV2D/* depthwise (no bias) then 1x1 conv2d        */
+    ASL_LAYER_SEPARABLE_CONV2D,/* depthwise (no bias) then 1x1 conv2d       */
+    ASL_LAYER_MULTIPLY,       /* previous output * output of layer source  */
+    ASL_LAYER_CONCATENATE     /* previous output and output of layer source */
+                              /* side by side along channels (source_first: */
+                              /* the source's channels first)               */
 } asl_layer_kind;
 
 typedef enum {
@@ -107,9 +113,10 @@ typedef struct {
     float rate;               /* dropout rate in [0, 1)                      */
     uint64_t seed;            /* dropout RNG seed                            */
     int target[3];            /* reshape: per-sample (h, w, c)               */
-    int source;               /* add: index of an earlier layer whose output */
-                              /* is added to the previous layer's (same     */
-                              /* shape)                                     */
+    int source;               /* add, multiply, concatenate: index of an    */
+                              /* earlier layer whose output is the second   */
+                              /* input (same shape; concatenate: same h, w) */
+    int source_first;         /* concatenate: the source's output first     */
     /* The layers of issue 14 (zero: the defaults below). */
     struct {                  /* activation ASL_ACT_RELU_ARGS: Keras's relu */
         float negative_slope; /* (x > threshold ? x : 0) clipped to         */
@@ -188,8 +195,9 @@ asl_status asl_net_create(asl_net **net, int h, int w, int c);
 void asl_net_destroy(asl_net *net);
 const char *asl_net_last_error(const asl_net *net);
 
-/* Adds a layer.  An add (ASL_LAYER_ADD) needs desc.source, an earlier layer
- * whose output has the shape of the previous layer's (ASL_ERR_SHAPE
+/* Adds a layer.  A merge layer (ASL_LAYER_ADD, _MULTIPLY, _CONCATENATE)
+ * needs desc.source, an earlier layer whose output has the shape of the
+ * previous layer's (concatenate: its height and width; ASL_ERR_SHAPE
  * otherwise; checked again at each input size of a net of any size).  A
  * layer whose parameters would depend on the input size (dense on a
  * spatial input of a net of any size) is refused. */

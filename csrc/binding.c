@@ -277,7 +277,7 @@ static int parse_activation(const char *s, asl_activation *a)
 static const char *const known_keys[] = {
     "filters", "units", "kernel_size", "strides", "padding", "use_bias",
     "depth_multiplier", "activation", "momentum", "epsilon", "rate", "seed",
-    "target_shape", "source", "dilation_rate",
+    "target_shape", "source", "source_first", "dilation_rate",
     /* the layers of issue 14 */
     "negative_slope", "max_value", "threshold", "scale", "offset", "height", "width",
     "interpolation", "crop_to_aspect_ratio", "fill_mode", "fill_value", "mode",
@@ -481,6 +481,8 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
     else if (!strcmp(kind, "reshape")) d.kind = ASL_LAYER_RESHAPE;
     else if (!strcmp(kind, "dense")) d.kind = ASL_LAYER_DENSE;
     else if (!strcmp(kind, "add")) d.kind = ASL_LAYER_ADD;
+    else if (!strcmp(kind, "multiply")) d.kind = ASL_LAYER_MULTIPLY;
+    else if (!strcmp(kind, "concatenate")) d.kind = ASL_LAYER_CONCATENATE;
     else if (!strcmp(kind, "max_pooling2d")) d.kind = ASL_LAYER_MAX_POOL;
     else if (!strcmp(kind, "average_pooling2d")) d.kind = ASL_LAYER_AVG_POOL;
     else if (!strcmp(kind, "rescaling")) d.kind = ASL_LAYER_RESCALING;
@@ -504,11 +506,13 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
         kw_float(kw, "momentum", &d.momentum) ||
         kw_float(kw, "epsilon", &d.epsilon) || kw_float(kw, "rate", &d.rate) ||
         kw_ints(kw, "target_shape", 3, d.target) || kw_int(kw, "source", &d.source) ||
+        kw_int(kw, "source_first", &d.source_first) ||
         parse_layer14(kw, &d))
         return -1;
-    if (d.kind == ASL_LAYER_ADD && !(kw && PyDict_GetItemString(kw, "source"))) {
-        PyErr_SetString(PyExc_TypeError, "add(): an 'add' layer needs source=<index of the "
-                        "earlier layer whose output it adds>");
+    if ((d.kind == ASL_LAYER_ADD || d.kind == ASL_LAYER_MULTIPLY ||
+         d.kind == ASL_LAYER_CONCATENATE) && !(kw && PyDict_GetItemString(kw, "source"))) {
+        PyErr_Format(PyExc_TypeError, "add(): a '%s' layer needs source=<index of the "
+                     "earlier layer whose output is its second input>", kind);
         return -1;
     }
     {
@@ -1459,7 +1463,9 @@ static PyTypeObject NetType = {
               "recently used dropped); output_shape(i) then has None where a shape follows "
               "the input size.  min_size=(h, w): smallest input size accepted (default 1x1).  "
               "add('add', source=k) adds layer k's output to the previous layer's "
-              "(a residual connection; equal shapes).",
+              "(a residual connection; equal shapes); add('multiply', source=k) multiplies them, "
+              "add('concatenate', source=k, source_first=0) puts them side by side along "
+              "channels (source_first=1: layer k's channels first).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Net_init,
     .tp_dealloc = (destructor)Net_dealloc,

@@ -20,8 +20,12 @@
  *            accumulate); if l->dx != NULL, write the gradient w.r.t. x.
  *            If l->fused_softmax_ce, dy already is the gradient w.r.t. the
  *            pre-softmax logits (the executor fused softmax+cross-entropy).
- *            An add layer (add.c) reads l->x and l->x2; its backward writes
- *            dx only, the executor carries dy to the source layer.
+ *            A merge layer (ops.merge: add.c, merge.c) reads l->x and l->x2
+ *            (the output of layer d.source, of shape l->in2, which the
+ *            executor sets before init).  An add's backward writes dx only
+ *            and the executor carries dy to the source layer; a layer with
+ *            ops.grad2 also writes the gradient w.r.t. x2 into l->dx2 when
+ *            it is not NULL, and the executor carries that instead.
  *   release  free what plan() made (primitives, memories); idempotent.
  *   destroy  free priv entirely (after release).
  *
@@ -77,6 +81,8 @@ typedef struct {
     int alias;        /* output is the input (reshape): no buffers   */
     int random;       /* a training forward draws random numbers: the  */
                       /* executor keeps its output, never recomputes it */
+    int merge;        /* a second input: x2, the output of d.source     */
+    int grad2;        /* merge: backward writes dx2 (else it is dy)     */
     asl_status (*init)(asl_layer *l, asl_ctx *c);
     asl_status (*plan)(asl_layer *l, asl_ctx *c);
     asl_status (*forward)(asl_layer *l, asl_ctx *c, int training);
@@ -112,9 +118,15 @@ struct asl_layer {
     size_t ybuf_cap, dybuf_cap; /* buffers, their capacity in floats      */
     void *fusion;           /* conv/depthwise: fused-group state          */
     void *priv;
-    const float *x2;        /* add: the output of layer d.source (set by  */
+    const float *x2;        /* merge: the output of layer d.source (set by */
                             /* the executor, like x)                      */
-    int is_source;          /* an add reads this layer's output: the      */
+    int in2[3];             /* merge: per-sample shape of x2 (set before  */
+                            /* init, per input size)                      */
+    float *dx2;             /* merge with grad2: grad wrt x2, NULL when   */
+                            /* not needed (set by the executor)           */
+    float *dx2buf;          /* executor-owned buffer of dx2               */
+    size_t dx2buf_cap;
+    int is_source;          /* a merge reads this layer's output: the     */
                             /* executor keeps it in its own buffer        */
     int any_in[3], any_out[3]; /* net of any input size: the shapes with  */
                             /* -1 where they follow the input size (in,  */
@@ -238,6 +250,8 @@ extern const asl_layer_ops asl_dropout_ops;
 extern const asl_layer_ops asl_reshape_ops;
 extern const asl_layer_ops asl_dense_ops;
 extern const asl_layer_ops asl_add_ops;
+extern const asl_layer_ops asl_multiply_ops;        /* merge.c     */
+extern const asl_layer_ops asl_concatenate_ops;
 extern const asl_layer_ops asl_max_pool_ops;        /* pool2d.c    */
 extern const asl_layer_ops asl_avg_pool_ops;
 extern const asl_layer_ops asl_rescaling_ops;       /* rescaling.c */

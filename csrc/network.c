@@ -5,12 +5,14 @@
  * is given; the caller decides the split (aslnet's batched inference runs
  * the early layers one image at a time, then the rest on the batch).
  *
- * Residual adds.  The output of an add's source layer (is_source) is kept
- * in the layer's own buffer (never a transient one, never skipped inside a
- * fused group) until the add reads it.  Backward: the add writes dy into
- * the previous layer's gradient; once the chain above the source has
- * written the source's output gradient, the executor adds the add's dy to
- * it (the two paths' contributions, summed).
+ * Residual adds and other merges (add.c, merge.c: ops.merge).  The output
+ * of a merge's source layer (is_source) is kept in the layer's own buffer
+ * (never a transient one, never skipped inside a fused group) until the
+ * merge reads it.  Backward: the merge writes the previous layer's
+ * gradient (and, with ops.grad2, the source's part into its own dx2);
+ * once the chain above the source has written the source's output
+ * gradient, the executor adds the merge's dy (an add) or dx2 to it (the
+ * two paths' contributions, summed).
  *
  * Any input size.  A net created with h and/or w = ASL_ANY_SIZE keeps its
  * layers' shapes with -1 where they follow the input size (any_in,
@@ -111,6 +113,8 @@ static const asl_layer_ops *ops_for(asl_layer_kind k)
     case ASL_LAYER_RANDOM_AFFINE: return &asl_random_affine_ops;
     case ASL_LAYER_RANDOM_CONTRAST: return &asl_random_contrast_ops;
     case ASL_LAYER_SEPARABLE_CONV2D: return &asl_separable_conv2d_ops;
+    case ASL_LAYER_MULTIPLY: return &asl_multiply_ops;
+    case ASL_LAYER_CONCATENATE: return &asl_concatenate_ops;
     }
     return NULL;
 }
@@ -207,6 +211,7 @@ static void deactivate(asl_net *net)
         l->x2 = NULL;
         memcpy(l->in, l->any_in, sizeof l->in);
         memcpy(l->out, l->any_out, sizeof l->out);
+        if (l->ops->merge) memcpy(l->in2, net->layers[l->d.source].any_out, sizeof l->in2);
     }
     net->cur = -1;
     net->forward_done = 0;
@@ -226,6 +231,7 @@ static void activate(asl_net *net, int k)
         s->priv[i] = s->fusion[i] = NULL;   /* the layer owns them now */
         memcpy(l->in, s->io[i], sizeof l->in);
         memcpy(l->out, s->io[i] + 3, sizeof l->out);
+        if (l->ops->merge) memcpy(l->in2, s->io[l->d.source] + 3, sizeof l->in2);
     }
     net->cur = k;
     net->forward_done = 0;
@@ -242,11 +248,12 @@ static int same_params(const asl_layer *a, const asl_layer *b)
     return 1;
 }
 
-/* Run layer l's init on a copy t with input shape `in` (t gets out and
- * priv); the copy's own parameters are freed, and must have the shapes of
- * l's.  On failure nothing is left allocated. */
+/* Run layer l's init on a copy t with input shape `in` (and a merge's
+ * second input shape `in2`; NULL for other layers) (t gets out and priv);
+ * the copy's own parameters are freed, and must have the shapes of l's.
+ * On failure nothing is left allocated. */
 static asl_status init_copy(asl_net *net, const asl_layer *l, int index, const int in[3],
-                            asl_layer *t)
+                            const int *in2, asl_layer *t)
 {
     asl_ctx *c = &net->ctx;
     asl_status st;
@@ -254,6 +261,7 @@ static asl_status init_copy(asl_net *net, const asl_layer *l, int index, const i
 
     *t = *l;
     memcpy(t->in, in, sizeof t->in);
+    if (in2) memcpy(t->in2, in2, sizeof t->in2);
     memset(t->p, 0, sizeof t->p);
     t->nparams = 0;
     t->priv = t->fusion = NULL;
@@ -281,19 +289,22 @@ static asl_status init_copy(asl_net *net, const asl_layer *l, int index, const i
     return st;
 }
 
-/* The add's input (the previous layer's output) and its source's output
- * must have one shape. */
-static asl_status check_add_shapes(asl_net *net, int index, const int in[3],
-                                   const int src[3], const int *probe)
+/* A merge's input (the previous layer's output) and its source's output
+ * must have one shape (a concatenation: one height and width). */
+static asl_status check_merge_shapes(asl_net *net, int index, const int in[3],
+                                     const int src[3], const int *probe)
 {
     char at[64] = "";
-    if (memcmp(in, src, 3 * sizeof(int)) == 0) return ASL_OK;
+    const asl_layer *l = &net->layers[index];
+    int concat = l->d.kind == ASL_LAYER_CONCATENATE;
+    if (memcmp(in, src, (concat ? 2 : 3) * sizeof(int)) == 0) return ASL_OK;
     if (probe) snprintf(at, sizeof at, " at input size %dx%d", probe[0], probe[1]);
     return asl_fail(&net->ctx, ASL_ERR_SHAPE,
-                    "add (layer %d): the previous layer's output (%d, %d, %d) and the "
-                    "output of its source, layer %d, (%d, %d, %d) differ%s; an add needs "
-                    "two tensors of one shape", index, in[0], in[1], in[2],
-                    net->layers[index].d.source, src[0], src[1], src[2], at);
+                    "%s (layer %d): the previous layer's output (%d, %d, %d) and the "
+                    "output of its source, layer %d, (%d, %d, %d) differ%s; %s",
+                    l->ops->name, index, in[0], in[1], in[2], l->d.source, src[0], src[1],
+                    src[2], at, concat ? "a concatenation along channels needs two tensors "
+                    "of one height and width" : "it needs two tensors of one shape");
 }
 
 /* The size state of input size h x w, made if new (every layer's init at
@@ -335,9 +346,10 @@ static asl_status make_size(asl_net *net, int h, int w, int *k)
     for (int i = 0; i < net->nlayers; i++) {
         const asl_layer *l = &net->layers[i];
         asl_layer t;
-        asl_status st = init_copy(net, l, i, in, &t);
-        if (st == ASL_OK && l->d.kind == ASL_LAYER_ADD) {
-            st = check_add_shapes(net, i, t.in, s->io[l->d.source] + 3, NULL);
+        const int *in2 = l->ops->merge ? s->io[l->d.source] + 3 : NULL;
+        asl_status st = init_copy(net, l, i, in, in2, &t);
+        if (st == ASL_OK && l->ops->merge) {
+            st = check_merge_shapes(net, i, t.in, s->io[l->d.source] + 3, NULL);
             if (st != ASL_OK && t.ops->destroy) t.ops->destroy(&t);
         }
         if (st != ASL_OK) {
@@ -451,8 +463,10 @@ static void unplan(asl_net *net)
         l->n = 0;
         asl_free(l->ybuf);
         asl_free(l->dybuf);
-        l->ybuf = l->dybuf = NULL;
-        l->ybuf_cap = l->dybuf_cap = 0;
+        asl_free(l->dx2buf);
+        l->ybuf = l->dybuf = l->dx2buf = NULL;
+        l->ybuf_cap = l->dybuf_cap = l->dx2buf_cap = 0;
+        l->dx2 = NULL;
         l->y = NULL;
         l->dy = NULL;
     }
@@ -509,15 +523,16 @@ static asl_status add_any_size(asl_net *net, asl_layer *l)
 {
     const int i = net->nlayers;
     asl_layer t;
-    asl_status st = init_copy(net, l, i, net->probe[1], &t);
+    const int *in2 = l->ops->merge ? net->layers[l->d.source].probe_out[1] : NULL;
+    asl_status st = init_copy(net, l, i, net->probe[1], in2, &t);
     if (st != ASL_OK) return st;
     if (t.ops->destroy) t.ops->destroy(&t);
-    if (l->d.kind == ASL_LAYER_ADD) {   /* equal shapes at both probe sizes */
+    if (l->ops->merge) {   /* matching shapes at both probe sizes */
         const asl_layer *src = &net->layers[l->d.source];
         for (int k = 0; k < 2; k++) {
             int at[2] = {net->in[0] < 0 ? probe_size[k][0] : net->in[0],
                          net->in[1] < 0 ? probe_size[k][1] : net->in[1]};
-            ASL_TRY(check_add_shapes(net, i, k ? t.in : l->in, src->probe_out[k], at));
+            ASL_TRY(check_merge_shapes(net, i, k ? t.in : l->in, src->probe_out[k], at));
         }
     }
     for (int k = 0; k < 3; k++) l->any_out[k] = l->out[k] == t.out[k] ? l->out[k] : -1;
@@ -529,6 +544,7 @@ static asl_status add_any_size(asl_net *net, asl_layer *l)
     l->priv = l->fusion = NULL;
     memcpy(l->in, l->any_in, sizeof l->in);
     memcpy(l->out, l->any_out, sizeof l->out);
+    if (l->ops->merge) memcpy(l->in2, net->layers[l->d.source].any_out, sizeof l->in2);
     return ASL_OK;
 }
 
@@ -548,11 +564,11 @@ asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc)
         net->cap = cap;
     }
     unplan(net);   /* buffers depend on the layer list */
-    if (desc->kind == ASL_LAYER_ADD &&
-        (desc->source < 0 || desc->source >= net->nlayers))
+    if (ops->merge && (desc->source < 0 || desc->source >= net->nlayers))
         return asl_fail(c, ASL_ERR_ARG,
-                        "add (layer %d): source must be the index of an earlier layer, "
-                        "in [0, %d), got %d", net->nlayers, net->nlayers, desc->source);
+                        "%s (layer %d): source must be the index of an earlier layer, "
+                        "in [0, %d), got %d", ops->name, net->nlayers, net->nlayers,
+                        desc->source);
     l = &net->layers[net->nlayers];
     memset(l, 0, sizeof *l);
     l->d = *desc;
@@ -564,7 +580,19 @@ asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc)
     } else {
         memcpy(l->in, net_out(net), sizeof l->in);
     }
+    if (ops->merge)   /* the source's output (a net of any size: at the first probe) */
+        memcpy(l->in2, net->dynamic ? net->layers[desc->source].probe_out[0]
+                                    : net->layers[desc->source].out, sizeof l->in2);
     l->rng = desc->seed;
+    /* a merge's shapes first (a clearer message than its init's) */
+    st = ops->merge && !net->dynamic
+             ? check_merge_shapes(net, net->nlayers, l->in, l->in2, NULL) : ASL_OK;
+    if (st != ASL_OK) return st;
+    if (ops->merge && net->dynamic) {
+        int at[2] = {net->in[0] < 0 ? probe_size[0][0] : net->in[0],
+                     net->in[1] < 0 ? probe_size[0][1] : net->in[1]};
+        ASL_TRY(check_merge_shapes(net, net->nlayers, l->in, l->in2, at));
+    }
     st = ops->init(l, c);
     if (st != ASL_OK) {
         if (ops->destroy) ops->destroy(l);
@@ -583,17 +611,15 @@ asl_status asl_net_add(asl_net *net, const asl_layer_desc *desc)
         return asl_fail(c, ASL_ERR_SHAPE, "%s: output (%d, %d, %d) is too large", ops->name,
                         l->out[0], l->out[1], l->out[2]);
     }
-    if (desc->kind == ASL_LAYER_ADD && !net->dynamic)
-        st = check_add_shapes(net, net->nlayers, l->in, net->layers[desc->source].out, NULL);
-    if (st == ASL_OK && net->dynamic) st = add_any_size(net, l);
+    if (net->dynamic) st = add_any_size(net, l);
     if (st != ASL_OK) {
         if (ops->destroy) ops->destroy(l);
         free_layer_params(l);
         return st;
     }
-    /* an add keeps its source's output alive; a reshape's output is its
+    /* a merge keeps its source's output alive; a reshape's output is its
      * input, so the layer below it is kept too */
-    for (int s = desc->kind == ASL_LAYER_ADD ? desc->source : -1; s >= 0; s--) {
+    for (int s = ops->merge ? desc->source : -1; s >= 0; s--) {
         net->layers[s].is_source = 1;
         if (!net->layers[s].ops->alias) break;
     }
@@ -909,7 +935,7 @@ static int keep_output(const asl_net *net, int i, int training, int ft)
 static void bind_x2(asl_net *net, int i, int start)
 {
     asl_layer *l = &net->layers[i];
-    if (l->d.kind != ASL_LAYER_ADD) return;
+    if (!l->ops->merge) return;
     l->x2 = l->d.source == start - 1 ? net->input : net->layers[l->d.source].y;
 }
 
@@ -946,12 +972,12 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
                         "size (asl_net_set_input_size) before a forward");
     for (int i = start; i < stop; i++) {
         const asl_layer *l = &net->layers[i];
-        if (l->d.kind == ASL_LAYER_ADD && l->d.source < start - 1)
+        if (l->ops->merge && l->d.source < start - 1)
             return asl_fail(c, ASL_ERR_ARG,
-                            "forward from layer %d: layer %d (add) also reads the output "
+                            "forward from layer %d: layer %d (%s) also reads the output "
                             "of layer %d, which this forward does not compute; start at "
                             "layer %d or below (x: the output of the layer before start)",
-                            start, i, l->d.source, l->d.source + 1);
+                            start, i, l->ops->name, l->d.source, l->d.source + 1);
     }
     apply_threads(net);
     net->forward_done = 0;
@@ -1117,17 +1143,26 @@ static asl_status run_backward(asl_net *net, int from, float *dx_user)
             l->calls_bwd++;
         } else {
             l->dx = dx;
+            /* a merge's second gradient: needed when its source is at or
+             * above stop (the loop below carries it there) */
+            if (l->ops->grad2)
+                l->dx2 = l->d.source >= stop && l->d.source >= net->forward_start
+                             ? l->dx2buf : NULL;
             ASL_TRY(l->ops->backward(l, c, net->last_training));
             l->calls_bwd++;
         }
         /* layer i-1's output gradient is now the chain's: add the gradient
-         * of every add (already passed, at or below `from`) that read it */
+         * of every merge (already passed, at or below `from`) that read it */
         if (i > stop && net->layers[i - 1].is_source)
-            for (int a = i; a <= from; a++)
-                if (net->layers[a].d.kind == ASL_LAYER_ADD &&
-                    net->layers[a].d.source == i - 1)
-                    accumulate((float *)net->layers[i - 1].dy, net->layers[a].dy,
-                               (size_t)net->n * numel(net->layers[a].out));
+            for (int a = i; a <= from; a++) {
+                const asl_layer *m = &net->layers[a];
+                if (!m->ops->merge || m->d.source != i - 1) continue;
+                if (m->ops->grad2 && !m->dx2)
+                    return asl_fail(c, ASL_ERR_STATE, "internal: %s (layer %d) wrote no "
+                                    "gradient for its source", m->ops->name, a);
+                accumulate((float *)net->layers[i - 1].dy, m->ops->grad2 ? m->dx2 : m->dy,
+                           (size_t)net->n * numel(net->layers[i - 1].out));
+            }
     }
     return ASL_OK;
 }
@@ -1145,6 +1180,9 @@ static asl_status begin_backward(asl_net *net, int stop)
         ASL_TRY(ensure_buf(net, &l->dybuf, &l->dybuf_cap, padded(net->n, l->out),
                            "gradients"));
         l->dy = l->dybuf;
+        if (l->ops->grad2)
+            ASL_TRY(ensure_buf(net, &l->dx2buf, &l->dx2buf_cap, padded(net->n, l->in2),
+                               "gradients"));
     }
     ASL_TRY(alloc_param_grads(net));
     for (int i = 0; i < net->nlayers; i++) net->layers[i].fused_softmax_ce = 0;

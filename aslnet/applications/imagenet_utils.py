@@ -1,6 +1,8 @@
 """Keras's ImageNet input preprocessing and decoding (``keras.applications.imagenet_utils``)."""
 import numpy as np
 
+from ..layers import KerasTensor, Rescaling
+
 __all__ = ["preprocess_input", "decode_predictions", "keras_class_name", "obtain_input_shape",
            "default_size", "warn_224_weights"]
 
@@ -17,12 +19,21 @@ def preprocess_input(x, data_format=None, mode="caffe"):
     converts to BGR and subtracts ImageNet's mean.  data_format:
     'channels_last' (default) or 'channels_first'.  Integer input becomes
     float32, float input keeps its dtype; unlike Keras, the argument is
-    never modified in place.
+    never modified in place.  On a symbolic tensor (a layer's output, as
+    ``x = preprocess_input(inputs)`` in a functional model) mode 'tf' adds
+    the same computation as a ``Rescaling(1 / 127.5, offset=-1)`` layer.
     """
     if mode not in {"caffe", "tf", "torch"}:
         raise ValueError(f"Unknown mode {mode}")
     if data_format not in {None, "channels_last", "channels_first"}:
         raise ValueError(f"Unknown data_format {data_format}")
+    if isinstance(x, KerasTensor):        # in a model, as TensorFlow's tutorial calls it
+        if mode != "tf" or data_format == "channels_first":
+            raise NotImplementedError(
+                f"preprocess_input(mode={mode!r}) on a layer's output is not supported by "
+                "aslnet (mode 'tf', MobileNet's, is: a Rescaling layer); apply it to the "
+                "images (NumPy arrays or a dataset's map) instead")
+        return Rescaling(1 / 127.5, offset=-1)(x)
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32)

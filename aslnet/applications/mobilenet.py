@@ -12,6 +12,7 @@ from ..layers import (Activation, BatchNormalization, Conv2D, DepthwiseConv2D, D
                       GlobalAveragePooling2D, GlobalMaxPooling2D, Input, ReLU, Reshape,
                       ZeroPadding2D)
 from ..models import Model
+from ..utils import get_source_inputs
 from .imagenet_utils import decode_predictions  # noqa: F401  (Keras's, one home)
 from .imagenet_utils import default_size as _default_size
 from .imagenet_utils import obtain_input_shape, warn_224_weights
@@ -116,7 +117,9 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3,
     elif pooling == "max":
         x = GlobalMaxPooling2D()(x)
 
-    model = Model(img_input, x, name=f"mobilenet_{alpha:0.2f}_{rows}")
+    # an input_tensor computed from an Input (e.g. augmentation layers): the model
+    # starts at that Input, as Keras's
+    model = Model(get_source_inputs(img_input), x, name=f"mobilenet_{alpha:0.2f}_{rows}")
     model.min_input_size = (32, 32)       # Keras's minimum (the C network refuses less)
     if weights == "imagenet":
         named = pretrained.mobilenet_v1_weights(weights_dir)

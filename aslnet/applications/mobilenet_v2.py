@@ -14,6 +14,7 @@ from .. import pretrained
 from ..layers import (Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D,
                       GlobalAveragePooling2D, GlobalMaxPooling2D, Input, ReLU, ZeroPadding2D)
 from ..models import Model
+from ..utils import get_source_inputs
 from . import _mobilenet_v2_spec as spec
 from .imagenet_utils import decode_predictions
 from .imagenet_utils import default_size as _default_size
@@ -110,7 +111,8 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
             layer = _LAYERS[s.kind](name=None if auto else s.name, **s.config)
             x = layer(tensors[s.inputs[0]])
         tensors[s.name] = x
-    model = Model(img_input, x, name=name or f"mobilenetv2_{float(alpha):0.2f}_{rows}")
+    model = Model(get_source_inputs(img_input), x,      # (as mobilenet.py)
+                  name=name or f"mobilenetv2_{float(alpha):0.2f}_{rows}")
     model.min_input_size = (32, 32)       # Keras's minimum (the C network refuses less)
     if weights == "imagenet":
         named = pretrained.mobilenet_v2_weights(weights_dir)

@@ -48,11 +48,12 @@ def merge_source(layer, prev):
         raise NotImplementedError(
             f"Layer '{layer.name}' reads {[l.name for l in reads]}, not the layer before it "
             f"('{prev.name if prev is not None else 'the input'}'): aslnet computes chains of "
-            "layers with residual adds (each layer reads the one before it, an Add also an "
-            "earlier one); parallel branches are not supported")
+            "layers with merges (each layer reads the one before it; an Add, Multiply or "
+            "Concatenate also an earlier one); parallel branches are not supported")
     if others and isinstance(others[0], InputLayer):
-        raise NotImplementedError(f"Layer '{layer.name}' adds the model's input: aslnet's "
-                                  "adds read the output of an earlier layer")
+        raise NotImplementedError(f"Layer '{layer.name}' merges the model's input: aslnet's "
+                                  "merges read the output of an earlier layer (put a layer, "
+                                  "e.g. Rescaling(1.0), after the Input)")
     return others[0] if others else None
 
 
@@ -102,11 +103,13 @@ class CoreNetwork:
 
     def _ops(self, layer, prev):
         """``layer``'s C ops (a merge layer's with the core index of its
-        other input, the last op of that layer, as ``source``)."""
+        other input, the last op of that layer, as ``source``, and whether
+        that input is the merge's first)."""
         other = merge_source(layer, prev)
         if other is None:
             return layer._core_ops()
-        return layer._core_ops(source=self.index[other.name][-1])
+        return layer._core_ops(source=self.index[other.name][-1],
+                               source_first=layer._inbound[0]._layer is other)
 
     num_layers = property(lambda self: self.net.num_layers)
 

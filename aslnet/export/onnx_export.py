@@ -7,8 +7,8 @@ transposes are after the input, around a Reshape/Flatten of an image-shaped
 tensor (Keras reshapes in NHWC order), and before an image-shaped output.
 The batch dimension is symbolic (``batch``), and so are unknown input
 sizes.  The graph is written layer by layer from each layer's inbound
-tensors, so layers with several inputs (``Add``) are one more entry in
-``_CONVERTERS``.
+tensors, so layers with several inputs (``Add``, ``Multiply``,
+``Concatenate``) are one more entry in ``_CONVERTERS``.
 """
 import numpy as np
 
@@ -187,6 +187,15 @@ def _add(g, layer, xs):
     return g.op("Sum", xs, layer.name)
 
 
+def _multiply(g, layer, xs):
+    return g.op("Mul", xs, layer.name)
+
+
+def _concatenate(g, layer, xs):
+    # channels are axis 1 both in NCHW images and in (N, features) vectors
+    return g.op("Concat", xs, layer.name, axis=1)
+
+
 _CONVERTERS = {
     "Conv2D": _conv2d, "DepthwiseConv2D": _depthwise, "Dense": _dense,
     "BatchNormalization": _batch_norm, "ReLU": _relu, "Activation": _activation_layer,
@@ -194,6 +203,7 @@ _CONVERTERS = {
     "GlobalAveragePooling2D": _global_pool("GlobalAveragePool"),
     "GlobalMaxPooling2D": _global_pool("GlobalMaxPool"),
     "Dropout": _identity, "Reshape": _reshape, "Flatten": _reshape, "Add": _add,
+    "Multiply": _multiply, "Concatenate": _concatenate,
 }
 
 

@@ -13,7 +13,8 @@
                        RandomZoom, RandomTranslation, RandomContrast
     reshaping.py       ZeroPadding2D, Reshape, Flatten
     regularization.py  Dropout
-    merging.py         Add (a list of two tensors; the C core's residual add)
+    merging.py         Add, Multiply, Concatenate (a list of two tensors; the C core's
+                       merge ops) and Keras's functions add, multiply, concatenate
 
 A new layer: a class in its family's module (a new module for a new family)
 deriving from ``Layer``, with ``_core_ops()`` (the ``(kind, config)`` entries
@@ -31,7 +32,7 @@ from .core import Dense, Input, InputLayer
 from .initializers import _conv_fans, _glorot_uniform, _init_value, _initializer
 from .layer import (_NEUTRAL_ARGS, KerasTensor, Layer, Variable, _core_output_shape,
                     _is_neutral, _pair, _pop_input_shape, core_shape)
-from .merging import Add
+from .merging import Add, Concatenate, Multiply, add, concatenate, multiply
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
                       GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D,
@@ -47,7 +48,8 @@ __all__ = [
     "GlobalMaxPooling2D", "Dropout", "Reshape", "Flatten", "Dense", "Add",
     "LeakyReLU", "Softmax", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
     "Rescaling", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom",
-    "RandomTranslation", "RandomContrast",
+    "RandomTranslation", "RandomContrast", "Multiply", "Concatenate", "add", "multiply",
+    "concatenate",
 ]
 
 # Layers by Keras class name: how aslnet.saving rebuilds a saved model.
@@ -56,7 +58,7 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     Activation, GlobalAveragePooling2D, GlobalMaxPooling2D, Dropout, Reshape, Flatten, Dense,
     Add, LeakyReLU, Softmax, SeparableConv2D, MaxPooling2D, AveragePooling2D, Rescaling,
     Resizing, CenterCrop, RandomFlip, RandomRotation, RandomZoom, RandomTranslation,
-    RandomContrast)}
+    RandomContrast, Multiply, Concatenate)}
 
 
 # Keras 3's layers aslnet does not have: importing one works, using it says so
@@ -64,13 +66,13 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
 _KERAS_LAYERS = (
     "ActivityRegularization AdaptiveAveragePooling2D AdaptiveMaxPooling2D "
     "AdditiveAttention AlphaDropout Attention Average AveragePooling1D "
-    "AveragePooling3D Bidirectional CategoryEncoding Concatenate Conv1D "
+    "AveragePooling3D Bidirectional CategoryEncoding Conv1D "
     "Conv1DTranspose Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM2D Convolution2D "
     "Cropping1D Cropping2D Cropping3D Dot ELU EinsumDense Embedding GRU GaussianDropout "
     "GaussianNoise GlobalAveragePooling1D GlobalAveragePooling3D "
     "GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization Identity "
     "LSTM Lambda LayerNormalization Masking MaxPooling1D "
-    "MaxPooling3D Maximum Minimum MultiHeadAttention Multiply Normalization PReLU Permute "
+    "MaxPooling3D Maximum Minimum MultiHeadAttention Normalization PReLU Permute "
     "RNN RandomBrightness RandomCrop "
     "RepeatVector SeparableConv1D "
     "SimpleRNN SpatialDropout2D Subtract TimeDistributed "

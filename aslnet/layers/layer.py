@@ -244,6 +244,12 @@ class Layer:
             return list(self._vars)
         return [v for v in self._vars if not v.trainable]
 
+    variables = property(lambda self: self.weights, doc="Keras's name of ``weights``.")
+    trainable_variables = property(lambda self: self.trainable_weights,
+                                   doc="Keras's name of ``trainable_weights``.")
+    non_trainable_variables = property(lambda self: self.non_trainable_weights,
+                                       doc="Keras's name of ``non_trainable_weights``.")
+
     def get_weights(self):
         """The values of ``weights`` as a list of NumPy arrays."""
         return [v.numpy() for v in self._vars]

@@ -196,6 +196,12 @@ class Model(Trainer):
         """The weights that training leaves alone (frozen layers, statistics)."""
         return [v for l in self._layers for v in l.non_trainable_weights]
 
+    variables = property(lambda self: self.weights, doc="Keras's name of ``weights``.")
+    trainable_variables = property(lambda self: self.trainable_weights,
+                                   doc="Keras's name of ``trainable_weights``.")
+    non_trainable_variables = property(lambda self: self.non_trainable_weights,
+                                       doc="Keras's name of ``non_trainable_weights``.")
+
     def count_params(self):
         """The number of weight values."""
         return sum(l.count_params() for l in self._layers)

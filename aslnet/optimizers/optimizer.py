@@ -34,6 +34,17 @@ class _LearningRate(float):
         return float, (float(self),)
 
 
+class _Iterations(int):
+    """An optimizer's step count: an int that also answers Keras's variable
+    call ``optimizer.iterations.numpy()``."""
+
+    def numpy(self):
+        return np.int64(self)
+
+    def __reduce__(self):                  # copies and pickles are plain ints
+        return int, (int(self),)
+
+
 # Keras optimizer arguments taken at the value that changes nothing.
 _NEUTRAL = {"use_ema": (False,), "ema_momentum": (0.99,), "ema_overwrite_frequency": (None,),
             "jit_compile": (True, False, None), "loss_scale_factor": (None,),
@@ -167,15 +178,16 @@ class Optimizer:
     @property
     def iterations(self):
         """Steps taken by this optimizer in the model it was last compiled with
-        (the count lives in that model's C network)."""
+        (the count lives in that model's C network); an int with Keras's
+        ``.numpy()``."""
         ref = self.__dict__.get("_model_ref")
         model = ref() if ref is not None else None
         if model is None:
-            return 0
+            return _Iterations(0)
         if model._net is None:                  # a copy not run yet: its restored state
             pending = model.__dict__.get("_pending_opt")
-            return int(pending["iterations"]) if pending else 0
-        return int(model._net.net.iterations)
+            return _Iterations(pending["iterations"] if pending else 0)
+        return _Iterations(model._net.net.iterations)
 
     def __getstate__(self):
         state = dict(self.__dict__)

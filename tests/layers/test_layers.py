@@ -95,7 +95,9 @@ def test_the_layers_package_keeps_every_name_of_the_old_module():
     assert missing == []
     for name, cls in L.LAYER_CLASSES.items():
         assert getattr(L, name) is cls and cls.__module__.startswith("aslnet.layers.")
-    assert set(L.__all__) <= set(L.LAYER_CLASSES) | {"Layer", "Input"}
+    # (and Keras's functional merges, add([a, b]) ...)
+    assert set(L.__all__) <= set(L.LAYER_CLASSES) | {"Layer", "Input", "add", "multiply",
+                                                     "concatenate"}
 
 
 def test_shape_errors_name_the_layer():

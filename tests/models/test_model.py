@@ -62,8 +62,12 @@ def test_model_trainable_false_freezes_every_layer():
     x, y = data(8)
     model = small_model()
     model.compile(Adam(1e-2), "categorical_crossentropy")
+    n_weights = len(model.weights)
+    assert model.trainable_variables == model.trainable_weights != []     # Keras's names
     model.trainable = False
     assert not model.trainable and model.trainable_weights == []
+    assert model.trainable_variables == [] and len(model.non_trainable_variables) == n_weights
+    assert model.layers[-1].variables == model.layers[-1].weights
     w0 = model.get_weights()
     model.train_on_batch(x, y)
     for a, b in zip(w0, model.get_weights()):

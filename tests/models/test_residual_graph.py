@@ -90,7 +90,7 @@ def test_add_call_errors():
         L.Add()([a, b])
     with pytest.raises(TypeError, match="output of another aslnet layer"):
         L.Add()([a, np.zeros((1, 8, 8, 2))])
-    with pytest.raises(NotImplementedError, match="adds the model's input"):
+    with pytest.raises(NotImplementedError, match="merges the model's input"):
         aslnet.Model(inp, L.Add()([L.Conv2D(2, 1)(a), inp]))
 
 

@@ -83,6 +83,7 @@ def test_compile_and_fit_with_every_optimizer(optimizer):
     model.compile(optimizer=optimizer, loss="categorical_crossentropy")
     losses = model.fit(x, y, epochs=8, batch_size=24, verbose=0).history["loss"]
     assert model.optimizer.iterations == 8
+    assert model.optimizer.iterations.numpy() == 8          # Keras's variable call
     assert losses[-1] < losses[0]
 
 
