@@ -22,6 +22,8 @@ class _ParamInfo(TypedDict):
     shape: tuple[int, ...]
     is_weight: bool
 
+def int8_vnni() -> bool:
+    """True if this CPU has VNNI: int8 u8 activations use [0, 255], else [0, 127]."""
 def bfloat16_supported() -> bool:
     """True if this CPU runs bfloat16 convolutions natively (AVX512_BF16)."""
 

@@ -341,6 +341,11 @@ asl_status asl_net_set_ranges(asl_net *net, const float *ranges, int count);
 /* 1 if this CPU runs bfloat16 convolutions natively (AVX512_BF16 or
  * newer), else 0. */
 int asl_bf16_supported(void);
+/* 1 if this CPU has VNNI (AVX512_VNNI or AVX_VNNI): int8 convolutions
+ * take u8 activations over their full range [0, 255].  Without it, the
+ * 16-bit intermediate sums of oneDNN's u8 x s8 kernels could saturate, so
+ * u8 activations use [0, 127] (one bit of resolution less). */
+int asl_int8_vnni(void);
 
 /* Convolution geometry along one axis (Keras/TF rule, the one the conv
  * layers use): input size `in`, kernel k, stride s, dilation (1: none),

@@ -1539,6 +1539,13 @@ static PyObject *core_bfloat16_supported(PyObject *mod, PyObject *noargs)
     return PyBool_FromLong(asl_bf16_supported());
 }
 
+static PyObject *core_int8_vnni(PyObject *mod, PyObject *noargs)
+{
+    (void)mod;
+    (void)noargs;
+    return PyBool_FromLong(asl_int8_vnni());
+}
+
 static int padding_arg(const char *s, asl_padding *p)
 {
     if (!strcmp(s, "valid")) *p = ASL_PAD_VALID;
@@ -1675,6 +1682,8 @@ static PyMethodDef core_functions[] = {
      METH_VARARGS | METH_KEYWORDS,
      "layer_output_shape(kind, input_shape, **config) -> (h, w, c): what Net.add(kind, "
      "**config) gives on a per-sample input (h, w, c); ValueError as Net.add"},
+    {"int8_vnni", core_int8_vnni, METH_NOARGS,
+     "True if this CPU has VNNI: int8 u8 activations use [0, 255], else [0, 127]"},
     {"bfloat16_supported", core_bfloat16_supported, METH_NOARGS,
      "True if this CPU runs bfloat16 convolutions natively (AVX512_BF16)"},
     {NULL, NULL, 0, NULL}};

@@ -56,6 +56,7 @@ typedef struct asl_ctx {
     int bf16;                     /* convolutions in bfloat16 (fusion.c,  */
                                   /* conv2d.c)                            */
     int int8;                     /* fused groups in int8 (quantize.c)    */
+    int int8_vnni;                /* asl_int8_vnni(), when int8 was set   */
     char err[ASL_ERRLEN];
 } asl_ctx;
 

@@ -740,13 +740,15 @@ asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt)
     /* without native bfloat16, oneDNN would emulate it: slower than float32 */
     net->ctx.bf16 = dt == ASL_BF16 && asl_bf16_supported();
     net->ctx.int8 = dt == ASL_INT8;
+    net->ctx.int8_vnni = asl_int8_vnni();
     return ASL_OK;
 }
 
 /* int8: the type and scale of the tensor at range index k (the input of
  * layer k); 0 when no range was recorded (the group runs in float32).
- * Non-negative tensors (ReLU outputs) are u8 over [0, max], others s8,
- * symmetric over [-max|.|, max|.|]. */
+ * Non-negative tensors (ReLU outputs) are u8 over [0, max] (255 steps;
+ * 127 without VNNI, see asl_int8_vnni), others s8, symmetric over
+ * [-max|.|, max|.|]. */
 static int qparams(const asl_net *net, int k, asl_qtype *t, float *scale)
 {
     float lo, hi;
@@ -755,7 +757,8 @@ static int qparams(const asl_net *net, int k, asl_qtype *t, float *scale)
     hi = net->range[2 * k + 1];
     if (!(lo <= hi) || !isfinite(lo) || !isfinite(hi)) return 0;
     *t = lo >= 0.0f ? ASL_Q_U8 : ASL_Q_S8;
-    *scale = *t == ASL_Q_U8 ? hi / 255.0f : fmaxf(-lo, hi) / 127.0f;
+    *scale = *t == ASL_Q_U8 ? hi / (net->ctx.int8_vnni ? 255.0f : 127.0f)
+                            : fmaxf(-lo, hi) / 127.0f;
     if (!(*scale > 0.0f)) *scale = 1.0f;   /* an all-zero tensor */
     return 1;
 }

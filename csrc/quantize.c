@@ -9,7 +9,11 @@
  *             for an all-zero channel), wq = round_half_even(w / sw[o])
  *             clamped to [-127, 127]; reordered to the primitive's layout
  *             (which adds oneDNN's s8-source compensation) once per fold.
- *   source    u8 or s8 with one scale sx (DNNL_ARG_SRC scales, mask 0).  A
+ *   source    u8 or s8 with one scale sx (DNNL_ARG_SRC scales, mask 0);
+ *             the executor keeps u8 values in [0, 127] on CPUs without
+ *             VNNI (asl_int8_vnni), where oneDNN's u8 x s8 pair sums are
+ *             16-bit and could saturate (for an s8 source oneDNN halves
+ *             the weights instead: its reorder's scale_adjust).  A
  *             float32 input (the first convolution, or after a layer the
  *             int8 path does not cover) is quantized into a private buffer:
  *             q = saturate(round_half_even(x * (1 / sx))).
@@ -45,6 +49,15 @@ typedef struct {
     int wm_ok;
     dnnl_memory_t x_m, y_m, b_m, sx_m, sw_m, sy_m;
 } q_state;
+
+int asl_int8_vnni(void)
+{
+    /* ISA values are bit sets: later ISAs contain these bits */
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(),
+                   a2 = (unsigned)dnnl_cpu_isa_avx2_vnni,
+                   a512 = (unsigned)dnnl_cpu_isa_avx512_core_vnni;
+    return (isa & a2) == a2 || (isa & a512) == a512;
+}
 
 static void mem_free(dnnl_memory_t *m)
 {
