@@ -70,33 +70,42 @@ def group(xq, sx, wq, sw, b, conv, act=None, out=None):
     return np.clip(np.rint(y / np.float64(s)), *LIMITS[t])
 
 
-def mobilenet_v1_int8(weights: dict[str, list[np.ndarray]], ranges: dict[str, tuple],
-                      images: np.ndarray, u8_max: int = 255) -> np.ndarray:
-    """Pooled embedding (N, C), float64, of ``images`` under the int8 path: ``ranges[name]``
-    is the calibrated (min, max) of the input of the group that starts at layer ``name``
-    (conv1_pad, conv_dw_k or conv_pad_k, conv_pw_k); every group's output feeds the next
-    group (requantized), the last one's is float (pooled in float64)."""
-    from tests.reference.bfloat16 import fold
-    from tests.reference.numpy_mobilenet import (BLOCK_STRIDES, conv2d, depthwise_conv2d,
-                                                 zero_pad)
-    plan = [("conv1_pad", "conv1", (0, 1), lambda x, w: conv2d(x, w, stride=2))]
+def adjust_weights(wq, sw):
+    """oneDNN's s8-source kernels without VNNI halve the int8 weights (its reorder's
+    ``scale_adjust`` 0.5, rounded half to even) and double their scales."""
+    return np.rint(np.asarray(wq) * 0.5), np.asarray(sw, np.float32) * np.float32(2)
+
+
+def mobilenet_v1_groups():
+    """MobileNet v1's int8 groups in order: (first layer, conv, zero padding or None,
+    conv function, last layer) by Keras layer names."""
+    from tests.reference.numpy_mobilenet import BLOCK_STRIDES, conv2d, depthwise_conv2d
+    plan = [("conv1_pad", "conv1", (0, 1), lambda x, w: conv2d(x, w, stride=2),
+             "conv1_relu")]
     for k, stride in enumerate(BLOCK_STRIDES, start=1):
         if stride == 1:
             plan.append((f"conv_dw_{k}", f"conv_dw_{k}", None,
-                         lambda x, w: depthwise_conv2d(x, w, 1, "same")))
+                         lambda x, w: depthwise_conv2d(x, w, 1, "same"), f"conv_dw_{k}_relu"))
         else:
             plan.append((f"conv_pad_{k}", f"conv_dw_{k}", (0, 1),
-                         lambda x, w, s=stride: depthwise_conv2d(x, w, s, "valid")))
-        plan.append((f"conv_pw_{k}", f"conv_pw_{k}", None, lambda x, w: conv2d(x, w)))
-    t, s = qparams(*ranges[plan[0][0]], u8_max)
-    xq = quantize(images, t, s)
-    for n, (first, conv, pad, fn) in enumerate(plan):
-        if pad:
-            xq = zero_pad(xq, pad, pad)
-        w, b = fold(weights[conv][0], *weights[conv + "_bn"])
-        wq, sw = quantize_weights(w, len(b))
-        out = qparams(*ranges[plan[n + 1][0]], u8_max) if n + 1 < len(plan) else None
-        y = group(xq, s, wq, sw, b, fn, "relu6", out)
-        if out is not None:
-            xq, (t, s) = y, out
-    return y.mean(axis=(1, 2))
+                         lambda x, w, s=stride: depthwise_conv2d(x, w, s, "valid"),
+                         f"conv_dw_{k}_relu"))
+        plan.append((f"conv_pw_{k}", f"conv_pw_{k}", None, lambda x, w: conv2d(x, w),
+                     f"conv_pw_{k}_relu"))
+    return plan
+
+
+def mobilenet_v1_group(weights, xq, t, sx, conv, pad, fn, out=None, vnni=True):
+    """One MobileNet v1 group (conv -> folded batch norm -> relu6) on integers xq of
+    type t and scale sx: float64 output, or requantized to out = (type, scale).
+    vnni=False: an s8 source's weights are halved (``adjust_weights``), as oneDNN does."""
+    from tests.reference.bfloat16 import fold
+    from tests.reference.numpy_mobilenet import zero_pad
+    if pad:
+        xq = zero_pad(xq, pad, pad)
+    w, b = fold(weights[conv][0], *weights[conv + "_bn"])
+    wq, sw = quantize_weights(w, len(b))
+    if not vnni and t == "s8":
+        wq, sw = adjust_weights(wq, sw)
+    return group(xq, sx, wq, sw, b, fn, "relu6", out)
+
