@@ -162,3 +162,19 @@ def test_mobilenet_v1_int8_keeps_the_top1(shared_weights_dir):
     names = ["cat.bmp", "bird.bmp", "grace_hopper.bmp", "parrot.jpg"]
     for a, b, name in zip(p8, p32, names):
         assert int(np.argmax(a)) == int(np.argmax(b)) == top5[name][0][0] - 1
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_int8_keeps_the_top1(shared_weights_dir):
+    """MobileNetV2: linear bottleneck outputs are s8, an add's inputs are float32 (the
+    source kept, the next group quantizes its float input); the reference photos keep
+    their float32 top-1 class."""
+    from aslnet.applications.mobilenet_v2 import MobileNetV2
+    ref = shared_weights_dir / "reference"
+    x = np.stack([np.load(ref / f"{s}.input.npy") for s in IMAGES]).astype(np.float32)
+    model = MobileNetV2(weights_dir=shared_weights_dir)
+    p32 = model.predict(x, verbose=0)
+    model.quantize("int8", calibration_data=x)
+    p8 = model.predict(x, verbose=0)
+    assert 1e-3 < _rel(p8, p32)
+    np.testing.assert_array_equal(p8.argmax(1), p32.argmax(1))
