@@ -22,6 +22,8 @@ class _ParamInfo(TypedDict):
     shape: tuple[int, ...]
     is_weight: bool
 
+def int8_vnni() -> bool:
+    """True if this CPU has VNNI: int8 u8 activations use [0, 255], else [0, 127]."""
 def bfloat16_supported() -> bool:
     """True if this CPU runs bfloat16 convolutions natively (AVX512_BF16)."""
 
@@ -101,8 +103,13 @@ class Net:
         """Bound arrays changed: of layer ``i``, or of every layer (None); refold those."""
     def set_num_threads(self, n: int) -> None:
         """Threads for this network's compute (0: all cores; at most 1024)."""
-    def set_compute_dtype(self, dtype: Literal["float32", "bfloat16"]) -> None:
-        """Compute type of the convolutions."""
+    def set_compute_dtype(self, dtype: Literal["float32", "bfloat16", "int8"]) -> None:
+        """Compute type of the convolutions ('int8': calibrated fused groups, inference)."""
+    def calibrate(self, x: ArrayLike, reset: bool = False) -> None:
+        """Record int8 activation ranges: a float32 inference pass over ``x``."""
+    def ranges(self, values: ArrayLike | None = None) -> NDArray[np.float32] | None:
+        """int8 (min, max) of each layer's input and of the output, shape (layers + 1, 2);
+        with ``values``: set them."""
     def forward(self, x: ArrayLike, training: bool = False, start: int = 0,
                 stop: int = -1, input_size: tuple[int, int] | None = None
                 ) -> NDArray[np.float32]:

@@ -5,6 +5,7 @@
 from benchmarks import common
 
 LABELS = {"aslnet": "aslnet", "aslnet_bf16": "aslnet mixed_bfloat16 (not float32)",
+          "aslnet_int8": "aslnet int8 (model.quantize; not float32)",
           "keras_bf16": "Keras 3 mixed_bfloat16 (not float32)",
           "keras": "Keras 3 (TensorFlow)", "torch": "PyTorch",
           "torch_cl": "PyTorch channels_last", "onnxruntime": "ONNX Runtime",

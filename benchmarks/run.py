@@ -21,7 +21,8 @@ from benchmarks.report import FIT_PEERS, markdown  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("inference", "train", "utilisation", "e2e", "phases")
 DEFAULT_PARTS = ("inference", "train", "utilisation", "e2e")   # phases: when named
-PEERS = ("aslnet", "aslnet_bf16", "keras", "keras_bf16", "torch", "onnxruntime", "litert")
+PEERS = ("aslnet", "aslnet_bf16", "aslnet_int8", "keras", "keras_bf16", "torch", "onnxruntime",
+         "litert")
 TRAIN_PEERS = ("aslnet", "aslnet_bf16", "keras", "keras_bf16", "torch")
 
 

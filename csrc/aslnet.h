@@ -329,11 +329,31 @@ asl_status asl_net_fold_count(const asl_net *net, int layer, int64_t *folds);
  * bfloat16.  Parameters, optimizer state and every other layer stay
  * float32.  A convolution oneDNN cannot run natively in bfloat16 on this
  * CPU runs in float32. */
-typedef enum { ASL_F32 = 0, ASL_BF16 } asl_dtype;
+typedef enum { ASL_F32 = 0, ASL_BF16, ASL_INT8 } asl_dtype;
+/* ASL_INT8 (inference only): every fused inference group (conv + frozen
+ * batch norm [+ relu/relu6]) whose input range is known (calibrated, see
+ * asl_net_calibrate) runs as one int8 convolution (quantize.c): weights
+ * per output channel, activations per tensor; a group's output that only
+ * feeds the next such group stays int8, others are float32.  Training
+ * forwards and every other layer compute in float32. */
 asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt);
+/* int8 calibration: a float32 inference forward of x (n images, unfused)
+ * that widens the recorded (min, max) of every layer's input and of the
+ * net's output; reset: forget earlier ones first. */
+asl_status asl_net_calibrate(asl_net *net, const float *x, int n, int reset);
+/* The recorded ranges: count = 2 * (num_layers + 1) floats, (min, max) of
+ * the input of layer i at 2i, 2i+1 and of the output last; (+inf, -inf)
+ * where none was recorded.  set: replace them (e.g. from a saved model). */
+asl_status asl_net_get_ranges(const asl_net *net, float *ranges, int count);
+asl_status asl_net_set_ranges(asl_net *net, const float *ranges, int count);
 /* 1 if this CPU runs bfloat16 convolutions natively (AVX512_BF16 or
  * newer), else 0. */
 int asl_bf16_supported(void);
+/* 1 if this CPU has VNNI (AVX512_VNNI or AVX_VNNI): int8 convolutions
+ * take u8 activations over their full range [0, 255].  Without it, the
+ * 16-bit intermediate sums of oneDNN's u8 x s8 kernels could saturate, so
+ * u8 activations use [0, 127] (one bit of resolution less). */
+int asl_int8_vnni(void);
 
 /* Convolution geometry along one axis (Keras/TF rule, the one the conv
  * layers use): input size `in`, kernel k, stride s, dilation (1: none),

@@ -828,9 +828,11 @@ static PyObject *Net_set_compute_dtype(NetObject *self, PyObject *args)
         dt = ASL_F32;
     } else if (strcmp(name, "bfloat16") == 0) {
         dt = ASL_BF16;
+    } else if (strcmp(name, "int8") == 0) {
+        dt = ASL_INT8;
     } else {
-        PyErr_Format(PyExc_ValueError, "compute dtype must be 'float32' or 'bfloat16', "
-                     "got '%s'", name);
+        PyErr_Format(PyExc_ValueError, "compute dtype must be 'float32', 'bfloat16' or "
+                     "'int8', got '%s'", name);
         return NULL;
     }
     st = asl_net_set_compute_dtype(self->net, dt);
@@ -1263,7 +1265,66 @@ static PyObject *Net_train_step_body(NetObject *self, PyObject *args, PyObject *
     return Py_BuildValue("(dN)", (double)loss, pred);
 }
 
+/* calibrate(x, reset=False): int8 activation ranges from a float32 pass */
+static PyObject *Net_calibrate_body(NetObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"x", "reset", NULL};
+    PyObject *xo;
+    PyArrayObject *x;
+    int reset = 0, stop = -1, n, s[3], h, w;
+    asl_status st;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|p", kwlist, &xo, &reset)) return NULL;
+    if (!(x = range_input(self, xo, Py_None, 0, &stop, s, &h, &w))) return NULL;
+    n = (int)PyArray_DIM(x, 0);
+    if (check_bound(self)) {
+        Py_DECREF(x);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    st = asl_net_set_input_size(self->net, h, w);
+    if (st == ASL_OK) st = asl_net_calibrate(self->net, PyArray_DATA(x), n, reset);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(x);
+    if (st != ASL_OK) return raise_status(self, st);
+    Py_RETURN_NONE;
+}
+
+/* ranges(values=None): the int8 (min, max) per layer input and the output,
+ * shape (num_layers + 1, 2); with values: set them. */
+static PyObject *Net_ranges(NetObject *self, PyObject *args)
+{
+    PyObject *vo = Py_None;
+    PyArrayObject *v;
+    npy_intp dims[2];
+    asl_status st;
+    if (!PyArg_ParseTuple(args, "|O", &vo) || enter(self)) return NULL;
+    dims[0] = asl_net_num_layers(self->net) + 1;
+    dims[1] = 2;
+    if (vo == Py_None) {
+        if (!(v = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32))) return NULL;
+        st = asl_net_get_ranges(self->net, PyArray_DATA(v), (int)(2 * dims[0]));
+        if (st != ASL_OK) {
+            Py_DECREF(v);
+            return raise_status(self, st);
+        }
+        return (PyObject *)v;
+    }
+    v = (PyArrayObject *)PyArray_FROMANY(vo, NPY_FLOAT32, 2, 2, NPY_ARRAY_IN_ARRAY);
+    if (!v) return NULL;
+    if (PyArray_DIM(v, 0) != dims[0] || PyArray_DIM(v, 1) != 2) {
+        PyErr_Format(PyExc_ValueError, "ranges must have shape (%ld, 2), got (%ld, %ld)",
+                     (long)dims[0], (long)PyArray_DIM(v, 0), (long)PyArray_DIM(v, 1));
+        Py_DECREF(v);
+        return NULL;
+    }
+    st = asl_net_set_ranges(self->net, PyArray_DATA(v), (int)(2 * dims[0]));
+    Py_DECREF(v);
+    if (st != ASL_OK) return raise_status(self, st);
+    Py_RETURN_NONE;
+}
+
 BUSY_WRAPPER(Net_forward)
+BUSY_WRAPPER(Net_calibrate)
 BUSY_WRAPPER(Net_backward)
 BUSY_WRAPPER(Net_train_step)
 
@@ -1400,7 +1461,7 @@ static PyMethodDef Net_methods[] = {
      "arrays, of layer i or of every layer"},
     {"set_num_threads", (PyCFunction)Net_set_num_threads, METH_VARARGS, "0 = all cores"},
     {"set_compute_dtype", (PyCFunction)Net_set_compute_dtype, METH_VARARGS,
-     "'float32' or 'bfloat16': compute type of the convolutions"},
+     "'float32', 'bfloat16' or 'int8': compute type of the convolutions"},
     {"forward", (PyCFunction)(void (*)(void))Net_forward, METH_VARARGS | METH_KEYWORDS,
      "forward(x, training=False, start=0, stop=-1, input_size=None) -> y: layers "
      "[start, stop) on x, the input of layer start (stop=-1: through the last layer).  A "
@@ -1423,6 +1484,10 @@ static PyMethodDef Net_methods[] = {
      "index of the softmax layer train_step fuses with the cross-entropy (the last "
      "layer but reshapes, softmax, (1, 1, classes)), or None: then training is refused"},
     {"layer_calls", (PyCFunction)Net_layer_calls, METH_VARARGS, "(forward, backward) call counts"},
+    {"calibrate", (PyCFunction)(void (*)(void))Net_calibrate, METH_VARARGS | METH_KEYWORDS,
+     "calibrate(x, reset=False): record int8 activation ranges (a float32 pass)"},
+    {"ranges", (PyCFunction)Net_ranges, METH_VARARGS,
+     "ranges(values=None): int8 (min, max) of each layer's input and the output"},
     {"fold_count", (PyCFunction)Net_fold_count, METH_VARARGS,
      "fold_count(i): times the fused group led by conv layer i folded its batch norm"},
     {"buffer_bytes", (PyCFunction)Net_buffer_bytes, METH_NOARGS,
@@ -1478,6 +1543,13 @@ static PyObject *core_bfloat16_supported(PyObject *mod, PyObject *noargs)
     (void)mod;
     (void)noargs;
     return PyBool_FromLong(asl_bf16_supported());
+}
+
+static PyObject *core_int8_vnni(PyObject *mod, PyObject *noargs)
+{
+    (void)mod;
+    (void)noargs;
+    return PyBool_FromLong(asl_int8_vnni());
 }
 
 static int padding_arg(const char *s, asl_padding *p)
@@ -1616,6 +1688,8 @@ static PyMethodDef core_functions[] = {
      METH_VARARGS | METH_KEYWORDS,
      "layer_output_shape(kind, input_shape, **config) -> (h, w, c): what Net.add(kind, "
      "**config) gives on a per-sample input (h, w, c); ValueError as Net.add"},
+    {"int8_vnni", core_int8_vnni, METH_NOARGS,
+     "True if this CPU has VNNI: int8 u8 activations use [0, 255], else [0, 127]"},
     {"bfloat16_supported", core_bfloat16_supported, METH_NOARGS,
      "True if this CPU runs bfloat16 convolutions natively (AVX512_BF16)"},
     {NULL, NULL, 0, NULL}};

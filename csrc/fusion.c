@@ -69,6 +69,7 @@ typedef struct {
     asl_wmem wm;
     int wm_ok;
     dnnl_memory_t x_m, y_m, b_m;
+    void *int8;                 /* int8 state (quantize.c), or NULL    */
 } fused_state;
 
 static void mem_free(dnnl_memory_t *m)
@@ -93,6 +94,7 @@ void asl_fused_release(asl_layer *conv)
     mem_free(&f->x_m);
     mem_free(&f->y_m);
     mem_free(&f->b_m);
+    asl_int8_release(f->int8);
     f->variant = -1;
     f->refused = 0;   /* a new batch size may have other implementations */
 }
@@ -102,6 +104,7 @@ void asl_fused_destroy(asl_layer *conv)
     fused_state *f = conv->fusion;
     if (!f) return;
     asl_fused_release(conv);
+    asl_int8_destroy(f->int8);
     asl_free(f->xb);
     asl_free(f->w);
     asl_free(f->b);
@@ -144,6 +147,43 @@ static void fold(fused_state *f, const asl_layer *conv, const asl_layer *bn)
     f->bn_ver = bn->weights_version;
     f->fold_ver++;
     f->folds++;
+}
+
+/* The group's state, made on first use. */
+static asl_status state(asl_ctx *c, asl_layer *conv, fused_state **out)
+{
+    fused_state *f = conv->fusion;
+    if (!f) {
+        f = asl_calloc(sizeof *f);
+        if (!f) return asl_fail(c, ASL_ERR_NOMEM, "out of memory (fusion state)");
+        f->variant = -1;
+        f->wsize = conv->p[0].size;
+        f->w = asl_alloc(f->wsize * sizeof(float));
+        f->b = asl_alloc((size_t)conv->out[2] * sizeof(float));
+        conv->fusion = f;
+        if (!f->w || !f->b) {
+            asl_fused_destroy(conv);
+            return asl_fail(c, ASL_ERR_NOMEM, "out of memory (folded weights "
+                            "of %zu floats)", conv->p[0].size);
+        }
+    }
+    *out = f;
+    return ASL_OK;
+}
+
+asl_status asl_fused_params(asl_ctx *c, asl_layer *conv, const asl_layer *bn,
+                            asl_folded *p)
+{
+    fused_state *f = NULL;
+    ASL_TRY(state(c, conv, &f));
+    fold(f, conv, bn);
+    p->w = f->w;
+    p->b = f->b;
+    p->wsize = f->wsize;
+    p->version = f->fold_ver;
+    p->finite = f->finite;
+    p->int8 = &f->int8;
+    return ASL_OK;
 }
 
 /* Build the primitive of the group; *ok = 0 when oneDNN refuses it. */
@@ -268,7 +308,7 @@ asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int x_bf16,
     const int bf16 = c->bf16 != 0;
     const int variant = 6 * (bf16 ? 1 + (y_bf16 != 0) : 0) + with_pad * 3 +
                         (act == ASL_ACT_RELU ? 1 : act == ASL_ACT_RELU6 ? 2 : 0);
-    fused_state *f = conv->fusion;
+    fused_state *f = NULL;
     const void *x = g[0].x;
     dnnl_memory_t wm;
     dnnl_exec_arg_t args[4];
@@ -279,20 +319,7 @@ asl_status asl_fused_forward(asl_ctx *c, asl_layer *g, int count, int x_bf16,
         return asl_fail(c, ASL_ERR_ARG, "internal: not a fusable group");
     if (!bf16 && (x_bf16 || y_bf16))
         return asl_fail(c, ASL_ERR_ARG, "internal: bfloat16 data in a float32 group");
-    if (!f) {
-        f = asl_calloc(sizeof *f);
-        if (!f) return asl_fail(c, ASL_ERR_NOMEM, "out of memory (fusion state)");
-        f->variant = -1;
-        f->wsize = conv->p[0].size;
-        f->w = asl_alloc(f->wsize * sizeof(float));
-        f->b = asl_alloc((size_t)conv->out[2] * sizeof(float));
-        conv->fusion = f;
-        if (!f->w || !f->b) {
-            asl_fused_destroy(conv);
-            return asl_fail(c, ASL_ERR_NOMEM, "out of memory (folded weights "
-                            "of %zu floats)", conv->p[0].size);
-        }
-    }
+    ASL_TRY(state(c, conv, &f));
     if (f->refused & (1u << variant)) return ASL_OK;
     if (f->variant != variant) {
         unsigned refused = f->refused;

@@ -59,6 +59,8 @@ typedef struct asl_ctx {
     int num_threads;
     int bf16;                     /* convolutions in bfloat16 (fusion.c,  */
                                   /* conv2d.c)                            */
+    int int8;                     /* fused groups in int8 (quantize.c)    */
+    int int8_vnni;                /* asl_int8_vnni(), when int8 was set   */
     char err[ASL_ERRLEN];
 } asl_ctx;
 
@@ -292,6 +294,35 @@ void asl_fused_release(asl_layer *conv);
 /* How many times the group held by conv folded its batch norm (0: none). */
 uint64_t asl_fused_folds(const asl_layer *conv);
 void asl_fused_destroy(asl_layer *conv);
+
+/* The folded parameters of a group (fusion.c's rule; refolded when the conv's
+ * or the batch norm's weights changed), for the int8 path. */
+typedef struct {
+    const float *w, *b;     /* kernel (Keras layout), bias (out channels) */
+    size_t wsize;
+    uint64_t version;       /* changes with every refold                  */
+    int finite;             /* no NaN/Inf among them                      */
+    void **int8;            /* quantize.c's state, kept with the group's  */
+} asl_folded;
+asl_status asl_fused_params(asl_ctx *c, asl_layer *conv, const asl_layer *bn,
+                            asl_folded *p);
+
+/* ---- int8 inference (quantize.c) ------------------------------------ */
+/* Element types of an int8-path activation. */
+typedef enum { ASL_Q_F32 = 0, ASL_Q_U8, ASL_Q_S8 } asl_qtype;
+/* Run the fused group g[0 .. count) (as asl_fused_forward) as ONE oneDNN
+ * int8 convolution: the folded kernel quantized per output channel
+ * (symmetric, scale max|w| / 127), the input of type xt (u8 or s8) with
+ * per-tensor scale sx (x_f32: g[0].x holds float32 values, quantized first:
+ * round half to even, saturated), s32 accumulation, y = act(sx * sw[o] * acc + b[o]) written
+ * as float32 (yt ASL_Q_F32) or requantized with scale sy.  *ran = 0 (and
+ * nothing written, no error) when oneDNN has no jit int8 kernel for it or
+ * the folded parameters are not finite. */
+asl_status asl_int8_forward(asl_ctx *c, asl_layer *g, int count, int x_f32,
+                            asl_qtype xt, float sx, asl_qtype yt, float sy,
+                            int *ran);
+void asl_int8_release(void *state);   /* primitives; NULL is a no-op */
+void asl_int8_destroy(void *state);   /* everything                 */
 
 /* ---- optimizers (optimizers.c) ------------------------------------ */
 /* What one step of an optimizer shares across weights, from the

@@ -88,6 +88,10 @@ struct asl_net {
     asl_optimizer_desc opt;
     int has_opt;
     int64_t iterations;
+    float *range;            /* int8: (min, max) of the input of layer i */
+    int nrange;              /* at 2i, 2i+1 (i = nlayers: the output);   */
+                             /* nlayers + 1 when set, else 0             */
+    int calibrating;         /* a forward records them (float32, unfused) */
 };
 
 static const asl_layer_ops *ops_for(asl_layer_kind k)
@@ -496,6 +500,7 @@ void asl_net_destroy(asl_net *net)
         }
     }
     free(net->layers);
+    free(net->range);
     asl_free(net->ctx.scratch);
     if (net->ctx.attr) dnnl_primitive_attr_destroy(net->ctx.attr);
     if (net->ctx.stream) dnnl_stream_destroy(net->ctx.stream);
@@ -756,10 +761,83 @@ asl_status asl_net_set_num_threads(asl_net *net, int n)
 
 asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt)
 {
-    if (dt != ASL_F32 && dt != ASL_BF16)
+    if (dt != ASL_F32 && dt != ASL_BF16 && dt != ASL_INT8)
         return asl_fail(&net->ctx, ASL_ERR_ARG, "unknown compute dtype %d", (int)dt);
     /* without native bfloat16, oneDNN would emulate it: slower than float32 */
     net->ctx.bf16 = dt == ASL_BF16 && asl_bf16_supported();
+    net->ctx.int8 = dt == ASL_INT8;
+    net->ctx.int8_vnni = asl_int8_vnni();
+    return ASL_OK;
+}
+
+/* int8: the type and scale of the tensor at range index k (the input of
+ * layer k); 0 when no range was recorded (the group runs in float32).
+ * Non-negative tensors (ReLU outputs) are u8 over [0, max] (255 steps;
+ * 127 without VNNI, see asl_int8_vnni), others s8, symmetric over
+ * [-max|.|, max|.|]. */
+static int qparams(const asl_net *net, int k, asl_qtype *t, float *scale)
+{
+    float lo, hi;
+    if (k >= net->nrange) return 0;
+    lo = net->range[2 * k];
+    hi = net->range[2 * k + 1];
+    if (!(lo <= hi) || !isfinite(lo) || !isfinite(hi)) return 0;
+    *t = lo >= 0.0f ? ASL_Q_U8 : ASL_Q_S8;
+    *scale = *t == ASL_Q_U8 ? hi / (net->ctx.int8_vnni ? 255.0f : 127.0f)
+                            : fmaxf(-lo, hi) / 127.0f;
+    if (!(*scale > 0.0f)) *scale = 1.0f;   /* an all-zero tensor */
+    return 1;
+}
+
+/* Widen the min/max at range index k with x[count]. */
+static void record_range(asl_net *net, int k, const float *x, size_t count)
+{
+    const long long nn = (long long)count;
+    float lo = net->range[2 * k], hi = net->range[2 * k + 1];
+#pragma omp parallel for simd reduction(min : lo) reduction(max : hi) \
+    schedule(static) if (nn >= (1 << 16))
+    for (long long i = 0; i < nn; i++) {
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+    }
+    net->range[2 * k] = lo;
+    net->range[2 * k + 1] = hi;
+}
+
+static asl_status alloc_ranges(asl_net *net)
+{
+    const int m = net->nlayers + 1;
+    if (net->nrange == m) return ASL_OK;
+    free(net->range);
+    net->nrange = 0;
+    net->range = malloc(2 * (size_t)m * sizeof(float));
+    if (!net->range) return asl_fail(&net->ctx, ASL_ERR_NOMEM, "out of memory (ranges)");
+    for (int k = 0; k < m; k++) {
+        net->range[2 * k] = INFINITY;
+        net->range[2 * k + 1] = -INFINITY;
+    }
+    net->nrange = m;
+    return ASL_OK;
+}
+
+asl_status asl_net_get_ranges(const asl_net *net, float *ranges, int count)
+{
+    if (count != 2 * (net->nlayers + 1))
+        return asl_fail((asl_ctx *)&net->ctx, ASL_ERR_ARG, "ranges: %d values for %d "
+                        "layers, expected %d", count, net->nlayers, 2 * (net->nlayers + 1));
+    for (int k = 0; k < count; k++)
+        ranges[k] = net->nrange * 2 == count ? net->range[k]
+                                              : (k % 2 ? -INFINITY : INFINITY);
+    return ASL_OK;
+}
+
+asl_status asl_net_set_ranges(asl_net *net, const float *ranges, int count)
+{
+    if (count != 2 * (net->nlayers + 1))
+        return asl_fail(&net->ctx, ASL_ERR_ARG, "ranges: %d values for %d layers, "
+                        "expected %d", count, net->nlayers, 2 * (net->nlayers + 1));
+    ASL_TRY(alloc_ranges(net));
+    memcpy(net->range, ranges, (size_t)count * sizeof(float));
     return ASL_OK;
 }
 
@@ -895,7 +973,7 @@ static int fused_group(const asl_net *net, int i, int stop, int training,
     const asl_layer *l = net->layers;
     int k = l[i].d.kind == ASL_LAYER_ZERO_PADDING2D ? i + 1 : i, hi = k + 1;
 
-    if (hi >= stop ||
+    if (net->calibrating || hi >= stop ||
         (l[k].d.kind != ASL_LAYER_CONV2D &&
          l[k].d.kind != ASL_LAYER_DEPTHWISE_CONV2D) ||
         l[k].d.activation != ASL_ACT_LINEAR ||
@@ -949,6 +1027,46 @@ static void widen(asl_net *net, const float **cur, size_t count)
     *cur = to;
 }
 
+/* The same for int8 values of type t and scale s (a group the int8 path
+ * could not run). */
+static void dequantize(asl_net *net, const float **cur, size_t count,
+                       asl_qtype t, float s)
+{
+    float *to = *cur == net->tmp[0] ? net->tmp[1] : net->tmp[0];
+    const long long nn = (long long)count;
+    if (t == ASL_Q_U8) {
+        const uint8_t *q = (const uint8_t *)*cur;
+#pragma omp parallel for simd schedule(static) if (nn >= (1 << 16))
+        for (long long i = 0; i < nn; i++) to[i] = q[i] * s;
+    } else {
+        const int8_t *q = (const int8_t *)*cur;
+#pragma omp parallel for simd schedule(static) if (nn >= (1 << 16))
+        for (long long i = 0; i < nn; i++) to[i] = q[i] * s;
+    }
+    *cur = to;
+}
+
+/* int8: run the group [i, hi] on cur (int8 of type *cur_q, or float32 if
+ * ASL_Q_F32); its output int8 if only the next group reads it.  *ran = 0:
+ * not run (no ranges, or no int8 kernel). */
+static asl_status int8_group(asl_net *net, int i, int hi, int stop, int keep,
+                             asl_qtype *cur_q, int *ran)
+{
+    asl_qtype xt, yt = ASL_Q_F32;
+    float sx, sy = 1.0f;
+    *ran = 0;
+    if (!qparams(net, i, &xt, &sx)) return ASL_OK;
+    if (keep || hi + 1 >= stop || fused_group(net, hi + 1, stop, 0, 0) < 0 ||
+        !qparams(net, hi + 1, &yt, &sy)) {
+        yt = ASL_Q_F32;
+        sy = 1.0f;
+    }
+    ASL_TRY(asl_int8_forward(&net->ctx, &net->layers[i], hi - i + 1,
+                             *cur_q == ASL_Q_F32, xt, sx, yt, sy, ran));
+    if (*ran) *cur_q = yt;
+    return ASL_OK;
+}
+
 /* Run layers [start, stop) on x (the input of layer start); the output
  * stays in layer stop-1's buffer.  Fused groups count a forward call for
  * each of their layers (layer_calls).  In bfloat16 mode, a fused group
@@ -960,6 +1078,7 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
     asl_ctx *c = &net->ctx;
     const float *cur = x;
     int ft = first_trainable(net), finite = -1, cur_kept = 1, cur_bf16 = 0, planned = 0;
+    asl_qtype cur_q = ASL_Q_F32;   /* int8 values in cur (their type) */
     size_t in_size;
 
     if (n < 1) return asl_fail(c, ASL_ERR_ARG, "batch size must be >= 1, got %d", n);
@@ -989,6 +1108,7 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
     ASL_TRY(ensure_buf(net, &net->input, &net->input_size, in_size, "input copy"));
     memcpy(net->input, x, in_size * sizeof(float));
     cur = net->input;
+    if (net->calibrating) record_range(net, start, cur, in_size);
     for (int i = start; i < stop; i++) {
         asl_layer *l = &net->layers[i];
         int hi = fused_group(net, i, stop, training, ft), ran = 0;
@@ -1003,8 +1123,31 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
          * weights there, or a group refused for non-finite parameters);
          * a fused group's output counts as finite. */
         if (hi > i && finite < 0)
-            finite = cur_bf16 || all_finite(cur, (size_t)n * numel(l->in));
-        if (hi > i && finite) {
+            finite = cur_bf16 || cur_q || all_finite(cur, (size_t)n * numel(l->in));
+        if (hi > i && finite && c->int8 && !training) {
+            asl_layer *last = &net->layers[hi];
+            int keep = keep_output(net, hi, training, ft);
+            ASL_TRY(out_buf(net, last, keep, cur));
+            ASL_TRY(int8_group(net, i, hi, stop, keep, &cur_q, &ran));
+            if (ran) {
+                for (int k = i; k <= hi; k++) {
+                    net->layers[k].fused = k < hi || !keep;
+                    net->layers[k].in_group = k == hi && keep;
+                    net->layers[k].calls_fwd++;
+                    if (net->layers[k].fused) net->fused_hi = k;
+                }
+                i = hi;
+            }
+        }
+        if (!ran && cur_q) {
+            asl_qtype t = cur_q;
+            float sc = 1.0f;
+            qparams(net, i, &t, &sc);   /* known: the group below used it */
+            dequantize(net, &cur, (size_t)n * numel(l->in), cur_q, sc);
+            l->x = cur;
+            cur_q = ASL_Q_F32;
+        }
+        if (!ran && hi > i && finite) {
             asl_layer *last = &net->layers[hi];
             int keep = keep_output(net, hi, training, ft);
             int y_bf16 = c->bf16 && !keep && hi + 1 < stop &&
@@ -1043,6 +1186,8 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
         if (net->layers[i].fused) net->fused_hi = i;
         cur = net->layers[i].y;
         cur_kept = !net->layers[i].fused;
+        if (net->calibrating)
+            record_range(net, i + 1, cur, (size_t)n * numel(net->layers[i].out));
     }
     net->plans += planned;
     if (stop == net->nlayers) {
@@ -1051,6 +1196,25 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
         net->last_training = training;
     }
     return ASL_OK;
+}
+
+asl_status asl_net_calibrate(asl_net *net, const float *x, int n, int reset)
+{
+    asl_ctx *c = &net->ctx;
+    const int bf16 = c->bf16, int8 = c->int8;
+    asl_status st;
+    if (net->nlayers == 0) return asl_fail(c, ASL_ERR_STATE, "empty network");
+    if (reset || net->nrange != net->nlayers + 1) {
+        net->nrange = 0;
+        ASL_TRY(alloc_ranges(net));
+    }
+    c->bf16 = c->int8 = 0;
+    net->calibrating = 1;
+    st = run_forward(net, x, n, 0, 0, net->nlayers);
+    net->calibrating = 0;
+    c->bf16 = bf16;
+    c->int8 = int8;
+    return st;
 }
 
 /* Recompute the outputs the last forward left unavailable (fused groups,

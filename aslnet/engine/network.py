@@ -96,7 +96,7 @@ class CoreNetwork:
             for j, (var, info) in enumerate(zip(layer.weights, self.net.params(holders[0]))):
                 self.net.bind_param(holders[0], j, var._value.reshape(info["shape"]))
         self._seen = {l.name: _versions(l) for l in self.layers if l.weights}
-        self._flags = self._dtype = self._threads = None
+        self._flags = self._dtype = self._threads = self._int8 = None
         self._split = self._early = None
         self._split_known = False
         self.input_size = None   # (h, w) of the images the features in hand come from
@@ -134,10 +134,11 @@ class CoreNetwork:
         return self._holder[layer.name]
 
     # -- keeping the C network in step ------------------------------------
-    def sync(self, compute_dtype):
+    def sync(self, compute_dtype, int8_ranges=None):
         """Send what changed since the last call: trainable flags, the layers
         whose weights changed (their fused groups refold), the compute dtype
-        and the thread count."""
+        and the thread count.  ``int8_ranges``: a quantized model's calibrated
+        ranges (``Net.ranges``): the network then computes in int8."""
         flags = tuple(layer.trainable for layer in self.layers)
         if flags != self._flags:
             for layer, flag in zip(self.layers, flags):
@@ -150,6 +151,11 @@ class CoreNetwork:
                 if seen != self._seen[layer.name]:
                     self.net.weights_changed(self._holder[layer.name])
                     self._seen[layer.name] = seen
+        if int8_ranges is not None:
+            if int8_ranges is not self._int8:
+                self.net.ranges(int8_ranges)
+                self._int8 = int8_ranges
+            compute_dtype = "int8"
         if compute_dtype != self._dtype:
             self.net.set_compute_dtype(compute_dtype)
             self._dtype = compute_dtype
@@ -210,7 +216,8 @@ class CoreNetwork:
         per-image split run one image at a time."""
         split = self.micro_split()
         end = self.net.num_layers if stop < 0 else stop
-        if split is None or len(x) < 2 or compute_dtype != "float32":
+        if split is None or len(x) < 2 or compute_dtype != "float32" or \
+                self._dtype == "int8":
             return self.forward(x, training=False, start=0, stop=stop)
         self.input_size = tuple(x.shape[1:3])
         k = min(split, end)

@@ -263,7 +263,7 @@ class Model(Trainer):
                                     min_size=getattr(self, "min_input_size", None))
             if self.optimizer is not None:
                 self._net.set_optimizer(self.optimizer)
-        self._net.sync(self._dtype_policy.compute_dtype)
+        self._net.sync(self._dtype_policy.compute_dtype, getattr(self, "_int8_ranges", None))
         pending, self._pending_opt = getattr(self, "_pending_opt", None), None
         if pending is not None and self.optimizer is not None:   # a copy, or a rebuilt graph
             self.set_optimizer_state(pending, strict=False)

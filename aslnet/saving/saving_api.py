@@ -24,6 +24,12 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     """Save architecture, weights, trainable flags and (``include_optimizer``
     and compiled) the compile config and optimizer state, atomically."""
     model._require_built()
+    if getattr(model, "_quantization_mode", None) is not None:
+        raise NotImplementedError(
+            f"model '{model.name}' was quantized to {model._quantization_mode} "
+            "(model.quantize): aslnet does not save quantized models yet.  Save the float32 "
+            "model (before quantize, or with save_weights: its weights are still float32) "
+            "and quantize it again after loading")
     if isinstance(filepath, h5py.Group):
         h5_format.write_model(filepath, model, include_optimizer)
         return

@@ -17,6 +17,7 @@ from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
 from ..layers import core_shape
 from . import data_adapters as data
+from . import quantize as quantize_mod
 from . import trunk_cache
 from .compat import Keras2Aliases
 
@@ -149,6 +150,7 @@ class Trainer(Keras2Aliases):
 
     def _require_trainable_output(self):
         """Training runs the cross-entropy fused with a softmax output."""
+        quantize_mod.refuse_training(self)
         self._require_compiled()
         shape = self._output.shape[1:]
         if not (len(shape) == 1 or tuple(shape[:2]) == (1, 1)):
@@ -378,6 +380,14 @@ class Trainer(Keras2Aliases):
                          batch_size=batch_size, verbose=verbose, callbacks=callbacks)
 
     # -- inference ------------------------------------------------------------
+    def quantize(self, mode, calibration_data=None, batch_size=None, steps=None):
+        """Keras 3's ``model.quantize("int8")``, in place: the convolutions then predict
+        in int8 (per-channel int8 weights, per-tensor activation scales calibrated on
+        ``calibration_data``, which aslnet requires; see aslnet.trainers.quantize).
+        A quantized model does not train or save."""
+        with self._lock:
+            quantize_mod.quantize(self, mode, calibration_data, batch_size, steps)
+
     def _forward_batches(self, x, y, batch_size, steps, with_targets, on_begin):
         """Yields (n, targets, outputs) per batch; ``on_begin(i)`` is called
         before batch i is computed (the callbacks' *_batch_begin)."""

@@ -13,6 +13,7 @@ from benchmarks import common
 
 TASKS = ("prepare", "inference", "train", "profile", "fit", "phases")
 NAME, POLICY = "aslnet", "float32"   # benchmarks.peers.aslnet_bf16 changes both
+QUANTIZE = None                        # benchmarks.peers.aslnet_int8: "int8"
 
 
 def _save_weights(model, path):
@@ -92,6 +93,8 @@ def inference(args):
     from aslnet.applications.mobilenet import MobileNet
     model = MobileNet()
     x = common.inputs(args.work)
+    if QUANTIZE:
+        model.quantize(QUANTIZE, calibration_data=x)
     res = common.batch_throughputs(args, model.predict_on_batch, x)
     np.save(os.path.join(args.work, f"{NAME}-outputs.npy"), model.predict_on_batch(x))
     common.write_result(args, NAME, res)

@@ -222,5 +222,5 @@ def test_unfused_conv_trains_in_bf16(kind, cfg, shape, act):
 
 def test_unknown_compute_dtype():
     net, _, _ = _chain_params(25)
-    with pytest.raises(ValueError, match="float32' or 'bfloat16"):
+    with pytest.raises(ValueError, match="'float32', 'bfloat16' or 'int8'"):
         net.set_compute_dtype("float16")

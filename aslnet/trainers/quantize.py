@@ -1,0 +1,71 @@
+"""``model.quantize("int8", calibration_data=x)``: int8 inference (csrc/quantize.c).
+
+What it does.  Every fused convolution group of the model (``[ZeroPadding2D ->]
+Conv2D/DepthwiseConv2D -> BatchNormalization [-> ReLU/ReLU6]``, all of MobileNet's trunk)
+then runs as one oneDNN int8 convolution: the batch norm is folded into the kernel, which
+is quantized per output channel (symmetric, ``max|w| / 127``, requantized by the core
+whenever the weights change); activations are quantized per tensor with scales calibrated
+on ``calibration_data`` (u8 for ReLU outputs, s8 otherwise), accumulated in int32, and a
+group's output stays int8 when it only feeds the next group.  Pooling, Dense and every
+other layer compute in float32 (the trunk's output is dequantized before pooling).
+
+Calibration.  A float32 pass over ``calibration_data`` records the minimum and maximum of
+every layer's input (the absolute maximum, not a percentile: MobileNet's activations are
+bounded by ReLU6, its input by preprocessing to [-1, 1], so there are no outliers to clip,
+and a clipped maximum would saturate exactly the large activations the ReLU6 range keeps).
+Keras 3 quantizes activations dynamically, per batch, and needs no data; aslnet uses static
+scales (a dynamic scale would cost a float32 pass per batch) and so requires
+``calibration_data``: a few hundred representative inputs, e.g. training images.
+
+A quantized model predicts and evaluates in int8; it does not train (``fit`` raises: train
+the float32 model, then quantize) and is not saved (``save`` raises: save the float32
+model and quantize it again after loading; ``save_weights`` writes its float32 weights).
+"""
+
+import numpy as np
+
+from . import data_adapters as data
+
+MODES = ("int8",)
+KERAS_MODES = ("int8", "float8", "int4", "gptq")
+
+
+def quantize(model, mode, calibration_data=None, batch_size=None, steps=None):
+    """Turn ``model`` into an int8 inference model in place (see the module docstring)."""
+    if mode not in MODES:
+        known = " (a Keras 3 mode aslnet does not implement)" if mode in KERAS_MODES else ""
+        raise ValueError(f"Invalid quantization mode {mode!r}{known}: aslnet supports "
+                         f"model.quantize('int8', calibration_data=x)")
+    if calibration_data is None:
+        raise ValueError(
+            "model.quantize('int8') needs calibration_data: aslnet quantizes activations "
+            "with static per-tensor scales measured on sample inputs (Keras 3 quantizes "
+            "them per batch).  Pass calibration_data=x, e.g. a few hundred training "
+            "images, preprocessed as for predict")
+    network = model._core()
+    x = model._single_input(calibration_data)
+    n_steps = data.num_steps(x, batch_size, steps)
+    seen = 0
+    for xb, _, _ in data.batches(x, None, batch_size, False, n_steps, with_targets=False):
+        xb = model._to_input(xb)
+        network.net.calibrate(xb, reset=seen == 0)
+        seen += len(xb)
+    if seen == 0:
+        raise ValueError("model.quantize: calibration_data holds no samples")
+    ranges = network.net.ranges()
+    if not np.all(np.isfinite(ranges)):
+        raise ValueError("model.quantize: calibration_data gives non-finite activations "
+                         "(NaN or Inf in the inputs or the weights)")
+    model._int8_ranges = ranges
+    model._quantization_mode = mode
+    model._core()   # the network computes in int8 from now on
+
+
+def refuse_training(model):
+    """``fit`` and ``train_on_batch`` on a quantized model: a clear error."""
+    if getattr(model, "_quantization_mode", None) is not None:
+        raise ValueError(
+            f"model '{model.name}' was quantized to {model._quantization_mode} for inference "
+            "(model.quantize): aslnet does not train quantized models.  Train the float32 "
+            "model, then call quantize again")
+

@@ -1,0 +1,180 @@
+"""``model.quantize("int8", calibration_data=x)`` (aslnet/trainers/quantize.py): the Keras
+API on the int8 core.  The arithmetic itself is proven in tests/core/test_int8.py against
+tests/reference/int8.py; here: what the model does (predict and evaluate in int8 with
+static scales, refusals with the way out), and, on the shared MobileNet v1 weights, the
+whole int8 network against the NumPy emulation and the float32 top-1 classes.
+"""
+import json
+
+import numpy as np
+import pytest
+
+import aslnet
+from aslnet import _core
+from tests.model_fixtures import data, small_model, wide_model
+
+
+def _rel(a, b):
+    return np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max()
+
+
+def test_predict_runs_int8_after_quantize():
+    """predict changes by int8 error (not 0: int8 runs; small: the same function), the
+    model's layers and weights are untouched, and predict_on_batch / evaluate agree."""
+    model = small_model()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    x, y = data(n=16)
+    before = [w.copy() for w in model.get_weights()]
+    p32 = model.predict(x, verbose=0)
+    model.quantize("int8", calibration_data=x)
+    p8 = model.predict(x, verbose=0)
+    assert 1e-4 < _rel(p8, p32) < 0.1
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    np.testing.assert_array_equal(model.predict_on_batch(x), p8)
+    loss = model.evaluate(x, y, verbose=0)[0]
+    want = -np.mean(np.sum(y * np.log(p8), axis=1))
+    assert loss == pytest.approx(want, rel=1e-5)
+
+
+def test_static_scales_make_each_sample_independent_of_its_batch():
+    """Scales are calibrated once, not per batch: an image's int8 output is the same at any
+    batch size (and the per-image split of batched inference is not used in int8).  The
+    int8 groups are exact; pooling and Dense in float32 may round differently per batch
+    size (~1e-7), where per-batch scales would move outputs by int8 error (~1e-3)."""
+    model = wide_model()
+    x = np.random.default_rng(2).normal(size=(5, 96, 96, 3)).astype(np.float32)
+    model.quantize("int8", calibration_data=x)
+    whole = model.predict(x, batch_size=5, verbose=0)
+    one = np.concatenate([model.predict(x[i:i + 1], verbose=0) for i in range(5)])
+    np.testing.assert_allclose(whole, one, rtol=1e-6, atol=0)
+
+
+def test_calibration_data_in_batches_covers_all_of_it():
+    """Ranges are widened over every batch of calibration_data (batch_size), so batching
+    it differently gives the same quantized model."""
+    x, _ = data(n=12)
+    a, b = small_model(), small_model()
+    a.quantize("int8", calibration_data=x)
+    b.quantize("int8", calibration_data=x, batch_size=5)
+    np.testing.assert_array_equal(a._int8_ranges, b._int8_ranges)
+    np.testing.assert_array_equal(a.predict(x, verbose=0), b.predict(x, verbose=0))
+
+
+def test_weights_set_after_quantize_are_requantized():
+    """The int8 kernels follow the float32 weights (requantized when they change)."""
+    model = small_model()
+    x, _ = data(n=8)
+    model.quantize("int8", calibration_data=x)
+    p = model.predict(x, verbose=0)
+    conv = model.layers[2]
+    conv.set_weights([conv.get_weights()[0] * -1])
+    assert not np.allclose(model.predict(x, verbose=0), p)
+
+
+@pytest.mark.parametrize("mode", ["float8", "int4", "int16", None])
+def test_other_modes_are_refused(mode):
+    model = small_model()
+    with pytest.raises(ValueError, match="aslnet supports model.quantize\\('int8'"):
+        model.quantize(mode, calibration_data=data(n=4)[0])
+
+
+def test_calibration_data_is_required():
+    with pytest.raises(ValueError, match="needs calibration_data"):
+        small_model().quantize("int8")
+
+
+def test_quantized_model_does_not_train_or_save(tmp_path):
+    model = small_model()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, y = data(n=8)
+    model.quantize("int8", calibration_data=x)
+    with pytest.raises(ValueError, match="does not train quantized models.*Train the float32"):
+        model.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="does not train quantized models"):
+        model.train_on_batch(x, y)
+    for suffix in (".keras", ".h5"):
+        with pytest.raises(NotImplementedError, match="does not save quantized models"):
+            model.save(tmp_path / f"m{suffix}")
+    model.save_weights(tmp_path / "m.weights.h5")     # the float32 weights
+    fresh = small_model(seed=1)
+    fresh.load_weights(tmp_path / "m.weights.h5")
+    for a, b in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+IMAGES = ["cat", "bird", "grace_hopper", "parrot"]
+
+
+@pytest.mark.slow
+def test_mobilenet_v1_int8_groups_are_the_emulation(shared_weights_dir):
+    """Each of MobileNet v1's 27 int8 groups (the shared ImageNet weights, calibrated on
+    the reference photos) is the NumPy emulation's (tests/reference/int8.py) on the
+    integers the core fed it: the core's float output of the group before (a forward
+    that stops there), requantized as the core does.  Tolerance as in
+    tests/core/test_int8.py: float32 rescaling (RTOL) plus two flipped LSBs of the input.
+    (A whole-network comparison cannot be tight: each flip shifts up to 1024 values of
+    the next layer by a fraction of an LSB, some of which flip in turn, and over 27
+    layers the two runs drift apart by ~1e-2 of the embedding.)"""
+    from aslnet.applications.mobilenet import MobileNet
+    from aslnet.pretrained import mobilenet_v1_weights
+    from tests.reference import int8 as q8
+    ref = shared_weights_dir / "reference"
+    x = np.stack([np.load(ref / f"{s}.input.npy") for s in IMAGES[:2]]).astype(np.float32)
+    mobile = MobileNet(weights_dir=shared_weights_dir)
+    mobile.quantize("int8", calibration_data=x)
+    net = mobile._core()
+    weights = mobilenet_v1_weights(shared_weights_dir)
+    vnni, u8_max = _core.int8_vnni(), 255 if _core.int8_vnni() else 127
+    qp = {name: q8.qparams(*mobile._int8_ranges[net.index[name][0]], u8_max)
+          for name, *_ in q8.mobilenet_v1_groups()}
+    prev = None
+    for first, conv, pad, fn, last in q8.mobilenet_v1_groups():
+        t, sx = qp[first]
+        xq = q8.quantize(x, t, sx) if prev is None else np.clip(
+            np.rint(prev / np.float64(sx)), *q8.LIMITS[t])
+        got = net.net.forward(x, stop=net.index[last][-1] + 1)
+        want = q8.mobilenet_v1_group(weights, xq, t, sx, conv, pad, fn, vnni=vnni)
+        w = np.abs(weights[conv][0]).max()
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max() + 2 * sx * w, first
+        prev = got.astype(np.float64)
+
+
+@pytest.mark.slow
+def test_mobilenet_v1_int8_keeps_the_top1(shared_weights_dir):
+    """MobileNet v1 (the shared ImageNet weights) calibrated on the four reference photos:
+    the top-1 classes are float32's and the reference's, and int8 moves the pooled
+    embedding from float32 by more than 3e-2 of its largest value (measured 9e-2..1.7e-1
+    with VNNI, 1.1e-1..2.2e-1 without: so a float run cannot pass) and by less than 0.3."""
+    from aslnet.applications.mobilenet import MobileNet
+    ref = shared_weights_dir / "reference"
+    x = np.stack([np.load(ref / f"{s}.input.npy") for s in IMAGES]).astype(np.float32)
+    mobile = MobileNet(weights_dir=shared_weights_dir)
+    emb = aslnet.Model(mobile.input, mobile.layers[-6].output)
+    e32 = emb.predict(x, verbose=0).reshape(len(IMAGES), -1)
+    p32 = mobile.predict(x, verbose=0)
+    emb.quantize("int8", calibration_data=x)
+    mobile.quantize("int8", calibration_data=x)
+    e8 = emb.predict(x, verbose=0).reshape(len(IMAGES), -1)
+    for g, f in zip(e8, e32):
+        assert 3e-2 < _rel(g, f) < 0.3
+    top5 = json.loads((ref / "top5.json").read_text())
+    p8 = mobile.predict(x, verbose=0)
+    names = ["cat.bmp", "bird.bmp", "grace_hopper.bmp", "parrot.jpg"]
+    for a, b, name in zip(p8, p32, names):
+        assert int(np.argmax(a)) == int(np.argmax(b)) == top5[name][0][0] - 1
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_int8_keeps_the_top1(shared_weights_dir):
+    """MobileNetV2: linear bottleneck outputs are s8, an add's inputs are float32 (the
+    source kept, the next group quantizes its float input); the reference photos keep
+    their float32 top-1 class."""
+    from aslnet.applications.mobilenet_v2 import MobileNetV2
+    ref = shared_weights_dir / "reference"
+    x = np.stack([np.load(ref / f"{s}.input.npy") for s in IMAGES]).astype(np.float32)
+    model = MobileNetV2(weights_dir=shared_weights_dir)
+    p32 = model.predict(x, verbose=0)
+    model.quantize("int8", calibration_data=x)
+    p8 = model.predict(x, verbose=0)
+    assert 1e-3 < _rel(p8, p32)
+    np.testing.assert_array_equal(p8.argmax(1), p32.argmax(1))
