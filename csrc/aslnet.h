@@ -140,6 +140,12 @@ typedef struct {
                               /* the size (h lo, h hi, w lo, w hi)           */
     float contrast[2];        /* random_contrast: factor in [1-c0, 1+c1]     */
     float value_range[2];     /* random_contrast: output clipped to it       */
+    int inference;            /* any kind: always run in inference mode,     */
+                              /* even in a training forward (Keras's         */
+                              /* nested model(x, training=False)); a         */
+                              /* trainable batch norm then uses its moving   */
+                              /* statistics, leaves them alone, and still    */
+                              /* gets gamma/beta gradients                   */
 } asl_layer_desc;
 
 /* Parameter description (Keras order and layout). */

@@ -282,7 +282,7 @@ static const char *const known_keys[] = {
     "negative_slope", "max_value", "threshold", "scale", "offset", "height", "width",
     "interpolation", "crop_to_aspect_ratio", "fill_mode", "fill_value", "mode",
     "rotation", "zoom_height", "zoom_width", "shift_height", "shift_width", "contrast",
-    "value_range", NULL};
+    "value_range", "inference", NULL};
 
 /* A pair of floats (lower, upper), or a number x meaning (-x, x) when
  * `symmetric`, else (x, x). */
@@ -507,6 +507,7 @@ static int parse_layer(const char *kind, PyObject *kw, asl_layer_desc *dp)
         kw_float(kw, "epsilon", &d.epsilon) || kw_float(kw, "rate", &d.rate) ||
         kw_ints(kw, "target_shape", 3, d.target) || kw_int(kw, "source", &d.source) ||
         kw_int(kw, "source_first", &d.source_first) ||
+        kw_int(kw, "inference", &d.inference) ||
         parse_layer14(kw, &d))
         return -1;
     if ((d.kind == ASL_LAYER_ADD || d.kind == ASL_LAYER_MULTIPLY ||

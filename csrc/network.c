@@ -953,6 +953,7 @@ static int all_finite(const float *x, size_t count)
  * bump its version. */
 static asl_status forward_layer(asl_net *net, asl_layer *l, int training)
 {
+    if (l->d.inference) training = 0;   /* desc.inference: always inference mode */
     ASL_TRY(l->ops->forward(l, &net->ctx, training));
     l->calls_fwd++;
     if (training && l->trainable && l->d.kind == ASL_LAYER_BATCH_NORM)

@@ -35,12 +35,21 @@ __all__ = ["CoreNetwork", "check_graph", "merge_source"]
 MICRO_BYTES = 512 << 10
 
 
-def merge_source(layer, prev):
+def _read(layer, reads):
+    """The flat layer whose output ``layer`` (as the graph names it) is:
+    ``reads`` maps a nested model and its Input (aslnet.models.nesting)."""
+    while reads and layer in reads:
+        layer = reads[layer]
+    return layer
+
+
+def merge_source(layer, prev, reads=None):
     """The C network is a chain (each op reads the previous op's output) plus
     adds that also read an earlier op's output (their ``source``): ``layer``
     must read ``prev``, the layer before it (None: the model's input), and a
-    merge layer also one earlier layer, which is returned (else None)."""
-    reads = [t._layer for t in layer.output._inputs]
+    merge layer also one earlier layer, which is returned (else None).
+    ``reads``: a flattened graph's {layer named -> flat layer} (nested models)."""
+    reads = [_read(t._layer, reads) for t in layer.output._inputs]
     chain = [l for l in reads if (l is prev if prev is not None
                                   else isinstance(l, InputLayer))]
     others = [l for l in reads if l not in chain]
@@ -57,20 +66,25 @@ def merge_source(layer, prev):
     return others[0] if others else None
 
 
-def check_graph(layers):
+def check_graph(layers, reads=None):
     """Refuse (NotImplementedError) a graph the C network cannot compute;
-    ``layers``: the model's layers after its input, in order."""
+    ``layers``: the model's (flat) layers after its input, in order."""
     for k, layer in enumerate(layers):
-        merge_source(layer, layers[k - 1] if k else None)
+        merge_source(layer, layers[k - 1] if k else None, reads)
 
 
 class CoreNetwork:
     """A C network over ``layers`` (the layers after the model's input),
-    computing with the layers' weight arrays (bound, not copied)."""
+    computing with the layers' weight arrays (bound, not copied).  A model
+    with nested models gives its flattened graph: ``reads`` (see
+    ``merge_source``) and ``inference``, the layers whose ops always run in
+    inference mode (a nested ``model(x, training=False)``)."""
 
-    def __init__(self, input_shape, layers, min_size=None):
+    def __init__(self, input_shape, layers, min_size=None, reads=None, inference=()):
         self.input_shape = tuple(input_shape)
         self.layers = list(layers)
+        self.reads = reads or {}
+        self.inference = set(inference)
         shape = core_shape(self.input_shape)
         self.any_size = None in shape
         self.net = (_core.Net(shape, min_size=min_size) if self.any_size and min_size
@@ -105,11 +119,16 @@ class CoreNetwork:
         """``layer``'s C ops (a merge layer's with the core index of its
         other input, the last op of that layer, as ``source``, and whether
         that input is the merge's first)."""
-        other = merge_source(layer, prev)
+        other = merge_source(layer, prev, self.reads)
         if other is None:
-            return layer._core_ops()
-        return layer._core_ops(source=self.index[other.name][-1],
-                               source_first=layer._inbound[0]._layer is other)
+            ops = layer._core_ops()
+        else:
+            ops = layer._core_ops(source=self.index[other.name][-1],
+                                  source_first=_read(layer._inbound[0]._layer,
+                                                     self.reads) is other)
+        if layer in self.inference:
+            ops = [(kind, {**cfg, "inference": True}) for kind, cfg in ops]
+        return ops
 
     num_layers = property(lambda self: self.net.num_layers)
 
@@ -234,6 +253,8 @@ class CoreNetwork:
         if not self._split_known:
             big, split = False, None
             for k, layer in enumerate(self.layers[:-1]):
+                if None in layer._out_shape:     # (a nested model built for any size)
+                    break
                 size = 4 * int(np.prod(layer._out_shape))
                 big = big or size > MICRO_BYTES
                 if big and size <= MICRO_BYTES and isinstance(layer, (ReLU, Activation)):
@@ -246,7 +267,8 @@ class CoreNetwork:
         """The second C network: the layers before core op ``split``."""
         if self._early is None:
             layers = [l for l in self.layers if self.first_op(l) < split]
-            self._early = CoreNetwork(self.input_shape, layers)
+            self._early = CoreNetwork(self.input_shape, layers, reads=self.reads,
+                                      inference=self.inference)
         self._early.sync(compute_dtype)
         return self._early
 

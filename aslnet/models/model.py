@@ -16,6 +16,7 @@ from .. import backend, mixed_precision
 from ..engine.network import CoreNetwork, check_graph
 from ..layers import InputLayer, KerasTensor
 from ..trainers.trainer import Trainer, serialized
+from . import nesting
 
 __all__ = ["Model"]
 
@@ -89,13 +90,19 @@ class Model(Trainer):
                 "the layers after it, build a model from the original input (or copy their "
                 "weights into new layers called on a new Input)")
         chain = _keras_order(inputs, outputs)
-        names = [layer.name for layer in chain]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"All layer names should be unique; the model has {dup} "
-                             "more than once (pass name=... to the layers)")
-        check_graph(chain[1:])
-        self._layers = chain
+        flat, reads, inference, tensors = nesting.flatten(chain)
+        for layers in (chain, flat):
+            names = [layer.name for layer in layers]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"All layer names should be unique; the model has {dup} "
+                                 "more than once (pass name=... to the layers; a nested "
+                                 "model's layers count as the outer model's)")
+        check_graph(flat[1:], reads)
+        # _keras_layers: Keras's view (a nested model is one entry); _layers: the
+        # flat layers the C network computes (aslnet.models.nesting)
+        self._keras_layers, self._layers = chain, flat
+        self._reads, self._inference, self._tensor_alias = reads, inference, tensors
         self._input, self._output = inputs, outputs
         self._net = None                             # the CoreNetwork, built by _core()
 
@@ -104,6 +111,8 @@ class Model(Trainer):
         self._lock = threading.RLock()
         self._trainable = True
         self._layers, self._input, self._output = [], None, None
+        self._keras_layers, self._reads, self._inference, self._tensor_alias = [], {}, set(), []
+        self._node = None                            # (x, output, training) when nested
         self._net = None
         self._dtype_policy = mixed_precision.global_policy()
         self._val_cache = None                       # (validation data, its trunk cache)
@@ -121,11 +130,18 @@ class Model(Trainer):
         """A functional model is built when made (a Sequential may not be yet)."""
 
     # -- structure ------------------------------------------------------------
+    _num_inputs = 1          # as a layer of another model (nesting)
+
     @property
     def layers(self):
         """The model's layers in order; a functional model's first is its
-        InputLayer, a Sequential's is not (as in Keras)."""
-        return list(self._layers)
+        InputLayer, a Sequential's is not (as in Keras).  A nested model is
+        one entry (its own ``layers`` are the same objects)."""
+        return list(self._keras_layers)
+
+    def _nested_models(self):
+        """The models used as layers of this one (not recursively)."""
+        return [l for l in self._keras_layers if nesting.is_nested(l)]
 
     input = property(lambda self: self._input, doc="The model's input tensor (symbolic, as Keras's).")
     output = property(lambda self: self._output, doc="The model's output tensor.")
@@ -164,22 +180,24 @@ class Model(Trainer):
         """As Keras: sets every layer's flag (``model.trainable = False``
         freezes the whole model; layers can be unfrozen one by one after)."""
         self._trainable = bool(value)
-        for layer in self._layers:
+        for layer in self._keras_layers:       # (a nested model sets its own layers)
             layer.trainable = self._trainable
 
     def get_layer(self, name=None, index=None):
-        """A layer by name, or by index in ``layers``."""
+        """A layer by name, or by index in ``layers``.  A name is looked up
+        in ``layers`` (a nested model by its name), then, unlike Keras, among
+        the nested models' layers."""
         if index is not None:
             layers = self.layers
             if not -len(layers) <= index < len(layers):
                 raise ValueError(f"Was asked to retrieve layer at index {index} but model "
                                  f"only has {len(layers)} layers.")
             return layers[index]
-        for layer in self._layers:
+        for layer in self._keras_layers + self._layers:
             if layer.name == name:
                 return layer
         raise ValueError(f"No such layer: {name}. Existing layers are: "
-                         f"{[l.name for l in self._layers]}")
+                         f"{[l.name for l in self._keras_layers]}")
 
     @property
     def weights(self):
@@ -245,10 +263,14 @@ class Model(Trainer):
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
-        """tf.keras 2's table (``expand_nested``: aslnet models nest nothing)."""
+        """tf.keras 2's table; a nested model is one row (its parameters
+        counted), ``expand_nested`` is not supported."""
         self._require_built()
         if layer_range is not None:
             raise NotImplementedError("summary(layer_range=...) is not supported")
+        if expand_nested:
+            raise NotImplementedError("summary(expand_nested=True) is not supported: print "
+                                      "the nested model's own summary()")
         from ..utils.summary import print_summary
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
                       show_trainable=show_trainable)
@@ -260,7 +282,8 @@ class Model(Trainer):
         self._require_built()
         if self._net is None:
             self._net = CoreNetwork(self._input.shape[1:], self._layers[1:],
-                                    min_size=getattr(self, "min_input_size", None))
+                                    min_size=getattr(self, "min_input_size", None),
+                                    reads=self._reads, inference=self._inference)
             if self.optimizer is not None:
                 self._net.set_optimizer(self.optimizer)
         self._net.sync(self._dtype_policy.compute_dtype, getattr(self, "_int8_ranges", None))
@@ -272,13 +295,8 @@ class Model(Trainer):
     def __call__(self, x, training=None, mask=None):
         if mask is not None:
             raise NotImplementedError("aslnet models take no mask")
-        if isinstance(x, KerasTensor):
-            raise NotImplementedError(
-                f"Calling model '{self.name}' on a symbolic tensor (nesting a model in "
-                "another) is not supported: aslnet models are chains.  Build the new model "
-                "from this one's layers instead, e.g. Model(base.input, "
-                "Dense(10)(base.output)); freeze the base with base.trainable = False "
-                "(frozen batch norm runs in inference mode, as training=False does)")
+        if isinstance(x, KerasTensor):        # nested in the model being built
+            return nesting.call_symbolic(self, x, training)
         if training:
             raise NotImplementedError("model(x, training=True) is not supported: aslnet runs "
                                       "training-mode layers only inside fit/train_on_batch")
@@ -299,6 +317,9 @@ class Model(Trainer):
         for old in ("_early", "_split_cache", "_net_state", "_core_index"):  # aslnet 0.1
             state.pop(old, None)
         self.__dict__.update(state)
+        if "_keras_layers" not in state:               # before nested models
+            self._keras_layers, self._reads, self._inference = list(self._layers), {}, set()
+            self._tensor_alias, self._node = [], None
         link = self.optimizer is not None and self.optimizer.__dict__.get("_model_ref")
         if self.optimizer is not None and (link is None or link() is None):
             self.optimizer._model_ref = weakref.ref(self)   # not copy.copy's shared one
@@ -337,11 +358,11 @@ class Model(Trainer):
             raise RuntimeError("compile the model before restoring optimizer state")
         network = self._core()
         net = network.net
-        names = {layer.name for layer in self._layers}
+        names = {layer.name: layer for layer in self._layers}
         for (name, j, k), value in state["slots"].items():
             if not strict and name not in names:
                 continue
-            layer = self.get_layer(name)
+            layer = names[name] if name in names else self.get_layer(name)
             i = network.holder(layer)
             info = net.params(i)[j]
             value = np.asarray(value, np.float32)

@@ -2,6 +2,7 @@
 a time."""
 from .. import backend
 from ..layers import Input, InputLayer, KerasTensor, Layer
+from . import nesting
 from .model import Model
 
 __all__ = ["Sequential"]
@@ -10,25 +11,44 @@ __all__ = ["Sequential"]
 class Sequential(Model):
     """Keras's ``Sequential``: ``Sequential([Input(shape), layer, ...])``,
     ``Sequential([Conv2D(..., input_shape=...), ...])``, or ``Sequential()``
-    then ``add(layer)``.  As in Keras, ``layers`` leaves out the input."""
+    then ``add(layer)``.  As in Keras, ``layers`` leaves out the input.  A
+    model may be one of the layers (nested: its input shape starts the
+    Sequential when it comes first).  Without an input shape the layers wait
+    for the first call (``Sequential([RandomFlip(), ...])(inputs)``: built
+    on the tensor's shape, as Keras)."""
 
     def __init__(self, layers=None, name=None, **kwargs):
         if kwargs:
             raise TypeError(f"Sequential: unexpected arguments {sorted(kwargs)}")
         self._init_state(name or backend.unique_name("sequential"))
+        self._deferred = []          # layers added before any input shape is known
         for layer in list(layers or []):
             self.add(layer)
 
     @property
     def layers(self):
-        return list(self._layers[1:])
+        """The layers in order, without the input (as Keras)."""
+        return list(self._keras_layers[1:]) if self._input is not None else \
+            list(getattr(self, "_deferred", []))
+
+    def _build_on(self, shape):
+        """Build a deferred Sequential for per-sample input ``shape``."""
+        layers, self._deferred = list(self._deferred), []
+        self.add(Input(tuple(shape)))
+        for layer in layers:
+            self.add(layer)
+
+    def __call__(self, x, training=None, mask=None):
+        if self._input is None and getattr(self, "_deferred", None):
+            self._build_on(tuple(x.shape[1:]))
+        return super().__call__(x, training=training, mask=mask)
 
     def _require_built(self):
-        if self._input is None or len(self._layers) < 2:
+        if self._input is None or len(self._keras_layers) < 2:
             raise ValueError(
                 f"Sequential model '{self.name}' has not been built: start it with "
-                "Input(shape=...) or give its first layer input_shape=..., and add at least "
-                "one layer")
+                "Input(shape=...), give its first layer input_shape=... or call it on a "
+                "tensor (e.g. model(Input(shape=...))), and add at least one layer")
 
     def add(self, layer):
         """Append ``layer`` (an Input(...) tensor or InputLayer may come first)."""
@@ -39,26 +59,33 @@ class Sequential(Model):
                                 f"the output of layer '{tensor._layer.name}'")
             if self._input is not None:
                 raise ValueError("An Input can only be the first entry of a Sequential")
+            if getattr(self, "_deferred", None):
+                raise ValueError("An Input can only be the first entry of a Sequential")
             self._input, self._layers = tensor, [tensor._layer]
+            self._keras_layers = list(self._layers)
             return
-        if not isinstance(layer, Layer):
+        if not isinstance(layer, (Layer, Model)):
             raise TypeError(_foreign_message(layer, "Sequential takes aslnet layers"))
+        if layer is self:
+            raise ValueError(f"Sequential '{self.name}' cannot contain itself")
         if self._input is None:
-            shape = getattr(layer, "_input_shape_arg", None)
-            if shape is None:
-                raise ValueError(
-                    f"Sequential model '{self.name}': the first layer needs an input shape "
-                    "(aslnet builds a model as it is defined): start with Input(shape=...) "
-                    "or pass input_shape=... to the first layer")
+            if isinstance(layer, Model):
+                layer._require_built()
+                shape = tuple(layer.input_shape[1:])
+            else:
+                shape = getattr(layer, "_input_shape_arg", None)
+            if shape is None or getattr(self, "_deferred", None):
+                self._deferred = getattr(self, "_deferred", []) + [layer]   # built when called
+                return
             self._input = Input(shape)
-            self._layers = [self._input._layer]
-        t = self._output if len(self._layers) > 1 else self._input
+            self._layers = self._keras_layers = [self._input._layer]
+        t = self._output if len(self._keras_layers) > 1 else self._input
         out = layer(t)
         try:
             self._keep_optimizer_state()
             self._set_graph(self._input, out)
         except Exception:
-            layer._output = layer._inbound = None     # leave the layer unused
+            nesting.unuse(layer)                      # leave the layer unused
             raise
 
     def _keep_optimizer_state(self):
@@ -69,16 +96,21 @@ class Sequential(Model):
 
     def pop(self):
         """Remove the last layer."""
-        if self._input is None or len(self._layers) < 2:
+        if self._input is None and getattr(self, "_deferred", None):
+            return self._deferred.pop()
+        if self._input is None or len(self._keras_layers) < 2:
             raise TypeError("There are no layers in the model.")
-        last = self._layers[-1]
-        last._output = last._inbound = None
+        last = self._keras_layers[-1]
+        before = self._keras_layers[-2]
+        nesting.unuse(last)
         self._keep_optimizer_state()
-        if len(self._layers) == 2:
-            self._layers, self._output = self._layers[:1], None
-            self._net = None
+        if len(self._keras_layers) == 2:
+            self._layers = self._keras_layers = self._keras_layers[:1]
+            self._output, self._net = None, None
+            self._reads, self._inference, self._tensor_alias = {}, set(), []
         else:
-            self._set_graph(self._input, self._layers[-2].output)
+            self._set_graph(self._input, before._node[1] if nesting.is_nested(before)
+                            else before.output)
         return last
 
 

@@ -10,6 +10,22 @@ def _shape_str(layer):
     return f"[{shape}]" if isinstance(layer, InputLayer) else str(shape)
 
 
+def _type_name(layer):
+    """The type column: Keras's "Functional" / "Sequential" for a nested model."""
+    from ..models.nesting import is_nested
+    if is_nested(layer):
+        return "Sequential" if type(layer).__name__ == "Sequential" else "Functional"
+    return type(layer).__name__
+
+
+def _node_inputs(layer):
+    """The tensors ``layer`` read in the model (a nested model: its node's)."""
+    from ..models.nesting import is_nested
+    if is_nested(layer):
+        return (layer._node[0],) if layer._node is not None else ()
+    return layer.output._inputs if layer._output is not None else ()
+
+
 def print_summary(model, line_length=None, positions=None, print_fn=None,
                   show_trainable=False):
     sequential_like = not any(layer._num_inputs > 1 for layer in model.layers)
@@ -44,13 +60,13 @@ def print_summary(model, line_length=None, positions=None, print_fn=None,
     row(header)
     print_fn("=" * line_length)
     for i, layer in enumerate(model.layers):
-        fields = [f"{layer.name} ({type(layer).__name__})", _shape_str(layer),
+        fields = [f"{layer.name} ({_type_name(layer)})", _shape_str(layer),
                   layer.count_params()]
         trainable = ["Y" if layer.trainable else "N"] if show_trainable else []
         if sequential_like:
             row(fields + trainable)
         else:
-            inputs = layer.output._inputs if layer._output is not None else ()
+            inputs = _node_inputs(layer)
             links = [f"{t._layer.name}[0][0]" for t in inputs] or [""]
             row(fields + [links[0]] + trainable)
             for link in links[1:]:

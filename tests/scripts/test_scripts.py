@@ -260,3 +260,64 @@ def test_same_script_on_keras(script, data, extra_layers, keras_runner, shared_w
         _accuracy(ours), _accuracy(theirs))
 
 
+
+
+# -- a model used as a layer (branch nested) -------------------------------------------------
+def _model_callable_on_tensor():
+    """Can an aslnet Model be called on a symbolic tensor (nested in another model)?
+    Found by trying."""
+    import aslnet
+    inp = aslnet.Input((3,))
+    base = aslnet.Model(inp, aslnet.layers.Dense(2)(inp))
+    try:
+        base(aslnet.Input((3,)))
+    except (NotImplementedError, TypeError, ValueError):
+        return False
+    return True
+
+
+needs_nested = pytest.mark.skipif(not _model_callable_on_tensor(),
+                                  reason="needs a model used as a layer (branch nested)")
+
+
+@needs_nested
+@pytest.mark.slow
+def test_tf_transfer_tutorial(two_digit_classes, shared_weights_dir):
+    out = _run("tf_transfer_tutorial.py", two_digit_classes, weights=shared_weights_dir)
+    assert "Found 48 files belonging to 2 classes." in out
+    assert _value(out, "batches") == "train 5 validation 1 test 1"
+    assert _value(out, "feature batch") == "(8, 5, 5, 1280)"
+    assert _value(out, "model layers") == "7"
+    assert _value(out, "trainable variables") == "2"
+    assert _value(out, "layers in the base model") == "154"
+    assert _value(out, "epochs") == "[0, 1, 2, 3] [4, 5]"
+    assert _accuracy(out) > 0.6
+
+
+@needs_nested
+def test_sequential_base(three_digit_classes, shared_weights_dir):
+    out = _run("sequential_base.py", three_digit_classes, weights=shared_weights_dir)
+    assert _value(out, "names") == "['GlobalAveragePooling2D', 'Dense']"
+    assert _value(out, "output") == "(None, 3)"
+    assert _value(out, "params") == "3231939 trainable: 3075"
+    assert _accuracy(out) > 0.7
+
+
+NESTED_ON_KERAS = [("tf_transfer_tutorial.py", "two_digit_classes"),
+                   ("sequential_base.py", "three_digit_classes")]
+
+
+@needs_nested
+@pytest.mark.slow
+@pytest.mark.keras
+@pytest.mark.parametrize("script,data", NESTED_ON_KERAS, ids=[c[0] for c in NESTED_ON_KERAS])
+def test_nested_script_on_keras(script, data, keras_runner, shared_weights_dir, request):
+    folder = request.getfixturevalue(data)
+    ours = _run(script, folder, weights=shared_weights_dir)
+    theirs = _run(script, folder, weights=shared_weights_dir, runner=keras_runner)
+    for key in ("params", "batches", "feature batch", "trainable variables",
+                "trainable variables after unfreezing", "epochs",
+                "layers in the base model", "layers", "names", "output"):
+        if re.search(rf"^{re.escape(key)}: ", ours, re.M):
+            assert _value(ours, key) == _value(theirs, key), key
+    assert abs(_accuracy(ours) - _accuracy(theirs)) <= ACCURACY_MARGIN
