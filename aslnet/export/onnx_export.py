@@ -242,15 +242,17 @@ def to_onnx(model, opset_version=None):
     x = g.op("Transpose", [in_name], f"{inp.name}/to_nchw", perm=_TO_NCHW) \
         if len(in_shape) == 3 else in_name
     tensors = {id(inp._output): x}
+    from ..models.nesting import tensor_resolver
+    flat = tensor_resolver(model)     # a nested model's tensors -> the flat graph's
     for layer in model._layers[1:]:
         try:
-            xs = [tensors[id(t)] for t in _inbound(layer)]
+            xs = [tensors[id(flat(t))] for t in _inbound(layer)]
         except KeyError:
             raise NotImplementedError(f"Layer '{layer.name}': an input that is not computed "
                                       "from the model's input") from None
         tensors[id(layer._output)] = _converter(layer)(g, layer, xs)
     out_layer = model._output._layer
-    y = tensors[id(model._output)]
+    y = tensors[id(flat(model._output))]
     out_shape = tuple(model._output.shape[1:])
     if len(out_shape) == 3:
         y = g.op("Transpose", [y], f"{out_layer.name}/to_nhwc", perm=_TO_NHWC)

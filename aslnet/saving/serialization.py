@@ -280,12 +280,28 @@ def _aslnet_layer_config(cls, class_name, kcfg, layer_name):
 # ---------------------------------------------------------------------------
 # Model config (Keras's Functional / Sequential JSON)
 # ---------------------------------------------------------------------------
+def refuse_nested(model):
+    """Saving, loading and configs of a model that nests another model are
+    not written yet: a clear NotImplementedError instead of a wrong file."""
+    nested = [l.name for l in getattr(model, "_keras_layers", ()) if l is not None
+              and hasattr(l, "_keras_layers")]
+    if nested:
+        raise NotImplementedError(
+            f"Model '{model.name}' nests the model(s) {nested} (a model used as a layer): "
+            "aslnet does not save, load or write the config of a nested model yet.  Save "
+            "the weights of each part on its own (e.g. base.save_weights(...) and the "
+            "head's layers' get_weights()), or build a flat model from the base's layers "
+            "and save that: Model(base.input, Dense(n)(GlobalAveragePooling2D()(base.output)))")
+
+
 def keras_layers(model):
     """The layers Keras lists in ``model.layers`` (a Sequential hides its input)."""
+    refuse_nested(model)
     return model._layers[1:] if model_kind(model) == "Sequential" else list(model._layers)
 
 
 def check_saveable(model):
+    refuse_nested(model)
     names = [l.name for l in model._layers]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -297,6 +313,7 @@ def check_saveable(model):
 
 
 def model_to_config(model):
+    refuse_nested(model)
     layers = model._layers
     dtype = _keras_dtype(model.dtype_policy)
     if model_kind(model) == "Sequential":
