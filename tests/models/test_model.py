@@ -83,10 +83,12 @@ def test_get_layer_out_of_range_says_so():
     assert model.get_layer(index=-1) is model.layers[-1]
 
 
-def test_nesting_a_model_says_how_instead():
-    base = small_model()
-    with pytest.raises(NotImplementedError, match="Model\\(base.input"):
-        base(L.Input((16, 16, 3)))
+def test_nesting_a_model_checks_the_input_shape():
+    base = small_model()          # (the rest of nesting: tests/models/test_nested.py)
+    with pytest.raises(ValueError, match="expects input shape"):
+        base(L.Input((17, 16, 3)))
+    out = base(L.Input(base.input_shape[1:]))
+    assert out.shape == base.output_shape and out._layer is base
 
 
 def test_load_pretrained_and_freeze_check_their_arguments(shared_weights_dir):
@@ -111,8 +113,8 @@ def test_calls_with_training_and_sub_models():
     np.testing.assert_array_equal(model(x, training=False), model.predict(x, verbose=0))
     with pytest.raises(NotImplementedError, match="training=True"):
         model(x, training=True)
-    with pytest.raises(NotImplementedError, match="nesting.*trainable = False"):
-        model(L.Input((16, 16, 3)), training=False)
+    with pytest.raises(NotImplementedError, match="training=True"):
+        model(L.Input((16, 16, 3)), training=True)          # nested: training=False only
     t = L.Input((4,))
     L.Dense(3)(t, training=False)                          # no training mode: harmless
     with pytest.raises(NotImplementedError, match="training"):
