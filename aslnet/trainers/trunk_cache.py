@@ -128,13 +128,15 @@ def trunk_start(layers, network):
     (``layers`` after the model's input), if the layers below it can be
     cached (no dropout, no random augmentation layer: the trunk runs in
     inference mode, where they would do nothing, and their outputs differ
-    from epoch to epoch), else 0; moved down to the edge of a residual block
+    from epoch to epoch; those of a nested model called with training=False
+    always run in inference mode, and are cached), else 0; moved down to the edge of a residual block
     when it falls inside one (MobileNetV2: the block's input is the trunk's
     output, its frozen layers run in the training step in inference mode)."""
+    inference = getattr(network, "inference", ())   # nested model(x, training=False)
     for k, layer in enumerate(layers):
-        if isinstance(layer, Dropout) and layer.rate > 0:
+        if isinstance(layer, Dropout) and layer.rate > 0 and layer not in inference:
             return 0
-        if getattr(layer, "_augments", False):
+        if getattr(layer, "_augments", False) and layer not in inference:
             return 0
         if layer.trainable and layer.trainable_weights:
             return network.residual_safe_start(network.first_op(layer)) if k > 0 else 0

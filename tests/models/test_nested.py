@@ -246,3 +246,57 @@ def test_copy_of_nested_model_predicts_the_same():
     twin = copy.deepcopy(model)
     np.testing.assert_array_equal(twin.predict(x, verbose=0), model.predict(x, verbose=0))
     assert twin.get_layer("base") is not model.get_layer("base")
+
+
+def _fit_head(model, cache_bytes, x, y):
+    model.trunk_cache_bytes = cache_bytes
+    aslnet.utils.set_random_seed(5)
+    model.compile(Adam(1e-2), "categorical_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    return model.get_layer("head").get_weights()
+
+
+@pytest.mark.parametrize("training", [None, False])
+def test_frozen_nested_base_trains_the_same_from_the_trunk_cache(training):
+    x, y = _data()
+    got = []
+    for cache_bytes in (0, 1 << 30):
+        base = _base()
+        base.trainable = False
+        model = _nested(base, training=training)
+        if training is False:     # the base's ops carry inference=True
+            assert model._core().inference
+        got.append(_fit_head(model, cache_bytes, x, y))
+        # the trunk (cached when it may be) ends below the head, the first trainable layer
+        assert model._trunk_start() == model._net.first_op(model.get_layer("head"))
+    for a, b in zip(*got):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_sequential_pop_and_add_around_a_nested_model():
+    base = _base()
+    model = Sequential([base, L.GlobalAveragePooling2D(name="gap"), L.Dense(3, name="d3")])
+    x, _ = _data(2)
+    xb = x / 127.5 - 1
+    assert model.predict(xb, verbose=0).shape == (2, 3)
+    model.pop()
+    model.pop()
+    assert model.layers == [base] and model.output_shape == (None, 8, 8, 8)
+    np.testing.assert_array_equal(model.predict(xb, verbose=0), base.predict(xb, verbose=0))
+    model.pop()
+    model.add(base)                      # the node was released: it can be used again
+    model.add(L.Flatten())
+    assert model.output_shape == (None, 512)
+
+
+def test_optimizer_state_of_a_nested_model_round_trips():
+    base = _base()
+    model = _nested(base)
+    x, y = _data(8)
+    model.compile(Adam(1e-2), "categorical_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    state = model.get_optimizer_state()
+    assert ("base_c1", 0, 0) in state["slots"]
+    model.set_optimizer_state(state)
+    np.testing.assert_array_equal(model.get_optimizer_state()["slots"][("base_c1", 0, 1)],
+                                  state["slots"][("base_c1", 0, 1)])
