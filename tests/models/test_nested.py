@@ -300,3 +300,20 @@ def test_optimizer_state_of_a_nested_model_round_trips():
     model.set_optimizer_state(state)
     np.testing.assert_array_equal(model.get_optimizer_state()["slots"][("base_c1", 0, 1)],
                                   state["slots"][("base_c1", 0, 1)])
+
+
+def test_training_false_turns_off_a_nested_dropout():
+    x, y = _data(8)
+    losses = []
+    for training in (False, None):
+        aslnet.utils.set_random_seed(2)
+        inp = aslnet.Input((8, 8, 3))
+        h = L.GlobalAveragePooling2D()(L.Rescaling(1 / 255.0)(inp))
+        drop = Sequential([L.Dropout(0.9)])
+        h = drop(h, training=training) if training is not None else drop(h)
+        model = Model(inp, L.Dense(3, activation="softmax", name="head")(h))
+        model.compile(Adam(0.0), "categorical_crossentropy")
+        losses.append((model.evaluate(x, y, batch_size=8, verbose=0),
+                       model.fit(x, y, batch_size=8, epochs=1, verbose=0).history["loss"][0]))
+    np.testing.assert_allclose(losses[0][1], losses[0][0], rtol=1e-5)   # no dropout
+    assert abs(losses[1][1] - losses[1][0]) > 1e-4                        # dropout on
