@@ -75,6 +75,7 @@ def _tensor(model, ref):
 
 def model_to_keras3(model, compile_config=None):
     """Keras 3's ``config.json`` object for an aslnet model."""
+    serialization.refuse_nested(model)
     k2 = serialization.model_to_config(model)
     kind = k2["class_name"]
     policy = _policy(model.dtype_policy.name)

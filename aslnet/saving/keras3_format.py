@@ -135,6 +135,7 @@ def _vars_group(f, path, name):
 
 def write_state(f, model, include_optimizer):
     """Keras 3's _save_state of a model into the h5py File ``f``."""
+    serialization.refuse_nested(model)
     _vars_group(f, "", model.name)
     f.require_group("layers")
     for path, layer in layer_paths(model):
@@ -167,6 +168,7 @@ def read_state(f, model, where, by_name=False, skip_mismatch=False):
     (every check before any weight changes), then, for a compiled model,
     the optimizer's variables.  ``by_name`` matches layers by the ``name``
     attribute Keras 3 records, instead of by position and class."""
+    serialization.refuse_nested(model)
     try:
         if by_name:
             saved = {}

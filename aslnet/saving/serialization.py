@@ -280,28 +280,31 @@ def _aslnet_layer_config(cls, class_name, kcfg, layer_name):
 # ---------------------------------------------------------------------------
 # Model config (Keras's Functional / Sequential JSON)
 # ---------------------------------------------------------------------------
+def _is_model(layer):
+    return hasattr(layer, "_keras_layers")
+
+
 def refuse_nested(model):
-    """Saving, loading and configs of a model that nests another model are
-    not written yet: a clear NotImplementedError instead of a wrong file."""
-    nested = [l.name for l in getattr(model, "_keras_layers", ()) if l is not None
-              and hasattr(l, "_keras_layers")]
+    """Keras 3's ``.keras`` archive and ``.weights.h5`` of a model that nests
+    another model are not written yet (the h5 format is): a clear
+    NotImplementedError instead of a wrong file."""
+    nested = [l.name for l in getattr(model, "_keras_layers", ()) if _is_model(l)]
     if nested:
         raise NotImplementedError(
             f"Model '{model.name}' nests the model(s) {nested} (a model used as a layer): "
-            "aslnet does not save, load or write the config of a nested model yet.  Save "
-            "the weights of each part on its own (e.g. base.save_weights(...) and the "
-            "head's layers' get_weights()), or build a flat model from the base's layers "
-            "and save that: Model(base.input, Dense(n)(GlobalAveragePooling2D()(base.output)))")
+            "aslnet does not write or read Keras 3's .keras archive or .weights.h5 of a "
+            "nested model yet.  Save it as HDF5 (model.save('model.h5'), "
+            "model.save_weights('model_weights.h5')), which Keras reads")
 
 
 def keras_layers(model):
-    """The layers Keras lists in ``model.layers`` (a Sequential hides its input)."""
-    refuse_nested(model)
-    return model._layers[1:] if model_kind(model) == "Sequential" else list(model._layers)
+    """The layers Keras lists in ``model.layers`` (a Sequential hides its input;
+    a nested model is one entry)."""
+    layers = model._keras_layers
+    return layers[1:] if model_kind(model) == "Sequential" else list(layers)
 
 
 def check_saveable(model):
-    refuse_nested(model)
     names = [l.name for l in model._layers]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -312,23 +315,34 @@ def check_saveable(model):
         raise ValueError(f"Layer names {bad} cannot be saved (empty or containing '/')")
 
 
+def _entry(layer, dtype):
+    """{"class_name", "config"} of a layer of a model config: a nested model's
+    is its own model config (tf.keras 2 writes "Functional" / "Sequential")."""
+    if _is_model(layer):
+        return model_to_config(layer)
+    return {"class_name": type(layer).__name__, "config": _keras_layer_config(layer, dtype)}
+
+
 def model_to_config(model):
-    refuse_nested(model)
-    layers = model._layers
+    layers = model._keras_layers
     dtype = _keras_dtype(model.dtype_policy)
     if model_kind(model) == "Sequential":
         return {"class_name": "Sequential",
                 "config": {"name": model.name,
-                           "layers": [{"class_name": type(l).__name__,
-                                       "config": _keras_layer_config(l, dtype)}
-                                      for l in layers]}}
+                           "layers": [_entry(l, dtype) for l in layers]}}
     entries = []
     for i, layer in enumerate(layers):
-        inputs = layer.output._inputs if i else ()
-        entries.append({"class_name": type(layer).__name__,
-                        "config": _keras_layer_config(layer, dtype),
-                        "name": layer.name,
-                        "inbound_nodes": [[[t._layer.name, 0, 0, {}] for t in inputs]]
+        kwargs = {}
+        if not i:
+            inputs = ()
+        elif _is_model(layer):                      # its node: (x, output, training)
+            inputs = (layer._node[0],)
+            if layer._node[2] is False:
+                kwargs = {"training": False}
+        else:
+            inputs = layer.output._inputs
+        entries.append({**_entry(layer, dtype), "name": layer.name,
+                        "inbound_nodes": [[[t._layer.name, 0, 0, kwargs] for t in inputs]]
                         if inputs else []})
     return {"class_name": "Functional",
             "config": {"name": model.name, "layers": entries,
@@ -369,7 +383,7 @@ def _graph_from_functional(cfg):
 
     inp = single(cfg.get("input_layers"), "input")
     out = single(cfg.get("output_layers"), "output")
-    reads = {}
+    reads, calls = {}, {}
     for name, e in by_name.items():
         nodes = e.get("inbound_nodes") or []
         if name == inp:
@@ -393,7 +407,12 @@ def _graph_from_functional(cfg):
             if not isinstance(ref, list) or len(ref) < 3 or ref[0] not in by_name:
                 raise ValueError(f"model_config: layer '{name}' has a bad inbound node "
                                  f"{node!r}")
-            if ref[1] != 0 or ref[2] != 0 or (len(ref) > 3 and ref[3]):
+            kwargs = ref[3] if len(ref) > 3 and ref[3] else {}
+            if e.get("class_name") in MODEL_KINDS and isinstance(kwargs, dict) and \
+                    set(kwargs) <= {"training"} and kwargs.get("training") in (None, False):
+                calls[name] = kwargs.get("training")    # a nested model(x, training=False)
+                kwargs = {}
+            if ref[1] != 0 or ref[2] != 0 or kwargs:
                 raise NotImplementedError(f"aslnet models call each layer once: layer "
                                           f"'{name}' takes {ref!r} (a shared layer, a "
                                           "multi-output layer or call arguments)")
@@ -422,10 +441,16 @@ def _graph_from_functional(cfg):
         pending = [n for n in pending if n not in done]
     if order[0] != inp:
         raise ValueError("the model's first layer is not its InputLayer")
-    return [(by_name[n], reads[n]) for n in order]
+    return [(by_name[n], reads[n], calls.get(n)) for n in order]
+
+
+MODEL_KINDS = ("Functional", "Model", "Sequential")
 
 
 def _make_layer(class_name, kcfg, layer_name, custom_objects):
+    if class_name in MODEL_KINDS:                  # a nested model
+        return model_from_config({"class_name": class_name, "config": kcfg},
+                                 custom_objects), None
     cls = (custom_objects or {}).get(class_name) or layers_mod.LAYER_CLASSES.get(class_name)
     if cls is None:
         raise ValueError(f"Unknown layer: {class_name} (layer '{layer_name}'). aslnet has "
@@ -456,14 +481,18 @@ def model_from_config(model_config, custom_objects=None):
     if class_name in ("Functional", "Model"):
         graph = _graph_from_functional(cfg)
         entries = [(e.get("class_name"), e.get("config"), e.get("name")
-                    or (e.get("config") or {}).get("name")) for e, _ in graph]
-        reads = [r for _, r in graph]
+                    or (e.get("config") or {}).get("name")) for e, _, _ in graph]
+        reads = [r for _, r, _ in graph]
+        calls = [c for _, _, c in graph]
     elif class_name == "Sequential":
         raw = cfg.get("layers") if isinstance(cfg, dict) else cfg
         if not isinstance(raw, list) or not raw:
             raise ValueError("model_config has no layers")
         entries = [(e.get("class_name"), e.get("config"), (e.get("config") or {}).get("name"))
                    for e in raw]
+        if entries[0][0] in MODEL_KINDS:            # Sequential([base, ...]): base's input
+            entries.insert(0, ("InputLayer", _nested_input_config(entries[0]),
+                               f"{entries[0][2]}_input"))
         if entries[0][0] != "InputLayer":
             first = entries[0][1] or {}
             if "batch_input_shape" not in first:
@@ -491,15 +520,18 @@ def model_from_config(model_config, custom_objects=None):
         model = _model_class("Sequential")(built, name=name)
     else:
         out = {built[0].name: built[0].output}
-        for layer, names in zip(built[1:], reads[1:]):
+        for layer, names, training in zip(built[1:], reads[1:], calls[1:]):
             args = [out[n] for n in names]
             if layer._num_inputs == 1 and len(args) != 1:
                 raise NotImplementedError(
                     f"aslnet models are chains with residual adds: layer '{layer.name}' "
                     f"({type(layer).__name__}) takes one input, the file gives it {names}")
-            x = out[layer.name] = layer(args if layer._num_inputs > 1 else args[0])
+            arg = args if layer._num_inputs > 1 else args[0]
+            x = out[layer.name] = layer(arg, training=False) if training is False \
+                else layer(arg)
         model = _model_class("Functional")(built[0].output, x, name=name)
-    policies = {_policy_name((kcfg or {}).get("dtype")) for _, kcfg, _ in entries[1:]}
+    policies = {_policy_name((kcfg or {}).get("dtype")) for cn, kcfg, _ in entries[1:]
+                if cn not in MODEL_KINDS}
     if len(policies) == 1:   # as saved (Keras restores each layer's policy; aslnet's is
         model.dtype_policy = policies.pop()   # per model: only when all layers agree)
     for layer, axis in axes:
@@ -508,6 +540,20 @@ def model_from_config(model_config, custom_objects=None):
             raise ValueError(f"Layer '{layer.name}': aslnet's BatchNormalization normalises "
                              f"the channel axis ({rank} or -1), got axis={axis}")
     return model
+
+
+def _nested_input_config(entry):
+    """The InputLayer config of a Sequential whose first layer is a model:
+    that model's own input (its config's first layer)."""
+    class_name, kcfg, name = entry
+    layers = (kcfg or {}).get("layers") or []
+    first = (layers[0] or {}).get("config") if layers and isinstance(layers[0], dict) else None
+    if not layers or layers[0].get("class_name") != "InputLayer" or not first:
+        first = (layers[0] or {}).get("config") if layers else None
+        if not first or "batch_input_shape" not in first:
+            raise ValueError(f"aslnet needs the input shape of nested model '{name}' (no "
+                             "InputLayer or batch_input_shape in the file)")
+    return {"batch_input_shape": first["batch_input_shape"], "name": f"{name}_input"}
 
 
 # ---------------------------------------------------------------------------

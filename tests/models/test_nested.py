@@ -217,15 +217,52 @@ def test_nested_refusals():
         other(aslnet.Input((8, 8, 3)), training=True)
 
 
-def test_nested_save_is_refused_clearly(tmp_path):
+@pytest.mark.parametrize("frozen", [False, True])
+def test_nested_model_saves_and_loads_as_h5(tmp_path, frozen):
+    base = _base()
+    model = _nested(base, training=False)
+    x, y = _data()
+    model.compile(Adam(1e-2), "categorical_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    base.trainable = not frozen
+    model.save(tmp_path / "m.h5")
+    back = aslnet.models.load_model(tmp_path / "m.h5")
+    assert [l.name for l in back.layers] == [l.name for l in model.layers]
+    nested = back.get_layer("base")
+    assert isinstance(nested, Model) and nested._node[2] is False      # training=False kept
+    assert [l.trainable for l in nested.layers[1:]] == [l.trainable for l in base.layers[1:]]
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert back.get_optimizer_state()["iterations"] == 2
+    # Keras's layout: one weights group named after the nested model
+    import h5py
+    with h5py.File(tmp_path / "m.h5") as f:
+        names = [n.decode() for n in f["model_weights"].attrs["layer_names"]]
+        assert names == ["outer_in", "pre", "base", "gap", "head"]
+        assert "base_c1/kernel:0" in [n.decode() for n in
+                                      f["model_weights/base"].attrs["weight_names"]]
+    # weights alone, and a Sequential around a base
+    model.save_weights(tmp_path / "w.h5")
+    other = _nested(_base(seed=4))
+    other.get_layer("base").trainable = not frozen   # (Keras's h5 order: trainable first)
+    other.load_weights(tmp_path / "w.h5")
+    np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+    seq = Sequential([_base(name="b2"), L.GlobalAveragePooling2D(), L.Dense(2)])
+    seq.save(tmp_path / "s.h5")
+    seq2 = aslnet.models.load_model(tmp_path / "s.h5", compile=False)
+    assert [type(l).__name__ for l in seq2.layers] == ["Model", "GlobalAveragePooling2D",
+                                                        "Dense"]
+    xb = x / 127.5 - 1
+    np.testing.assert_array_equal(seq2.predict(xb, verbose=0), seq.predict(xb, verbose=0))
+    assert aslnet.models.clone_model(seq).count_params() == seq.count_params()
+
+
+def test_nested_keras3_archive_is_refused_clearly(tmp_path):
     model = _nested(_base())
-    for call in (lambda: model.save(tmp_path / "m.h5"),
-                 lambda: model.save(tmp_path / "m.keras"),
-                 lambda: model.save_weights(tmp_path / "m.weights.h5"),
-                 model.get_config, model.to_json):
+    for call in (lambda: model.save(tmp_path / "m.keras"),
+                 lambda: model.save_weights(tmp_path / "m.weights.h5")):
         with pytest.raises(NotImplementedError, match="nested model"):
             call()
-    assert not (tmp_path / "m.h5").exists()
+    assert not (tmp_path / "m.keras").exists()
 
 
 def test_nested_model_exports_to_onnx_flattened(tmp_path):
