@@ -408,7 +408,7 @@ def _graph_from_functional(cfg):
                 raise ValueError(f"model_config: layer '{name}' has a bad inbound node "
                                  f"{node!r}")
             kwargs = ref[3] if len(ref) > 3 and ref[3] else {}
-            if e.get("class_name") in MODEL_KINDS and isinstance(kwargs, dict) and \
+            if e.get("class_name") in NESTED_KINDS and isinstance(kwargs, dict) and \
                     set(kwargs) <= {"training"} and kwargs.get("training") in (None, False):
                 calls[name] = kwargs.get("training")    # a nested model(x, training=False)
                 kwargs = {}
@@ -444,11 +444,11 @@ def _graph_from_functional(cfg):
     return [(by_name[n], reads[n], calls.get(n)) for n in order]
 
 
-MODEL_KINDS = ("Functional", "Model", "Sequential")
+NESTED_KINDS = ("Functional", "Model", "Sequential")   # a model as a layer of a config
 
 
 def _make_layer(class_name, kcfg, layer_name, custom_objects):
-    if class_name in MODEL_KINDS:                  # a nested model
+    if class_name in NESTED_KINDS:                  # a nested model
         return model_from_config({"class_name": class_name, "config": kcfg},
                                  custom_objects), None
     cls = (custom_objects or {}).get(class_name) or layers_mod.LAYER_CLASSES.get(class_name)
@@ -490,7 +490,7 @@ def model_from_config(model_config, custom_objects=None):
             raise ValueError("model_config has no layers")
         entries = [(e.get("class_name"), e.get("config"), (e.get("config") or {}).get("name"))
                    for e in raw]
-        if entries[0][0] in MODEL_KINDS:            # Sequential([base, ...]): base's input
+        if entries[0][0] in NESTED_KINDS:            # Sequential([base, ...]): base's input
             entries.insert(0, ("InputLayer", _nested_input_config(entries[0]),
                                f"{entries[0][2]}_input"))
         if entries[0][0] != "InputLayer":
@@ -531,7 +531,7 @@ def model_from_config(model_config, custom_objects=None):
                 else layer(arg)
         model = _model_class("Functional")(built[0].output, x, name=name)
     policies = {_policy_name((kcfg or {}).get("dtype")) for cn, kcfg, _ in entries[1:]
-                if cn not in MODEL_KINDS}
+                if cn not in NESTED_KINDS}
     if len(policies) == 1:   # as saved (Keras restores each layer's policy; aslnet's is
         model.dtype_policy = policies.pop()   # per model: only when all layers agree)
     for layer, axis in axes:
