@@ -21,18 +21,24 @@ from . import nesting
 __all__ = ["Model"]
 
 
-def _keras_order(inputs, outputs):
+def _keras_order(inputs, outputs, nodes=None):
     """The layers that compute ``outputs`` from ``inputs``, in Keras's order
     (keras/src/ops/function.py ``map_graph``, as tf.keras 2's
     ``_map_graph_network``): by depth, the longest path to the output,
     deepest first; ties by the order a depth-first walk from the output
     (first input first) meets them.  A chain comes out input to output; a
-    residual block as block input, the block's layers, then its Add."""
-    index, post, state = {}, [], {}
+    residual block as block input, the block's layers, then its Add.
+    ``nodes``: filled with {nested model: its output tensor in this graph}."""
+    index, post, state, met = {}, [], {}, {}
     stack = [(outputs, False)]
     while stack:                                   # iterative DFS (no recursion limit)
         t, done = stack.pop()
         layer = t._layer
+        if met.setdefault(layer, t) is not t:
+            raise NotImplementedError(
+                f"Model '{layer.name}' is called twice in this model: aslnet nests a model "
+                "once per model (its weights live at one place of the C network); use a "
+                "copy for the second call (models.clone_model, then set_weights)")
         if done:
             state[layer] = 2
             post.append(t)
@@ -56,6 +62,8 @@ def _keras_order(inputs, outputs):
         if t is not inputs:
             for x in t._inputs:
                 depth[x._layer] = max(depth.get(x._layer, 0), d + 1)
+    if nodes is not None:
+        nodes.update((l, t) for l, t in met.items() if nesting.is_nested(l))
     return sorted(index, key=lambda layer: (-depth[layer], index[layer]))
 
 
@@ -89,8 +97,9 @@ class Model(Trainer):
                 f"'{inputs._layer.name}'.  aslnet cannot start a model inside another: to run "
                 "the layers after it, build a model from the original input (or copy their "
                 "weights into new layers called on a new Input)")
-        chain = _keras_order(inputs, outputs)
-        flat, reads, inference, tensors = nesting.flatten(chain)
+        nodes = {}
+        chain = _keras_order(inputs, outputs, nodes)
+        flat, reads, inference, tensors = nesting.flatten(chain, nodes)
         for layers in (chain, flat):
             names = [layer.name for layer in layers]
             dup = sorted({n for n in names if names.count(n) > 1})
@@ -103,6 +112,7 @@ class Model(Trainer):
         # flat layers the C network computes (aslnet.models.nesting)
         self._keras_layers, self._layers = chain, flat
         self._reads, self._inference, self._tensor_alias = reads, inference, tensors
+        self._nodes = nodes                          # {nested model: its output tensor}
         self._input, self._output = inputs, outputs
         self._net = None                             # the CoreNetwork, built by _core()
 
@@ -112,7 +122,7 @@ class Model(Trainer):
         self._trainable = True
         self._layers, self._input, self._output = [], None, None
         self._keras_layers, self._reads, self._inference, self._tensor_alias = [], {}, set(), []
-        self._node = None                            # (x, output, training) when nested
+        self._nodes = {}                             # {nested model: its output tensor}
         self._net = None
         self._dtype_policy = mixed_precision.global_policy()
         self._val_cache = None                       # (validation data, its trunk cache)
@@ -319,7 +329,7 @@ class Model(Trainer):
         self.__dict__.update(state)
         if "_keras_layers" not in state:               # before nested models
             self._keras_layers, self._reads, self._inference = list(self._layers), {}, set()
-            self._tensor_alias, self._node = [], None
+            self._tensor_alias, self._nodes = [], {}
         link = self.optimizer is not None and self.optimizer.__dict__.get("_model_ref")
         if self.optimizer is not None and (link is None or link() is None):
             self.optimizer._model_ref = weakref.ref(self)   # not copy.copy's shared one

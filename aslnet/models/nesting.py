@@ -20,9 +20,11 @@ tensor it was called on.  The flattening is three things (``flatten``):
   dropout and random augmentation pass their input through).
 
 A nested model is called once per outer graph (a second call would need the
-same weights at two places of the C network: refused), and the nested model
-keeps working on its own (``base.predict``; its own C network reads the same
-weight arrays).
+same weights at two places of the C network: refused), but may be nested in
+several outer models (each computes with the same weight arrays), and keeps
+working on its own (``base.predict``; its own C network reads them too).  A
+node is its output tensor: ``_layer`` the nested model, ``_inbound`` the
+tensor it was called on, ``_training`` the call's training argument.
 """
 from ..layers import InputLayer, KerasTensor
 
@@ -46,11 +48,6 @@ def call_symbolic(model, x, training=None):
     if isinstance(x, (list, tuple)):
         raise NotImplementedError(f"model '{model.name}' takes one tensor (aslnet models have "
                                   "exactly one input)")
-    if getattr(model, "_node", None) is not None:
-        raise NotImplementedError(
-            f"Model '{model.name}' is already used as a layer in another model; aslnet "
-            "nests a model once (its weights live at one place of the C network).  Build "
-            "a second copy (e.g. models.clone_model) to use it twice")
     model._require_built()
     want, got = tuple(model.input_shape[1:]), tuple(x.shape[1:])
     if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
@@ -58,15 +55,14 @@ def call_symbolic(model, x, training=None):
                          f"called on a tensor of shape {x.shape}: resize the images first "
                          "(e.g. layers.Resizing) or build the base for that input_shape")
     out = KerasTensor(tuple(model.output_shape[1:]), model, x)
-    model._node = (x, out, training)
+    out._training = training
     return out
 
 
 def unuse(layer):
-    """Forget ``layer``'s call in a graph that was not kept (a refused add)."""
-    if is_nested(layer):
-        layer._node = None
-    else:
+    """Forget ``layer``'s call in a graph that was not kept (a refused add; a
+    nested model's calls are the graphs' own: nothing to forget)."""
+    if not is_nested(layer):
         layer._output = layer._inbound = None
 
 
@@ -81,9 +77,10 @@ def resolve(layer, reads):
     return layer
 
 
-def flatten(chain):
+def flatten(chain, nodes):
     """(flat layers, reads, inference, tensor aliases) of a graph whose
-    layers, in Keras's order, are ``chain`` (its Input first); see the module
+    layers, in Keras's order, are ``chain`` (its Input first), ``nodes``
+    {nested model: its output tensor in this graph}; see the module
     docstring.  ``tensor aliases``: {id of a tensor the flat layers read or
     the model outputs -> the tensor of the flat graph computing it}, as a
     list of pairs (ids change in a copy: ``resolve_tensor`` indexes them)."""
@@ -92,10 +89,8 @@ def flatten(chain):
         if not is_nested(entry):
             flat.append(entry)
             continue
-        node = getattr(entry, "_node", None)
-        if node is None:
-            raise ValueError(f"internal: nested model '{entry.name}' has no node")
-        x, out, training = node
+        out = nodes[entry]
+        x, training = out._inbound, out._training
         inner = entry._layers
         reads[inner[0]] = x._layer
         reads.update(entry._reads)

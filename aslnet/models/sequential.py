@@ -107,9 +107,9 @@ class Sequential(Model):
         if len(self._keras_layers) == 2:
             self._layers = self._keras_layers = self._keras_layers[:1]
             self._output, self._net = None, None
-            self._reads, self._inference, self._tensor_alias = {}, set(), []
+            self._reads, self._inference, self._tensor_alias, self._nodes = {}, set(), [], {}
         else:
-            self._set_graph(self._input, before._node[1] if nesting.is_nested(before)
+            self._set_graph(self._input, self._nodes[before] if nesting.is_nested(before)
                             else before.output)
         return last
 

@@ -335,9 +335,10 @@ def model_to_config(model):
         kwargs = {}
         if not i:
             inputs = ()
-        elif _is_model(layer):                      # its node: (x, output, training)
-            inputs = (layer._node[0],)
-            if layer._node[2] is False:
+        elif _is_model(layer):                      # its node: its output tensor here
+            node = model._nodes[layer]
+            inputs = (node._inbound,)
+            if node._training is False:
                 kwargs = {"training": False}
         else:
             inputs = layer.output._inputs

@@ -18,11 +18,11 @@ def _type_name(layer):
     return type(layer).__name__
 
 
-def _node_inputs(layer):
-    """The tensors ``layer`` read in the model (a nested model: its node's)."""
+def _node_inputs(model, layer):
+    """The tensors ``layer`` read in ``model`` (a nested model: its node's)."""
     from ..models.nesting import is_nested
     if is_nested(layer):
-        return (layer._node[0],) if layer._node is not None else ()
+        return (model._nodes[layer]._inbound,)
     return layer.output._inputs if layer._output is not None else ()
 
 
@@ -66,7 +66,7 @@ def print_summary(model, line_length=None, positions=None, print_fn=None,
         if sequential_like:
             row(fields + trainable)
         else:
-            inputs = _node_inputs(layer)
+            inputs = _node_inputs(model, layer)
             links = [f"{t._layer.name}[0][0]" for t in inputs] or [""]
             row(fields + [links[0]] + trainable)
             for link in links[1:]:

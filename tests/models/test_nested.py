@@ -208,8 +208,10 @@ def test_deferred_sequential_is_built_on_its_first_call():
 def test_nested_refusals():
     base = _base()
     _nested(base)
-    with pytest.raises(NotImplementedError, match="already used as a layer"):
-        base(aslnet.Input((8, 8, 3)))
+    inp = aslnet.Input((8, 8, 3))
+    x = base(inp)
+    with pytest.raises(NotImplementedError, match="'base' is called twice in this model"):
+        Model(inp, L.Add()([x, base(inp)]))
     other = _base(name="other")
     with pytest.raises(ValueError, match=r"expects input shape \(None, 8, 8, 3\)"):
         other(aslnet.Input((9, 9, 3)))
@@ -229,7 +231,7 @@ def test_nested_model_saves_and_loads_as_h5(tmp_path, frozen):
     back = aslnet.models.load_model(tmp_path / "m.h5")
     assert [l.name for l in back.layers] == [l.name for l in model.layers]
     nested = back.get_layer("base")
-    assert isinstance(nested, Model) and nested._node[2] is False      # training=False kept
+    assert isinstance(nested, Model) and back._nodes[nested]._training is False  # kept
     assert [l.trainable for l in nested.layers[1:]] == [l.trainable for l in base.layers[1:]]
     np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
     assert back.get_optimizer_state()["iterations"] == 2
@@ -373,3 +375,21 @@ def test_nested_h5_loads_in_keras3_with_the_same_outputs(tmp_path):
                                model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
     # (a Sequential around a base: aslnet reads its h5 back, Keras 3's legacy loader
     # does not -- "Layer 'dense' expects 1 input(s), but it received 2" -- not checked here)
+
+
+def test_one_base_in_two_outer_models_shares_its_weights():
+    base = _base()
+    train_model = _nested(base)
+    inp = aslnet.Input((8, 8, 3))
+    infer_model = Model(inp, L.GlobalAveragePooling2D()(base(L.Rescaling(1 / 127.5,
+                                                                        offset=-1)(inp))))
+    x, y = _data()
+    before = infer_model.predict(x, verbose=0)
+    train_model.compile(Adam(1e-2), "categorical_crossentropy")
+    train_model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    after = infer_model.predict(x, verbose=0)
+    assert not np.array_equal(before, after)                  # it sees the trained base
+    twin = _base(name="twin2")
+    twin.set_weights(base.get_weights())
+    np.testing.assert_allclose(after, twin.predict(x / 127.5 - 1, verbose=0).mean(axis=(1, 2)),
+                               rtol=1e-5, atol=1e-6)
