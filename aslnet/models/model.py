@@ -1,8 +1,10 @@
 """``Model``: a Keras functional model over a chain of layers with residual
 adds (``aslnet.layers.Add``).
 
-The model holds the layer graph (``_layers``, from its Input to its
-output, in Keras's order), the weights (in the layers), and its C network (``_net``, a
+The model holds the layer graph (``_keras_layers``, from its Input to its
+output, in Keras's order, a nested model as one entry; ``_layers``, the same
+flattened: what the C network computes, see :mod:`aslnet.models.nesting`),
+the weights (in the layers), and its C network (``_net``, a
 :class:`aslnet.engine.CoreNetwork`, built on first use); training and
 inference come from :class:`aslnet.trainers.Trainer`, files from
 :mod:`aslnet.saving`.
