@@ -32,9 +32,9 @@ __all__ = ["call_symbolic", "flatten", "resolve", "is_nested", "unuse", "tensor_
 
 
 def is_nested(obj):
-    """Whether ``obj`` (an entry of a graph's layers) is a model used as a layer."""
-    from .model import Model
-    return isinstance(obj, Model)
+    """Whether ``obj`` (an entry of a graph's layers) is a model used as a layer
+    (a Model: it has a graph of its own; no import of .model, which imports this)."""
+    return "_keras_layers" in getattr(obj, "__dict__", {})
 
 
 def call_symbolic(model, x, training=None):
