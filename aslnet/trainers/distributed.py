@@ -63,7 +63,7 @@ class Replicas:
         self.check_same("the model's weight shapes", shapes)
         self.check_same("the trainable weights", [l.trainable for l in model._layers])
         self.check_same("the steps per epoch", steps)
-        self.check_same("the number of samples", len(x) if hasattr(x, "__len__") else None)
+        self.check_same("the number of samples", _length(x))
         for layer in model._layers:
             for var in layer.weights:
                 self.comm.Bcast(var._value, root=0)
@@ -115,6 +115,14 @@ class Replicas:
                         else type(old)(value[0]))
             out.append(g)
         return float(flat[0]), int(round(flat[1])), out
+
+
+def _length(x):
+    """len(x), or None where the data does not tell (a generator, an endless dataset)."""
+    try:
+        return len(x)
+    except TypeError:
+        return None
 
 
 def _state_keys(metric):
