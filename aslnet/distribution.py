@@ -159,5 +159,5 @@ def _warn_bn_once(dist):
         warnings.warn("BatchNormalization trains with per-process batch statistics under "
                       "DataParallel (each rank normalises its slice and keeps its own moving "
                       "statistics); synchronized=True is not supported yet", UserWarning,
-                      stacklevel=4)
+                      stacklevel=5)
     dist._bn_warned = True
