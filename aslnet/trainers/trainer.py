@@ -244,6 +244,7 @@ class Trainer(Keras2Aliases):
             self.optimizer._step_learning_rate(network.net.iterations))
         between = None
         if replicas is not None:
+            xb = None if xb is None else self._single_input(xb)
             total = len(yb) if xb is None else len(xb)
             xb, yb, ids, sample_weight = replicas.shard(xb, yb, ids, sample_weight, n=total)
             local = len(yb)
@@ -273,14 +274,17 @@ class Trainer(Keras2Aliases):
 
     @serialized
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
-        """One optimizer step on one batch; the loss (and metrics) of it."""
+        """One optimizer step on one batch; the loss (and metrics) of it.  Under
+        aslnet.distribution's DataParallel the batch is the global one, as in fit (each
+        rank computes its slice; rank 0's weights are not broadcast: fit does that)."""
         self._require_trainable_output()
         network = self._core()
         metrics = self._new_metrics()
-        logs = self._logs(*self._train_batch(network, x, y, start=self._trunk_start(),
-                                             sample_weight=sample_weight,
-                                             class_weight=class_weight, metrics=metrics),
-                          metrics)
+        replicas = distributed.replicas()
+        loss, n = self._train_batch(network, x, y, start=self._trunk_start(),
+                                    sample_weight=sample_weight, class_weight=class_weight,
+                                    metrics=metrics, replicas=replicas)
+        logs = self._logs(loss, n, metrics, replicas)
         return logs if return_dict else (logs["loss"] if len(logs) == 1 else list(logs.values()))
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,

@@ -2,7 +2,7 @@
 once under ``mpirun -n 2 python -m mpi4py``: a small Conv/Dense model, 2
 epochs, weights and History written to OUTDIR/rank<r>.npz.
 
-    python dp_script.py OUTDIR OPTIMIZER(sgd|adam) BN(frozen|none)
+    python dp_script.py OUTDIR OPTIMIZER(sgd|adam) BN(frozen|none) [SAMPLES (40)]
 """
 import json
 import os
@@ -15,7 +15,7 @@ from aslnet import layers
 from aslnet import distribution as dist
 
 
-def main(outdir, optimizer, bn):
+def main(outdir, optimizer, bn, samples="40"):
     dist.set_distribution(dist.DataParallel())
     # rank 1 draws other initial weights: fit must start from rank 0's
     aslnet.set_random_seed(1234 + 1000 * dist.process_id())
@@ -42,8 +42,8 @@ def main(outdir, optimizer, bn):
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     data = np.random.default_rng(0)          # the same data on every rank
-    x = data.uniform(0, 1, (40, 8, 8, 3)).astype(np.float32)
-    y = data.integers(0, 4, 40)
+    x = data.uniform(0, 1, (int(samples), 8, 8, 3)).astype(np.float32)
+    y = data.integers(0, 4, int(samples))
     vx = data.uniform(0, 1, (13, 8, 8, 3)).astype(np.float32)
     vy = data.integers(0, 4, 13)
     aslnet.set_random_seed(99)               # shuffling: rank 0's state is used
@@ -57,4 +57,4 @@ def main(outdir, optimizer, bn):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
