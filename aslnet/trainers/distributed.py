@@ -34,8 +34,12 @@ class Replicas:
     def __init__(self, dist):
         self.dist, self.comm = dist, dist.comm
         self.rank, self.size = dist.rank, dist.size
+
+    @property
+    def MPI(self):
+        """mpi4py's MPI module (imported when first needed)."""
         from mpi4py import MPI
-        self.MPI = MPI
+        return MPI
 
     # -- batches ------------------------------------------------------------
     def span(self, n):
