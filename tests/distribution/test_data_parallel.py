@@ -3,7 +3,8 @@
 The comparison (``test_two_ranks_match_one_process``) trains tests/distribution/dp_script.py
 (two Conv2D, two Dense, with or without a frozen BatchNormalization; global batch 7, so the
 ranks' slices are 3 and 4, and the last batch of 5 splits 2 and 3: the uneven weighting is
-exercised; with 36 samples the last batch of 1 leaves rank 0 nothing) for 2 epochs (12 steps) in one process and on two ranks, and compares the weights.
+exercised; with 36 samples the last batch of 1 leaves rank 0 nothing) for 2 epochs (12
+steps) in one process and on two ranks, and compares the weights.
 
 Why they differ at all, and the bound: both runs compute the same per-sample terms; the
 two ranks sum each gradient's per-sample contributions in two partial sums (then the
