@@ -48,8 +48,11 @@ def main(outdir, optimizer, bn, samples="40"):
     vy = data.integers(0, 4, 13)
     aslnet.set_random_seed(99)               # shuffling: rank 0's state is used
     # batch 7: slices of 3 and 4 (uneven), the last batch of 5: 2 and 3
+    callbacks = [aslnet.callbacks.ModelCheckpoint(os.path.join(outdir, "best.keras"),
+                                                  save_best_only=True, verbose=1),
+                 aslnet.callbacks.EarlyStopping(monitor="val_loss", patience=5)]
     hist = model.fit(x, y, batch_size=7, epochs=2, verbose=2, shuffle=True,
-                     validation_data=(vx, vy), validation_batch_size=5)
+                     validation_data=(vx, vy), validation_batch_size=5, callbacks=callbacks)
     weights = {f"{l.name}/{i}": w for l in model.layers for i, w in enumerate(l.get_weights())}
     np.savez(os.path.join(outdir, f"rank{dist.process_id()}.npz"),
              history=json.dumps(hist.history), **weights)

@@ -105,7 +105,8 @@ def test_two_ranks_match_one_process(mpirun, tmp_path, optimizer, bn, samples):
         np.testing.assert_allclose(hist_a[key], hist1[key], rtol=1e-5, err_msg=key)
     assert r2.stdout.count("Epoch 1/2") == 1 and r2.stdout.count("Epoch 2/2") == 1, r2.stdout
     assert r1.stdout.count("Epoch 1/2") == 1
-    assert (two / "model.keras").exists()
+    assert r2.stdout.count("Epoch 1: val_loss improved") == 1, r2.stdout   # ModelCheckpoint
+    assert (two / "model.keras").exists() and (two / "best.keras").exists()
 
 
 # -- one process, no launcher ---------------------------------------------------------------
