@@ -380,7 +380,8 @@ class Trainer(Keras2Aliases):
                 cbs.on_train_batch_end(step, self._logs(loss_sum, seen, metrics, replicas))
                 if self.stop_training:
                     break
-            if (seen if replicas is None else replicas.comm.allreduce(seen)) == 0:
+            seen_all = seen if replicas is None else replicas.comm.allreduce(seen)
+            if seen_all == 0:
                 warnings.warn(_RAN_OUT, stacklevel=4)
                 break
             logs = self._logs(loss_sum, seen, metrics, replicas)
@@ -393,7 +394,7 @@ class Trainer(Keras2Aliases):
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-            if steps_per_epoch is not None and seen and stream.exhausted:
+            if steps_per_epoch is not None and seen_all and stream.exhausted:
                 warnings.warn(_RAN_OUT, stacklevel=4)
                 break
         cbs.on_train_end()
