@@ -62,12 +62,13 @@ def mpirun():
     if launcher is None:
         pytest.skip("no mpirun (pip install mpich)")
     cmd = [launcher, "-n", "2", sys.executable, "-m", "mpi4py", "-c",
-           "from mpi4py import MPI; print(MPI.COMM_WORLD.Get_size())"]
+           "from mpi4py import MPI; c = MPI.COMM_WORLD; n = c.allreduce(1); "
+           "c.Get_rank() or print('ranks', n)"]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_env())
     except (OSError, subprocess.TimeoutExpired) as e:
         pytest.skip(f"mpirun cannot start 2 ranks here: {e}")
-    if r.returncode != 0 or r.stdout.split() != ["2", "2"]:
+    if r.returncode != 0 or r.stdout.split() != ["ranks", "2"]:
         pytest.skip(f"mpirun cannot start 2 ranks here: rc {r.returncode}, "
                     f"{(r.stdout + r.stderr)[-500:]}")
     return launcher
@@ -107,6 +108,28 @@ def test_two_ranks_match_one_process(mpirun, tmp_path, optimizer, bn, samples):
     assert r1.stdout.count("Epoch 1/2") == 1
     assert r2.stdout.count("Epoch 1: val_loss improved") == 1, r2.stdout   # ModelCheckpoint
     assert (two / "model.keras").exists() and (two / "best.keras").exists()
+
+
+DIES = """
+import numpy as np
+import aslnet
+from aslnet import distribution as dist
+dist.set_distribution(dist.DataParallel())
+inputs = aslnet.Input((4,))
+model = aslnet.Model(inputs, aslnet.layers.Dense(2, activation="softmax")(inputs))
+model.compile("sgd", "sparse_categorical_crossentropy")
+if dist.process_id() == 1:
+    raise RuntimeError("rank 1 dies")
+model.fit(np.zeros((8, 4), np.float32), np.zeros(8, int), epochs=1, verbose=0)  # waits on rank 1
+"""
+
+
+def test_a_rank_that_dies_ends_the_job(mpirun):
+    """Under ``python -m mpi4py`` (the documented launcher) a rank's exception aborts the
+    job: rank 0, waiting for rank 1 in fit, does not hang."""
+    r = subprocess.run([mpirun, "-n", "2", sys.executable, "-m", "mpi4py", "-c", DIES],
+                       capture_output=True, text=True, timeout=120, env=_env())
+    assert r.returncode != 0 and "rank 1 dies" in r.stderr, (r.stdout + r.stderr)[-3000:]
 
 
 # -- one process, no launcher ---------------------------------------------------------------
