@@ -19,10 +19,11 @@ __version__ = "0.1.0"
 
 # Keras's submodules, imported on first use (``import aslnet as keras;
 # keras.applications...``) so that ``import aslnet`` stays fast.
-_LAZY = ("activations", "applications", "initializers", "losses", "metrics",
+_LAZY = ("activations", "applications", "distribution", "initializers", "losses", "metrics",
          "preprocessing", "pretrained", "recipes", "regularizers", "saving", "serving", "utils")
 
-__all__ = ["activations", "applications", "backend", "callbacks", "initializers", "layers",
+__all__ = ["activations", "applications", "backend", "callbacks", "distribution",
+           "initializers", "layers",
            "losses", "metrics", "mixed_precision", "models", "optimizers", "preprocessing",
            "regularizers", "utils", "Input", "Model", "Sequential", "load_model",
            "load_pretrained", "set_num_threads", "get_num_threads", "set_random_seed",

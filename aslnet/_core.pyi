@@ -141,9 +141,13 @@ class Net:
     def softmax_output(self) -> int | None:
         """Index of the softmax layer train_step fuses with the cross-entropy, or None."""
     def train_step(self, x: ArrayLike, y: ArrayLike, start: int = 0,
-                   input_size: tuple[int, int] | None = None
-                   ) -> tuple[float, NDArray[np.float32]]:
-        """Forward, cross-entropy, backward, update on one batch: (loss, predictions)."""
+                   input_size: tuple[int, int] | None = None, apply: bool = True
+                   ) -> tuple[float, NDArray[np.float32]] | tuple[float, NDArray[np.float32], bool]:
+        """Forward, cross-entropy, backward, update on one batch: (loss, predictions);
+        ``apply=False``: no update, (loss, predictions, whether gradients were computed)."""
+    def grad_buffer(self) -> NDArray[np.float32]:
+        """The trainable weights' gradients as one writable float32 view of C memory (what
+        apply_gradients reads); stale once the trainable layers change: ask again."""
     def layer_calls(self, i: int) -> tuple[int, int]:
         """(forward, backward) call counts of layer ``i``."""
     def fold_count(self, i: int) -> int:

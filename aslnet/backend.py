@@ -17,11 +17,25 @@ _name_counts = collections.Counter()
 _versions = itertools.count(1)   # versions of weight values (unique, increasing)
 
 
+_local_processes = 1             # processes of this job on this machine (distribution)
+_threads_set = False             # set_num_threads(n > 0) was called
+
+
+def _set_local_processes(k):
+    """aslnet.distribution: ``k`` processes share this machine; the default
+    thread count becomes this process's share of the CPUs."""
+    global _local_processes, _num_threads
+    _local_processes = max(1, int(k))
+    if not _threads_set:
+        _num_threads = default_num_threads()
+
+
 def set_num_threads(n):
     """Threads used by the C core (oneDNN and OpenBLAS) for every model; 0 or
     None: the default, ``default_num_threads()``."""
-    global _num_threads
+    global _num_threads, _threads_set
     n = 0 if n is None else int(n)
+    _threads_set = n > 0
     if not 0 <= n <= MAX_THREADS:
         raise ValueError(f"num_threads must be in [0, {MAX_THREADS}] (0: the default, "
                          f"{default_num_threads()} here), got {n}")
@@ -45,13 +59,17 @@ MAX_THREADS = 1024               # the C core's limit (ASL_MAX_THREADS)
 def default_num_threads():
     """OMP_NUM_THREADS if set (its first, outermost level), else the number of
     CPUs in this process's affinity mask, capped by the cgroup CPU quota
-    (rounded up)."""
+    (rounded up), divided among the processes of a data-parallel job on this
+    machine (aslnet.distribution) unless the launcher bound each process to
+    its own CPUs (an affinity mask narrower than the machine)."""
     n = _omp_num_threads()
     if n is None:
-        n = _affinity_cpus()
+        n = cpus = _affinity_cpus()
         quota = _cgroup_cpu_limit()
         if quota is not None:
             n = min(n, max(1, math.ceil(quota)))
+        if _local_processes > 1 and cpus >= (os.cpu_count() or cpus):
+            n = max(1, n // _local_processes)
     return max(1, min(n, MAX_THREADS))
 
 

@@ -14,6 +14,13 @@ import numpy as np
 
 from .utils.progbar import Progbar
 
+
+def _write(text):
+    """Print a callback's message: on rank 0 only under aslnet.distribution."""
+    from .distribution import is_chief
+    if is_chief():
+        sys.stdout.write(text)
+
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
            "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau"]
 
@@ -245,7 +252,7 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._reset_progbar()
         if self.verbose and self.epochs > 1:
-            sys.stdout.write(f"Epoch {epoch + 1}/{self.epochs}\n")
+            _write(f"Epoch {epoch + 1}/{self.epochs}\n")
 
     def on_train_batch_end(self, batch, logs=None):
         """Advance the progress bar (``verbose=1``)."""
@@ -359,10 +366,10 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
-            sys.stdout.write(f"Epoch {self.stopped_epoch + 1}: early stopping\n")
+            _write(f"Epoch {self.stopped_epoch + 1}: early stopping\n")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                sys.stdout.write("Restoring model weights from the end of the best epoch: "
+                _write("Restoring model weights from the end of the best epoch: "
                                  f"{self.best_epoch + 1}.\n")
             self.model.set_weights(self.best_weights)
 
@@ -449,16 +456,16 @@ class ModelCheckpoint(Callback):
                 return
             if not self.monitor_op(current, self.best):
                 if self.verbose > 0:
-                    sys.stdout.write(f"\nEpoch {epoch + 1}: {self.monitor} did not improve "
+                    _write(f"\nEpoch {epoch + 1}: {self.monitor} did not improve "
                                      f"from {self.best:.5f}\n")
                 return
             if self.verbose > 0:
-                sys.stdout.write(f"\nEpoch {epoch + 1}: {self.monitor} improved from "
+                _write(f"\nEpoch {epoch + 1}: {self.monitor} improved from "
                                  f"{self.best:.5f} to {current:.5f}, saving model to "
                                  f"{filepath}\n")
             self.best = current
         elif self.verbose > 0:
-            sys.stdout.write(f"\nEpoch {epoch + 1}: saving model to {filepath}\n")
+            _write(f"\nEpoch {epoch + 1}: saving model to {filepath}\n")
         if os.path.isdir(filepath):
             raise IOError("Please specify a non-directory filepath for ModelCheckpoint. "
                           f"Filepath used is an existing directory: {filepath}")
@@ -513,7 +520,7 @@ class LearningRateScheduler(Callback):
                              f"Got: {lr!r}")
         optimizer.learning_rate = float(lr)
         if self.verbose > 0:
-            sys.stdout.write(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning "
+            _write(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning "
                              f"rate to {float(lr)}.\n")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -586,7 +593,7 @@ class ReduceLROnPlateau(Callback):
                     new_lr = max(old_lr * self.factor, self.min_lr)
                     optimizer.learning_rate = new_lr
                     if self.verbose > 0:
-                        sys.stdout.write(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing "
+                        _write(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing "
                                          f"learning rate to {new_lr}.\n")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0

@@ -275,6 +275,19 @@ asl_status asl_net_backward(asl_net *net, const float *dy, int n, float *dx);
 
 asl_status asl_net_set_optimizer(asl_net *net, const asl_optimizer_desc *opt);
 asl_status asl_net_set_learning_rate(asl_net *net, float lr);
+/* train_step_from without its optimizer step: forward, loss, backward.
+ * *has_grads is 1 when gradients were computed (something trains), the
+ * caller then calls asl_net_apply_gradients (data-parallel training sums
+ * the gradients across processes in between). */
+asl_status asl_net_train_step_grads(asl_net *net, int start, const float *x,
+                                    const float *y_true, int n, float *loss,
+                                    float *y_pred, int *has_grads);
+/* The gradients of every weight of the trainable layers as slots of one
+ * buffer of *count floats (64-byte aligned slots, layer then parameter
+ * order, zero padding), written by backward and read by
+ * asl_net_apply_gradients.  Valid until the trainable layers change
+ * (asking again then reallocates it) or the net is destroyed. */
+asl_status asl_net_grad_buffer(asl_net *net, float **buf, size_t *count);
 /* One optimizer step with the gradients of the last backward. */
 asl_status asl_net_apply_gradients(asl_net *net);
 /* Optimizer state: iteration count and slots (see asl_optimizer_desc for

@@ -1171,6 +1171,31 @@ static PyObject *Net_apply_gradients(NetObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* grad_buffer(): the gradients of the trainable weights as one writable
+ * float32 array over the C buffer (kept alive by this Net); stale once the
+ * trainable layers change: ask again each step. */
+static PyObject *Net_grad_buffer(NetObject *self, PyObject *unused)
+{
+    float *buf = NULL;
+    size_t count = 0;
+    npy_intp dims[1];
+    PyObject *a;
+    asl_status st;
+    (void)unused;
+    if (enter(self)) return NULL;
+    st = asl_net_grad_buffer(self->net, &buf, &count);
+    if (st != ASL_OK) return raise_status(self, st);
+    dims[0] = (npy_intp)count;
+    a = PyArray_SimpleNewFromData(1, dims, NPY_FLOAT32, buf);
+    if (!a) return NULL;
+    Py_INCREF(self);
+    if (PyArray_SetBaseObject((PyArrayObject *)a, (PyObject *)self) < 0) {
+        Py_DECREF(a);     /* the reference to self was stolen */
+        return NULL;
+    }
+    return a;
+}
+
 static PyObject *Net_slot(NetObject *self, PyObject *args)
 {
     int i, j, k;
@@ -1218,13 +1243,14 @@ static PyObject *Net_set_slot(NetObject *self, PyObject *args)
 
 static PyObject *Net_train_step_body(NetObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"x", "y", "start", "input_size", NULL};
+    static char *kwlist[] = {"x", "y", "start", "input_size", "apply", NULL};
     PyObject *xo, *yo, *pred, *size = Py_None;
     PyArrayObject *x, *y;
-    int n, s[3], start = 0, stop = -1, h, w;
+    int n, s[3], start = 0, stop = -1, h, w, apply = 1, has_grads = 0;
     float loss = 0.f;
     asl_status st;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|iO", kwlist, &xo, &yo, &start, &size))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|iOp", kwlist, &xo, &yo, &start, &size,
+                                     &apply))
         return NULL;
     if (!(x = range_input(self, xo, size, start, &stop, s, &h, &w))) return NULL;
     if (!(y = batch_array(yo, s, "y"))) {
@@ -1254,8 +1280,13 @@ static PyObject *Net_train_step_body(NetObject *self, PyObject *args, PyObject *
     Py_BEGIN_ALLOW_THREADS
     st = asl_net_set_input_size(self->net, h, w);
     if (st == ASL_OK)
-        st = asl_net_train_step_from(self->net, start, PyArray_DATA(x), PyArray_DATA(y), n,
-                                     &loss, PyArray_DATA((PyArrayObject *)pred));
+        st = apply ? asl_net_train_step_from(self->net, start, PyArray_DATA(x),
+                                             PyArray_DATA(y), n, &loss,
+                                             PyArray_DATA((PyArrayObject *)pred))
+                   : asl_net_train_step_grads(self->net, start, PyArray_DATA(x),
+                                              PyArray_DATA(y), n, &loss,
+                                              PyArray_DATA((PyArrayObject *)pred),
+                                              &has_grads);
     Py_END_ALLOW_THREADS
     Py_DECREF(x);
     Py_DECREF(y);
@@ -1263,6 +1294,8 @@ static PyObject *Net_train_step_body(NetObject *self, PyObject *args, PyObject *
         Py_DECREF(pred);
         return raise_status(self, st);
     }
+    if (!apply)
+        return Py_BuildValue("(dNO)", (double)loss, pred, has_grads ? Py_True : Py_False);
     return Py_BuildValue("(dN)", (double)loss, pred);
 }
 
@@ -1476,10 +1509,14 @@ static PyMethodDef Net_methods[] = {
     {"reset_optimizer", (PyCFunction)Net_reset_optimizer, METH_NOARGS,
      "forget the optimizer's slots and iteration count"},
     {"apply_gradients", (PyCFunction)Net_apply_gradients, METH_NOARGS, "one optimizer step"},
+    {"grad_buffer", (PyCFunction)Net_grad_buffer, METH_NOARGS,
+     "grad_buffer() -> float32 array: the trainable weights' gradients as one writable view "
+     "of C memory (what apply_gradients reads); ask again after the trainable layers change"},
     {"slot", (PyCFunction)Net_slot, METH_VARARGS, "copy of optimizer slot k of (i, j), or None"},
     {"set_slot", (PyCFunction)Net_set_slot, METH_VARARGS, "set optimizer slot k of (i, j)"},
     {"train_step", (PyCFunction)(void (*)(void))Net_train_step, METH_VARARGS | METH_KEYWORDS,
-     "train_step(x, y_onehot, start=0, input_size=None) -> (loss, y_pred); x is the input "
+     "train_step(x, y_onehot, start=0, input_size=None, apply=True) -> (loss, y_pred); "
+     "apply=False: no optimizer step, (loss, y_pred, has_grads); x is the input "
      "of layer start (input_size as in forward)"},
     {"softmax_output", (PyCFunction)Net_softmax_output, METH_NOARGS,
      "index of the softmax layer train_step fuses with the cross-entropy (the last "

@@ -172,6 +172,21 @@ void *asl_alloc(size_t bytes);            /* 64-byte aligned, NULL on fail */
 void *asl_calloc(size_t bytes);           /* zeroed                        */
 void asl_free(void *p);
 
+/* ---- one gradient buffer (grad_buffer.c) ------------------------- */
+/* The gradients of every weight of the trainable layers as slots of one
+ * buffer (data-parallel training sums it across processes). */
+typedef struct {
+    float *buf;      /* NULL until packed */
+    size_t count;    /* floats, padding included */
+} asl_grad_flat;
+/* Give each weight of a trainable layer its slot (values kept); a no-op
+ * when the slots are in place. */
+asl_status asl_grad_flat_pack(asl_grad_flat *f, asl_layer *layers, int nlayers,
+                              asl_ctx *c);
+/* Whether grad points into the buffer (not to be freed on its own). */
+int asl_grad_flat_owns(const asl_grad_flat *f, const float *grad);
+void asl_grad_flat_release(asl_grad_flat *f);
+
 /* Memory descriptor of an NHWC activation of logical dims (n, c, h, w). */
 asl_status asl_md_nhwc(asl_ctx *c, dnnl_memory_desc_t *md, int n, int h,
                        int w, int ch);

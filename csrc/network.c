@@ -92,6 +92,7 @@ struct asl_net {
     int nrange;              /* at 2i, 2i+1 (i = nlayers: the output);   */
                              /* nlayers + 1 when set, else 0             */
     int calibrating;         /* a forward records them (float32, unfused) */
+    asl_grad_flat flat;      /* gradients in one buffer, once asked for  */
 };
 
 static const asl_layer_ops *ops_for(asl_layer_kind k)
@@ -495,10 +496,11 @@ void asl_net_destroy(asl_net *net)
         if (l->ops->destroy) l->ops->destroy(l);
         for (int j = 0; j < l->nparams; j++) {
             asl_free(l->p[j].own);
-            asl_free(l->p[j].grad);
+            if (!asl_grad_flat_owns(&net->flat, l->p[j].grad)) asl_free(l->p[j].grad);
             for (int k = 0; k < ASL_OPT_MAX_SLOTS; k++) asl_free(l->p[j].slot[k]);
         }
     }
+    asl_grad_flat_release(&net->flat);
     free(net->layers);
     free(net->range);
     asl_free(net->ctx.scratch);
@@ -1571,11 +1573,31 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
                                    const float *y_true, int n, float *loss,
                                    float *y_pred)
 {
+    int has_grads = 0;
+    ASL_TRY(asl_net_train_step_grads(net, start, x, y_true, n, loss, y_pred, &has_grads));
+    return has_grads ? asl_net_apply_gradients(net) : ASL_OK;
+}
+
+asl_status asl_net_grad_buffer(asl_net *net, float **buf, size_t *count)
+{
+    if (!buf || !count) return asl_fail(&net->ctx, ASL_ERR_ARG, "grad_buffer: NULL");
+    ASL_TRY(asl_grad_flat_pack(&net->flat, net->layers, net->nlayers, &net->ctx));
+    *buf = net->flat.buf;
+    *count = net->flat.count;
+    return ASL_OK;
+}
+
+asl_status asl_net_train_step_grads(asl_net *net, int start, const float *x,
+                                    const float *y_true, int n, float *loss,
+                                    float *y_pred, int *has_grads)
+{
     asl_ctx *c = &net->ctx;
     int k = softmax_output(net), classes;
     const float *p;
     float *g;
     double total = 0.0;
+
+    if (has_grads) *has_grads = 0;
 
     if (k < 0)
         return asl_fail(c, ASL_ERR_STATE,
@@ -1615,7 +1637,8 @@ asl_status asl_net_train_step_from(asl_net *net, int start, const float *x,
     if (!g) return ASL_OK;
     net->layers[k].fused_softmax_ce = 1;
     ASL_TRY(run_backward(net, k, NULL));
-    return asl_net_apply_gradients(net);
+    if (has_grads) *has_grads = 1;
+    return ASL_OK;
 }
 
 asl_status asl_net_fold_count(const asl_net *net, int i, int64_t *folds)

@@ -207,28 +207,51 @@ class CoreNetwork:
         size = self._size(x, start)
         return self.net.forward(x, training=training, start=start, stop=stop, input_size=size)
 
-    def train_step(self, x, y, start=0):
+    def train_step(self, x, y, start=0, between=None):
         """One optimizer step on the batch (forward from core op ``start``,
-        loss, backward, update): returns (mean loss, predictions)."""
+        loss, backward, update): returns (mean loss, predictions).
+        ``between(net)``: called between the backward pass and the update
+        (data-parallel training averages ``net.grad_buffer()`` there)."""
         size = self._size(x, start)
-        loss, pred = self.net.train_step(x, y, start=start, input_size=size)
+        if between is None:
+            loss, pred = self.net.train_step(x, y, start=start, input_size=size)
+        else:
+            loss, pred, has_grads = self.net.train_step(x, y, start=start, input_size=size,
+                                                        apply=False)
+            if has_grads:
+                between(self.net)
+                self.net.apply_gradients()
         self._trained(start)
         return loss, pred
 
-    def train_step_with(self, x, loss_and_grad, start=0):
+    def trains_from(self, start):
+        """Whether a layer with trainable weights runs at or after core op ``start``."""
+        return any(l.trainable and l.trainable_weights and self.index[l.name][0] >= start
+                   for l in self.layers)
+
+    def train_step_with(self, x, loss_and_grad, start=0, between=None):
         """One optimizer step with the loss computed by the caller: a training
         forward from core op ``start``, ``loss_and_grad(outputs)`` -> (loss,
-        dL/doutputs), ``Net.backward``, ``Net.apply_gradients`` (skipped,
-        like train_step's, when nothing at or after ``start`` trains).
-        Returns (loss, outputs)."""
+        dL/doutputs), ``Net.backward``, ``between(net)`` if given,
+        ``Net.apply_gradients`` (skipped, like train_step's, when nothing at
+        or after ``start`` trains).  Returns (loss, outputs)."""
         out = self.net.forward(x, training=True, start=start)
         loss, dy = loss_and_grad(out)
-        if any(l.trainable and l.trainable_weights and self.index[l.name][0] >= start
-               for l in self.layers):
+        if self.trains_from(start):
             self.net.backward(np.ascontiguousarray(dy, np.float32).reshape(out.shape))
+            if between is not None:
+                between(self.net)
             self.net.apply_gradients()
             self._trained(start)
         return loss, out
+
+    def empty_step(self, start, between):
+        """A data-parallel rank whose slice of the batch is empty: no compute,
+        ``between(net)`` (it contributes zero gradients) and the update."""
+        if self.trains_from(start):
+            between(self.net)
+            self.net.apply_gradients()
+            self._trained(start)
 
     def inference_forward(self, x, compute_dtype, stop=-1):
         """``forward(x, training=False, stop=stop)``, the layers before the

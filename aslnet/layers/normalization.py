@@ -7,13 +7,19 @@ from .layer import Layer
 class BatchNormalization(Layer):
     """Keras BatchNormalization over the last axis.  Frozen (trainable=False)
     it runs in inference mode, as in Keras; trainable, ``fit`` uses batch
-    statistics and updates the moving ones (momentum 0.99)."""
+    statistics and updates the moving ones (momentum 0.99).
+
+    ``synchronized``: Keras's argument; in one process it changes nothing (as in Keras).
+    Under aslnet.distribution.DataParallel with several processes ``fit`` refuses
+    ``synchronized=True`` (not supported yet): each rank normalises its own slice."""
 
     _base_name = "batch_normalization"
     _training_dependent = True
 
-    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, name=None, **kwargs):
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, name=None, synchronized=False,
+                 **kwargs):
         super().__init__(name=name, **kwargs)
+        self.synchronized = bool(synchronized)
         if axis not in (-1, 3):
             raise ValueError("aslnet's BatchNormalization normalises the channel axis (-1)")
         self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)

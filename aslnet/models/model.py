@@ -396,6 +396,9 @@ class Model(Trainer):
             raise NotImplementedError(f"save_format={save_format!r} for {filepath!s}: aslnet "
                                       "writes Keras 3's archive to '.keras' paths and HDF5 "
                                       "to others (leave save_format out)")
+        from ..distribution import is_chief
+        if not is_chief():                 # data-parallel: rank 0 writes the file
+            return
         from ..saving import save_model
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
@@ -410,6 +413,9 @@ class Model(Trainer):
     def save_weights(self, filepath, overwrite=True):
         """The weights alone, in Keras's h5 weights layout (Keras 3's for a
         ``.weights.h5`` path)."""
+        from ..distribution import is_chief
+        if not is_chief():                 # data-parallel: rank 0 writes the file
+            return
         from ..saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)
 

@@ -17,6 +17,7 @@ from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
 from ..layers import core_shape
 from . import data_adapters as data
+from . import distributed
 from . import quantize as quantize_mod
 from . import trunk_cache
 from .compat import Keras2Aliases
@@ -211,7 +212,10 @@ class Trainer(Keras2Aliases):
                 m.update_state(y_true, out)
 
     @staticmethod
-    def _logs(loss_sum, n, metrics=()):
+    def _logs(loss_sum, n, metrics=(), replicas=None):
+        """The logs of the batches so far; with ``replicas``, of every rank's."""
+        if replicas is not None:
+            loss_sum, n, metrics = replicas.global_state(loss_sum, n, metrics)
         logs = {"loss": loss_sum / max(n, 1)}
         for m in metrics:
             logs[m.name] = m.result()
@@ -226,15 +230,30 @@ class Trainer(Keras2Aliases):
 
     # -- training -------------------------------------------------------------
     def _train_batch(self, network, xb, yb, *, ids=None, cache=None, start=0,
-                     sample_weight=None, class_weight=None, metrics=()):
+                     sample_weight=None, class_weight=None, metrics=(), replicas=None):
         """The one training step: (summed loss, samples); ``metrics`` are
         updated with the batch.  ``xb`` is None when the batch's trunk
         features are cached.  The loss decides the path (losses.Objective):
         a cross-entropy on the softmax output runs fused in C
         (``train_step``), any other loss computes its value and gradient on
-        the outputs in NumPy around the C forward / backward / update."""
+        the outputs in NumPy around the C forward / backward / update.
+        ``replicas`` (data-parallel training): this rank takes its slice of
+        the global batch and the ranks average their gradients before the
+        update."""
         network.net.set_learning_rate(
             self.optimizer._step_learning_rate(network.net.iterations))
+        between = None
+        if replicas is not None:
+            xb = None if xb is None else self._single_input(xb)
+            total = len(yb) if xb is None else len(xb)
+            xb, yb, ids, sample_weight = replicas.shard(xb, yb, ids, sample_weight, n=total)
+            local = len(yb)
+
+            def between(net):
+                replicas.average_gradients(net, local, total)
+            if local == 0:
+                network.empty_step(start, between)
+                return 0.0, 0
         xb = None if xb is None else self._to_input(xb)
         n = len(yb) if xb is None else len(xb)
         t = self._to_target(yb, n)
@@ -244,24 +263,28 @@ class Trainer(Keras2Aliases):
         obj = self._loss_objective()
         if obj.fused(self._softmax_output()):
             y = obj.smoothed(t).reshape(n, 1, 1, -1)
-            loss, pred = network.train_step(feats, y if w is None else y * w, start=s0)
+            loss, pred = network.train_step(feats, y if w is None else y * w, start=s0,
+                                            between=between)
             loss = loss * n
         else:
             loss, pred = network.train_step_with(
-                feats, lambda out: obj.value_and_grad(t, out, w), start=s0)
+                feats, lambda out: obj.value_and_grad(t, out, w), start=s0, between=between)
         self._update_metrics(metrics, t, pred.reshape(n, -1))
         return loss, n
 
     @serialized
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
-        """One optimizer step on one batch; the loss (and metrics) of it."""
+        """One optimizer step on one batch; the loss (and metrics) of it.  Under
+        aslnet.distribution's DataParallel the batch is the global one, as in fit (each
+        rank computes its slice; rank 0's weights are not broadcast: fit does that)."""
         self._require_trainable_output()
         network = self._core()
         metrics = self._new_metrics()
-        logs = self._logs(*self._train_batch(network, x, y, start=self._trunk_start(),
-                                             sample_weight=sample_weight,
-                                             class_weight=class_weight, metrics=metrics),
-                          metrics)
+        replicas = distributed.replicas()
+        loss, n = self._train_batch(network, x, y, start=self._trunk_start(),
+                                    sample_weight=sample_weight, class_weight=class_weight,
+                                    metrics=metrics, replicas=replicas)
+        logs = self._logs(loss, n, metrics, replicas)
         return logs if return_dict else (logs["loss"] if len(logs) == 1 else list(logs.values()))
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -304,6 +327,12 @@ class Trainer(Keras2Aliases):
         verbose = 1 if verbose == "auto" else int(verbose)
         steps = data.num_steps(x, batch_size, steps_per_epoch)
         network = self._core()
+        replicas = distributed.replicas()
+        if replicas is not None:
+            replicas.start_fit(self, network, steps, x)
+            network = self._core()           # (rank 0's weights: refold)
+            if replicas.rank != 0:
+                verbose = 0                  # rank 0 prints
         names = data.class_names(x)         # saved with the model, used by serving
         if names is not None and len(names) == self.output_shape[-1]:
             self.class_names = names
@@ -324,7 +353,8 @@ class Trainer(Keras2Aliases):
                                   freq=validation_freq)
             self._epochs(network, stream, cbs, start=start, cache=cache, epochs=epochs,
                          initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                         class_weight=class_weight, validation=validation)
+                         class_weight=class_weight, validation=validation,
+                         replicas=replicas)
         finally:                    # also after an exception or Ctrl-C
             for c in (cache, self._val_cache and self._val_cache[1]):
                 if c is not None:
@@ -334,7 +364,7 @@ class Trainer(Keras2Aliases):
         return history
 
     def _epochs(self, network, stream, cbs, *, start, cache, epochs, initial_epoch,
-                steps_per_epoch, class_weight, validation):
+                steps_per_epoch, class_weight, validation, replicas=None):
         """fit's loop; ``validation``: the evaluate arguments and ``freq``, or None."""
         self.stop_training = False
         cbs.on_train_begin()
@@ -345,15 +375,16 @@ class Trainer(Keras2Aliases):
                 cbs.on_train_batch_begin(step)
                 l, n = self._train_batch(network, xb, yb, ids=ids, cache=cache, start=start,
                                          sample_weight=sw, class_weight=class_weight,
-                                         metrics=metrics)
+                                         metrics=metrics, replicas=replicas)
                 loss_sum, seen = loss_sum + l, seen + n
-                cbs.on_train_batch_end(step, self._logs(loss_sum, seen, metrics))
+                cbs.on_train_batch_end(step, self._logs(loss_sum, seen, metrics, replicas))
                 if self.stop_training:
                     break
-            if seen == 0:
+            seen_all = seen if replicas is None else replicas.comm.allreduce(seen)
+            if seen_all == 0:
                 warnings.warn(_RAN_OUT, stacklevel=4)
                 break
-            logs = self._logs(loss_sum, seen, metrics)
+            logs = self._logs(loss_sum, seen, metrics, replicas)
             if validation and (epoch + 1) % validation["freq"] == 0:
                 val = self.evaluate(validation["x"], validation["y"],
                                     batch_size=validation["batch_size"],
@@ -363,7 +394,7 @@ class Trainer(Keras2Aliases):
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-            if steps_per_epoch is not None and seen and stream.exhausted:
+            if steps_per_epoch is not None and seen_all and stream.exhausted:
                 warnings.warn(_RAN_OUT, stacklevel=4)
                 break
         cbs.on_train_end()
@@ -388,9 +419,12 @@ class Trainer(Keras2Aliases):
         with self._lock:
             quantize_mod.quantize(self, mode, calibration_data, batch_size, steps)
 
-    def _forward_batches(self, x, y, batch_size, steps, with_targets, on_begin):
+    def _forward_batches(self, x, y, batch_size, steps, with_targets, on_begin,
+                         replicas=None):
         """Yields (n, targets, outputs) per batch; ``on_begin(i)`` is called
-        before batch i is computed (the callbacks' *_batch_begin)."""
+        before batch i is computed (the callbacks' *_batch_begin).  With
+        ``replicas``, of this rank's slice of each batch (``self._span``: the
+        slice's [lo, hi) in the batch, and the batch's size)."""
         network = self._core()
         dtype = self._dtype_policy.compute_dtype
         cache, start = None, 0
@@ -400,6 +434,13 @@ class Trainer(Keras2Aliases):
                                                        with_targets=with_targets,
                                                        cached=cache)):
             on_begin(i)
+            if replicas is not None:
+                total = len(yb) if xb is None else len(xb)
+                xb, yb, ids = replicas.shard(xb, yb, ids, n=total)
+                self._span = replicas.span(total) + (total,)
+                if (len(yb) if xb is None else len(xb)) == 0:
+                    yield 0, yb, np.zeros((0,) + self._output.shape[1:], np.float32)
+                    continue
             xb = None if xb is None else self._to_input(xb)   # None: cached
             feats, s0 = trunk_cache.features(network, xb, ids, cache, start, dtype)
             out = network.inference_forward(feats, dtype) if s0 == 0 else \
@@ -450,29 +491,34 @@ class Trainer(Keras2Aliases):
         x = self._single_input(x)
         sample_weight = data.evaluation_weights(x, sample_weight)
         n_steps = data.num_steps(x, batch_size, steps)
+        replicas = distributed.replicas()
+        if replicas is not None and replicas.rank != 0:
+            verbose = 0                        # rank 0 prints
         bar = _progbar(n_steps, verbose, ["loss", *self.compiled_metrics])  # running means
         if isinstance(callbacks, CallbackList):     # fit's own list (validation)
             cbs = callbacks
         else:
             cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
         cbs.on_test_begin()
-        loss_sum, seen, metrics = 0.0, 0, self._new_metrics()
+        loss_sum, seen, offset, metrics = 0.0, 0, 0, self._new_metrics()
         from_softmax = self._softmax_output()
         for i, (n, yb, out) in enumerate(self._forward_batches(
-                x, y, batch_size, n_steps, True, cbs.on_test_batch_begin)):
-            t = self._to_target(yb, n)
-            p = out.reshape(n, -1)
-            per_sample = self._loss_objective().per_sample(t, p, from_softmax)
-            if sample_weight is not None:
-                per_sample = per_sample * sample_weight[seen:seen + n]
-            loss_sum += float(np.sum(per_sample))
-            self._update_metrics(metrics, t, p)
-            seen += n
-            logs = self._logs(loss_sum, seen, metrics)
+                x, y, batch_size, n_steps, True, cbs.on_test_batch_begin, replicas)):
+            lo, hi, total = (0, n, n) if replicas is None else self._span
+            if n:
+                t = self._to_target(yb, n)
+                p = out.reshape(n, -1)
+                per_sample = self._loss_objective().per_sample(t, p, from_softmax)
+                if sample_weight is not None:
+                    per_sample = per_sample * sample_weight[offset + lo:offset + hi]
+                loss_sum += float(np.sum(per_sample))
+                self._update_metrics(metrics, t, p)
+            seen, offset = seen + n, offset + total
+            logs = self._logs(loss_sum, seen, metrics, replicas)
             cbs.on_test_batch_end(i, logs)
             if bar:
                 bar.update(i + 1, list(logs.items()))
-        logs = self._logs(loss_sum, seen, metrics)
+        logs = self._logs(loss_sum, seen, metrics, replicas)
         cbs.on_test_end(logs)
         if return_dict:
             return logs
