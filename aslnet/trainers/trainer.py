@@ -439,13 +439,13 @@ class Trainer(Keras2Aliases):
                 xb, yb, ids = replicas.shard(xb, yb, ids, n=total)
                 self._span = replicas.span(total) + (total,)
                 if (len(yb) if xb is None else len(xb)) == 0:
-                    yield 0, yb, np.zeros((0,) + self._output.shape[1:], np.float32)
+                    yield 0, yb, self._shaped(np.zeros(0, np.float32), 0)
                     continue
             xb = None if xb is None else self._to_input(xb)   # None: cached
             feats, s0 = trunk_cache.features(network, xb, ids, cache, start, dtype)
             out = network.inference_forward(feats, dtype) if s0 == 0 else \
                 network.forward(feats, start=s0)
-            yield len(feats), yb, out.reshape((len(feats),) + self._output.shape[1:])
+            yield len(feats), yb, self._shaped(out, len(feats))
 
     @serialized
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
@@ -468,7 +468,7 @@ class Trainer(Keras2Aliases):
                 bar.update(i + 1)
         cbs.on_predict_end()
         if not outs:
-            return np.zeros((0,) + self._output.shape[1:], np.float32)
+            return self._shaped(np.zeros(0, np.float32), 0)
         return np.concatenate(outs)
 
     @serialized
@@ -476,8 +476,16 @@ class Trainer(Keras2Aliases):
         """The outputs for one batch of inputs, in one call."""
         xb = self._to_input(x)
         network = self._core()
-        return network.inference_forward(xb, self._dtype_policy.compute_dtype).reshape(
-            (len(xb),) + self._output.shape[1:])
+        return self._shaped(network.inference_forward(xb, self._dtype_policy.compute_dtype),
+                            len(xb))
+
+    def _shaped(self, out, n):
+        """The core's output for n samples in the model's output shape; a size-agnostic
+        model's (None spatial dimensions) keeps the core's, planned for this input size."""
+        shape = tuple(self._output.shape[1:])
+        if None in shape:
+            return out.reshape((n,) + tuple(d or 0 for d in shape)) if n == 0 else out
+        return out.reshape((n,) + shape)
 
     @serialized
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,

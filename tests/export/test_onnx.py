@@ -119,6 +119,31 @@ def test_the_fine_tuned_tutorial_model_matches_in_onnx_runtime(tmp_path, shared_
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [224, 224, 3]
 
 
+@pytest.mark.parametrize("arch", ["MobileNet", "MobileNetV2"])
+def test_imagenet_trunks_of_any_size_match_in_onnx_runtime(tmp_path, shared_weights_dir, arch):
+    """include_top=False without input_shape: a (None, None, 3) model whose ONNX
+    graph keeps height and width symbolic; v2's residual Adds are in it."""
+    from aslnet import applications
+    model = getattr(applications, arch)(include_top=False, weights="imagenet",
+                                        weights_dir=shared_weights_dir)
+    assert model.input_shape == (None, None, None, 3)
+    path = tmp_path / f"{arch}.onnx"
+    for shape in ((96, 96, 3), (128, 160, 3)):        # one file serves every size
+        out = _check(model, path, shape, batches=(2,))
+        assert out.shape == (2, shape[0] // 32, shape[1] // 32, model.output_shape[-1])
+        assert np.abs(out).max() > 0.1                # ImageNet features, not vanishing ones
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims[:3]] == ["batch", "height", "width"]
+
+
+def test_imagenet_mobilenet_v2_classifier_matches_in_onnx_runtime(tmp_path, shared_weights_dir):
+    from aslnet.applications import MobileNetV2
+    model = MobileNetV2(weights="imagenet", weights_dir=shared_weights_dir)
+    out = _check(model, tmp_path / "v2.onnx", (224, 224, 3), batches=(2,))
+    assert out.shape == (2, 1000)
+    np.testing.assert_allclose(out.sum(axis=1), 1, atol=1e-5)
+
+
 def test_other_formats_and_arguments_are_refused(tmp_path):
     model = Sequential([L.Input((4,)), L.Dense(2)])
     with pytest.raises(NotImplementedError, match="format='onnx'"):
