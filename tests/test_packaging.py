@@ -190,7 +190,10 @@ def test_the_version_has_one_home():
 def test_sdist_manifest_carries_docs_and_benchmarks():
     # the sdist builds the docs site (mkdocs.yml, docs/, tools/build_docs.sh and the
     # benchmark tables it includes) and runs the benchmarks from the sdist alone
-    lines = [l.split() for l in (REPO_ROOT / "MANIFEST.in").read_text().splitlines()
+    manifest = REPO_ROOT / "MANIFEST.in"
+    if not manifest.is_file():
+        pytest.skip("not in a source tree (tools/check_dist.sh runs this file against a wheel)")
+    lines = [l.split() for l in manifest.read_text().splitlines()
              if l.strip() and not l.startswith("#")]
     included = {w for l in lines if l[0] == "include" for w in l[1:]}
     grafted = {l[1] for l in lines if l[0] == "graft"}
