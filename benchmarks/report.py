@@ -290,7 +290,6 @@ def markdown(res):
               "", "| target | aslnet | met |", "|---|---|---|"]
         for name, txt, met in targets(res):
             L.append(f"| {name} | {txt} | {_met(met)} |")
-    L += v2_target_lines(res)
     if v1 and any("aslnet_bf16" in (res.get(k) or {}) for k in ("inference", "train", "e2e")):
         L += ["", "For information, the same targets for aslnet under mixed_bfloat16 (bfloat16 "
               "convolutions: not the targets' float32 criterion; the accuracy row compares "
@@ -310,6 +309,7 @@ def markdown(res):
                                                     med(tr.get("keras_bf16"))), 0)):
             if a is not None:
                 L.append(f"| {what} vs Keras mixed_bfloat16 (same precision) | {a:.2f}× | — |")
+    L += v2_target_lines(res)
     if res["errors"]:
         L += ["", "## Peers that failed", ""]
         for k, e in res["errors"].items():
@@ -335,7 +335,7 @@ def v2_target_lines(res):
         L += ["", "For information, aslnet mixed_bfloat16 against the same float32 peers:", "",
               "| target | aslnet mixed_bfloat16 | met |", "|---|---|---|"]
         L += [f"| {name} | {txt} | — |" for name, txt, met in bf16]
-    return L + [""]
+    return L
 
 
 def refold_lines(tr, title=None):
