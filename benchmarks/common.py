@@ -9,9 +9,25 @@ import time
 
 import numpy as np
 
-# MobileNet v1 alpha 1.0 224x224: multiply-adds per image (Keras's figure, classifier included)
+# MobileNet v1 alpha 1.0 224x224: multiply-adds per image (Keras's figure, classifier
+# included); only for results written before the runs counted them from the model
+# (meta["macs"], by benchmarks.peers.aslnet prepare)
 MACS_PER_IMAGE = 0.569e9
 FLOPS_PER_IMAGE = 2 * MACS_PER_IMAGE
+
+ARCHS = ("mobilenet", "mobilenet_v2")   # Keras's application names, as load_pretrained's
+DEFAULT_ARCH, DEFAULT_SIZE = "mobilenet", 224
+ARCH_LABELS = {"mobilenet": "MobileNet v1", "mobilenet_v2": "MobileNetV2"}
+
+
+def model_key(arch, size):
+    """'mobilenet_v2-160': the key of one (arch, input size) in the results."""
+    return f"{arch}-{size}"
+
+
+def model_label(arch, size):
+    """'MobileNetV2 alpha 1.0 160×160'."""
+    return f"{ARCH_LABELS.get(arch, arch)} alpha 1.0 {size}×{size}"
 
 
 def thread_env(threads):
@@ -63,6 +79,8 @@ def peer_args(tasks):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--split", help="fit: the split folder (train/valid/test)")
     p.add_argument("--data", help="prepare: the dataset folder (one folder per class)")
+    p.add_argument("--arch", default=DEFAULT_ARCH, choices=ARCHS)
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="input height = width")
     return p.parse_args()
 
 

@@ -18,6 +18,12 @@ def _fig(s, digits=1):
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
+def _med(d, k=None):
+    """The median of figure ``d`` (or of ``d[k]``), None where absent."""
+    d = (d or {}).get(k) if k else d
+    return (d or {}).get("median")
+
+
 def _ratio(a, b):
     return a / b if a and b else None
 
@@ -66,6 +72,63 @@ def targets(res, me="aslnet"):
     rows.append(("pointwise convs at batch 32 > 60% of peak",
                  "n/a" if frac is None else f"{frac:.0%}",
                  None if frac is None else frac > 0.6))
+    return rows
+
+
+def models(res):
+    """[(key, arch, size, that model's results)] in the run's order: MobileNet v1 224's
+    results are the top level of the file (as before other models ran), the others'
+    are ``res['models'][key]``."""
+    default = common.model_key(common.DEFAULT_ARCH, common.DEFAULT_SIZE)
+    subs = {default: res} if any(k in res for k in ("inference", "train", "e2e",
+                                                     "utilisation", "phases")) else {}
+    subs.update(res.get("models") or {})
+    order = res["meta"].get("models") or list(subs)
+    out = []
+    for key in order:
+        if key in subs:
+            arch, size = key.rsplit("-", 1)
+            out.append((key, arch, int(size), subs[key]))
+    return out
+
+
+def macs(res, key):
+    """Multiply-adds per image of the model ``key``, as prepare counted them from it
+    (results written before that: Keras's 569 M for v1 224; None for another)."""
+    n = (res["meta"].get("macs") or {}).get(key)
+    if n is None and key == common.model_key(common.DEFAULT_ARCH, common.DEFAULT_SIZE):
+        n = common.MACS_PER_IMAGE
+    return n
+
+
+def v2_targets(res, me="aslnet"):
+    """[(target, ratio text, met)] of issue 13's MobileNetV2 targets: batch 32 inference
+    ≥ 1.2× the fastest float32 peer (each size), the tutorial's fit ≥ 2× faster than
+    Keras; the training step against Keras for information (met: None)."""
+    rows = []
+    med = _med
+    for key, arch, size, sub in models(res):
+        if arch != "mobilenet_v2":
+            continue
+        inf, tr, e2e = sub.get("inference") or {}, sub.get("train") or {}, sub.get("e2e") or {}
+        if inf:
+            vals = [(med(inf[p], "b32"), p) for p in inf
+                    if p in FLOAT32 and p != "aslnet" and med(inf[p], "b32")]
+            v, n = max(vals) if vals else (None, None)
+            r = _ratio(med(inf.get(me), "b32"), v)
+            rows.append((f"{size}×{size}: inference batch 32 ≥ 1.2× the fastest float32 peer",
+                         "n/a" if r is None else f"{r:.2f}× ({LABELS[n]})",
+                         None if r is None else r >= 1.2))
+        if tr:
+            r = _ratio(med(tr.get(me)), med(tr.get("keras")))
+            rows.append((f"{size}×{size}: training step vs Keras (for information)",
+                         "n/a" if r is None else f"{r:.2f}×", None))
+        if e2e or size == common.DEFAULT_SIZE:
+            ea, ek = e2e.get(me), e2e.get("keras")
+            r = _ratio(ek and ek["fit_s"], ea and ea["fit_s"])
+            rows.append((f"{size}×{size}: tutorial fit ({e2e.get('epochs', 10)} epochs) ≥ 2× "
+                         "faster than Keras", "n/a (e2e not run)" if r is None
+                         else f"{r:.2f}×", None if r is None else r >= 2.0))
     return rows
 
 
@@ -127,23 +190,12 @@ def machine_lines(m):
     return L
 
 
-def markdown(res):
-    m = res["meta"]
-    fp32_peak, bf16_peak = peaks(m)
-    L = [f"# aslnet benchmarks{' — QUICK SMOKE RUN (not for comparison)' if m['quick'] else ''}",
-         "", *machine_lines(m),
-         f"- {m['date']}, host {m['host']}, Python {m['python']}; load average "
-         f"{m['load_start']} at start, {m['load_end']} at end",
-         "- float32 everywhere but the rows marked mixed_bfloat16 (aslnet's optional dtype "
-         "policy: every convolution in bfloat16; the targets compare float32 only)",
-         f"- MobileNet v1 alpha 1.0 224×224 with aslnet's ImageNet weights "
-         f"in every peer; each figure: median (min–max) of {m['reps']} timed runs",
-         "- environment of every peer: "
-         + " ".join(f"`{k}={v}`" for k, v in m["env"].items() if k != "TF_CPP_MIN_LOG_LEVEL"),
-         ""]
-    inf = res.get("inference")
+def model_lines(res, key, arch, size, sub, fp32_peak, bf16_peak):
+    """The inference, training step and e2e tables of one model, titled with it."""
+    L, title = [], common.model_label(arch, size)
+    inf = sub.get("inference")
     if inf:
-        L += ["## Inference (images/s)", "",
+        L += [f"## Inference (images/s): {title}", "",
               "| peer | batch 1 | batch 32 | first call b1 / b32 (s) | top-1 = aslnet (of 32) "
               "| max abs diff vs aslnet |", "|---|---|---|---|---|---|"]
         for p, r in inf.items():
@@ -152,23 +204,22 @@ def markdown(res):
                      f"{r['b1']['first_call_s']:.2f} / {r['b32']['first_call_s']:.2f} | "
                      f"{ag.get('top1_equal', '—') if p != 'aslnet' else 'ref.'} | "
                      f"{'%.2e' % ag['max_abs_diff'] if 'max_abs_diff' in ag else '—'} |")
-        a = inf.get("aslnet")
-        if a:
-            gf = lambda r: r["median"] * common.FLOPS_PER_IMAGE / 1e9   # noqa: E731
+        a, n = inf.get("aslnet"), macs(res, key)
+        if a and n:
+            gf = lambda r: r["median"] * 2 * n / 1e9   # noqa: E731
             L += ["", "aslnet achieved: " + ", ".join(
                 f"batch {b[1:]} {gf(a[b]):.1f} GFLOP/s = {_pct(gf(a[b]), fp32_peak)} of peak"
-                for b in ("b1", "b32")) + f" ({common.MACS_PER_IMAGE / 1e9:.3f} G multiply-adds"
-                " per image × 2)."]
+                for b in ("b1", "b32")) + f" ({n / 1e9:.3f} G multiply-adds per image × 2)."]
             a = inf.get("aslnet_bf16")
             if a:
                 L.append("aslnet mixed_bfloat16 achieved: " + ", ".join(
                     f"batch {b[1:]} {gf(a[b]):.1f} GFLOP/s = {_pct(gf(a[b]), bf16_peak)} of the "
                     "bf16 peak" for b in ("b1", "b32")) + ".")
-            L.append("")
-    tr = res.get("train")
+        L.append("")
+    tr = sub.get("train")
     if tr:
         ref = tr.get("aslnet", {}).get("first_loss")
-        L += ["## Training step (tutorial model, batch 10; images/s)", "",
+        L += [f"## Training step (tutorial model, batch 10; images/s): {title}", "",
               "| peer | images/s | trainable params | first-step loss | vs aslnet |",
               "|---|---|---|---|---|"]
         for p, r in tr.items():
@@ -177,10 +228,11 @@ def markdown(res):
             L.append(f"| {LABELS[p]} | {_fig(r)} | {r['trainable_params']:,} | "
                      f"{r['first_loss']:.5f} | {d} |")
         L.append("")
-        L += refold_lines(tr)
-    e2e = res.get("e2e")
+        L += refold_lines(tr, title)
+    e2e = sub.get("e2e")
     if e2e:
-        L += [f"## Tutorial end to end ({e2e['epochs']} epoch(s); split {e2e['split']})", "",
+        L += [f"## Tutorial end to end ({e2e['epochs']} epoch(s); split {e2e['split']}): "
+              f"{title}", "",
               "| peer | fit (s) | process wall (s) | peak RSS (MiB) | test accuracy "
               "| last val accuracy |", "|---|---|---|---|---|---|"]
         for p in FIT_PEERS:
@@ -191,6 +243,32 @@ def markdown(res):
                          f"{r['max_rss_mib']:.0f} | {r['test_accuracy']:.3f} "
                          f"({r['test_images']} images) | {va:.3f} |")
         L.append("")
+    return L
+
+
+def markdown(res):
+    m = res["meta"]
+    fp32_peak, bf16_peak = peaks(m)
+    ms = models(res)
+    if [k for k, *_ in ms] in ([], [common.model_key(common.DEFAULT_ARCH, common.DEFAULT_SIZE)]):
+        what = "MobileNet v1 alpha 1.0 224×224 with aslnet's ImageNet weights in every peer"
+    else:
+        what = ("models: " + ", ".join(common.model_label(a, s) for _, a, s, _ in ms)
+                + ", each with aslnet's ImageNet weights in every peer (the weights trained "
+                "at 224×224, at every size); the training step and e2e at "
+                f"{m.get('train_size', common.DEFAULT_SIZE)}")
+    L = [f"# aslnet benchmarks{' — QUICK SMOKE RUN (not for comparison)' if m['quick'] else ''}",
+         "", *machine_lines(m),
+         f"- {m['date']}, host {m['host']}, Python {m['python']}; load average "
+         f"{m['load_start']} at start, {m['load_end']} at end",
+         "- float32 everywhere but the rows marked mixed_bfloat16 (aslnet's optional dtype "
+         "policy: every convolution in bfloat16; the targets compare float32 only)",
+         f"- {what}; each figure: median (min–max) of {m['reps']} timed runs",
+         "- environment of every peer: "
+         + " ".join(f"`{k}={v}`" for k, v in m["env"].items() if k != "TF_CPP_MIN_LOG_LEVEL"),
+         ""]
+    for key, arch, size, sub in ms:
+        L += model_lines(res, key, arch, size, sub, fp32_peak, bf16_peak)
     L += phase_lines(res.get("phases"), fp32_peak)
     ut = res.get("utilisation")
     if ut:
@@ -205,10 +283,14 @@ def markdown(res):
                          f"{'—' if g is None else f'{g:.1f}'} | "
                          f"{'—' if frac is None else f'{frac:.0%}'} |")
             L.append("")
-    L += ["## Targets", "", "| target | aslnet | met |", "|---|---|---|"]
-    for name, txt, met in targets(res):
-        L.append(f"| {name} | {txt} | {'n/a' if met is None else 'met' if met else 'not met'} |")
-    if any("aslnet_bf16" in (res.get(k) or {}) for k in ("inference", "train", "e2e")):
+    v1 = common.model_key(common.DEFAULT_ARCH, common.DEFAULT_SIZE) in [k for k, *_ in ms]
+    if v1 or not ms:
+        L += ["## Targets" + ("" if len(ms) <= 1 else
+                              f": {common.model_label(common.DEFAULT_ARCH, common.DEFAULT_SIZE)}"),
+              "", "| target | aslnet | met |", "|---|---|---|"]
+        for name, txt, met in targets(res):
+            L.append(f"| {name} | {txt} | {_met(met)} |")
+    if v1 and any("aslnet_bf16" in (res.get(k) or {}) for k in ("inference", "train", "e2e")):
         L += ["", "For information, the same targets for aslnet under mixed_bfloat16 (bfloat16 "
               "convolutions: not the targets' float32 criterion; the accuracy row compares "
               "with Keras in float32):", "", "| target | aslnet mixed_bfloat16 | met |",
@@ -227,6 +309,7 @@ def markdown(res):
                                                     med(tr.get("keras_bf16"))), 0)):
             if a is not None:
                 L.append(f"| {what} vs Keras mixed_bfloat16 (same precision) | {a:.2f}× | — |")
+    L += v2_target_lines(res)
     if res["errors"]:
         L += ["", "## Peers that failed", ""]
         for k, e in res["errors"].items():
@@ -235,15 +318,33 @@ def markdown(res):
     return "\n".join(L) + "\n"
 
 
+def _met(met):
+    return "n/a" if met is None else "met" if met else "not met"
 
 
-def refold_lines(tr):
+def v2_target_lines(res):
+    rows = v2_targets(res)
+    if not rows:
+        return []
+    L = ["", "## Targets: MobileNetV2 (issue 13)", "", "| target | aslnet | met |",
+         "|---|---|---|"]
+    L += [f"| {name} | {txt} | {'—' if 'information' in name else _met(met)} |"
+          for name, txt, met in rows]
+    bf16 = [r for r in v2_targets(res, "aslnet_bf16") if "n/a" not in r[1]]
+    if bf16:
+        L += ["", "For information, aslnet mixed_bfloat16 against the same float32 peers:", "",
+              "| target | aslnet mixed_bfloat16 | met |", "|---|---|---|"]
+        L += [f"| {name} | {txt} | — |" for name, txt, met in bf16]
+    return L
+
+
+def refold_lines(tr, title=None):
     """The table of predict right after a training step, where the peers measured it."""
     rows = [(p, r["predict_after_train"]) for p, r in tr.items() if "predict_after_train" in r]
     if not rows:
         return []
     L = [f"## Predict right after a training step (tutorial model, "
-         f"{rows[0][1]['batch']} images; ms)", "",
+         f"{rows[0][1]['batch']} images; ms)" + (f": {title}" if title else ""), "",
          "`model.predict(x)` right after one `train_on_batch`, then again: the difference is "
          "what a training step costs the next inference (refolding the fused conv+BN groups).",
          "", "| peer | first predict after train_on_batch | second predict | difference |",

@@ -1,6 +1,7 @@
 """aslnet against its peers, in one run: see benchmarks/README.md.
 
     .venv/bin/python -m benchmarks.run [--quick] [--threads 2] [--only inference,train,...]
+        [--arch mobilenet,mobilenet_v2] [--size 224,160,128] [--e2e-arch mobilenet_v2]
     .venv/bin/python -m benchmarks.run --render benchmarks/results/NAME.json   # Markdown again
 """
 import argparse
@@ -46,11 +47,29 @@ def parse_args(argv=None):
                    help="extra environment for every peer (repeatable), e.g. "
                         "OMP_WAIT_POLICY=passive; recorded in the results")
     p.add_argument("--out", help="results folder (default benchmarks/results[/tmp])")
+    p.add_argument("--arch", default=common.DEFAULT_ARCH,
+                   help=f"comma list of models: {','.join(common.ARCHS)} (default "
+                        f"{common.DEFAULT_ARCH})")
+    p.add_argument("--size", default=str(common.DEFAULT_SIZE),
+                   help="comma list of input sizes, height = width (default 224): inference "
+                        "at each; train, e2e at 224 (else the first size)")
+    p.add_argument("--e2e-arch", help="comma list: the models of the e2e part (default: "
+                                      "those of --arch)")
     a = p.parse_args(argv)
+    a.archs = list(dict.fromkeys(a.arch.split(",")))
+    try:
+        a.sizes = list(dict.fromkeys(int(s) for s in a.size.split(",")))
+    except ValueError:
+        p.error(f"--size: comma list of integers, got {a.size!r}")
+    if min(a.sizes) < 32:
+        p.error("--size: 32 or more (MobileNet's minimum)")
+    a.e2e_archs = a.e2e_arch.split(",") if a.e2e_arch else a.archs
+    if not set(a.e2e_archs) <= set(a.archs):
+        p.error(f"--e2e-arch {a.e2e_archs}: not all in --arch {a.archs}")
     a.parts = (a.only or ",".join(DEFAULT_PARTS[:-1] if a.quick else DEFAULT_PARTS)).split(",")
     a.peers = a.peers.split(",")
     a.env = dict(kv.split("=", 1) for kv in a.env)
-    for v, allowed in ((a.parts, PARTS), (a.peers, PEERS)):
+    for v, allowed in ((a.parts, PARTS), (a.peers, PEERS), (a.archs, common.ARCHS)):
         bad = sorted(set(v) - set(allowed))
         if bad:
             p.error(f"unknown {bad}; choose from {allowed}")
@@ -60,27 +79,59 @@ def parse_args(argv=None):
     a.epochs = a.epochs or (1 if a.quick else 10)
     a.iters = {"b1": 2, "b32": 1, "train": 1} if a.quick else {"b1": 20, "b32": 2, "train": 5}
     a.out = a.out or os.path.join(ROOT, "benchmarks", "results", "tmp" if a.quick else "")
+    a.train_size = common.DEFAULT_SIZE if common.DEFAULT_SIZE in a.sizes else a.sizes[0]
+    a.models = [(arch, size) for arch in a.archs for size in a.sizes]
     return a
 
 
-class Runner:
-    """Runs one peer task in a subprocess with the thread caps, logs its
-    output, and reads back its JSON result, wall time and peak RSS."""
+def applies(args, part, arch, size):
+    """Whether ``part`` runs for the model (arch, size): inference for every one; train and
+    e2e (e2e: of --e2e-arch) at the train size; utilisation and phases (aslnet's own
+    parts, whose parsers and arithmetic are v1's) for MobileNet v1 at 224."""
+    if part == "inference":
+        return True
+    if part in ("train", "e2e"):
+        return size == args.train_size and (part == "train" or arch in args.e2e_archs)
+    return (arch, size) == (common.DEFAULT_ARCH, common.DEFAULT_SIZE)
 
-    def __init__(self, args, work):
-        self.args, self.work = args, work
+
+class Runner:
+    """Runs one peer task for one model (arch, size) in a subprocess with the thread caps,
+    logs its output, and reads back its JSON result, wall time and peak RSS.  Its work
+    folder: ``work`` for MobileNet v1 224 (as before there were other models), else
+    ``work/<arch>-<size>``; ``base_work``: ``work``, shared by all (the e2e split)."""
+
+    def __init__(self, args, work, arch=common.DEFAULT_ARCH, size=common.DEFAULT_SIZE,
+                 errors=None):
+        self.args, self.base_work, self.arch, self.size = args, work, arch, size
+        self.default = (arch, size) == (common.DEFAULT_ARCH, common.DEFAULT_SIZE)
+        self.work = work if self.default else os.path.join(work, common.model_key(arch, size))
+        os.makedirs(self.work, exist_ok=True)
         self.env = dict(os.environ, **common.thread_env(args.threads),
                         PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
                                                                  os.environ.get("PYTHONPATH")])))
         self.env.setdefault("ASLNET_WEIGHTS", os.path.join(args.shared, "weights"))
         self.env.update(args.env)
-        self.errors = {}
+        self.errors = {} if errors is None else errors
+        self.meta = {}
+
+    def at(self, arch, size):
+        """The runner of another model, sharing this one's errors and meta."""
+        r = Runner(self.args, self.base_work, arch, size, self.errors)
+        r.meta = self.meta
+        return r
+
+    def label(self, what):
+        """``what`` (an errors key), with the model where it is not v1 224."""
+        return what + ("" if self.default else f" ({common.model_key(self.arch, self.size)})")
 
     def __call__(self, peer, task, *extra, env=None):
         a = self.args
         cmd = [sys.executable, "-m", f"benchmarks.peers.{peer}", task, "--work", self.work,
                "--threads", str(a.threads), "--reps", str(a.reps),
-               "--iters", json.dumps(a.iters), *extra]
+               "--iters", json.dumps(a.iters), "--arch", self.arch, "--size", str(self.size),
+               *extra]
+        what = self.label(f"{peer} {task}")
         log = os.path.join(self.work, f"{peer}-{task}.log")
         result_path = os.path.join(self.work, f"{peer}-{task}.json")
         if os.path.exists(result_path):
@@ -96,7 +147,7 @@ class Runner:
         if proc.returncode != 0 or not os.path.exists(result_path):
             with open(log) as f:
                 tail = f.read()[-1500:]
-            self.errors[f"{peer} {task}"] = f"exit {proc.returncode}; log {log}:\n{tail}"
+            self.errors[what] = f"exit {proc.returncode}; log {log}:\n{tail}"
             print(f"FAILED (exit {proc.returncode}, see {log})")
             return None
         with open(result_path) as f:
@@ -131,7 +182,8 @@ def run_inference(args, run, res):
         if peer in ("onnxruntime", "litert"):
             src = {"onnxruntime": "mobilenet.onnx", "litert": "mobilenet.tflite"}[peer]
             if not os.path.exists(os.path.join(run.work, src)):
-                run.errors[f"{peer} inference"] = f"{src} was not exported (see its source peer)"
+                run.errors[run.label(f"{peer} inference")] = \
+                    f"{src} was not exported (see its source peer)"
                 continue
         extra = ["--export"] if export.get(peer) in peers else []
         r = run(peer, "inference", *extra)
@@ -158,9 +210,9 @@ def run_utilisation(args, run, res):
         text = f.read()
     passes = utilisation.parse(text)
     isa = utilisation.verbose_isa(text)          # oneDNN's own words, a cross-check
-    if isa and res["meta"].get("onednn"):
-        res["meta"]["onednn"]["verbose_isa"] = isa
-    fp32 = res["meta"]["peak"]["fp32"].get(str(args.threads))
+    if isa and run.meta.get("onednn"):
+        run.meta["onednn"]["verbose_isa"] = isa
+    fp32 = run.meta["peak"]["fp32"].get(str(args.threads))
     res["utilisation"] = {f"b{b}": utilisation.breakdown(p, fp32)
                           for b, p in sorted(passes.items(), reverse=True)}
 
@@ -186,7 +238,7 @@ def make_split(args, work):
 
 
 def run_e2e(args, run, res):
-    split, sizes = make_split(args, run.work)
+    split, sizes = make_split(args, run.base_work)
     out = {"split": sizes, "epochs": args.epochs}
     for peer in FIT_PEERS:
         if peer in args.peers:
@@ -197,7 +249,7 @@ def run_e2e(args, run, res):
 
 
 def run_phases(args, run, res):
-    split, sizes = make_split(args, run.work)
+    split, sizes = make_split(args, run.base_work)
     epochs = max(args.epochs, 2)
     r = run("aslnet", "phases", "--split", split, "--epochs", str(epochs))
     if r is not None:
@@ -218,11 +270,16 @@ def machine(args):
 
 
 def results_name(meta):
-    """<cpu>-<threads>t[-<ONEDNN_MAX_CPU_ISA>][-quick], e.g. amd-epyc-2t, intel-xeon-
-    platinum-8480-2t-avx2: from the machine, so that two machines' results do not mix."""
+    """<cpu>-<threads>t[-<ONEDNN_MAX_CPU_ISA>][-v2][-sizes][-quick], e.g. amd-epyc-2t,
+    intel-xeon-platinum-8480-2t-avx2: from the machine, so that two machines' results do
+    not mix; -v2 where MobileNetV2 ran, -sizes where other sizes than 224 did (so that
+    those runs leave the v1 224 results alone)."""
     cap = (meta.get("onednn") or {}).get("max_cpu_isa_env")
+    v2 = "mobilenet_v2" in meta.get("archs", ())
+    sizes = set(meta.get("sizes", [common.DEFAULT_SIZE])) != {common.DEFAULT_SIZE}
     return (f"{peak.slug(meta['cpu'])}-{meta['threads']}t"
-            f"{'-' + cap.lower() if cap else ''}{'-quick' if meta['quick'] else ''}")
+            f"{'-' + cap.lower() if cap else ''}{'-v2' if v2 else ''}"
+            f"{'-sizes' if sizes else ''}{'-quick' if meta['quick'] else ''}")
 
 
 def main(argv=None):
@@ -239,34 +296,57 @@ def main(argv=None):
     os.makedirs(work, exist_ok=True)
     run = Runner(args, work)
     res = {"meta": {**machine(args), "threads": args.threads,
+                    "archs": args.archs, "sizes": args.sizes, "train_size": args.train_size,
+                    "models": [common.model_key(*m) for m in args.models], "macs": {},
                     "quick": args.quick, "reps": args.reps,
                     "iters": args.iters, "parts": args.parts, "peers": args.peers,
                     "env": {**common.thread_env(args.threads), **args.env},
                     "host": platform.node(), "python": platform.python_version(),
                     "date": datetime.datetime.now().isoformat(timespec="seconds"),
                     "load_start": " ".join(f"{x:.1f}" for x in os.getloadavg())}}
-    print(f"{res['meta']['cpu']}, {args.threads} threads; parts {args.parts}; work dir {work}")
-    print("prepare")
-    prep = run("aslnet", "prepare", "--data",
-               os.path.join(args.shared, "data", "sign-language-digits"))
-    if prep is None:
-        print(run.errors["aslnet prepare"], file=sys.stderr)
-        return 1
-    res["meta"]["onednn"] = prep.get("onednn")
-    for part in PARTS:
-        if part in args.parts:
-            print(part)
-            globals()[f"run_{part}"](args, run, res)
-    res["meta"]["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    res["errors"] = run.errors
-    base = os.path.join(args.out, results_name(res["meta"]))
+    run.meta = res["meta"]
+    print(f"{res['meta']['cpu']}, {args.threads} threads; parts {args.parts}; "
+          f"models {res['meta']['models']}; work dir {work}")
+    prepared = 0
     os.makedirs(args.out, exist_ok=True)
-    with open(base + ".json", "w") as f:
-        json.dump(res, f, indent=1)
-    text = markdown(res)
-    with open(base + ".md", "w") as f:
-        f.write(text)
-    print("\n" + text + f"\nwritten: {base}.md, {base}.json")
+    base = lambda: os.path.join(args.out, results_name(res["meta"]))   # noqa: E731
+
+    def save():   # after every model too: a run cut short keeps what it measured
+        res["meta"]["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        res["errors"] = run.errors
+        with open(base() + ".json", "w") as f:
+            json.dump(res, f, indent=1)
+        text = markdown(res)
+        with open(base() + ".md", "w") as f:
+            f.write(text)
+        return text
+
+    for arch, size in args.models:
+        r = run.at(arch, size)
+        key, tag = common.model_key(arch, size), "" if r.default else f" ({r.arch} {r.size})"
+        print("prepare" + tag)
+        prep = r("aslnet", "prepare", "--data",
+                 os.path.join(args.shared, "data", "sign-language-digits"))
+        if prep is None:
+            print(run.errors[r.label("aslnet prepare")], file=sys.stderr)
+            continue
+        prepared += 1
+        res["meta"].setdefault("onednn", prep.get("onednn"))
+        res["meta"]["macs"][key] = prep.get("macs_per_image")
+        slot = res if r.default else res.setdefault("models", {}).setdefault(
+            key, {"arch": arch, "size": size})
+        for part in PARTS:
+            if part in args.parts and applies(args, part, arch, size):
+                print(part + tag)
+                globals()[f"run_{part}"](args, r, slot)
+        save()
+    if not prepared:
+        return 1
+    for part in ("utilisation", "phases"):
+        if part in args.parts and not any(applies(args, part, *m) for m in args.models):
+            run.errors[part] = "exit -: runs for MobileNet v1 224 only, not in --arch/--size"
+    text = save()
+    print("\n" + text + f"\nwritten: {base()}.md, {base()}.json")
     return 0
 
 

@@ -1,6 +1,7 @@
 """aslnet: prepares the shared inputs and weights, and is timed like the peers.
 
-    python -m benchmarks.peers.aslnet {prepare,inference,train,profile,fit,phases} --work DIR ...
+    python -m benchmarks.peers.aslnet {prepare,inference,train,profile,fit,phases} --work DIR
+        [--arch mobilenet|mobilenet_v2] [--size 224] ...
 """
 import json
 import os
@@ -49,39 +50,60 @@ def onednn_info():
             "max_cpu_isa_env": os.environ.get("ONEDNN_MAX_CPU_ISA")}
 
 
+def _imagenet_model(args):
+    """The ImageNet classifier of ``args.arch`` at ``args.size`` (aslnet's weights; other
+    sizes than 224 load the 224 weights, with Keras's warning)."""
+    from aslnet.applications import MobileNet, MobileNetV2
+    build = {"mobilenet": MobileNet, "mobilenet_v2": MobileNetV2}[args.arch]
+    return build(input_shape=(args.size, args.size, 3))
+
+
+def _preprocess(args):
+    from aslnet.applications import mobilenet, mobilenet_v2
+    return {"mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2}[args.arch].preprocess_input
+
+
 def prepare(args):
-    """images.npy (32 dataset images, preprocessed), train_batch.npz (10 of
-    them, one-hot labels), weights-imagenet.npz, weights-tutorial.npz and
-    tutorial.json: everything the peers need, so that none imports aslnet."""
-    from aslnet.applications.mobilenet import MobileNet, preprocess_input
+    """images.npy (32 dataset images resized to ``--size``, preprocessed), train_batch.npz
+    (10 of them, one-hot labels), weights-imagenet.npz (``--arch``), weights-tutorial.npz
+    and tutorial.json: everything the peers need, so that none imports aslnet.  Its
+    result also gives the ImageNet model's multiply-adds per image."""
     from aslnet.preprocessing.image import img_to_array, list_class_files, load_img
+    from benchmarks.phases import layer_flops
     classes, files = list_class_files(args.data)
     picks = [(i % len(classes), i // len(classes)) for i in range(32)]  # round robin
     x = np.stack([img_to_array(load_img(os.path.join(args.data, files[c][k]),
-                                        target_size=(224, 224))) for c, k in picks])
-    x = preprocess_input(x).astype(np.float32)
+                                        target_size=(args.size, args.size)))
+                  for c, k in picks])
+    x = _preprocess(args)(x).astype(np.float32)
     np.save(os.path.join(args.work, "images.npy"), x)
     y = np.eye(len(classes), dtype=np.float32)[[c for c, _ in picks[:10]]]
     np.savez(os.path.join(args.work, "train_batch.npz"), x=x[:10], y=y)
-    _save_weights(MobileNet(), os.path.join(args.work, "weights-imagenet.npz"))
-    model = _tutorial_model(None)
+    imagenet = _imagenet_model(args)
+    _save_weights(imagenet, os.path.join(args.work, "weights-imagenet.npz"))
+    macs = sum(layer_flops(layer) for layer in imagenet.layers) // 2
+    model = _tutorial_model(args, with_head=False)
     _save_weights(model, os.path.join(args.work, "weights-tutorial.npz"))
     meta = {"trainable": [l.name for l in model.layers if l.trainable],
             "head": model.layers[-1].name, "classes": len(classes)}
     with open(os.path.join(args.work, "tutorial.json"), "w") as f:
         json.dump(meta, f, indent=1)
     common.write_result(args, "aslnet", {"images": x.shape[0], "classes": classes,
+                                         "arch": args.arch, "size": args.size,
+                                         "macs_per_image": int(macs),
                                          "onednn": onednn_info()})
 
 
-def _tutorial_model(work):
-    """load_pretrained's model; its new head set from prepare's weights (the
-    same start for every peer) when ``work`` is given."""
+def _tutorial_model(args, with_head=True):
+    """load_pretrained's model of ``args.arch`` at ``args.size``; its new head set from
+    prepare's weights (the same start for every peer) if ``with_head``."""
     import aslnet
     from aslnet.optimizers import Adam
     aslnet.set_random_seed(0)
-    model = aslnet.load_pretrained("mobilenet", num_classes=10)
-    if work is not None:
+    model = aslnet.load_pretrained(args.arch, num_classes=10,
+                                   input_shape=(args.size, args.size, 3))
+    if with_head:
+        work = args.work
         head = common.tutorial_meta(work)["head"]
         model.get_layer(head).set_weights(common.load_weights(work, "tutorial")[head])
     model.compile(optimizer=Adam(learning_rate=1e-4), loss="categorical_crossentropy",
@@ -90,8 +112,7 @@ def _tutorial_model(work):
 
 
 def inference(args):
-    from aslnet.applications.mobilenet import MobileNet
-    model = MobileNet()
+    model = _imagenet_model(args)
     x = common.inputs(args.work)
     if QUANTIZE:
         model.quantize(QUANTIZE, calibration_data=x)
@@ -101,7 +122,7 @@ def inference(args):
 
 
 def train(args):
-    common.keras_train_step(args, NAME, _tutorial_model(args.work),
+    common.keras_train_step(args, NAME, _tutorial_model(args),
                             more=lambda model: common.predict_after_train(args, model))
 
 
@@ -109,8 +130,7 @@ def profile(args):
     """Forward passes under ONEDNN_VERBOSE=profile_exec (set by the caller):
     after each timed pass a line '@@pass b=<batch> wall_ms=<ms>' closes the
     oneDNN exec lines of that pass (parsed by benchmarks.utilisation)."""
-    from aslnet.applications.mobilenet import MobileNet
-    model = MobileNet()
+    model = _imagenet_model(args)
     x = common.inputs(args.work)
     for b in (32, 1):
         xb = x[:b]
@@ -126,11 +146,11 @@ def profile(args):
 
 def _flows(args):
     """The tutorial's train, valid and test flows of the split."""
-    from aslnet.applications.mobilenet import preprocess_input
     from aslnet.preprocessing.image import ImageDataGenerator
-    gen = ImageDataGenerator(preprocessing_function=preprocess_input)
+    gen = ImageDataGenerator(preprocessing_function=_preprocess(args))
     flow = lambda sub, shuffle: gen.flow_from_directory(  # noqa: E731
-        os.path.join(args.split, sub), target_size=(224, 224), batch_size=10, shuffle=shuffle)
+        os.path.join(args.split, sub), target_size=(args.size, args.size), batch_size=10,
+        shuffle=shuffle)
     return flow("train", True), flow("valid", True), flow("test", False)
 
 
@@ -138,7 +158,7 @@ def fit(args):
     """The tutorial end to end: flows, model, fit with validation, test accuracy."""
     t0 = time.perf_counter()
     train_b, valid_b, test_b = _flows(args)
-    model = _tutorial_model(args.work)
+    model = _tutorial_model(args)
     t1 = time.perf_counter()
     hist = model.fit(x=train_b, validation_data=valid_b, epochs=args.epochs, verbose=2)
     t2 = time.perf_counter()
@@ -156,7 +176,7 @@ def phases(args):
     timing callback, save, test."""
     from benchmarks import phases as ph
     train_b, valid_b, test_b = _flows(args)
-    model = _tutorial_model(args.work)
+    model = _tutorial_model(args)
     t = time.perf_counter()
     for flow in (train_b, valid_b):
         for i in range(len(flow)):

@@ -1,13 +1,13 @@
-"""Keras 3 on TensorFlow (CPU): ``keras.applications.MobileNet(weights=None)``
-given aslnet's weights by layer name.  ``--export`` writes the float32
-TFLite model for LiteRT.
+"""Keras 3 on TensorFlow (CPU): ``keras.applications.MobileNet`` or ``MobileNetV2``
+(``--arch``) with ``weights=None`` at ``--size``, given aslnet's weights by layer
+name.  ``--export`` writes the float32 TFLite model for LiteRT.
 
-    python -m benchmarks.peers.keras {inference,train,fit} --work DIR ...
+    python -m benchmarks.peers.keras {inference,train,fit} --work DIR [--arch A --size S]
 
 Keras 3 has no ``ImageDataGenerator``: ``fit`` reads the split with
 ``keras.utils.image_dataset_from_directory`` (nearest-neighbour resize to
-224x224, batch 10, shuffled each epoch, one-hot labels) mapped through
-``keras.applications.mobilenet.preprocess_input`` -- the tutorial's pipeline.
+--size, batch 10, shuffled each epoch, one-hot labels) mapped through
+the arch's ``preprocess_input`` -- the tutorial's pipeline.
 """
 import os
 import sys
@@ -32,19 +32,30 @@ def _set_weights(model, weights):
             raise KeyError(f"no Keras layer {name!r}")
 
 
-def imagenet_model(work):
-    model = keras.applications.MobileNet(input_shape=(224, 224, 3), weights=None)
-    _set_weights(model, common.load_weights(work, "imagenet"))
+def _app(args):
+    return {"mobilenet": keras.applications.MobileNet,
+            "mobilenet_v2": keras.applications.MobileNetV2}[args.arch]
+
+
+def _preprocess(args):
+    return {"mobilenet": keras.applications.mobilenet,
+            "mobilenet_v2": keras.applications.mobilenet_v2}[args.arch].preprocess_input
+
+
+def imagenet_model(args):
+    model = _app(args)(input_shape=(args.size, args.size, 3), weights=None)
+    _set_weights(model, common.load_weights(args.work, "imagenet"))
     return model
 
 
-def tutorial_model(work):
+def tutorial_model(args):
     """MobileNet cut at its global average pooling + Dense(10, softmax); the
     layers that aslnet's ``load_pretrained`` leaves trainable (by name) are
     trainable; Adam 1e-4, categorical cross-entropy, accuracy."""
+    work = args.work
     meta = common.tutorial_meta(work)
-    base = keras.applications.MobileNet(input_shape=(224, 224, 3), weights=None,
-                                        include_top=False, pooling="avg")
+    base = _app(args)(input_shape=(args.size, args.size, 3), weights=None,
+                      include_top=False, pooling="avg")
     out = keras.layers.Dense(meta["classes"], activation="softmax", name=meta["head"])(
         base.output)
     model = keras.Model(base.input, out)
@@ -58,7 +69,7 @@ def tutorial_model(work):
 
 
 def inference(args):
-    model = imagenet_model(args.work)
+    model = imagenet_model(args)
     x = common.inputs(args.work)
     res = common.batch_throughputs(args, model.predict_on_batch, x)
     np.save(os.path.join(args.work, f"{NAME}-outputs.npy"),
@@ -71,21 +82,22 @@ def inference(args):
 
 
 def train(args):
-    common.keras_train_step(args, NAME, tutorial_model(args.work))
+    common.keras_train_step(args, NAME, tutorial_model(args))
 
 
 def fit(args):
     t0 = time.perf_counter()
-    pre = keras.applications.mobilenet.preprocess_input
+    pre = _preprocess(args)
 
     def flow(sub, shuffle):
         ds = keras.utils.image_dataset_from_directory(
-            os.path.join(args.split, sub), label_mode="categorical", image_size=(224, 224),
+            os.path.join(args.split, sub), label_mode="categorical",
+            image_size=(args.size, args.size),
             interpolation="nearest", batch_size=10, shuffle=shuffle, seed=0)
         return ds.map(lambda x, y: (pre(tf.cast(x, tf.float32)), y))
 
     train_b, valid_b, test_b = flow("train", True), flow("valid", True), flow("test", False)
-    model = tutorial_model(args.work)
+    model = tutorial_model(args)
     t1 = time.perf_counter()
     hist = model.fit(train_b, validation_data=valid_b, epochs=args.epochs, verbose=2)
     t2 = time.perf_counter()

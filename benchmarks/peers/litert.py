@@ -13,10 +13,10 @@ from ai_edge_litert.interpreter import Interpreter
 from benchmarks import common
 
 
-def _interpreter(path, batch, threads):
+def _interpreter(path, batch, threads, size):
     interp = Interpreter(model_path=path, num_threads=threads)
     inp = interp.get_input_details()[0]
-    interp.resize_tensor_input(inp["index"], [batch, 224, 224, 3])
+    interp.resize_tensor_input(inp["index"], [batch, size, size, 3])
     interp.allocate_tensors()
     out = interp.get_output_details()[0]["index"]
 
@@ -32,7 +32,7 @@ def inference(args):
     x = common.inputs(args.work)
     res = {}
     for b in (1, 32):
-        run, xb = _interpreter(path, b, args.threads), np.ascontiguousarray(x[:b])
+        run, xb = _interpreter(path, b, args.threads, args.size), np.ascontiguousarray(x[:b])
         res[f"b{b}"] = common.throughput(lambda: run(xb), b, args.reps,
                                          common.iters(args, f"b{b}", 20 if b == 1 else 2))
     np.save(os.path.join(args.work, "litert-outputs.npy"), run(x))

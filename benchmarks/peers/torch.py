@@ -2,7 +2,7 @@
 channels_last, and the tutorial's training step; ``--export`` writes the
 ONNX model for ONNX Runtime.
 
-    python -m benchmarks.peers.torch {inference,train} --work DIR ...
+    python -m benchmarks.peers.torch {inference,train} --work DIR [--arch A --size S]
 """
 import os
 import sys
@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import common
-from benchmarks.peers.torch_mobilenet import MobileNetV1
+from benchmarks.peers.torch_mobilenet import build
 
 TASKS = ("inference", "train")
 
 
 def inference(args):
-    model = MobileNetV1().load_keras_weights(common.load_weights(args.work, "imagenet")).eval()
+    model = build(args.arch, size=args.size)
+    model = model.load_keras_weights(common.load_weights(args.work, "imagenet")).eval()
     x = torch.from_numpy(common.inputs(args.work).transpose(0, 3, 1, 2).copy())
     res = {}
     for fmt in ("nchw", "channels_last"):
@@ -49,7 +50,7 @@ def inference(args):
 
 def train(args):
     meta = common.tutorial_meta(args.work)
-    model = MobileNetV1(meta["classes"], head=meta["head"])
+    model = build(args.arch, meta["classes"], head=meta["head"], size=args.size)
     model.load_keras_weights(common.load_weights(args.work, "tutorial"))
     model.train().freeze_like_keras(set(meta["trainable"]))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4,

@@ -157,3 +157,117 @@ def test_old_results_still_render():
     for path in RESULTS.glob("*.json"):
         text = report.markdown(json.loads(path.read_text()))
         assert "## Inference" in text
+
+
+# --- issue 13 item 6: MobileNetV2 and other input sizes -------------------------------
+
+def test_default_arguments_are_v1_at_224():
+    from benchmarks.run import parse_args
+    a = parse_args([])
+    assert a.archs == ["mobilenet"] and a.sizes == [224] and a.train_size == 224
+    assert a.models == [("mobilenet", 224)] and a.e2e_archs == ["mobilenet"]
+
+
+def test_arch_and_size_lists():
+    from benchmarks.run import applies, parse_args
+    a = parse_args(["--arch", "mobilenet,mobilenet_v2", "--size", "224,160,128",
+                    "--e2e-arch", "mobilenet_v2"])
+    assert a.models == [("mobilenet", 224), ("mobilenet", 160), ("mobilenet", 128),
+                        ("mobilenet_v2", 224), ("mobilenet_v2", 160), ("mobilenet_v2", 128)]
+    assert [m for m in a.models if applies(a, "train", *m)] == [("mobilenet", 224),
+                                                                ("mobilenet_v2", 224)]
+    assert [m for m in a.models if applies(a, "e2e", *m)] == [("mobilenet_v2", 224)]
+    assert [m for m in a.models if applies(a, "utilisation", *m)] == [("mobilenet", 224)]
+    assert all(applies(a, "inference", *m) for m in a.models)
+    b = parse_args(["--arch", "mobilenet_v2", "--size", "160,128"])
+    assert b.train_size == 160 and b.e2e_archs == ["mobilenet_v2"]
+
+
+@pytest.mark.parametrize("argv", [["--arch", "resnet"], ["--size", "224,big"],
+                                  ["--size", "16"],
+                                  ["--arch", "mobilenet", "--e2e-arch", "mobilenet_v2"]])
+def test_bad_arch_or_size_is_refused(argv, capsys):
+    from benchmarks.run import parse_args
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+
+
+def test_results_name_says_v2_and_sizes():
+    from benchmarks.run import results_name
+    m = _meta(quick=False, onednn={}, archs=["mobilenet", "mobilenet_v2"], sizes=[224, 128])
+    assert results_name(m) == "amd-epyc-2t-v2-sizes"
+    assert results_name(_meta(quick=False, onednn={}, archs=["mobilenet"],
+                              sizes=[224])) == "amd-epyc-2t"
+
+
+@pytest.mark.parametrize("arch,size,millions", [
+    ("mobilenet", 224, 569), ("mobilenet_v2", 224, 300), ("mobilenet", 128, 186),
+    ("mobilenet_v2", 160, 154)])
+def test_multiply_adds_per_model(arch, size, millions):
+    """What prepare counts (phases.layer_flops / 2 over the ImageNet classifier): Keras
+    documents 569 M for v1 and 300 M for v2 at 224; the other sizes scale with the area."""
+    from aslnet.applications import MobileNet, MobileNetV2
+    build = {"mobilenet": MobileNet, "mobilenet_v2": MobileNetV2}[arch]
+    model = build(input_shape=(size, size, 3), weights=None)
+    macs = sum(phases.layer_flops(layer) for layer in model.layers) / 2
+    assert macs == pytest.approx(millions * 1e6, rel=0.01)
+
+
+def test_torch_mobilenet_v2_computes_what_aslnet_does():
+    """The PyTorch peer's v2 module, given aslnet's weights by Keras layer name, gives
+    aslnet's outputs, at an input size with odd feature maps too (100: 25 -> 13 -> 7,
+    where Keras pads ((1, 1), (1, 1)))."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+    import aslnet
+    from aslnet.applications import MobileNetV2
+    from benchmarks.peers.torch_mobilenet import build
+    aslnet.set_random_seed(0)
+    for size in (64, 100):
+        model = MobileNetV2(input_shape=(size, size, 3), weights=None)
+        weights = {l.name: l.get_weights() for l in model.layers if l.get_weights()}
+        net = build("mobilenet_v2", size=size)
+        assert set(weights) <= {n for n, _ in net.named_layers()}
+        net.load_keras_weights(weights).eval()
+        x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+        with torch.no_grad():
+            out = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+        np.testing.assert_allclose(out, model.predict_on_batch(x), atol=1e-5)
+
+
+def _fig(v):
+    return {"median": v, "min": v, "max": v, "first_call_s": 0.1}
+
+
+def test_report_has_a_table_per_model_and_its_own_multiply_adds():
+    inf = lambda a, peer: {"aslnet": {"b1": _fig(a), "b32": _fig(a)},   # noqa: E731
+                           "litert": {"b1": _fig(peer), "b32": _fig(peer)}}
+    tr = {"aslnet": {**_fig(50.0), "first_loss": 2.3, "trainable_params": 3},
+          "keras": {**_fig(40.0), "first_loss": 2.3, "trainable_params": 3}}
+    res = {"meta": _meta(models=["mobilenet-224", "mobilenet_v2-224", "mobilenet_v2-128"],
+                         macs={"mobilenet-224": 569e6, "mobilenet_v2-224": 300e6,
+                               "mobilenet_v2-128": 99e6}, train_size=224),
+           "errors": {}, "inference": inf(100.0, 90.0), "train": tr,
+           "models": {"mobilenet_v2-224": {"arch": "mobilenet_v2", "size": 224,
+                                           "inference": inf(150.0, 100.0), "train": tr},
+                      "mobilenet_v2-128": {"arch": "mobilenet_v2", "size": 128,
+                                           "inference": inf(300.0, 400.0)}}}
+    text = report.markdown(res)
+    for title in ("## Inference (images/s): MobileNet v1 alpha 1.0 224×224",
+                  "## Inference (images/s): MobileNetV2 alpha 1.0 224×224",
+                  "## Inference (images/s): MobileNetV2 alpha 1.0 128×128",
+                  "## Training step (tutorial model, batch 10; images/s): MobileNetV2 alpha "
+                  "1.0 224×224"):
+        assert text.count(title + "\n") == 1, title
+    assert "## Training step (tutorial model, batch 10; images/s): MobileNetV2 alpha 1.0 " \
+           "128" not in text
+    for a, macs in ((150.0, 300e6), (300.0, 99e6), (100.0, 569e6)):
+        g = a * 2 * macs / 1e9
+        assert f"batch 32 {g:.1f} GFLOP/s = {g / 200:.0%} of peak ({macs / 1e9:.3f} G" in text
+    assert "| 224×224: inference batch 32 ≥ 1.2× the fastest float32 peer | 1.50× " \
+           "(LiteRT (XNNPACK)) | met |" in text
+    assert "| 128×128: inference batch 32 ≥ 1.2× the fastest float32 peer | 0.75× " \
+           "(LiteRT (XNNPACK)) | not met |" in text
+    assert "| 224×224: training step vs Keras (for information) | 1.25× | — |" in text
+    assert "| 224×224: tutorial fit (10 epochs) ≥ 2× faster than Keras | n/a (e2e not run)" \
+           in text
