@@ -62,7 +62,7 @@ def list_devices(device_type=None):
     computes on its share of its machine's cores); ``[]`` for 'gpu' or 'tpu'."""
     if device_type is not None and device_type.lower() not in ("cpu",):
         return []
-    return [f"cpu:{i}" for i in range(num_processes())]
+    return list_devices_of(num_processes())
 
 
 def process_id():

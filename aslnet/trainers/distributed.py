@@ -90,11 +90,9 @@ class Replicas:
         (each rank's is the mean over its slice): the global-batch mean."""
         view = net.grad_buffer()
         if n_local == 0:
-            view[:] = 0.0
-        elif n_local * self.size != n_global:      # uneven: weight by the slice
-            view *= np.float32(n_local / n_global)
+            view[:] = 0.0                          # no backward ran: nothing to weight
         else:
-            view *= np.float32(1.0 / self.size)
+            view *= np.float32(n_local / n_global)
         self.comm.Allreduce(self.MPI.IN_PLACE, view, op=self.MPI.SUM)
 
     # -- logs ---------------------------------------------------------------

@@ -421,10 +421,10 @@ class Trainer(Keras2Aliases):
 
     def _forward_batches(self, x, y, batch_size, steps, with_targets, on_begin,
                          replicas=None):
-        """Yields (n, targets, outputs) per batch; ``on_begin(i)`` is called
-        before batch i is computed (the callbacks' *_batch_begin).  With
-        ``replicas``, of this rank's slice of each batch (``self._span``: the
-        slice's [lo, hi) in the batch, and the batch's size)."""
+        """Yields (n, targets, outputs, (lo, hi, size)) per batch: ``on_begin(i)``
+        is called before batch i is computed (the callbacks' *_batch_begin).  With
+        ``replicas``, of this rank's slice [lo, hi) of each batch of ``size``
+        samples; else the whole batch, (0, n, n)."""
         network = self._core()
         dtype = self._dtype_policy.compute_dtype
         cache, start = None, 0
@@ -434,18 +434,20 @@ class Trainer(Keras2Aliases):
                                                        with_targets=with_targets,
                                                        cached=cache)):
             on_begin(i)
+            span = None
             if replicas is not None:
                 total = len(yb) if xb is None else len(xb)
                 xb, yb, ids = replicas.shard(xb, yb, ids, n=total)
-                self._span = replicas.span(total) + (total,)
-                if (len(yb) if xb is None else len(xb)) == 0:
-                    yield 0, yb, self._shaped(np.zeros(0, np.float32), 0)
+                span = replicas.span(total) + (total,)
+                if span[0] == span[1]:
+                    yield 0, yb, self._shaped(np.zeros(0, np.float32), 0), span
                     continue
             xb = None if xb is None else self._to_input(xb)   # None: cached
             feats, s0 = trunk_cache.features(network, xb, ids, cache, start, dtype)
             out = network.inference_forward(feats, dtype) if s0 == 0 else \
                 network.forward(feats, start=s0)
-            yield len(feats), yb, self._shaped(out, len(feats))
+            n = len(feats)
+            yield n, yb, self._shaped(out, n), span or (0, n, n)
 
     @serialized
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
@@ -460,7 +462,7 @@ class Trainer(Keras2Aliases):
         cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=n_steps)
         cbs.on_predict_begin()
         outs = []
-        for i, (_, _, out) in enumerate(self._forward_batches(
+        for i, (_, _, out, _) in enumerate(self._forward_batches(
                 x, None, batch_size, n_steps, False, cbs.on_predict_batch_begin)):
             outs.append(out)
             cbs.on_predict_batch_end(i, {"outputs": out})
@@ -510,9 +512,8 @@ class Trainer(Keras2Aliases):
         cbs.on_test_begin()
         loss_sum, seen, offset, metrics = 0.0, 0, 0, self._new_metrics()
         from_softmax = self._softmax_output()
-        for i, (n, yb, out) in enumerate(self._forward_batches(
+        for i, (n, yb, out, (lo, hi, total)) in enumerate(self._forward_batches(
                 x, y, batch_size, n_steps, True, cbs.on_test_batch_begin, replicas)):
-            lo, hi, total = (0, n, n) if replicas is None else self._span
             if n:
                 t = self._to_target(yb, n)
                 p = out.reshape(n, -1)
