@@ -18,6 +18,8 @@ import numpy as np
 
 import aslnet as keras
 from benchmarks import peak
+from benchmarks.common import summary
+from benchmarks.report import _fig
 
 AUGMENTATIONS = {
     "tutorial (RandomFlip, RandomRotation(0.2))":
@@ -57,10 +59,6 @@ def step_time(model, x, y):
     return time.perf_counter() - t
 
 
-def fmt(t):
-    return f"{1e3 * np.median(t):.1f} ({1e3 * t.min():.1f}–{1e3 * t.max():.1f})"
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=15)
@@ -87,10 +85,10 @@ def main(argv=None):
             for _ in range(a.reps):             # interleaved: the machine's drift hits both
                 t0.append(step_time(plain, x, y))
                 t1.append(step_time(aug, x, y))
-            t0, t1 = np.array(t0), np.array(t1)
-            cost = np.median(t1) - np.median(t0)
-            lines.append(f"| {phase} | {name} | {fmt(t0)} | {fmt(t1)} | {1e3 * cost:.1f} ms "
-                         f"| {100 * cost / np.median(t1):.1f}% |")
+            s0, s1 = summary([1e3 * t for t in t0]), summary([1e3 * t for t in t1])
+            cost = s1["median"] - s0["median"]
+            lines.append(f"| {phase} | {name} | {_fig(s0)} | {_fig(s1)} | {cost:.1f} ms "
+                         f"| {100 * cost / s1['median']:.1f}% |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
