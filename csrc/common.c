@@ -6,6 +6,10 @@
 
 #include "internal.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #ifdef ASL_SCIPY_OPENBLAS
 #include <cblas.h>
 #define ASL_CBLAS_SGEMM scipy_cblas_sgemm
@@ -213,13 +217,53 @@ void asl_wmem_destroy(asl_wmem *w)
     memset(w, 0, sizeof *w);
 }
 
-void asl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
-               const float *a, int lda, const float *b, int ldb, float beta,
-               float *cm, int ldc)
+/* C = alpha op(A) op(B) + beta C, row-major, on OpenBLAS.
+ *
+ * OpenBLAS runs single-threaded (apply_threads in network.c sets its thread
+ * count to 1): its own pthread pool spins for a while after each call, and
+ * beside the OpenMP team that runs oneDNN it oversubscribed the cores (a
+ * 1x1280x1000 head at batch 1 cost MobileNetV2 two thirds of its pass).  A
+ * product big enough to share is split here across the OpenMP team instead,
+ * by rows of C (or by columns when C has fewer rows than columns), one
+ * single-threaded OpenBLAS call per thread; each element of C is still
+ * computed by one call over all of k. */
+#define ASL_SGEMM_SPLIT (1 << 20)   /* multiply-adds worth sharing */
+
+static void sgemm1(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                   const float *a, int lda, const float *b, int ldb, float beta,
+                   float *cm, int ldc)
 {
     ASL_CBLAS_SGEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                     trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a,
                     lda, b, ldb, beta, cm, ldc);
+}
+
+void asl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+               const float *a, int lda, const float *b, int ldb, float beta,
+               float *cm, int ldc)
+{
+#ifdef _OPENMP
+    const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int rows = m >= n, len = rows ? m : n;
+    const int parts = nt < len ? nt : len;
+
+    if (parts > 1 && (double)m * n * k >= ASL_SGEMM_SPLIT) {
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+        for (int t = 0; t < parts; t++) {
+            const int lo = (int)((long long)len * t / parts);
+            const int hi = (int)((long long)len * (t + 1) / parts);
+            if (rows)   /* rows lo..hi of op(A) and of C */
+                sgemm1(trans_a, trans_b, hi - lo, n, k, alpha,
+                       trans_a ? a + lo : a + (size_t)lo * lda, lda, b, ldb, beta,
+                       cm + (size_t)lo * ldc, ldc);
+            else        /* columns lo..hi of op(B) and of C */
+                sgemm1(trans_a, trans_b, m, hi - lo, k, alpha, a, lda,
+                       trans_b ? b + (size_t)lo * ldb : b + lo, ldb, beta, cm + lo, ldc);
+        }
+        return;
+    }
+#endif
+    sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
 }
 
 asl_status asl_param_declare(asl_ctx *c, asl_layer *l, int j,

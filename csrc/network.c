@@ -848,7 +848,7 @@ static void apply_threads(asl_net *net)
 #ifdef _OPENMP
     int n = net->ctx.num_threads > 0 ? net->ctx.num_threads : omp_get_num_procs();
     omp_set_num_threads(n);
-    ASL_BLAS_THREADS(n);
+    ASL_BLAS_THREADS(1);   /* asl_sgemm shares big products over OpenMP's team */
 #else
     (void)net;
 #endif

@@ -158,6 +158,11 @@ CASES = [
     C("dense_flatten_relu_b3", "dense", (3, 2, 4), 3, units=6, activation="relu"),
     C("dense_relu6_nobias", "dense", (1, 1, 6), units=4, activation="relu6", use_bias=False,
       w_scale=6.0),
+    # over 2^20 multiply-adds: asl_sgemm shares the product over the OpenMP team, by
+    # columns of C (64 rows < 80 units) or by rows (96 rows >= 48 units); the backward
+    # products split the other way (dW: 256 rows; dx: 256 columns)
+    C("dense_split_by_columns", "dense", (1, 1, 256), 64, units=80),
+    C("dense_split_by_rows", "dense", (2, 2, 64), 96, units=48),
     C("dense_softmax_b1", "dense", (2, 2, 3), 1, units=10, activation="softmax"),
 ]
 
