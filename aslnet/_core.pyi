@@ -6,7 +6,7 @@ float32 arrays (n, h, w, c).  Errors: ``ValueError`` for bad arguments and shape
 or busy network, ``CoreError`` for what oneDNN or the executor refuse.
 tests/core/test_stub.py checks that this file and the module list the same names.
 """
-from typing import Any, Literal, TypedDict
+from typing import Any, Callable, Literal, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -103,6 +103,14 @@ class Net:
         """Bound arrays changed: of layer ``i``, or of every layer (None); refold those."""
     def set_num_threads(self, n: int) -> None:
         """Threads for this network's compute (0: all cores; at most 1024)."""
+    def set_allreduce(self, f: Callable[[np.ndarray], object] | None) -> None:
+        """``f(buf)`` sums the float64 array ``buf`` over the processes of a data-parallel
+        job in place; the synchronized batch norms call it in training forwards and
+        backwards (aslnet.h, asl_net_set_allreduce).  None: one process."""
+    def sync_idle_step(self, start: int) -> None:
+        """A rank whose slice of the global batch is empty takes part in the synchronized
+        batch norms' sums of a training step from layer ``start`` (zeros), and their
+        moving statistics move as on the other ranks."""
     def set_compute_dtype(self, dtype: Literal["float32", "bfloat16", "int8"]) -> None:
         """Compute type of the convolutions ('int8': calibrated fused groups, inference)."""
     def calibrate(self, x: ArrayLike, reset: bool = False) -> None:

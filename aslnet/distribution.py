@@ -158,6 +158,6 @@ def _warn_bn_once(dist):
     if not dist._bn_warned and dist.rank == 0:
         warnings.warn("BatchNormalization trains with per-process batch statistics under "
                       "DataParallel (each rank normalises its slice and keeps its own moving "
-                      "statistics); synchronized=True is not supported yet", UserWarning,
-                      stacklevel=5)
+                      "statistics); BatchNormalization(synchronized=True) uses the global "
+                      "batch's", UserWarning, stacklevel=5)
     dist._bn_warned = True

@@ -146,6 +146,10 @@ typedef struct {
                               /* trainable batch norm then uses its moving   */
                               /* statistics, leaves them alone, and still    */
                               /* gets gamma/beta gradients                   */
+    int synchronized;         /* batch norm: Keras's synchronized=True; with */
+                              /* a reducer set (asl_net_set_allreduce), a   */
+                              /* training forward uses the statistics of    */
+                              /* the global batch (see batch_norm.c)        */
 } asl_layer_desc;
 
 /* Parameter description (Keras order and layout). */
@@ -257,6 +261,25 @@ void asl_net_weights_changed(asl_net *net);
 asl_status asl_net_layer_weights_changed(asl_net *net, int i);
 #define ASL_MAX_THREADS 1024
 asl_status asl_net_set_num_threads(asl_net *net, int n);
+
+/* Data-parallel jobs (several processes, each with a slice of every global
+ * batch): fn(buf, count, user) must sum buf[0..count) over the processes in
+ * place, every process calling it in the same order, and return 0 (nonzero:
+ * the forward or backward fails with ASL_ERR_STATE; the caller keeps its own
+ * reason).  A synchronized batch norm (asl_layer_desc.synchronized) calls it
+ * in a training forward (twice: the sums of x and the slice sizes, then the
+ * squared deviations from the global mean) and in backward (once: its sums
+ * of dy and dy * x_hat, weighted by the slice's share of the global batch,
+ * which is how the caller must weight the parameter gradients it sums).
+ * fn NULL: one process (synchronized changes nothing).  The reducer belongs
+ * to this net only. */
+typedef int (*asl_allreduce_fn)(double *buf, size_t count, void *user);
+void asl_net_set_allreduce(asl_net *net, asl_allreduce_fn fn, void *user);
+/* A rank whose slice of this step's global batch is empty takes part in the
+ * sums anyway: the calls of a training step from layer start (forward, then
+ * backward) of every trainable synchronized batch norm, contributing zeros;
+ * their moving statistics move as on the other ranks.  Nothing else runs. */
+asl_status asl_net_sync_idle_step(asl_net *net, int start);
 
 /* Forward a batch x[n,h,w,c] into y[n, output shape]. */
 asl_status asl_net_forward(asl_net *net, const float *x, int n, int training,

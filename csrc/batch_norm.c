@@ -24,13 +24,31 @@
  *
  * Backward uses the mode of the last forward (the saved batch statistics
  * belong to it).
+ *
+ * Synchronized (Keras's synchronized=True) with a reducer set
+ * (asl_net_set_allreduce: a data-parallel job whose ranks each hold a slice
+ * of the global batch), training mode: the statistics are those of the
+ * global batch, in double and in two passes (sums of x and the row counts,
+ * reduced; then sums of (x - mean)^2, reduced), and y is oneDNN's
+ * global-stats forward with them; the moving statistics move to them on
+ * every rank alike.  Backward, with N the global row count, n this slice's
+ * and w = n / N the weight the caller gives this slice's gradients:
+ *     s1 = sum dy, s2 = sum dy * x_hat          (over this slice)
+ *     A, B = the reduced sums of w * s1, w * s2 (the global batch's, in the
+ *            units of the global loss)
+ *     dx = gamma / sqrt(var + eps) * (dy - A / n - x_hat * B / n)
+ *     d gamma = s2, d beta = s1                 (the caller weights and sums)
+ * which is the batch-norm backward of the global batch expressed in this
+ * slice's loss units (the one-process formula when there is one slice).
+ * Each channel's sums run over the rows in order on one thread: the same
+ * inputs give the same sums whatever the thread count.
  */
 #include <math.h>
 #include <string.h>
 
 #include "internal.h"
 
-enum { BN_NONE = 0, BN_TRAIN, BN_INFER };
+enum { BN_NONE = 0, BN_TRAIN, BN_INFER, BN_SYNC };
 
 /* nhwc memories */
 enum { M_X, M_Y, M_DX, M_DY, M_SCALE, M_SHIFT, M_MEAN, M_VAR, M_DSCALE,
@@ -45,6 +63,8 @@ typedef struct {
     float *bmean, *bvar;    /* batch statistics of the last forward    */
     float *dsink;           /* [2c] diff_scale/shift of a frozen layer */
     float *dx_tmp;          /* diff_src sink when l->dx == NULL        */
+    double *acc;            /* [2c + 1] sums of the synchronized path  */
+    double rows_global;     /* N of the last synchronized forward      */
     int mode;               /* BN_* of the last forward                */
 } bn_priv;
 
@@ -86,7 +106,8 @@ static asl_status bn_init(asl_layer *l, asl_ctx *c)
     p->bmean = asl_alloc((size_t)ch * sizeof(float));
     p->bvar = asl_alloc((size_t)ch * sizeof(float));
     p->dsink = asl_alloc(2 * (size_t)ch * sizeof(float));
-    if (!p->bmean || !p->bvar || !p->dsink)
+    p->acc = asl_alloc((2 * (size_t)ch + 1) * sizeof(double));
+    if (!p->bmean || !p->bvar || !p->dsink || !p->acc)
         return asl_fail(c, ASL_ERR_NOMEM,
                         "batch_normalization: out of memory (%d channels)", ch);
     return ASL_OK;
@@ -119,6 +140,7 @@ static void bn_destroy(asl_layer *l)
     asl_free(p->bmean);
     asl_free(p->bvar);
     asl_free(p->dsink);
+    asl_free(p->acc);
     asl_free(p);
     l->priv = NULL;
 }
@@ -207,17 +229,147 @@ static asl_status bn_bind(asl_ctx *c, bn_priv *p, int nargs, const int *arg,
     return ASL_OK;
 }
 
+/* Keras 3: moving = moving * momentum + stat * (1 - momentum), with the
+ * batch statistics of the last training forward.  weights_version is left
+ * alone: it is the executor's, and nothing caches the statistics (bound
+ * directly). */
+static void bn_move(asl_layer *l, const bn_priv *p)
+{
+    const float mom = l->d.momentum, rest = 1.0f - l->d.momentum;
+    float *mm = l->p[2].data, *mv = l->p[3].data;
+    for (int i = 0; i < l->in[2]; i++) {
+        mm[i] = mm[i] * mom + p->bmean[i] * rest;
+        mv[i] = mv[i] * mom + p->bvar[i] * rest;
+    }
+}
+
+/* ---- the synchronized path (see the top of the file) ---- */
+
+#define BN_CBLK 16   /* channels per task: one 64-byte line of a row */
+
+static size_t bn_rows(const asl_layer *l)
+{
+    return (size_t)l->n * (size_t)l->in[0] * (size_t)l->in[1];
+}
+
+static asl_status bn_reduce(asl_ctx *c, double *buf, size_t count)
+{
+    if (c->allreduce(buf, count, c->allreduce_user) != 0)
+        return asl_fail(c, ASL_ERR_STATE, "batch_normalization: the allreduce of a "
+                        "synchronized batch norm failed");
+    return ASL_OK;
+}
+
+/* acc[ch] = sum over rows of x[r, ch] (mean == NULL) or of
+ * (x[r, ch] - mean[ch])^2, in double, rows in order. */
+static void bn_sums(const float *x, size_t rows, int ch, const double *mean, double *acc)
+{
+    const int blocks = (ch + BN_CBLK - 1) / BN_CBLK;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < blocks; b++) {
+        const int c0 = b * BN_CBLK, c1 = c0 + BN_CBLK < ch ? c0 + BN_CBLK : ch;
+        double s[BN_CBLK] = {0};
+        for (size_t r = 0; r < rows; r++) {
+            const float *row = x + r * (size_t)ch;
+            for (int k = c0; k < c1; k++) {
+                const double v = mean ? row[k] - mean[k] : row[k];
+                s[k - c0] += mean ? v * v : v;
+            }
+        }
+        for (int k = c0; k < c1; k++) acc[k] = s[k - c0];
+    }
+}
+
+/* The global batch's mean and biased variance into p->bmean, p->bvar.
+ * acc holds 2c + 1 doubles: the sums (c) and N, then the mean (c). */
+static asl_status bn_sync_stats(asl_layer *l, asl_ctx *c, bn_priv *p, size_t rows)
+{
+    const int ch = l->in[2];
+    double *sum = p->acc, *mean = p->acc + ch + 1;
+
+    bn_sums(l->x, rows, ch, NULL, sum);
+    sum[ch] = (double)rows;
+    ASL_TRY(bn_reduce(c, sum, (size_t)ch + 1));
+    if (!(sum[ch] >= 1.0))
+        return asl_fail(c, ASL_ERR_STATE, "batch_normalization: the reduced batch has "
+                        "%g rows", sum[ch]);
+    p->rows_global = sum[ch];
+    for (int k = 0; k < ch; k++) mean[k] = sum[k] / p->rows_global;
+    bn_sums(l->x, rows, ch, mean, sum);
+    ASL_TRY(bn_reduce(c, sum, (size_t)ch));
+    for (int k = 0; k < ch; k++) {
+        p->bmean[k] = (float)mean[k];
+        p->bvar[k] = (float)(sum[k] / p->rows_global);
+    }
+    return ASL_OK;
+}
+
+/* dx (or only the gradients when dx is NULL) of a synchronized forward. */
+static asl_status bn_sync_backward(asl_layer *l, asl_ctx *c, bn_priv *p, float *dx,
+                                   float *dgamma, float *dbeta)
+{
+    const int ch = l->in[2], blocks = (ch + BN_CBLK - 1) / BN_CBLK;
+    const size_t rows = bn_rows(l);
+    const double w = (double)rows / p->rows_global;
+    const float *x = l->x, *dy = l->dy, *gamma = l->p[0].data;
+    double *s = p->acc;   /* s1 (c) | s2 (c) */
+
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < blocks; b++) {
+        const int c0 = b * BN_CBLK, c1 = c0 + BN_CBLK < ch ? c0 + BN_CBLK : ch;
+        double s1[BN_CBLK] = {0}, s2[BN_CBLK] = {0}, inv[BN_CBLK];
+        for (int k = c0; k < c1; k++) inv[k - c0] = 1.0 / sqrt((double)p->bvar[k] + l->d.epsilon);
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * (size_t)ch, *dr = dy + r * (size_t)ch;
+            for (int k = c0; k < c1; k++) {
+                const double xh = (xr[k] - (double)p->bmean[k]) * inv[k - c0];
+                s1[k - c0] += dr[k];
+                s2[k - c0] += dr[k] * xh;
+            }
+        }
+        for (int k = c0; k < c1; k++) {
+            dbeta[k] = (float)s1[k - c0];
+            dgamma[k] = (float)s2[k - c0];
+            s[k] = w * s1[k - c0];
+            s[ch + k] = w * s2[k - c0];
+        }
+    }
+    ASL_TRY(bn_reduce(c, s, 2 * (size_t)ch));
+    if (!dx) return ASL_OK;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < blocks; b++) {
+        const int c0 = b * BN_CBLK, c1 = c0 + BN_CBLK < ch ? c0 + BN_CBLK : ch;
+        double inv[BN_CBLK], g[BN_CBLK], a[BN_CBLK], bb[BN_CBLK];
+        for (int k = c0; k < c1; k++) {
+            inv[k - c0] = 1.0 / sqrt((double)p->bvar[k] + l->d.epsilon);
+            g[k - c0] = gamma[k] * inv[k - c0];
+            a[k - c0] = s[k] / (double)rows;
+            bb[k - c0] = s[ch + k] / (double)rows;
+        }
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * (size_t)ch, *dr = dy + r * (size_t)ch;
+            float *o = dx + r * (size_t)ch;
+            for (int k = c0; k < c1; k++) {
+                const double xh = (xr[k] - (double)p->bmean[k]) * inv[k - c0];
+                o[k] = (float)(g[k - c0] * (dr[k] - a[k - c0] - xh * bb[k - c0]));
+            }
+        }
+    }
+    return ASL_OK;
+}
+
 static asl_status bn_forward(asl_layer *l, asl_ctx *c, int training)
 {
     bn_priv *p = l->priv;
     dnnl_exec_arg_t args[8];
-    const int ch = l->in[2];
     const int train = training && l->trainable;
+    const int sync = train && l->d.synchronized && c->allreduce;
 
     if (!p || !p->fwd_train.prim)
         return asl_fail(c, ASL_ERR_STATE,
                         "batch_normalization: forward before plan");
     p->mode = BN_NONE;
+    if (sync) ASL_TRY(bn_sync_stats(l, c, p, bn_rows(l)));   /* the global batch's */
     {
         const int arg[6] = {DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_SCALE,
                             DNNL_ARG_SHIFT, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE};
@@ -226,21 +378,11 @@ static asl_status bn_forward(asl_layer *l, asl_ctx *c, int training)
                                train ? (const void *)p->bmean : l->p[2].data,
                                train ? (const void *)p->bvar : l->p[3].data};
         ASL_TRY(bn_bind(c, p, 6, arg, idx, data, args));
-        ASL_TRY(asl_prim_exec(c, train ? &p->fwd_train : &p->fwd_infer, 6,
+        ASL_TRY(asl_prim_exec(c, train && !sync ? &p->fwd_train : &p->fwd_infer, 6,
                               args));
     }
-    if (train) {
-        /* Keras 3: moving = moving * momentum + stat * (1 - momentum). */
-        const float mom = l->d.momentum, rest = 1.0f - l->d.momentum;
-        float *mm = l->p[2].data, *mv = l->p[3].data;
-        for (int i = 0; i < ch; i++) {
-            mm[i] = mm[i] * mom + p->bmean[i] * rest;
-            mv[i] = mv[i] * mom + p->bvar[i] * rest;
-        }
-        /* weights_version is left alone: it is the executor's (optimizer
-         * steps), and nothing caches the statistics (bound directly). */
-    }
-    p->mode = train ? BN_TRAIN : BN_INFER;
+    if (train) bn_move(l, p);
+    p->mode = sync ? BN_SYNC : train ? BN_TRAIN : BN_INFER;
     return ASL_OK;
 }
 
@@ -262,6 +404,9 @@ static asl_status bn_backward(asl_layer *l, asl_ctx *c, int training)
         return asl_fail(c, ASL_ERR_STATE,
                         "batch_normalization: trainable layer without "
                         "gradient storage for gamma/beta");
+    if (p->mode == BN_SYNC)
+        return bn_sync_backward(l, c, p, l->dx, want_grads ? l->p[0].grad : p->dsink,
+                                want_grads ? l->p[1].grad : p->dsink + ch);
     if (!dsrc) {
         /* oneDNN always writes diff_src; give it a sink. */
         if (!p->dx_tmp) {
@@ -297,6 +442,25 @@ static asl_status bn_backward(asl_layer *l, asl_ctx *c, int training)
         ASL_TRY(bn_bind(c, p, 8, arg, idx, data, args));
         ASL_TRY(asl_prim_exec(c, prim, 8, args));
     }
+    return ASL_OK;
+}
+
+/* A data-parallel rank with no rows in this step, where the other ranks
+ * train this synchronized layer: its part of the sums (zeros) in the
+ * forward pass (backward = 0: then the moving statistics move to the global
+ * batch's, as on the other ranks) or in the backward pass (backward = 1). */
+asl_status asl_bn_sync_idle(asl_layer *l, asl_ctx *c, int backward)
+{
+    bn_priv *p = l->priv;
+    if (!p || !c->allreduce)
+        return asl_fail(c, ASL_ERR_STATE, "batch_normalization: idle step without a reducer");
+    if (backward) {
+        memset(p->acc, 0, 2 * (size_t)l->in[2] * sizeof(double));
+        return bn_reduce(c, p->acc, 2 * (size_t)l->in[2]);
+    }
+    ASL_TRY(bn_sync_stats(l, c, p, 0));
+    bn_move(l, p);
+    p->mode = BN_NONE;   /* no forward to go back through */
     return ASL_OK;
 }
 

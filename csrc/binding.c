@@ -18,6 +18,8 @@ typedef struct {
     PyObject *bound;     /* dict (layer, param) -> bound ndarray */
     int busy;            /* a call is running with the GIL released */
     int in[3];           /* -1 (ASL_ANY_SIZE): any input size       */
+    PyObject *reducer;   /* set_allreduce's callable, or NULL       */
+    PyObject *reduce_exc;/* the exception it raised, until re-raised */
 } NetObject;
 
 static int is_dynamic(const NetObject *self) { return self->in[0] < 0 || self->in[1] < 0; }
@@ -71,6 +73,13 @@ static PyObject *raise_status(NetObject *self, asl_status st)
 {
     const char *msg = self && self->net ? asl_net_last_error(self->net) : "";
     PyObject *type;
+    if (self && self->reduce_exc) {     /* the reducer's own exception */
+        PyObject *e = self->reduce_exc;
+        self->reduce_exc = NULL;
+        PyErr_SetObject((PyObject *)Py_TYPE(e), e);
+        Py_DECREF(e);
+        return NULL;
+    }
     switch (st) {
     case ASL_ERR_ARG:
     case ASL_ERR_SHAPE: type = PyExc_ValueError; break;
@@ -282,7 +291,7 @@ static const char *const known_keys[] = {
     "negative_slope", "max_value", "threshold", "scale", "offset", "height", "width",
     "interpolation", "crop_to_aspect_ratio", "fill_mode", "fill_value", "mode",
     "rotation", "zoom_height", "zoom_width", "shift_height", "shift_width", "contrast",
-    "value_range", "inference", NULL};
+    "value_range", "inference", "synchronized", NULL};
 
 /* A pair of floats (lower, upper), or a number x meaning (-x, x) when
  * `symmetric`, else (x, x). */
@@ -326,6 +335,7 @@ static int parse_layer14(PyObject *kw, asl_layer_desc *d)
         kw_float(kw, "scale", &d->scale) || kw_float(kw, "offset", &d->offset) ||
         kw_int(kw, "height", &d->target[0]) || kw_int(kw, "width", &d->target[1]) ||
         kw_int(kw, "crop_to_aspect_ratio", &d->crop_to_aspect_ratio) ||
+        kw_int(kw, "synchronized", &d->synchronized) ||
         kw_float(kw, "fill_value", &d->fill_value) ||
         kw_range(kw, "rotation", d->rotation, 1) ||
         kw_range(kw, "zoom_height", d->zoom, 1) ||
@@ -434,6 +444,8 @@ static void Net_dealloc(NetObject *self)
     asl_net_destroy(self->net);
     self->net = NULL;
     Py_XDECREF(self->bound);
+    Py_XDECREF(self->reducer);
+    Py_XDECREF(self->reduce_exc);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -805,6 +817,77 @@ static PyObject *Net_weights_changed(NetObject *self, PyObject *args)
     }
     if ((i = layer_index(self, i)) < 0) return NULL;
     st = asl_net_layer_weights_changed(self->net, i);
+    if (st != ASL_OK) return raise_status(self, st);
+    Py_RETURN_NONE;
+}
+
+/* The C core's reducer (asl_allreduce_fn): called with the GIL released
+ * from a forward or backward; takes the GIL and calls the Python callable
+ * with a float64 copy of buf, which it must sum over the processes in
+ * place; copies the result back.  An exception is kept for raise_status. */
+static int call_reducer(double *buf, size_t count, void *user)
+{
+    NetObject *self = user;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    npy_intp dims[1] = {(npy_intp)count};
+    PyObject *arr = PyArray_SimpleNew(1, dims, NPY_FLOAT64), *r = NULL;
+    int rc = -1;
+
+    if (arr) {
+        memcpy(PyArray_DATA((PyArrayObject *)arr), buf, count * sizeof(double));
+        r = PyObject_CallFunctionObjArgs(self->reducer, arr, NULL);
+    }
+    if (r) {
+        memcpy(buf, PyArray_DATA((PyArrayObject *)arr), count * sizeof(double));
+        rc = 0;
+    } else if (!self->reduce_exc) {   /* (a reference to the exception) */
+#if PY_VERSION_HEX >= 0x030C0000
+        self->reduce_exc = PyErr_GetRaisedException();
+#else
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (value && tb) PyException_SetTraceback(value, tb);
+        self->reduce_exc = value;
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+#endif
+    }
+    PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(arr);
+    PyGILState_Release(gil);
+    return rc;
+}
+
+static PyObject *Net_set_allreduce(NetObject *self, PyObject *fn)
+{
+    if (enter(self)) return NULL;
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "set_allreduce: expected a callable f(buf) that "
+                        "sums the float64 array buf over the processes in place, or None");
+        return NULL;
+    }
+    Py_XDECREF(self->reducer);
+    self->reducer = NULL;
+    if (fn != Py_None) {
+        Py_INCREF(fn);
+        self->reducer = fn;
+    }
+    asl_net_set_allreduce(self->net, self->reducer ? call_reducer : NULL, self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Net_sync_idle_step(NetObject *self, PyObject *args)
+{
+    int start;
+    asl_status st;
+    if (!PyArg_ParseTuple(args, "i", &start) || enter(self)) return NULL;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = asl_net_sync_idle_step(self->net, start);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
     if (st != ASL_OK) return raise_status(self, st);
     Py_RETURN_NONE;
 }
@@ -1494,6 +1577,12 @@ static PyMethodDef Net_methods[] = {
      "weights_changed(i=None): invalidate cached weight layouts after changing bound "
      "arrays, of layer i or of every layer"},
     {"set_num_threads", (PyCFunction)Net_set_num_threads, METH_VARARGS, "0 = all cores"},
+    {"sync_idle_step", (PyCFunction)Net_sync_idle_step, METH_VARARGS,
+     "sync_idle_step(start): a rank with an empty slice takes part in the synchronized "
+     "batch norms' sums of a training step from layer start (aslnet.h)"},
+    {"set_allreduce", (PyCFunction)Net_set_allreduce, METH_O,
+     "set_allreduce(f or None): f(buf) sums the float64 array buf over the processes of a "
+     "data-parallel job in place (synchronized batch norms call it; see aslnet.h)"},
     {"set_compute_dtype", (PyCFunction)Net_set_compute_dtype, METH_VARARGS,
      "'float32', 'bfloat16' or 'int8': compute type of the convolutions"},
     {"forward", (PyCFunction)(void (*)(void))Net_forward, METH_VARARGS | METH_KEYWORDS,

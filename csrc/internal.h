@@ -61,6 +61,8 @@ typedef struct asl_ctx {
                                   /* conv2d.c)                            */
     int int8;                     /* fused groups in int8 (quantize.c)    */
     int int8_vnni;                /* asl_int8_vnni(), when int8 was set   */
+    asl_allreduce_fn allreduce;   /* data-parallel sums, or NULL          */
+    void *allreduce_user;         /* (asl_net_set_allreduce)              */
     char err[ASL_ERRLEN];
 } asl_ctx;
 
@@ -260,6 +262,8 @@ extern const asl_layer_ops asl_conv2d_ops;
 extern const asl_layer_ops asl_depthwise_conv2d_ops;
 extern const asl_layer_ops asl_zero_padding2d_ops;
 extern const asl_layer_ops asl_batch_norm_ops;
+/* batch_norm.c: a synchronized layer's part on a rank without rows */
+asl_status asl_bn_sync_idle(asl_layer *l, asl_ctx *c, int backward);
 extern const asl_layer_ops asl_activation_ops;
 extern const asl_layer_ops asl_global_avg_pool_ops;
 extern const asl_layer_ops asl_global_max_pool_ops;

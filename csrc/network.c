@@ -761,6 +761,35 @@ asl_status asl_net_set_num_threads(asl_net *net, int n)
     return ASL_OK;
 }
 
+void asl_net_set_allreduce(asl_net *net, asl_allreduce_fn fn, void *user)
+{
+    net->ctx.allreduce = fn;
+    net->ctx.allreduce_user = fn ? user : NULL;
+}
+
+static int synchronized_bn(const asl_layer *l)
+{
+    return l->d.kind == ASL_LAYER_BATCH_NORM && l->d.synchronized && l->trainable &&
+           !l->d.inference;
+}
+
+asl_status asl_net_sync_idle_step(asl_net *net, int start)
+{
+    if (start < 0 || start > net->nlayers)
+        return asl_fail(&net->ctx, ASL_ERR_ARG, "sync_idle_step: start %d out of [0, %d]",
+                        start, net->nlayers);
+    if (!net->ctx.allreduce) return ASL_OK;   /* one process */
+    for (int i = start; i < net->nlayers; i++)
+        if (synchronized_bn(&net->layers[i])) {
+            ASL_TRY(asl_bn_sync_idle(&net->layers[i], &net->ctx, 0));
+            net->layers[i].weights_version = ++net->version;   /* as forward_layer */
+        }
+    for (int i = net->nlayers - 1; i >= start; i--)
+        if (synchronized_bn(&net->layers[i]))
+            ASL_TRY(asl_bn_sync_idle(&net->layers[i], &net->ctx, 1));
+    return ASL_OK;
+}
+
 asl_status asl_net_set_compute_dtype(asl_net *net, asl_dtype dt)
 {
     if (dt != ASL_F32 && dt != ASL_BF16 && dt != ASL_INT8)

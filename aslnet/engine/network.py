@@ -245,10 +245,20 @@ class CoreNetwork:
             self._trained(start)
         return loss, out
 
+    def set_allreduce(self, fn):
+        """Data-parallel training: the synchronized batch norms sum their
+        per-channel sums over the ranks with ``fn(buf)`` (in place; None: one
+        process, see ``_core.Net.set_allreduce``)."""
+        self.net.set_allreduce(fn)
+
     def empty_step(self, start, between):
-        """A data-parallel rank whose slice of the batch is empty: no compute,
-        ``between(net)`` (it contributes zero gradients) and the update."""
+        """A data-parallel rank whose slice of the batch is empty: no compute
+        but its part (zeros) in the synchronized batch norms' sums, which
+        moves their moving statistics as on the other ranks; ``between(net)``
+        (it contributes zero gradients) and the update."""
         if self.trains_from(start):
+            self.sync(self._dtype or "float32")
+            self.net.sync_idle_step(start)
             between(self.net)
             self.net.apply_gradients()
             self._trained(start)

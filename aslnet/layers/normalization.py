@@ -10,8 +10,10 @@ class BatchNormalization(Layer):
     statistics and updates the moving ones (momentum 0.99).
 
     ``synchronized``: Keras's argument; in one process it changes nothing (as in Keras).
-    Under aslnet.distribution.DataParallel with several processes ``fit`` refuses
-    ``synchronized=True`` (not supported yet): each rank normalises its own slice."""
+    Under aslnet.distribution.DataParallel with several processes, ``synchronized=True``
+    makes a trainable layer normalise with the statistics of the global batch (the ranks
+    sum their per-channel sums in the forward and backward passes), so that N ranks
+    train as one process on the whole batch; ``False`` normalises each rank's slice."""
 
     _base_name = "batch_normalization"
     _training_dependent = True
@@ -32,8 +34,12 @@ class BatchNormalization(Layer):
         self._add_weight("moving_variance", np.ones(c, np.float32), trainable=False)
 
     def _core_ops(self):
-        return [("batch_normalization", dict(momentum=self.momentum, epsilon=self.epsilon))]
+        return [("batch_normalization", dict(momentum=self.momentum, epsilon=self.epsilon,
+                                             synchronized=int(self.synchronized)))]
 
     def get_config(self):
-        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
-                "epsilon": self.epsilon}
+        config = {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                  "epsilon": self.epsilon}
+        if self.synchronized:       # (Keras 3's key; tf.keras 2's files keep their shape)
+            config["synchronized"] = True
+        return config

@@ -19,7 +19,6 @@ from . import optimizer_state, serialization
 # which they change nothing aslnet computes (anything else is refused).
 _KERAS3_ONLY = {
     "optional": (lambda v: not v, "false"),                   # InputLayer
-    "synchronized": (lambda v: not v, "false"),               # BatchNormalization
     "renorm": (lambda v: not v, "false"),
     "renorm_clipping": (lambda v: v is None, "null"),
     "renorm_momentum": (lambda v: True, ""),                  # unused without renorm
@@ -59,6 +58,7 @@ def _layer_to_keras3(class_name, cfg):
         cfg["dtype"] = _policy(cfg["dtype"])
     if class_name == "BatchNormalization":
         cfg["axis"] = -1          # aslnet normalises the last (channel) axis
+        cfg.setdefault("synchronized", False)   # Keras 3 always writes it
     for key, value in cfg.items():
         if key.endswith("_initializer") and isinstance(value, dict):
             cfg[key] = _object("keras.initializers", value)

@@ -74,15 +74,14 @@ class Replicas:
                 var._version = backend.new_version()
         backend._rng.bit_generator.state = self.comm.bcast(
             backend._rng.bit_generator.state, root=0)
-        synced = [l.name for l in model._layers if getattr(l, "synchronized", False)]
-        if synced:
-            raise NotImplementedError(
-                f"BatchNormalization(synchronized=True) in {synced}: not supported yet under "
-                f"DataParallel with {self.size} processes (each rank would normalise its own "
-                "slice); use synchronized=False (per-rank statistics) or freeze the layer")
-        if any(type(l).__name__ == "BatchNormalization" and l.trainable
-               for l in model._layers):
+        if any(type(l).__name__ == "BatchNormalization" and l.trainable and
+               not l.synchronized for l in model._layers):
             dist_mod._warn_bn_once(self.dist)
+
+    def allreduce(self, buf):
+        """Sum the float64 array ``buf`` over the ranks in place: the reducer of
+        the synchronized batch norms (``CoreNetwork.set_allreduce``)."""
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
 
     # -- one step -----------------------------------------------------------
     def average_gradients(self, net, n_local, n_global):

@@ -243,6 +243,8 @@ class Trainer(Keras2Aliases):
         network.net.set_learning_rate(
             self.optimizer._step_learning_rate(network.net.iterations))
         between = None
+        # synchronized batch norms sum over the ranks (one process: nothing to sum)
+        network.set_allreduce(None if replicas is None else replicas.allreduce)
         if replicas is not None:
             xb = None if xb is None else self._single_input(xb)
             total = len(yb) if xb is None else len(xb)

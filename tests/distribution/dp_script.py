@@ -2,7 +2,11 @@
 once under ``mpirun -n 2 python -m mpi4py``: a small Conv/Dense model, 2
 epochs, weights and History written to OUTDIR/rank<r>.npz.
 
-    python dp_script.py OUTDIR OPTIMIZER(sgd|adam) BN(frozen|none) [SAMPLES (40)]
+    python dp_script.py OUTDIR OPTIMIZER(sgd|adam) BN(frozen|sync|local|none) [SAMPLES (40)]
+
+BN: a BatchNormalization after conv1, frozen (inference mode), trainable and
+synchronized=True (the global batch's statistics), trainable and unsynchronized
+(each rank's slice's statistics), or none.
 """
 import json
 import os
@@ -21,8 +25,8 @@ def main(outdir, optimizer, bn, samples="40"):
     aslnet.set_random_seed(1234 + 1000 * dist.process_id())
     inputs = aslnet.Input((8, 8, 3))
     h = layers.Conv2D(6, 3, padding="same", name="conv1")(inputs)
-    if bn == "frozen":
-        norm = layers.BatchNormalization(name="bn1")
+    if bn != "none":
+        norm = layers.BatchNormalization(name="bn1", synchronized=bn == "sync")
         h = norm(h)
     h = layers.ReLU(name="relu1")(h)
     h = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv2")(h)
@@ -30,13 +34,13 @@ def main(outdir, optimizer, bn, samples="40"):
     h = layers.Dense(8, activation="relu", name="fc1")(h)
     outputs = layers.Dense(4, activation="softmax", name="out")(h)
     model = aslnet.Model(inputs, outputs)
-    if bn == "frozen":
+    if bn != "none":
         r = np.random.default_rng(7 + dist.process_id())
         norm.set_weights([r.uniform(0.5, 1.5, 6).astype(np.float32),
                           r.uniform(-0.2, 0.2, 6).astype(np.float32),
                           r.uniform(-0.2, 0.2, 6).astype(np.float32),
                           r.uniform(0.5, 1.5, 6).astype(np.float32)])
-        norm.trainable = False
+        norm.trainable = bn != "frozen"
     opt = (aslnet.optimizers.SGD(learning_rate=0.1) if optimizer == "sgd"
            else aslnet.optimizers.Adam(learning_rate=0.01, epsilon=1e-3))
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",

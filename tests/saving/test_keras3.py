@@ -322,3 +322,22 @@ def test_damaged_archives_give_a_model_file_error(tmp_path):
         if name not in ("not_a_model.keras", "no_config.keras", "bad_json.keras"):
             with pytest.raises(saving.ModelFileError):
                 model.load_weights(tmp_path / name)
+
+
+@pytest.mark.parametrize("name", ["m.keras", "m.h5"])
+def test_synchronized_batch_norm_survives_saving(tmp_path, name):
+    """synchronized=True (used under DataParallel) is kept by both formats; the Keras 3
+    config always has the key, as Keras writes it."""
+    inputs = aslnet.Input((4, 4, 2))
+    h = L.BatchNormalization(synchronized=True, name="sbn")(inputs)
+    h = L.BatchNormalization(name="bn")(h)
+    model = Model(inputs, L.GlobalAveragePooling2D()(h))
+    model.save(tmp_path / name)
+    loaded = load_model(tmp_path / name)
+    assert loaded.get_layer("sbn").synchronized and not loaded.get_layer("bn").synchronized
+    if name.endswith(".keras"):
+        with zipfile.ZipFile(tmp_path / name) as z:
+            cfg = json.loads(z.read("config.json"))
+        layers_cfg = {l["config"]["name"]: l["config"] for l in cfg["config"]["layers"]}
+        assert layers_cfg["sbn"]["synchronized"] is True
+        assert layers_cfg["bn"]["synchronized"] is False
