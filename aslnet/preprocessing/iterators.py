@@ -102,9 +102,32 @@ class Iterator:
             index_array, rng = next(self.index_generator)
         return self._get_batches_of_transformed_samples(index_array, rng)
 
-    def _get_batches_of_transformed_samples(self, index_array, rng):
-        """The batch of samples ``index_array``, augmented with draws from ``rng``."""
+    def _get_batches_of_transformed_samples(self, index_array, rng, rows=None):
+        """The batch of samples ``index_array``, augmented with draws from ``rng``;
+        ``rows`` (lo, hi): only those rows read and transformed (see ``_batch_part``)."""
         raise NotImplementedError
+
+    def _batch_part(self, idx, part):
+        """Batch ``idx`` as ``self[idx]`` gives it (the iterator advances alike and
+        draws the same random transforms), but only rows ``part(n)`` = [lo, hi) of
+        its n are read and transformed, the others left zero: a data-parallel
+        rank's slice (fit's ``part``), so that no rank decodes the whole batch."""
+        if self.save_to_dir:        # (saving writes every image of the batch)
+            return self[idx]
+        index_array, rng = self._batch_indices(idx)
+        return self._get_batches_of_transformed_samples(index_array, rng,
+                                                        part(len(index_array)))
+
+    def _fill(self, batch_x, index_array, rng, rows, load):
+        """batch_x[i] = the transformed ``load(j)`` for each sample j of the batch,
+        rows outside ``rows`` (lo, hi) only drawing their random transform."""
+        lo, hi = rows if rows is not None else (0, len(index_array))
+        gen = self.image_data_generator
+        for i, j in enumerate(index_array):
+            if lo <= i < hi:
+                batch_x[i] = self._transformed(load(j), rng)
+            elif gen:   # the draws loading would make (flips draw even when off)
+                gen._random_transform_params(batch_x.shape[1:], rng)
 
     def _transformed(self, x, rng):
         """One image as float, randomly augmented, then standardised."""
@@ -165,10 +188,9 @@ class NumpyArrayIterator(Iterator):
         self.save_format = save_format
         super().__init__(self.x.shape[0], batch_size, shuffle, seed)
 
-    def _get_batches_of_transformed_samples(self, index_array, rng):
+    def _get_batches_of_transformed_samples(self, index_array, rng, rows=None):
         batch_x = np.zeros((len(index_array),) + self.x.shape[1:], dtype=self.dtype)
-        for i, j in enumerate(index_array):
-            batch_x[i] = self._transformed(self.x[j], rng)
+        self._fill(batch_x, index_array, rng, rows, self.x.__getitem__)
         if self.save_to_dir:
             self._save_batch(batch_x, index_array, rng)
         if self.y is None:
@@ -331,10 +353,9 @@ class DirectoryIterator(Iterator):
             self.cache.put(key, decoded if _pil_nbytes(decoded) < x.nbytes else x)
         return x
 
-    def _get_batches_of_transformed_samples(self, index_array, rng):
+    def _get_batches_of_transformed_samples(self, index_array, rng, rows=None):
         batch_x = np.zeros((len(index_array),) + self.image_shape, dtype=self.dtype)
-        for i, j in enumerate(index_array):
-            batch_x[i] = self._transformed(self._load(j), rng)
+        self._fill(batch_x, index_array, rng, rows, self._load)
         if self.save_to_dir:
             self._save_batch(batch_x, index_array, rng)
         if self.class_mode == "input":

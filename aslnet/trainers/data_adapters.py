@@ -93,7 +93,10 @@ class DataStream:
     set when the source tells them (arrays; Keras-style image iterators),
     else None.  ``cached``: an object whose ``has(ids)`` tells that the
     caller holds what it needs of those samples' inputs: x_batch is then
-    None and not read at all.
+    None and not read at all.  ``part(n)``: the rows [lo, hi) of a batch of n
+    the caller uses (a data-parallel rank's slice): image iterators and
+    ``image_dataset_from_directory`` then decode only those (the other rows
+    of x_batch are zeros).
 
     Passes over re-iterable data (arrays, Sequences, datasets) follow one
     another (arrays reshuffled, a Sequence's ``on_epoch_end`` called at the
@@ -101,8 +104,9 @@ class DataStream:
     where the previous one stopped, as in Keras; a generator is one pass."""
 
     def __init__(self, x, y, batch_size, shuffle, with_targets=True, cached=None,
-                 sample_weight=None):
+                 sample_weight=None, part=None):
         self.with_targets, self.shuffle, self.cached = with_targets, shuffle, cached
+        self.part = part
         self.num_batches = num_steps(x, batch_size, None)
         if _is_array(x):
             x = np.asarray(x)
@@ -155,7 +159,9 @@ class DataStream:
                     if yb is not None:
                         yield None, yb, ids, None
                         continue
-                xb, yb, sw = _split(x[k], wt)
+                item = x._batch_part(k, self.part) \
+                    if self.part is not None and hasattr(x, "_batch_part") else x[k]
+                xb, yb, sw = _split(item, wt)
                 if wt and yb is None:
                     raise ValueError("The data yields no targets; expected (x, y) batches")
                 yield xb, yb, _sequence_ids(x, k, len(xb)), sw
@@ -165,7 +171,7 @@ class DataStream:
             if self.exhausted:
                 return
             skip = self.cached.has if self.cached is not None else None
-            for item, ids in _items_with_ids(x, self.one_shot, skip):
+            for item, ids in _items_with_ids(x, self.one_shot, skip, self.part):
                 xb, yb, sw = _split(item, wt)
                 if isinstance(xb, Deferred):      # not loaded: its trunk features are cached
                     xb = None if self._skip(ids) else xb.load()
@@ -200,22 +206,22 @@ class DataStream:
             self._pass = None
 
 
-def batches(x, y, batch_size, shuffle, steps, with_targets=True, cached=None):
+def batches(x, y, batch_size, shuffle, steps, with_targets=True, cached=None, part=None):
     """One pass of at most ``steps`` batches (None: all) as (x, y, ids):
     predict, evaluate (sample weights are not applied there)."""
-    stream = DataStream(x, y, batch_size, shuffle, with_targets, cached)
+    stream = DataStream(x, y, batch_size, shuffle, with_targets, cached, part=part)
     for i, (xb, yb, ids, _) in enumerate(stream.epoch(None)):
         if steps is not None and i >= steps:
             break
         yield xb, yb, ids
 
 
-def _items_with_ids(x, one_shot, skip):
+def _items_with_ids(x, one_shot, skip, part=None):
     """(item, ids) of an iterable: an ``aslnet.data.Dataset`` tells the sample ids of
     its batches (None after a ``map``), and leaves unloaded the inputs of batches that
     ``skip(ids)`` says are cached; other iterables do not."""
     if not one_shot and hasattr(x, "_iter_with_ids"):
-        return x._iter_with_ids(skip)
+        return x._iter_with_ids(skip, part)
     return ((item, None) for item in (x if one_shot else iter(x)))
 
 

@@ -343,7 +343,8 @@ class Trainer(Keras2Aliases):
         try:
             cache = self._trunk_cache(x, start)
             stream = data.DataStream(x, y, batch_size, shuffle, cached=cache,
-                                     sample_weight=sample_weight)
+                                     sample_weight=sample_weight,
+                                     part=replicas and replicas.span)  # (decode a slice)
             cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                model=self, verbose=verbose, epochs=epochs, steps=steps)
             history = next(c for c in cbs if isinstance(c, History))
@@ -434,7 +435,8 @@ class Trainer(Keras2Aliases):
             cache, start = self._val_cache[1], self._trunk_start()
         for i, (xb, yb, ids) in enumerate(data.batches(x, y, batch_size, False, steps,
                                                        with_targets=with_targets,
-                                                       cached=cache)):
+                                                       cached=cache,
+                                                       part=replicas and replicas.span)):
             on_begin(i)
             span = None
             if replicas is not None:

@@ -106,13 +106,16 @@ class Dataset:
         """The elements as NumPy arrays (they are already)."""
         return iter(self)
 
-    def _iter_with_ids(self, skip=None):
+    def _iter_with_ids(self, skip=None, part=None):
         """(element, ids) pairs: the sample identities ``fit`` uses for its
         frozen-trunk cache (None where unknown).  ``skip(ids)``: True when the
         caller holds what it needs of those samples' inputs; a source may then
         hand out a ``Deferred`` in place of the batch's inputs (load it if
-        still needed), where no node between them looks at the inputs."""
-        return self._pairs(skip) if self._takes_skip else self._pairs()
+        still needed), where no node between them looks at the inputs.
+        ``part(n)``: the rows [lo, hi) of a batch of n that the caller uses (a
+        data-parallel rank's slice); such a source may then load only those
+        and leave the other rows zero, under the same condition."""
+        return self._pairs(skip, part) if self._takes_skip else self._pairs()
 
     def _num_ids(self):
         """How many distinct sample ids the source has, if every element of
@@ -294,10 +297,9 @@ class _Prefetch(Dataset):
         super().__init__(parent)
         self._size = size
 
-    def _pairs(self, skip=None):
+    def _pairs(self, skip=None, part=None):
         parent = self._parent
-        upstream = parent._pairs(skip) if skip is not None and parent._takes_skip else \
-            parent._pairs()
+        upstream = parent._pairs(skip, part) if parent._takes_skip else parent._pairs()
         return self._ahead(upstream)
 
     def _ahead(self, upstream):

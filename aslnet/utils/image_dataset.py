@@ -351,6 +351,13 @@ class _Loader:
         self.interpolation, self.crop, self.pad = interpolation, crop, pad
         self.channels_first = data_format == "channels_first"
 
+    @property
+    def shape(self):
+        """The shape of one loaded image."""
+        h, w = self.size
+        c = _CHANNELS[self.color_mode]
+        return (c, h, w) if self.channels_first else (h, w, c)
+
     def __call__(self, path):
         st = os.stat(path)
         file_key = ("image_dataset", os.path.abspath(path), st.st_mtime_ns, st.st_size,
@@ -407,14 +414,21 @@ class _ImageFiles(Dataset):
         self._passes += 1
         return (i for i, _ in _shuffled(((i, None) for i in ids), self._buffer, rng))
 
-    def _pairs(self, skip=None):
+    def _pairs(self, skip=None, part=None):
         order = self._order()
         step = self._batch_size or 1
         with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
             def load(ids, parallel=True):
-                paths = [self._paths[i] for i in ids]
-                images = pool.map(self._load, paths) if parallel else map(self._load, paths)
-                return np.stack(list(images)).view(EagerArray)
+                lo, hi = (0, len(ids)) if part is None or self._batch_size is None \
+                    else part(len(ids))
+                paths = [self._paths[i] for i in ids[lo:hi]]
+                images = list(pool.map(self._load, paths) if parallel
+                              else map(self._load, paths))
+                if (lo, hi) == (0, len(ids)):
+                    return np.stack(images).view(EagerArray)
+                batch = np.zeros((len(ids),) + self._load.shape, np.float32)
+                batch[lo:hi] = images    # (a rank's slice: the other rows stay zero)
+                return batch.view(EagerArray)
 
             while True:
                 ids = [i for _, i in zip(range(step), order)]

@@ -3,10 +3,13 @@ once under ``mpirun -n 2 python -m mpi4py``: a small Conv/Dense model, 2
 epochs, weights and History written to OUTDIR/rank<r>.npz.
 
     python dp_script.py OUTDIR OPTIMIZER(sgd|adam) BN(frozen|sync|local|none) [SAMPLES (40)]
+        [DATA (arrays|flow)]
 
 BN: a BatchNormalization after conv1, frozen (inference mode), trainable and
 synchronized=True (the global batch's statistics), trainable and unsynchronized
-(each rank's slice's statistics), or none.
+(each rank's slice's statistics), or none.  DATA: NumPy arrays, or an
+ImageDataGenerator flow over them with a seeded augmentation (each rank then
+transforms only its slice of each batch).
 """
 import json
 import os
@@ -19,7 +22,7 @@ from aslnet import layers
 from aslnet import distribution as dist
 
 
-def main(outdir, optimizer, bn, samples="40"):
+def main(outdir, optimizer, bn, samples="40", source="arrays"):
     dist.set_distribution(dist.DataParallel())
     # rank 1 draws other initial weights: fit must start from rank 0's
     aslnet.set_random_seed(1234 + 1000 * dist.process_id())
@@ -55,8 +58,16 @@ def main(outdir, optimizer, bn, samples="40"):
     callbacks = [aslnet.callbacks.ModelCheckpoint(os.path.join(outdir, "best.keras"),
                                                   save_best_only=True, verbose=1),
                  aslnet.callbacks.EarlyStopping(monitor="val_loss", patience=5)]
-    hist = model.fit(x, y, batch_size=7, epochs=2, verbose=2, shuffle=True,
-                     validation_data=(vx, vy), validation_batch_size=5, callbacks=callbacks)
+    if source == "flow":
+        gen = aslnet.preprocessing.image.ImageDataGenerator(width_shift_range=0.2,
+                                                            horizontal_flip=True)
+        hist = model.fit(gen.flow(x, y, batch_size=7, seed=3), epochs=2, verbose=2,
+                         validation_data=(vx, vy), validation_batch_size=5,
+                         callbacks=callbacks)
+    else:
+        hist = model.fit(x, y, batch_size=7, epochs=2, verbose=2, shuffle=True,
+                         validation_data=(vx, vy), validation_batch_size=5,
+                         callbacks=callbacks)
     weights = {f"{l.name}/{i}": w for l in model.layers for i, w in enumerate(l.get_weights())}
     np.savez(os.path.join(outdir, f"rank{dist.process_id()}.npz"),
              history=json.dumps(hist.history), **weights)
@@ -64,4 +75,4 @@ def main(outdir, optimizer, bn, samples="40"):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

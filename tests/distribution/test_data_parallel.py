@@ -86,20 +86,22 @@ def _load(path):
         return json.loads(str(f["history"])), {k: f[k] for k in f.files if k != "history"}
 
 
-@pytest.mark.parametrize("optimizer,bn,samples", [
-    ("sgd", "none", 40), ("adam", "none", 40), ("sgd", "frozen", 40), ("adam", "frozen", 40),
-    ("sgd", "sync", 40), ("adam", "sync", 40),
-    ("sgd", "none", 36), ("sgd", "sync", 36)])  # 36: the last batch has 1 sample, rank 0's
-                                                # slice is empty
-def test_two_ranks_match_one_process(mpirun, tmp_path, optimizer, bn, samples):
+@pytest.mark.parametrize("optimizer,bn,samples,source", [
+    ("sgd", "none", 40, "arrays"), ("adam", "none", 40, "arrays"),
+    ("sgd", "frozen", 40, "arrays"), ("adam", "frozen", 40, "arrays"),
+    ("sgd", "sync", 40, "arrays"), ("adam", "sync", 40, "arrays"),
+    ("sgd", "sync", 40, "flow"),          # an augmenting image iterator, decoded per slice
+    ("sgd", "none", 36, "arrays"),        # 36: the last batch has 1 sample, rank 0's
+    ("sgd", "sync", 36, "arrays")])       # slice is empty
+def test_two_ranks_match_one_process(mpirun, tmp_path, optimizer, bn, samples, source):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
-    r1 = subprocess.run([sys.executable, SCRIPT, str(one), optimizer, bn, str(samples)],
-                        capture_output=True, text=True, timeout=120, env=_env())
+    r1 = subprocess.run([sys.executable, SCRIPT, str(one), optimizer, bn, str(samples),
+                         source], capture_output=True, text=True, timeout=120, env=_env())
     assert r1.returncode == 0, r1.stderr[-3000:]
     r2 = subprocess.run([mpirun, "-n", "2", sys.executable, "-m", "mpi4py", SCRIPT, str(two),
-                         optimizer, bn, str(samples)], capture_output=True, text=True,
+                         optimizer, bn, str(samples), source], capture_output=True, text=True,
                         timeout=120, env=_env())
     assert r2.returncode == 0, (r2.stdout + r2.stderr)[-3000:]
     hist1, w1 = _load(one / "rank0.npz")

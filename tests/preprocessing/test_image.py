@@ -655,3 +655,41 @@ def test_keep_aspect_ratio_crops_as_keras(tmp_path, size):
         np.testing.assert_array_equal(it[0][0][0], ours)
         plain = img_to_array(load_img(path, target_size=target))
         assert not np.array_equal(plain, ours)          # no size here has the target's ratio
+
+
+# -- a data-parallel rank's slice ----------------------------------------------------------
+
+@pytest.mark.parametrize("rows", [(1, 3), (0, 0), (2, 4)])
+def test_a_rank_decodes_only_its_slice_with_the_same_draws(tree, decodes, fresh_cache, rows):
+    """fit under DataParallel asks an iterator for batch k's rows [lo, hi) only
+    (``_batch_part``): those rows equal the full batch's, bit for bit with seeded
+    augmentation, the rest are zeros, only they are decoded, and the iterator goes on
+    as after ``it[k]`` (the same random state for the next batch)."""
+    gen = dict(rotation_range=20, zoom_range=0.2, horizontal_flip=True)
+    full = ImageDataGenerator(**gen).flow_from_directory(str(tree), target_size=(8, 6),
+                                                         batch_size=4, seed=5)
+    part = ImageDataGenerator(**gen).flow_from_directory(str(tree), target_size=(8, 6),
+                                                         batch_size=4, seed=5)
+    want_x, want_y = full[0]
+    fresh_cache.clear()
+    decodes.clear()
+    got_x, got_y = part._batch_part(0, lambda n: rows)
+    lo, hi = rows
+    assert len(decodes) == hi - lo
+    np.testing.assert_array_equal(got_x[lo:hi], want_x[lo:hi])
+    assert not got_x[:lo].any() and not got_x[hi:].any()
+    np.testing.assert_array_equal(got_y, want_y)
+    np.testing.assert_array_equal(part[1][0], full[1][0])      # the same draws after
+
+
+def test_an_array_iterator_transforms_only_the_slice():
+    x = np.random.default_rng(0).uniform(0, 255, (6, 5, 5, 3)).astype(np.float32)
+    y = np.arange(6)
+    gen = ImageDataGenerator(width_shift_range=0.3, vertical_flip=True)
+    full, part = (gen.flow(x, y, batch_size=5, seed=2, shuffle=True) for _ in range(2))
+    want = full[0]
+    got = part._batch_part(0, lambda n: (3, n))
+    np.testing.assert_array_equal(got[0][3:], want[0][3:])
+    assert not got[0][:3].any()
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(part[1][0], full[1][0])

@@ -341,3 +341,27 @@ def test_skipped_batches_load_on_demand_even_after_the_pass(folder):
         np.testing.assert_array_equal(x.load() if isinstance(x, Deferred) else x, xe)
         np.testing.assert_array_equal(y, ye)
     assert all(not isinstance(e[0], Deferred) for e in ds)    # plain iteration: all loaded
+
+
+def test_a_rank_loads_only_its_slice_of_each_batch(folder, monkeypatch):
+    """fit under DataParallel passes its slice (``part``) down to the files: each batch
+    decodes only rows [lo, hi), which equal the full batch's; the rest are zeros."""
+    from aslnet.trainers.data_adapters import DataStream
+    image_cache.clear()
+    ds = image_dataset_from_directory(str(folder), image_size=(16, 16), batch_size=8,
+                                      shuffle=False, verbose=False)
+    full = [(x.copy(), y.copy()) for x, y in ds]
+    image_cache.clear()
+    decoded = []
+    real = image_dataset._decode
+    monkeypatch.setattr(image_dataset, "_decode",
+                        lambda path, mode: decoded.append(path) or real(path, mode))
+    span = lambda n: (n // 2, n)             # noqa: E731  (rank 1 of 2)
+    stream = DataStream(ds, None, None, False, part=span)
+    got = [(xb, yb) for xb, yb, _, _ in stream.epoch(None)]
+    assert len(decoded) == sum(len(y) - len(y) // 2 for _, y in full)
+    for (xb, yb), (x, y) in zip(got, full):
+        lo = len(y) // 2
+        np.testing.assert_array_equal(xb[lo:], x[lo:])
+        assert not np.asarray(xb[:lo]).any()
+        np.testing.assert_array_equal(yb, y)
