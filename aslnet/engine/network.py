@@ -27,7 +27,10 @@ __all__ = ["CoreNetwork", "check_graph", "merge_source"]
 # depthwise convolutions run up to 2.5x faster), and the rest on the whole
 # batch (the late 1x1 convolutions are faster on many images).  The switch is
 # at the first fused-group boundary (after an activation) below which a
-# per-image output was larger than MICRO_BYTES and from which it is not.  The
+# per-image output was larger than MICRO_BYTES and from which none is (v1:
+# after conv_dw_6; MobileNetV2, whose expansions grow again after a stride,
+# after block_6's depthwise: 11% faster at batch 32 than after block_3's,
+# where a per-image output first fits), and where no merge reads across.  The
 # per-image part is a second C network over the same weight arrays; the
 # results are those of the whole-batch network (each image is computed by
 # the same kernels in the same order).  Not under mixed_bfloat16 (half the
@@ -284,15 +287,17 @@ class CoreNetwork:
         if self.any_size:     # (the split is chosen by per-image bytes at one size)
             return None
         if not self._split_known:
-            big, split = False, None
-            for k, layer in enumerate(self.layers[:-1]):
-                if None in layer._out_shape:     # (a nested model built for any size)
-                    break
-                size = 4 * int(np.prod(layer._out_shape))
-                big = big or size > MICRO_BYTES
-                if big and size <= MICRO_BYTES and isinstance(layer, (ReLU, Activation)):
-                    split = self.first_op(self.layers[k + 1])
-                    break
+            split = None
+            shapes = [layer._out_shape for layer in self.layers[:-1]]
+            if all(None not in shape for shape in shapes):   # (else a nested any-size model)
+                sizes = [4 * int(np.prod(shape)) for shape in shapes]
+                for k, layer in enumerate(self.layers[:-1]):
+                    if max(sizes[:k + 1]) > MICRO_BYTES >= max(sizes[k:]) and \
+                            isinstance(layer, (ReLU, Activation)):
+                        at = self.first_op(self.layers[k + 1])
+                        if self.residual_safe_start(at) == at:
+                            split = at
+                            break
             self._split, self._split_known = split, True
         return self._split
 

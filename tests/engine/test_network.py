@@ -94,3 +94,37 @@ def test_inference_after_a_training_step_refolds_only_the_groups_that_moved():
     model.predict(x, batch_size=4, verbose=0)
     assert model._net.fold_counts()[conv1] == after[conv1] + 1
     assert model._net.fold_counts()[dw] == after[dw]
+
+
+def _grows_again(residual):
+    """Per-image outputs (floats): 2048 (large), 512 ("r"), 2048 (large again), 512
+    ("inner"), 512 ("after"); with ``residual`` an Add joins "inner" and "r" before
+    "after", a residual span around the second large output (as MobileNetV2's blocks)."""
+    aslnet.set_random_seed(5)
+    inp = L.Input((16, 16, 3))
+    x = L.ReLU(6.0)(L.Conv2D(8, 3, padding="same")(inp))
+    r = L.ReLU(6.0, name="r")(L.DepthwiseConv2D(3, strides=2, padding="same")(x))
+    h = L.ReLU(6.0)(L.Conv2D(32, 1)(r))
+    h = L.ReLU(6.0, name="inner")(L.Conv2D(8, 1)(h))
+    if residual:
+        h = L.Add(name="join")([h, r])
+    h = L.ReLU(6.0, name="after")(h)
+    out = L.Dense(3, activation="softmax")(L.GlobalAveragePooling2D()(h))
+    return Model(inp, out)
+
+
+@pytest.mark.parametrize("residual, last", [(False, "inner"), (True, "after")])
+def test_the_split_follows_the_last_large_output_outside_residual_spans(
+        monkeypatch, residual, last):
+    """The whole batch takes over only after the last large per-image output (one that
+    grows again after a stride stays per image: not after "r"), and never inside a
+    residual span (with the Add reading "r", not after "inner"); results unchanged."""
+    from aslnet.engine import network
+    monkeypatch.setattr(network, "MICRO_BYTES", 4096)        # 1024 floats
+    model = _grows_again(residual)
+    x = np.random.default_rng(6).normal(size=(5, 16, 16, 3)).astype(np.float32)
+    split_out = model.predict(x, batch_size=5, verbose=0)
+    names = [l.name for l in model.layers]
+    assert model._net.micro_split() == model._net.first_op(model.layers[names.index(last) + 1])
+    np.testing.assert_array_equal(split_out, _whole_batch(model, lambda: model.predict(
+        x, batch_size=5, verbose=0)))
