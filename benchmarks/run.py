@@ -270,14 +270,17 @@ def machine(args):
 
 
 def results_name(meta):
-    """<cpu>-<threads>t[-<ONEDNN_MAX_CPU_ISA>][-v2][-sizes][-quick], e.g. amd-epyc-2t,
-    intel-xeon-platinum-8480-2t-avx2: from the machine, so that two machines' results do
-    not mix; -v2 where MobileNetV2 ran, -sizes where other sizes than 224 did (so that
-    those runs leave the v1 224 results alone)."""
+    """<cpu>[-noavx512]-<threads>t[-<ONEDNN_MAX_CPU_ISA>][-v2][-sizes][-quick], e.g.
+    amd-epyc-2t, intel-xeon-platinum-8480-2t-avx2: from the machine, so that two machines'
+    results do not mix (-noavx512: a CPU without AVX-512, which /proc/cpuinfo may name as
+    one with it: "AMD EPYC" is both a Zen 4 and an AVX2-only part); -v2 where MobileNetV2
+    ran, -sizes where other sizes than 224 did (so that those runs leave the v1 224
+    results alone)."""
     cap = (meta.get("onednn") or {}).get("max_cpu_isa_env")
     v2 = "mobilenet_v2" in meta.get("archs", ())
     sizes = set(meta.get("sizes", [common.DEFAULT_SIZE])) != {common.DEFAULT_SIZE}
-    return (f"{peak.slug(meta['cpu'])}-{meta['threads']}t"
+    avx512 = "avx512f" in meta.get("cpu_flags", ["avx512f"])
+    return (f"{peak.slug(meta['cpu'])}{'' if avx512 else '-noavx512'}-{meta['threads']}t"
             f"{'-' + cap.lower() if cap else ''}{'-v2' if v2 else ''}"
             f"{'-sizes' if sizes else ''}{'-quick' if meta['quick'] else ''}")
 

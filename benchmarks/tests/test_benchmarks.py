@@ -119,7 +119,7 @@ def test_onednn_isa_follows_the_cap():
 def _meta(**kw):
     m = {"cpu": "AMD EPYC", "cores": 2, "physical_cores": 2, "threads": 2, "quick": True,
          "reps": 3, "env": {}, "date": "d", "host": "h", "python": "3", "load_start": "0",
-         "load_end": "0", "cpu_flags": ["avx2", "fma"], "amx": "no",
+         "load_end": "0", "cpu_flags": ["avx2", "fma", "avx512f"], "amx": "no",
          "onednn": {"version": "3.2.0", "library": "libdnnl.so.3", "isa": "cpu_isa_avx2",
                     "max_cpu_isa_env": "AVX2"},
          "peak": {"fp32": {"1": 100.0, "2": 200.0}, "bf16": {}, "fp32_wall": {"2": 50.0},
@@ -151,6 +151,8 @@ def test_results_name_comes_from_the_machine():
     from benchmarks.run import results_name
     assert results_name(_meta()) == "amd-epyc-2t-avx2-quick"
     assert results_name(_meta(quick=False, onednn={})) == "amd-epyc-2t"
+    assert results_name(_meta(quick=False, onednn={}, cpu_flags=["avx2", "fma"])) == \
+        "amd-epyc-noavx512-2t"
 
 
 def test_old_results_still_render():
