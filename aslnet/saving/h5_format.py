@@ -10,9 +10,12 @@ import warnings
 import h5py
 import numpy as np
 
+from ..trainers import quantize
 from . import optimizer_state, serialization
 from .file_io import ModelFileError
 from .serialization import BACKEND, KERAS_VERSION
+
+QUANTIZATION = "aslnet_quantization"   # a quantized model's mode and ranges (JSON)
 
 # HDF5 object headers are limited to 64 KiB; Keras splits longer name lists.
 HDF5_OBJECT_HEADER_LIMIT = 64512
@@ -102,6 +105,9 @@ def write_model(f, model, include_optimizer):
     names = getattr(model, "class_names", None)        # an attribute Keras ignores
     if names:
         f.attrs["class_names"] = json.dumps([str(n) for n in names])
+    quantization = quantize.state(model)               # (also one)
+    if quantization is not None:
+        f.attrs[QUANTIZATION] = quantization
     compiled = model.optimizer is not None and model.loss is not None
     if include_optimizer and compiled:
         f.attrs["training_config"] = serialization.to_json(optimizer_state.training_config(model))
@@ -135,6 +141,11 @@ def refuse_keras3_weights(f, where):
             f"{where} is in Keras 3's .weights.h5 layout: it holds weights only (no model "
             "config).  Build the model and call model.load_weights(path), or load a "
             ".keras file (model.save('model.keras') in Keras 3)")
+
+
+def read_quantization(f):
+    """The quantized model's state (``trainers.quantize.state``), or None."""
+    return _attr_str(f, QUANTIZATION)
 
 
 def read_class_names(f):

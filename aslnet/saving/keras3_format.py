@@ -24,10 +24,12 @@ import zipfile
 import h5py
 import numpy as np
 
+from ..trainers import quantize
 from . import file_io, keras3_config, serialization
 from .file_io import ModelFileError
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+QUANTIZATION = "aslnet_quantization.json"   # a quantized model's mode and ranges
 # The Keras release whose files these are checked against (tests/saving).
 KERAS3_VERSION = "3.15.1"
 # Refuse members claiming more than this uncompressed (a zip bomb): MobileNet's
@@ -240,6 +242,9 @@ def save_archive(model, filepath, overwrite=True, include_optimizer=True):
             zf.writestr(METADATA, json.dumps(metadata))
             zf.writestr(CONFIG, serialization.to_json(config).decode("utf8"))
             zf.writestr(WEIGHTS, weights.getvalue())
+            quantization = quantize.state(model)     # (a member Keras 3 does not read)
+            if quantization is not None:
+                zf.writestr(QUANTIZATION, quantization)
 
 
 def _member(zf, name, where, limit):
@@ -278,6 +283,9 @@ def _read_archive(filepath, what):
             if what == "model":
                 config = json.loads(_member(zf, CONFIG, where, _MAX_CONFIG))
             weights = _member(zf, WEIGHTS, where, _MAX_MEMBER)
+            if what == "model" and QUANTIZATION in names:
+                config = dict(config, **{QUANTIZATION: _member(
+                    zf, QUANTIZATION, where, _MAX_CONFIG).decode("utf8", "replace")})
         except (ModelFileError, NotImplementedError):
             raise
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
@@ -318,6 +326,8 @@ def load_archive(filepath, compile=True, custom_objects=None):
             raise ModelFileError(f"{where}: its {WEIGHTS} is not in Keras 3's layout (no "
                                  "layers group)")
         read_state(f, model, where)
+    if QUANTIZATION in config:
+        quantize.restore(model, config[QUANTIZATION], where)
     return model
 
 

@@ -11,6 +11,7 @@ import warnings
 
 import h5py
 
+from ..trainers import quantize
 from . import file_io, h5_format, keras3_format, optimizer_state, serialization
 from .file_io import ModelFileError
 
@@ -24,12 +25,6 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     """Save architecture, weights, trainable flags and (``include_optimizer``
     and compiled) the compile config and optimizer state, atomically."""
     model._require_built()
-    if getattr(model, "_quantization_mode", None) is not None:
-        raise NotImplementedError(
-            f"model '{model.name}' was quantized to {model._quantization_mode} "
-            "(model.quantize): aslnet does not save quantized models yet.  Save the float32 "
-            "model (before quantize, or with save_weights: its weights are still float32) "
-            "and quantize it again after loading")
     if isinstance(filepath, h5py.Group):
         h5_format.write_model(filepath, model, include_optimizer)
         return
@@ -52,6 +47,7 @@ def load_model(filepath, compile=True, custom_objects=None):
         try:
             model_config, training_config, weights, opt = h5_format.read_model_file(f, where)
             class_names = h5_format.read_class_names(f)
+            quantization = h5_format.read_quantization(f)
         except (ModelFileError, NotImplementedError):
             raise
         except file_io.READ_ERRORS as e:
@@ -67,6 +63,8 @@ def load_model(filepath, compile=True, custom_objects=None):
     h5_format.assign_topological(serialization.keras_layers(model), weights, where)
     if class_names is not None and len(class_names) == model.output_shape[-1]:
         model.class_names = class_names
+    if quantization is not None:
+        quantize.restore(model, quantization, where)
     if compile:
         if training_config is None:
             warnings.warn(f"No training configuration found in the save file {where}, so "

@@ -18,9 +18,13 @@ scales (a dynamic scale would cost a float32 pass per batch) and so requires
 ``calibration_data``: a few hundred representative inputs, e.g. training images.
 
 A quantized model predicts and evaluates in int8; it does not train (``fit`` raises: train
-the float32 model, then quantize) and is not saved (``save`` raises: save the float32
-model and quantize it again after loading; ``save_weights`` writes its float32 weights).
+the float32 model, then quantize).  ``save`` keeps it: the float32 weights as always, plus
+the mode and the calibrated ranges (``state``; an h5 attribute, a member of the .keras
+archive that Keras 3 ignores: Keras loads the float32 model), so that ``load_model`` gives
+back the same int8 model, bit for bit, and ``aslnet serve`` serves it.  ``save_weights``
+writes the float32 weights.
 """
+import json
 
 import numpy as np
 
@@ -59,6 +63,36 @@ def quantize(model, mode, calibration_data=None, batch_size=None, steps=None):
     model._int8_ranges = ranges
     model._quantization_mode = mode
     model._core()   # the network computes in int8 from now on
+
+
+def state(model):
+    """What ``save`` keeps of a quantized model (a JSON string), or None."""
+    mode = getattr(model, "_quantization_mode", None)
+    if mode is None:
+        return None
+    return json.dumps({"mode": mode, "ranges": np.asarray(model._int8_ranges).tolist()})
+
+
+def restore(model, text, where):
+    """Make the loaded ``model`` the quantized model ``state`` described; ModelFileError
+    (naming the file ``where``) if the state does not fit it."""
+    from ..saving.file_io import ModelFileError
+    try:
+        saved = json.loads(text)
+        mode, ranges = saved["mode"], np.asarray(saved["ranges"], np.float32)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelFileError(f"{where}: unreadable quantization state ({e})") from e
+    if mode not in MODES or ranges.ndim != 2 or not np.all(np.isfinite(ranges)):
+        raise ModelFileError(f"{where}: quantization state of mode {mode!r} with "
+                             f"{ranges.size} ranges is not one aslnet wrote")
+    model._int8_ranges, model._quantization_mode = ranges, mode
+    try:
+        model._core()
+    except ValueError as e:      # ranges of another architecture
+        model._int8_ranges = model._quantization_mode = None
+        model._net = None
+        raise ModelFileError(f"{where}: its quantization state does not fit the model "
+                             f"({e})") from e
 
 
 def refuse_training(model):

@@ -106,6 +106,22 @@ def test_saved_model_path(tmp_path, model):
     assert np.allclose(probs, expected(model, data), rtol=1e-6, atol=0)
 
 
+def test_a_saved_quantized_model_is_served_in_int8(tmp_path):
+    """model.quantize('int8') then save: the app loads it quantized and answers what the
+    quantized model predicts (not the float32 model's probabilities)."""
+    from tests.model_fixtures import small_model
+    model = small_model()
+    calib = np.random.default_rng(3).uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+    model.quantize("int8", calibration_data=calib)
+    model.save(tmp_path / "q.keras")
+    data = png_bytes(seed=4)
+    r = post_image(create_app(str(tmp_path / "q.keras")).test_client(), data)
+    assert r.status_code == 200
+    probs = np.array(list(r.get_json()["probabilities"].values()))
+    np.testing.assert_allclose(probs, expected(model, data), rtol=1e-6, atol=0)
+    assert not np.allclose(probs, expected(small_model(), data), rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("kwargs", [
     dict(data={"other": "x"}, content_type="multipart/form-data"),          # no 'image' field
     dict(data={"image": (io.BytesIO(b"hello"), "a.txt")},

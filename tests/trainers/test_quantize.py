@@ -83,7 +83,7 @@ def test_calibration_data_is_required():
         small_model().quantize("int8")
 
 
-def test_quantized_model_does_not_train_or_save(tmp_path):
+def test_quantized_model_does_not_train(tmp_path):
     model = small_model()
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     x, y = data(n=8)
@@ -92,14 +92,48 @@ def test_quantized_model_does_not_train_or_save(tmp_path):
         model.fit(x, y, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="does not train quantized models"):
         model.train_on_batch(x, y)
-    for suffix in (".keras", ".h5"):
-        with pytest.raises(NotImplementedError, match="does not save quantized models"):
-            model.save(tmp_path / f"m{suffix}")
     model.save_weights(tmp_path / "m.weights.h5")     # the float32 weights
     fresh = small_model(seed=1)
     fresh.load_weights(tmp_path / "m.weights.h5")
     for a, b in zip(fresh.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_saved_quantized_model_loads_quantized(tmp_path, suffix):
+    """save keeps the mode and the calibrated ranges: the loaded model predicts in int8,
+    bit for bit as before saving (not the float32 model's outputs), and refuses training."""
+    model = small_model()
+    x, y = data(n=8)
+    p32 = model.predict(x, verbose=0)
+    model.quantize("int8", calibration_data=x)
+    p8 = model.predict(x, verbose=0)
+    model.save(tmp_path / f"m{suffix}")
+    loaded = aslnet.models.load_model(tmp_path / f"m{suffix}", compile=False)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), p8)
+    assert not np.array_equal(p8, p32)
+    loaded.compile(optimizer="sgd", loss="categorical_crossentropy")
+    with pytest.raises(ValueError, match="does not train quantized models"):
+        loaded.fit(x, y, epochs=1, verbose=0)
+    plain = small_model()
+    plain.save(tmp_path / f"f{suffix}")              # a float32 model stays float32
+    np.testing.assert_array_equal(
+        aslnet.models.load_model(tmp_path / f"f{suffix}", compile=False).predict(x, verbose=0),
+        plain.predict(x, verbose=0))
+
+
+def test_quantization_state_that_does_not_fit_is_a_model_file_error(tmp_path):
+    import h5py
+    from aslnet.saving.file_io import ModelFileError
+    model = small_model()
+    model.quantize("int8", calibration_data=data(n=4)[0])
+    model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "a") as f:
+        state = json.loads(f.attrs["aslnet_quantization"])
+        f.attrs["aslnet_quantization"] = json.dumps({**state, "ranges": state["ranges"][:-1]})
+    with pytest.raises(ModelFileError, match="quantization state does not fit"):
+        aslnet.models.load_model(tmp_path / "m.h5", compile=False)
+
 
 
 IMAGES = ["cat", "bird", "grace_hopper", "parrot"]
