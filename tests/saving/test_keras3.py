@@ -341,3 +341,18 @@ def test_synchronized_batch_norm_survives_saving(tmp_path, name):
         layers_cfg = {l["config"]["name"]: l["config"] for l in cfg["config"]["layers"]}
         assert layers_cfg["sbn"]["synchronized"] is True
         assert layers_cfg["bn"]["synchronized"] is False
+
+
+@pytest.mark.keras
+def test_a_quantized_aslnet_model_loads_in_keras3_as_its_float32_model(tmp_path):
+    """The quantization state is a member Keras 3 does not read: Keras gets the float32
+    model (aslnet's load_model the int8 one, tests/trainers/test_quantize.py)."""
+    keras = _keras()
+    from tests.model_fixtures import small_model
+    model = small_model()
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+    p32 = model.predict(x, verbose=0)
+    model.quantize("int8", calibration_data=x)
+    model.save(tmp_path / "q.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "q.keras").predict(
+        x, verbose=0), p32, rtol=0, atol=1e-6)
