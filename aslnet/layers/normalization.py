@@ -17,6 +17,7 @@ class BatchNormalization(Layer):
 
     _base_name = "batch_normalization"
     _training_dependent = True
+    synchronized = False      # (the default of layers pickled before it existed)
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, name=None, synchronized=False,
                  **kwargs):
