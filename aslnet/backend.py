@@ -192,7 +192,13 @@ def new_version():
     each C network compares the versions of its layers' weights with those it
     last saw, and refolds only the fused groups whose weights changed.  A
     counter of unique numbers, not state two models could share by accident."""
-    return next(_versions)
+    global _latest_version
+    _latest_version = version = next(_versions)
+    return version
+
+
+_latest_version = 0   # the last number new_version gave: no weight changed since a
+                      # network saw this one (CoreNetwork.sync then skips its scan)
 
 
 # -- Keras's backend functions that scripts call -----------------------------------------------

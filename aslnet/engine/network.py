@@ -115,6 +115,7 @@ class CoreNetwork:
         self._seen = {l.name: _versions(l) for l in self.layers if l.weights}
         self._flags = self._dtype = self._threads = self._int8 = None
         self._split = self._early = None
+        self._scanned = None     # backend._latest_version when the weights were last compared
         self._split_known = False
         self.input_size = None   # (h, w) of the images the features in hand come from
 
@@ -167,12 +168,15 @@ class CoreNetwork:
                 for i in self.index[layer.name]:
                     self.net.set_trainable(i, flag)
             self._flags = flags
-        for layer in self.layers:
-            if layer.weights:
-                seen = _versions(layer)
-                if seen != self._seen[layer.name]:
-                    self.net.weights_changed(self._holder[layer.name])
-                    self._seen[layer.name] = seen
+        latest = backend._latest_version     # (read first: a change during the scan
+        if latest != self._scanned:          # is seen next time)
+            for layer in self.layers:
+                if layer.weights:
+                    seen = _versions(layer)
+                    if seen != self._seen[layer.name]:
+                        self.net.weights_changed(self._holder[layer.name])
+                        self._seen[layer.name] = seen
+            self._scanned = latest
         if int8_ranges is not None:
             if int8_ranges is not self._int8:
                 self.net.ranges(int8_ranges)
