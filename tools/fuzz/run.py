@@ -10,7 +10,8 @@ that runs past the per-input limit (--input-timeout, 5 s) is saved as
 <target>-timeout-<sha1> and reported; the target then goes on from its grown
 corpus for the rest of its time.  Timeouts fail the run only with
 --fail-on-timeout, because one is known and not aslnet's own: libhdf5 1.14
-spins on some corrupt files (tests/fuzz/test_fuzz_regressions.py).
+spins on some corrupt files (tests/fuzz/test_fuzz_regressions.py).  A target that
+hangs past its time plus 60 s is killed and reported as a timeout.
 """
 import argparse
 import os
@@ -37,8 +38,14 @@ def fuzz(target, seconds, out, input_timeout):
                f"-max_total_time={left}", f"-timeout={input_timeout}", "-rss_limit_mb=4096",
                f"-artifact_prefix={os.path.join(out, target)}-", "-print_final_stats=1",
                corpus]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace")
+        try:    # a hard limit too: a target hung in a futex (libFuzzer's own timeout and
+                # RSS handlers deadlocked once, at 4 GB) must not hang CI
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, errors="replace", timeout=left + 60)
+        except subprocess.TimeoutExpired:
+            timeouts.append(f"(the target hung past {left + 60} s and was killed)")
+            print(f"{target}: hung past {left + 60} s, killed: {timeouts[-1]}", flush=True)
+            break
         new = sorted(set(os.listdir(out)) - before)
         stats = [line for line in proc.stdout.splitlines()
                  if line.startswith(("Done ", "#")) and ("DONE" in line or "Done" in line)]
