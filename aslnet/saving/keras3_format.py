@@ -269,7 +269,8 @@ def _open_archive(filepath, what):
 
 
 def _read_archive(filepath, what):
-    """(config, weights bytes) of a .keras archive, with clear errors."""
+    """(config, weights bytes, quantization state or None) of a .keras archive, and
+    its path, with clear errors."""
     zf, where = _open_archive(filepath, what)
     with zf:
         try:
@@ -283,9 +284,10 @@ def _read_archive(filepath, what):
             if what == "model":
                 config = json.loads(_member(zf, CONFIG, where, _MAX_CONFIG))
             weights = _member(zf, WEIGHTS, where, _MAX_MEMBER)
+            quantization = None
             if what == "model" and QUANTIZATION in names:
-                config = dict(config, **{QUANTIZATION: _member(
-                    zf, QUANTIZATION, where, _MAX_CONFIG).decode("utf8", "replace")})
+                quantization = _member(zf, QUANTIZATION, where,
+                                       _MAX_CONFIG).decode("utf8", "replace")
         except (ModelFileError, NotImplementedError):
             raise
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
@@ -293,7 +295,7 @@ def _read_archive(filepath, what):
             raise ModelFileError(f"Cannot read {what} file {where}: a damaged or "
                                  f"truncated Keras 3 archive ({type(e).__name__}: "
                                  f"{e})") from e
-    return config, weights, where
+    return config, weights, quantization, where
 
 
 def _open_weights(data, where):
@@ -305,7 +307,7 @@ def _open_weights(data, where):
 
 
 def load_archive(filepath, compile=True, custom_objects=None):
-    config, data, where = _read_archive(filepath, "model")
+    config, data, quantization, where = _read_archive(filepath, "model")
     try:
         model = keras3_config.model_from_keras3(config, custom_objects)
     except (NotImplementedError, ModelFileError):
@@ -326,14 +328,14 @@ def load_archive(filepath, compile=True, custom_objects=None):
             raise ModelFileError(f"{where}: its {WEIGHTS} is not in Keras 3's layout (no "
                                  "layers group)")
         read_state(f, model, where)
-    if QUANTIZATION in config:
-        quantize.restore(model, config[QUANTIZATION], where)
+    if quantization is not None:
+        quantize.restore(model, quantization, where)
     return model
 
 
 def load_archive_weights(model, filepath, by_name=False, skip_mismatch=False):
     """``model.load_weights`` of a .keras archive (as Keras 3 allows)."""
-    _, data, where = _read_archive(filepath, "weights")
+    _, data, _, where = _read_archive(filepath, "weights")
     with _open_weights(data, where) as f:
         read_state(f, model, where, by_name, skip_mismatch)
 
