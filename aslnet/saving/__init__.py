@@ -33,8 +33,11 @@ user block (the 512 bytes HDF5 reserves for applications before its
 superblock): a magic, the length and the SHA-256 of the rest of the file.
 h5py and tf.keras 2.x read it as any h5 file; aslnet checks it before
 libhdf5 parses anything, so a truncated or corrupted native file gives a
-clear error (libhdf5 can crash on some corrupted metadata) and silent
-corruption of weights is detected.  Editing a native file with h5py
+clear error and silent corruption of weights is detected.  Any other HDF5
+content (``.h5`` files, Keras's or aslnet's, and the weights inside a
+``.keras`` archive) is read through once in a child process first
+(``h5_probe``): libhdf5 can crash, spin or allocate gigabytes on some
+corrupt files, and there that is a ``ModelFileError``, not a dead kernel.  Editing a native file with h5py
 invalidates its checksum (edit ``.h5`` files instead).  No suffix is *not* a
 TensorFlow SavedModel directory.  Keras 3 opens aslnet's h5 files (through
 its legacy h5 loader); aslnet opens the weights of the h5 files Keras 3's
@@ -76,6 +79,8 @@ themselves with ``serialization.register_model_class``):
   files) and weights read back into layers;
 * ``file_io``: atomic writes and stale temporary files, the integrity
   header, opening and sniffing files;
+* ``h5_probe``: HDF5 content aslnet did not write, read first in a
+  child process with time and memory limits;
 * ``keras3_format``: Keras 3's .keras archive and state-tree h5 layout
   (weights and optimizer variables);
 * ``keras3_config``: Keras 3's config JSON to and from ``serialization``'s

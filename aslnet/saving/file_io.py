@@ -16,6 +16,8 @@ import time
 
 import h5py
 
+from . import h5_probe
+
 KERAS_H5_SUFFIXES = (".h5", ".hdf5", ".keras")   # tf.keras 2.x's _is_hdf5_filepath
 # aslnet-native files: the HDF5 user block (bytes HDF5 leaves to applications
 # before its superblock) starts with _MAGIC, the length of what follows the
@@ -139,11 +141,12 @@ def _write_integrity_header(path):
 
 
 def _check_integrity_header(path, what):
-    """For aslnet-native files: the payload's length and SHA-256 as saved."""
+    """For aslnet-native files: the payload's length and SHA-256 as saved
+    (True once checked); False for files without the header."""
     with open(path, "rb") as fh:
         head = fh.read(_HEADER.size)
         if len(head) < _HEADER.size or not head.startswith(_MAGIC):
-            return
+            return False
         _, n, digest = _HEADER.unpack(head)
         got_n, got_digest = _payload_digest(fh, _USERBLOCK)
     if got_n != n:
@@ -153,6 +156,7 @@ def _check_integrity_header(path, what):
         raise ModelFileError(f"{what} file {path} is corrupt: its SHA-256 differs from the "
                              "one recorded when it was saved (or it was modified after "
                              "saving; edit .h5 files instead)")
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -268,6 +272,31 @@ def _check_readable(path, what):
                                 "unzipped model directories are not supported)", path)
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _hdf5_signature(fh):
+    """HDF5's signature at offset 0, 512, 1024, 2048 ... (where its superblock
+    may start), read without libhdf5 (h5py.is_hdf5 parses the superblock)."""
+    size = os.fstat(fh.fileno()).st_size
+    offset = 0
+    while offset + len(_HDF5_SIGNATURE) <= size:
+        fh.seek(offset)
+        if fh.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
+            return True
+        offset = 512 if offset == 0 else 2 * offset
+    return False
+
+
+def check_foreign_h5(where, path=None, data=None):
+    """HDF5 content aslnet did not write (no integrity header) read through
+    once in a separate process first (``h5_probe``): libhdf5 can crash, hang
+    or exhaust memory on corrupt files."""
+    reason = h5_probe.check(where, path=path, data=data)
+    if reason is not None:
+        raise ModelFileError(reason)
+
+
 def sniff(filepath, what):
     """What a file is, from its content (never its suffix): "h5" (an HDF5
     file, aslnet's or Keras's), "zip" (a zip archive: Keras 3's .keras) or
@@ -277,9 +306,10 @@ def sniff(filepath, what):
     path = os.fspath(filepath)
     _check_readable(path, what)
     try:
-        if h5py.is_hdf5(path):
-            return "h5"
         with open(path, "rb") as fh:
+            if _hdf5_signature(fh):
+                return "h5"
+            fh.seek(0)
             head = fh.read(4)
     except OSError as e:
         raise ModelFileError(f"Cannot read {what} file {path}: {e}") from e
@@ -299,7 +329,8 @@ def open_h5(filepath, what):
                              f"(size {os.path.getsize(path)} bytes; corrupt, truncated or "
                              "another format)")
     try:
-        _check_integrity_header(path, what)
+        if not _check_integrity_header(path, what):
+            check_foreign_h5(path, path=path)
     except ModelFileError:
         raise
     except OSError as e:

@@ -299,6 +299,7 @@ def _read_archive(filepath, what):
 
 
 def _open_weights(data, where):
+    file_io.check_foreign_h5(f"{where} ({WEIGHTS})", data=data)
     try:
         return h5py.File(io.BytesIO(data), "r")
     except (OSError, ValueError) as e:

@@ -9,8 +9,9 @@ build/fuzz) as <target>-crash-<sha1> and the traceback printed.  An input
 that runs past the per-input limit (--input-timeout, 5 s) is saved as
 <target>-timeout-<sha1> and reported; the target then goes on from its grown
 corpus for the rest of its time.  Timeouts fail the run only with
---fail-on-timeout, because one is known and not aslnet's own: libhdf5 1.14
-spins on some corrupt files (tests/fuzz/test_fuzz_regressions.py).  A target that
+--fail-on-timeout.  (libhdf5 spins, crashes or exhausts memory on some
+corrupt files: aslnet reads .h5 files in a child process first, with limits,
+aslnet.saving.h5_probe, so those inputs give ModelFileError.)  A target that
 hangs past its time plus 60 s is killed and reported as a timeout.
 """
 import argparse

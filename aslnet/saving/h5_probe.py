@@ -1,0 +1,210 @@
+"""HDF5 files that aslnet did not write itself, read once in a child process
+before this one parses them.
+
+libhdf5 (1.14.6 and 2.0.0 alike) can crash (SIGSEGV), spin forever or
+allocate gigabytes on some corrupt files, inside h5py calls that no Python
+code can interrupt: tools/fuzz/fuzz_h5.py finds such inputs within a minute
+(tests/fuzz/crashes/).  A Keras user's corrupt ``model.h5`` must give an
+exception, not kill their Jupyter kernel or hang their server.  So
+``check`` runs this file as a script, in a fresh interpreter with a memory
+limit and a time limit, which opens the file and reads everything aslnet
+could read from it (every attribute, every dataset, following links); only
+when that child finishes does the caller parse the same bytes itself.
+
+aslnet-native files (their SHA-256 checked against the header aslnet wrote)
+and h5py objects the caller opened skip this.  One child per distinct
+content: the outcome for a digest of the bytes is remembered (but a
+time-out), so loading the same file again costs a hash, not a process (about 0.2 s).
+
+A declared size is refused before it is read: a dataset or attribute of
+more than ``1 GiB + 16 x the file's size`` bytes is not something Keras
+writes (its weights are stored uncompressed), and reading it is what took
+4 GB from a 44 KB corrupt file in CI.
+
+Run as a script (the child), it imports only the standard library, NumPy and
+h5py: ``python h5_probe.py PATH|- SIZE_LIMIT`` ("-": the bytes on stdin).
+Exit status 0: read through (ordinary read errors are the parent's to
+report); 2: refused, the reason on stdout; 3: out of memory."""
+import hashlib
+import os
+import subprocess
+import sys
+
+TIMEOUT_S = 30.0          # plus one second per 50 MB; the fuzz harness lowers it
+_SEEN = {}                # sha256 of content -> the child's (exit status, stdout, stderr)
+_SEEN_MAX = 64
+
+
+def size_limit(nbytes):
+    """Bytes one dataset or attribute may declare in a file of ``nbytes``."""
+    return (1 << 30) + 16 * nbytes
+
+
+def _digest(path, data):
+    h = hashlib.sha256()
+    if data is not None:
+        h.update(data)
+    else:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.digest()
+
+
+def check(where, path=None, data=None):
+    """None when the HDF5 file at ``path`` (or the bytes ``data``) reads
+    through in a child process; else why not, as a sentence for the
+    caller's ModelFileError."""
+    if not sys.executable:        # an embedding without an interpreter to start: trust it
+        return None
+    digest = _digest(path, data)
+    nbytes = len(data) if data is not None else os.path.getsize(path)
+    if digest in _SEEN:
+        return _reason(*_SEEN[digest], where, nbytes)
+    import h5py                   # the child must find the h5py this process uses
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    site = os.path.dirname(os.path.dirname(os.path.abspath(h5py.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH")) if p)
+    timeout = TIMEOUT_S + nbytes / 50e6
+    cmd = [sys.executable, os.path.abspath(__file__),
+           "-" if data is not None else os.fspath(path), str(size_limit(nbytes))]
+    try:
+        proc = subprocess.run(cmd, input=data, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:     # not remembered: a busy machine may be slow
+        return (f"{where} is corrupt: libhdf5 did not finish reading it in {timeout:.0f} s "
+                "(it spins on some damaged files; read in a separate process, which was "
+                "stopped)")
+    except OSError as e:          # cannot start a process here (limits)
+        _warn(e, where)
+        return None
+    outcome = (proc.returncode, proc.stdout.decode("utf8", "replace").strip(),
+               proc.stderr.decode("utf8", "replace").strip().splitlines()[-1:])
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.pop(next(iter(_SEEN)))
+    _SEEN[digest] = outcome
+    return _reason(*outcome, where, nbytes)
+
+
+def _reason(returncode, out, tail, where, nbytes):
+    if returncode == 0:
+        return None
+    if returncode == 2:
+        return f"{where} is corrupt or not a Keras file: {out}"
+    if returncode == 3:
+        return (f"{where} is corrupt or too large to read: reading it ran out of memory "
+                f"(more than {size_limit(nbytes) / 2**30:.1f} GiB)")
+    if returncode < 0:
+        return (f"{where} is corrupt: libhdf5 crashed reading it (signal {-returncode}, "
+                "in a separate process: nothing was lost here)")
+    _warn(f"the process reading it failed (exit {returncode}"
+          f"{': ' + tail[0] if tail else ''})", where)
+    return None
+
+
+def _warn(why, where):
+    """The check itself could not run (no h5py in a fresh interpreter, no
+    processes allowed): the file is read as Keras would, directly."""
+    import warnings
+    warnings.warn(f"aslnet could not check {where} in a separate process ({why}); "
+                  "reading it directly", RuntimeWarning, stacklevel=5)
+
+
+# ---------------------------------------------------------------------------
+# The child
+# ---------------------------------------------------------------------------
+class _Refused(Exception):
+    pass
+
+
+def _declared(shape, dtype, what, limit):
+    n = dtype.itemsize if dtype is not None else 1
+    for d in shape or ():
+        n *= int(d)
+    if n > limit:
+        raise _Refused(f"{what} declares {n} bytes ({'x'.join(map(str, shape))} of "
+                       f"{dtype}), more than {limit} bytes for a file of this size")
+
+
+def _walk(f, limit):
+    import h5py
+    seen, stack = set(), [f]
+    while stack:
+        obj = stack.pop()
+        try:
+            if obj.id in seen:
+                continue
+            seen.add(obj.id)
+            names = list(obj.attrs)
+        except MemoryError:
+            raise
+        except Exception:
+            continue
+        for name in names:
+            try:
+                aid = obj.attrs.get_id(name)
+                _declared(aid.shape, aid.dtype, f"attribute {name!r} of {obj.name}", limit)
+                obj.attrs[name]
+            except (MemoryError, _Refused):
+                raise
+            except Exception:
+                pass
+        try:
+            if isinstance(obj, h5py.Dataset):
+                _declared(obj.shape, obj.dtype, f"dataset {obj.name}", limit)
+                obj[()]
+            elif isinstance(obj, h5py.Group):
+                for key in list(obj):
+                    try:
+                        stack.append(obj[key])
+                    except (MemoryError, _Refused):
+                        raise
+                    except Exception:
+                        pass
+        except (MemoryError, _Refused):
+            raise
+        except Exception:
+            pass
+
+
+def _limit_memory(extra):
+    """Address space: what the interpreter has mapped now, plus ``extra``."""
+    try:
+        import resource
+        with open("/proc/self/status") as fh:
+            vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        want = vm + extra
+        if hard != resource.RLIM_INFINITY:
+            want = min(want, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (want, hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+
+
+def _child(argv):
+    import io
+
+    import h5py
+    import numpy  # noqa: F401  (mapped before the limit is set)
+    source, limit = argv[0], int(argv[1])
+    data = sys.stdin.buffer.read() if source == "-" else None
+    _limit_memory(limit + (512 << 20))
+    try:
+        try:
+            f = h5py.File(io.BytesIO(data) if data is not None else source, "r")
+        except Exception:
+            return 0              # not openable: the parent says so, with h5py's message
+        with f:
+            _walk(f, limit)
+    except _Refused as e:
+        print(e)
+        return 2
+    except MemoryError:
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    del sys.path[0]               # this folder: its modules must not shadow others
+    sys.exit(_child(sys.argv[1:]))
