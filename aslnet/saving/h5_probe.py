@@ -13,8 +13,9 @@ when that child finishes does the caller parse the same bytes itself.
 
 aslnet-native files (their SHA-256 checked against the header aslnet wrote)
 and h5py objects the caller opened skip this.  One child per distinct
-content: the outcome for a digest of the bytes is remembered (but a
-time-out), so loading the same file again costs a hash, not a process (about 0.2 s).
+content: the outcome for a digest of the bytes is remembered (a time-out
+too: the limit is far above what a sound file needs), so loading the same
+file again costs a hash, not a process (about 0.2 s).
 
 A declared size is refused before it is read: a dataset or attribute of
 more than ``1 GiB + 16 x the file's size`` bytes is not something Keras
@@ -33,6 +34,7 @@ import sys
 TIMEOUT_S = 30.0          # plus one second per 50 MB; the fuzz harness lowers it
 _SEEN = {}                # sha256 of content -> the child's (exit status, stdout, stderr)
 _SEEN_MAX = 64
+_TIMED_OUT = 1000         # the exit status remembered for a child stopped at its limit
 
 
 def size_limit(nbytes):
@@ -71,10 +73,8 @@ def check(where, path=None, data=None):
     try:
         proc = subprocess.run(cmd, input=data, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:     # not remembered: a busy machine may be slow
-        return (f"{where} is corrupt: libhdf5 did not finish reading it in {timeout:.0f} s "
-                "(it spins on some damaged files; read in a separate process, which was "
-                "stopped)")
+    except subprocess.TimeoutExpired:
+        proc = subprocess.CompletedProcess(cmd, _TIMED_OUT, f"{timeout:.0f}".encode(), b"")
     except OSError as e:          # cannot start a process here (limits)
         _warn(e, where)
         return None
@@ -89,6 +89,10 @@ def check(where, path=None, data=None):
 def _reason(returncode, out, tail, where, nbytes):
     if returncode == 0:
         return None
+    if returncode == _TIMED_OUT:
+        return (f"{where} is corrupt: libhdf5 did not finish reading it in {out} s (it "
+                "spins on some damaged files; read in a separate process, which was "
+                "stopped)")
     if returncode == 2:
         return f"{where} is corrupt or not a Keras file: {out}"
     if returncode == 3:
