@@ -132,6 +132,8 @@ struct asl_layer {
     size_t dx2buf_cap;
     int is_source;          /* a merge reads this layer's output: the     */
                             /* executor keeps it in its own buffer        */
+    int y_finite;           /* the last forward's y is known to hold no   */
+                            /* NaN/Inf (executor; see run_forward)        */
     int any_in[3], any_out[3]; /* net of any input size: the shapes with  */
                             /* -1 where they follow the input size (in,  */
                             /* out, priv, fusion, n: the active size's)   */

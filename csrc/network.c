@@ -78,6 +78,7 @@ struct asl_net {
     int forward_done;        /* a forward ran since the last plan        */
     int forward_start;       /* first layer that forward ran             */
     int last_training;       /* mode of that forward                     */
+    int input_finite;        /* that forward's input holds no NaN/Inf    */
     int fused_hi;            /* highest layer whose output that forward  */
                              /* left unavailable (fused or transient)    */
     float *tmp[2];           /* transient outputs: ping-pong buffers for */
@@ -979,6 +980,20 @@ static int all_finite(const float *x, size_t count)
     return acc == 0.0f;
 }
 
+/* memcpy(dst, src) and all_finite(src) in one pass over src. */
+static int copy_finite(float *dst, const float *src, size_t count)
+{
+    const long long nn = (long long)count;
+    float acc = 0.0f;
+#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (nn >= (1 << 16))
+    for (long long i = 0; i < nn; i++) {
+        const float v = src[i];
+        dst[i] = v;
+        acc += v * 0.0f;
+    }
+    return acc == 0.0f;
+}
+
 /* One layer's forward, counted.  A training forward of a trainable batch
  * norm moves its moving statistics, which fused groups fold like weights:
  * bump its version. */
@@ -1138,8 +1153,9 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
     /* own a copy of x: backward needs it after the caller's array is gone */
     in_size = (size_t)n * numel(net->layers[start].in);
     ASL_TRY(ensure_buf(net, &net->input, &net->input_size, in_size, "input copy"));
-    memcpy(net->input, x, in_size * sizeof(float));
+    finite = net->input_finite = copy_finite(net->input, x, in_size);
     cur = net->input;
+    for (int i = start; i < stop; i++) net->layers[i].y_finite = 0;
     if (net->calibrating) record_range(net, start, cur, in_size);
     for (int i = start; i < stop; i++) {
         asl_layer *l = &net->layers[i];
@@ -1151,9 +1167,11 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
         l->x = cur;
         bind_x2(net, i, start);
         /* fused relu/relu6 would turn NaN into 0: not with NaN/Inf input.
-         * Checked at the input and again after any unfused layer (NaN
-         * weights there, or a group refused for non-finite parameters);
-         * a fused group's output counts as finite. */
+         * Checked at the input (while it is copied) and again after any
+         * unfused layer (NaN weights there, or a group refused for
+         * non-finite parameters) but a merge of two finite outputs; a
+         * fused group's output counts as finite (barring float overflow,
+         * which a merge's sum can meet too). */
         if (hi > i && finite < 0)
             finite = cur_bf16 || cur_q || all_finite(cur, (size_t)n * numel(l->in));
         if (hi > i && finite && c->int8 && !training) {
@@ -1213,8 +1231,13 @@ static asl_status run_forward(asl_net *net, const float *x, int n, int training,
             }
             l->in_group = 0;
             ASL_TRY(forward_layer(net, l, training));
-            if (!l->ops->alias) finite = -1;
+            if (l->ops->merge)
+                finite = finite == 1 && (l->d.source == start - 1 ? net->input_finite == 1
+                                         : net->layers[l->d.source].y_finite) ? 1 : -1;
+            else if (!l->ops->alias)
+                finite = -1;
         }
+        net->layers[i].y_finite = finite == 1;
         if (net->layers[i].fused) net->fused_hi = i;
         cur = net->layers[i].y;
         cur_kept = !net->layers[i].fused;

@@ -122,6 +122,35 @@ def test_fused_inference_equals_unfused():
         assert not np.array_equal(y, y_twin)
 
 
+@pytest.mark.parametrize("bad", ["input", "projection_bn", "skip_source"])
+def test_nan_through_an_add_propagates_as_unfused(bad):
+    """oneDNN's fused ReLU6 maps NaN to 0; TF propagates it.  The executor checks for
+    NaN/Inf at the input and after unfused layers, but takes an add of two finite
+    outputs as finite without scanning: an add fed a NaN (from the input, from a
+    projection whose folded parameters are NaN, or through its skip source) must leave
+    the next group unfused, as the twin that fuses nothing."""
+    params = _params(CHAIN)
+    x = _x()
+    if bad == "input":
+        x[1, 3, 3, 0] = np.nan
+    elif bad == "projection_bn":                     # block 1's projection BN (10):
+        params[10][3] = -np.ones_like(params[10][3])     # variance + eps < 0: NaN scale
+    else:                                            # the stem BN (1): NaN in the
+        params[1][3] = params[1][3].copy()               # skip source (2) and the chain
+        params[1][3][0] = -1.0
+    net, _ = _build(CHAIN, params)
+    twin, index = _build(CHAIN, params, twin=True)
+    # after the first add, after the group that reads it (expansion + BN + ReLU6), and
+    # after the second add
+    for stop in (ADDS[0] + 1, ADDS[0] + 4, ADDS[1] + 1):
+        y = net.forward(x, stop=stop)
+        y_twin = twin.forward(x, stop=index[stop - 1] + 1)
+        assert np.isnan(y_twin).any()
+        assert np.array_equal(np.isnan(y), np.isnan(y_twin)), stop
+        fin = np.isfinite(y_twin)
+        assert not fin.any() or _rel(y[fin], y_twin[fin]) <= RTOL
+
+
 def test_source_inside_a_fused_group_stays_available():
     """An add whose source is a batch norm that would fuse with the ReLU6 after it: the
     group must end at the batch norm (its output is read later)."""
