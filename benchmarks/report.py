@@ -270,19 +270,7 @@ def markdown(res):
     for key, arch, size, sub in ms:
         L += model_lines(res, key, arch, size, sub, fp32_peak, bf16_peak)
     L += phase_lines(res.get("phases"), fp32_peak)
-    ut = res.get("utilisation")
-    if ut:
-        L += ["## aslnet utilisation per layer type (oneDNN verbose profile_exec)", ""]
-        for b, u in ut.items():
-            L += [f"Batch {b[1:]}: median pass {u['wall_ms']:.1f} ms ({u['passes']} passes).",
-                  "", "| layer type | ms | share | GFLOP | GFLOP/s | of peak |",
-                  "|---|---|---|---|---|---|"]
-            for t, r in u["types"].items():
-                g, frac = r["gflops"], r["peak_fraction"]
-                L.append(f"| {t} | {r['ms']:.2f} | {r['share']:.0%} | {r['gflop']:.3f} | "
-                         f"{'—' if g is None else f'{g:.1f}'} | "
-                         f"{'—' if frac is None else f'{frac:.0%}'} |")
-            L.append("")
+    L += utilisation_lines(res.get("utilisation"), m.get("bandwidth"), m.get("threads"))
     v1 = common.model_key(common.DEFAULT_ARCH, common.DEFAULT_SIZE) in [k for k, *_ in ms]
     if v1 or not ms:
         L += ["## Targets" + ("" if len(ms) <= 1 else
@@ -316,6 +304,40 @@ def markdown(res):
             first = e.strip().splitlines()
             L.append(f"- {k}: {first[0]} … {first[-1] if len(first) > 1 else ''}")
     return "\n".join(L) + "\n"
+
+
+def _fmt(v, spec):
+    return "—" if v is None else format(v, spec)
+
+
+def utilisation_lines(ut, bandwidth, threads):
+    """Per layer type: time, GFLOP/s against the peak, and the roofline (GB/s moved,
+    FLOP per byte, the bound from the measured peak and bandwidth)."""
+    if not ut:
+        return []
+    bw = (bandwidth or {}).get(str(threads))
+    L = ["## aslnet utilisation per layer type (oneDNN verbose profile_exec)", "",
+         "Roofline: each layer type's compulsory traffic (every convolution's source, "
+         "weights and destination moved once), its FLOP per byte and the bound "
+         "min(FP32 peak, FLOP/byte x memory bandwidth); "
+         + (f"measured bandwidth {bw:.1f} GB/s on {threads} threads (benchmarks/bandwidth.py, "
+            "STREAM add with NumPy)" if bw else "memory bandwidth not measured")
+         + ".  Tensors that stay in the caches cost less than that traffic (the per-image "
+         "early layers are run so that they do): such a type can pass 100% of its bound.",
+         ""]
+    for b, u in ut.items():
+        L += [f"Batch {b[1:]}: median pass {u['wall_ms']:.1f} ms ({u['passes']} passes).",
+              "", "| layer type | ms | share | GFLOP | GFLOP/s | of peak | GB | GB/s | "
+              "FLOP/B | roofline GFLOP/s | of roofline |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for t, r in u["types"].items():
+            L.append(f"| {t} | {r['ms']:.2f} | {r['share']:.0%} | {r['gflop']:.3f} | "
+                     f"{_fmt(r['gflops'], '.1f')} | {_fmt(r['peak_fraction'], '.0%')} | "
+                     f"{_fmt(r.get('gbytes') or None, '.3f')} | {_fmt(r.get('gbs'), '.1f')} | "
+                     f"{_fmt(r.get('intensity'), '.1f')} | {_fmt(r.get('roofline'), '.1f')} | "
+                     f"{_fmt(r.get('roofline_fraction'), '.0%')} |")
+        L.append("")
+    return L
 
 
 def _met(met):

@@ -16,7 +16,7 @@ import time
 if __package__ in (None, ""):  # python benchmarks/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common, peak, utilisation  # noqa: E402
+from benchmarks import bandwidth, common, peak, utilisation  # noqa: E402
 from benchmarks.report import FIT_PEERS, markdown  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -213,7 +213,12 @@ def run_utilisation(args, run, res):
     if isa and run.meta.get("onednn"):
         run.meta["onednn"]["verbose_isa"] = isa
     fp32 = run.meta["peak"]["fp32"].get(str(args.threads))
-    res["utilisation"] = {f"b{b}": utilisation.breakdown(p, fp32)
+    try:
+        bw = bandwidth.measure([args.threads])
+    except (MemoryError, RuntimeError) as e:
+        bw = {"error": str(e)}
+    run.meta["bandwidth"] = bw
+    res["utilisation"] = {f"b{b}": utilisation.breakdown(p, fp32, bw.get(str(args.threads)))
                           for b, p in sorted(passes.items(), reverse=True)}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import peak, phases, report, utilisation
+from benchmarks import bandwidth, peak, phases, report, utilisation
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -273,3 +273,48 @@ def test_report_has_a_table_per_model_and_its_own_multiply_adds():
     assert "| 224×224: training step vs Keras (for information) | 1.25× | — |" in text
     assert "| 224×224: tutorial fit (10 epochs) ≥ 2× faster than Keras | n/a (e2e not run)" \
            in text
+
+
+# oneDNN 3.2's profile_exec lines (fields: ..., kind, impl, prop, mds, attrs, alg, problem, ms)
+_PW = ("onednn_verbose,exec,cpu,convolution,brgemm_1x1:avx2,forward_inference,"
+       "src_f32::blocked:acdb::f0 wei_f32::blocked:Acdb8a::f0 bia_f32::blocked:a::f0 "
+       "dst_f32::blocked:acdb::f0,attr-post-ops:eltwise_clip:0:6 ,alg:convolution_direct,"
+       "mb2_ic32oc64_ih8oh8kh1sh1dh0ph0_iw8ow8kw1sw1dw0pw0,{ms}")
+_DW = ("onednn_verbose,exec,cpu,convolution,brdgmm_dw:avx2,forward_inference,"
+       "src_f32::blocked:acdb::f0 wei_f32::blocked:Abcde8a::f0 bia_f32::blocked:a::f0 "
+       "dst_f32::blocked:acdb::f0,,alg:convolution_direct,"
+       "g32mb2_ic32oc32_ih16oh8kh3sh2dh0ph1_iw16ow8kw3sw2dw0pw1,{ms}")
+
+
+def test_roofline_per_layer_type_from_profile_lines():
+    """FLOP and compulsory bytes counted by hand for a 1x1 and a strided depthwise
+    convolution; the bound is min(peak, FLOP/byte x bandwidth)."""
+    text = "\n".join(["@@warm", _PW.format(ms=0.5), _DW.format(ms=0.25),
+                      "@@pass b=2 wall_ms=1.0"])
+    passes = utilisation.parse(text)[2]
+    pw_flop = 2 * 2 * 8 * 8 * 64 * 32
+    pw_bytes = 4 * (2 * 8 * 8 * 32 + 32 * 64 + 64 + 2 * 8 * 8 * 64)
+    dw_flop = 2 * 2 * 8 * 8 * 32 * 9
+    dw_bytes = 4 * (2 * 16 * 16 * 32 + 9 * 32 + 32 + 2 * 8 * 8 * 32)
+    assert utilisation.traffic("convolution", passes[0]["prims"][0][2]) == pw_bytes
+    assert utilisation.traffic("convolution", passes[0]["prims"][1][2]) == dw_bytes
+    assert utilisation.traffic("eltwise", "1x2x3") == 0
+    out = utilisation.breakdown(passes, peak_gflops=100.0, bandwidth_gbs=10.0)["types"]
+    pw, dw = out["pointwise"], out["depthwise"]
+    assert pw["gflop"] == pytest.approx(pw_flop / 1e9)
+    assert pw["gbs"] == pytest.approx(pw_bytes / 0.5e-3 / 1e9)
+    assert pw["intensity"] == pytest.approx(pw_flop / pw_bytes)
+    assert pw["roofline"] == pytest.approx(min(100.0, 10.0 * pw_flop / pw_bytes))
+    assert dw["roofline"] == pytest.approx(10.0 * dw_flop / dw_bytes)     # memory-bound
+    assert dw["roofline_fraction"] == pytest.approx(dw_flop / 0.25e-3 / 1e9 / dw["roofline"])
+    assert out["outside oneDNN"]["ms"] == pytest.approx(0.25)
+    assert utilisation.breakdown(passes, 100.0)["types"]["pointwise"]["roofline"] is None
+    lines = "\n".join(report.utilisation_lines({"b2": utilisation.breakdown(
+        passes, 100.0, 10.0)}, {"2": 10.0}, 2))
+    assert "measured bandwidth 10.0 GB/s on 2 threads" in lines
+    assert f"| {dw_flop / dw_bytes:.1f} | {10.0 * dw_flop / dw_bytes:.1f} |" in lines
+
+
+def test_bandwidth_is_measured():
+    bw = bandwidth.measure([1], mb=8, runs=2)
+    assert set(bw) == {"1"} and bw["1"] > 0
