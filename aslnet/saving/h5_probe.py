@@ -23,10 +23,12 @@ writes (its weights are stored uncompressed), and reading it is what took
 4 GB from a 44 KB corrupt file in CI.
 
 Run as a script (the child), it imports only the standard library, NumPy and
-h5py: ``python h5_probe.py PATH|- SIZE_LIMIT`` ("-": the bytes on stdin).
+h5py: ``python h5_probe.py PATH|- SIZE_LIMIT SECONDS PARENT_PID`` ("-": the bytes on
+stdin; SECONDS: its CPU-time limit; it dies with its parent).
 Exit status 0: read through (ordinary read errors are the parent's to
 report); 2: refused, the reason on stdout; 3: out of memory."""
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -69,7 +71,8 @@ def check(where, path=None, data=None):
     env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH")) if p)
     timeout = TIMEOUT_S + nbytes / 50e6
     cmd = [sys.executable, os.path.abspath(__file__),
-           "-" if data is not None else os.fspath(path), str(size_limit(nbytes))]
+           "-" if data is not None else os.fspath(path), str(size_limit(nbytes)),
+           str(math.ceil(timeout)), str(os.getpid())]
     try:
         proc = subprocess.run(cmd, input=data, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=timeout, env=env)
@@ -171,6 +174,26 @@ def _walk(f, limit):
             pass
 
 
+def _bound_to_parent(cpu_seconds, parent):
+    """The child must not outlive its time limit, even when its parent cannot stop
+    it (a parent killed meanwhile, as libFuzzer kills a slow input): the kernel ends it
+    after ``cpu_seconds`` of CPU time, and when the parent dies (Linux)."""
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds + 1, cpu_seconds + 2))
+    except (ImportError, OSError, ValueError):
+        pass
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)      # PR_SET_PDEATHSIG
+        if os.getppid() != parent:                       # the parent died before that
+            os._exit(9)
+    except (OSError, AttributeError):
+        pass
+
+
 def _limit_memory(extra):
     """Address space: what the interpreter has mapped now, plus ``extra``."""
     try:
@@ -187,11 +210,12 @@ def _limit_memory(extra):
 
 
 def _child(argv):
+    source, limit = argv[0], int(argv[1])
+    _bound_to_parent(int(argv[2]), int(argv[3]))
     import io
 
     import h5py
     import numpy  # noqa: F401  (mapped before the limit is set)
-    source, limit = argv[0], int(argv[1])
     data = sys.stdin.buffer.read() if source == "-" else None
     _limit_memory(limit + (512 << 20))
     try:

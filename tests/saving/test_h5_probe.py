@@ -50,7 +50,7 @@ def test_a_keras_h5_is_read_in_a_child_once_per_content(model, tmp_path, childre
         np.testing.assert_array_equal(aslnet.models.load_model(path, compile=False).predict(x, verbose=0),
                                       model.predict(x, verbose=0))
     model.load_weights(path)
-    assert len(children) == 1 and children[0][-2] == str(path)
+    assert len(children) == 1 and children[0][2] == str(path)
     copy = tmp_path / "copy.h5"                       # same content elsewhere: no new child
     copy.write_bytes(path.read_bytes())
     aslnet.models.load_model(copy, compile=False)
@@ -136,3 +136,34 @@ def test_a_child_that_cannot_start_falls_back_with_a_warning(model, tmp_path, mo
     monkeypatch.setattr(h5_probe.subprocess, "run", refuse)
     with pytest.warns(RuntimeWarning, match="could not check .*m.h5 in a separate process"):
         aslnet.models.load_model(path, compile=False)
+
+
+def test_the_child_dies_with_its_parent(tmp_path):
+    """A parent killed while its child spins in libhdf5 (libFuzzer kills a slow input so)
+    must not leave the child spinning: it dies with its parent."""
+    import os
+    import signal
+    import sys
+    import time
+    hang = tmp_path / "hang.h5"
+    hang.write_bytes((REPO_ROOT / "tests" / "fuzz" / "crashes" /
+                      "h5-hdf5-hang-model-config.bin").read_bytes())
+    code = ("import sys; from aslnet.saving import h5_probe\n"
+            "h5_probe.TIMEOUT_S = 120\nh5_probe.check('x', path=sys.argv[1])\n")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(hang)], cwd=REPO_ROOT)
+
+    def children():
+        out = subprocess.run(["pgrep", "-f", f"h5_probe.py {hang}"], capture_output=True,
+                             text=True).stdout.split()
+        return [int(p) for p in out]
+    deadline = time.monotonic() + 20
+    while not children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children(), "the child did not start"
+    time.sleep(1.0)                       # past its start-up: inside libhdf5
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children() == []
