@@ -29,6 +29,7 @@ Exit status 0: read through (ordinary read errors are the parent's to
 report); 2: refused, the reason on stdout; 3: out of memory."""
 import hashlib
 import math
+import re
 import os
 import subprocess
 import sys
@@ -133,45 +134,63 @@ def _declared(shape, dtype, what, limit):
                        f"{dtype}), more than {limit} bytes for a file of this size")
 
 
+def _read(fn, *args):
+    """fn(*args), its errors swallowed (None; the parent reports them, with h5py's
+    message) but for a refusal and memory: a MemoryError, or libhdf5's own allocation
+    failure (its error stack says "can't allocate", "memory allocation failed"...),
+    which in the parent, without this process's memory limit, could take gigabytes
+    before failing."""
+    try:
+        return fn(*args)
+    except (MemoryError, _Refused):
+        raise
+    except Exception as e:
+        if _ALLOC.search(str(e)):
+            raise MemoryError(str(e)) from e
+        return None
+
+
+_ALLOC = re.compile(r"(?i)alloc(?:ate|ation)\b.*fail|can'?t alloc|unable to alloc|"
+                    r"no space available for alloc|out of memory")
+
+
+def _attribute_names(obj, seen):
+    if obj.id in seen:
+        return None
+    seen.add(obj.id)
+    return list(obj.attrs)
+
+
+def _attribute(obj, name, limit):
+    aid = obj.attrs.get_id(name)
+    _declared(aid.shape, aid.dtype, f"attribute {name!r} of {obj.name}", limit)
+    return obj.attrs[name]
+
+
+def _dataset(obj, limit):
+    _declared(obj.shape, obj.dtype, f"dataset {obj.name}", limit)
+    return obj[()]
+
+
 def _walk(f, limit):
+    """Every attribute and dataset reachable from ``f``, links followed, each object
+    once."""
     import h5py
     seen, stack = set(), [f]
     while stack:
         obj = stack.pop()
-        try:
-            if obj.id in seen:
-                continue
-            seen.add(obj.id)
-            names = list(obj.attrs)
-        except MemoryError:
-            raise
-        except Exception:
+        names = _read(_attribute_names, obj, seen)
+        if names is None:         # seen before, or not readable
             continue
         for name in names:
-            try:
-                aid = obj.attrs.get_id(name)
-                _declared(aid.shape, aid.dtype, f"attribute {name!r} of {obj.name}", limit)
-                obj.attrs[name]
-            except (MemoryError, _Refused):
-                raise
-            except Exception:
-                pass
-        try:
-            if isinstance(obj, h5py.Dataset):
-                _declared(obj.shape, obj.dtype, f"dataset {obj.name}", limit)
-                obj[()]
-            elif isinstance(obj, h5py.Group):
-                for key in list(obj):
-                    try:
-                        stack.append(obj[key])
-                    except (MemoryError, _Refused):
-                        raise
-                    except Exception:
-                        pass
-        except (MemoryError, _Refused):
-            raise
-        except Exception:
-            pass
+            _read(_attribute, obj, name, limit)
+        if isinstance(obj, h5py.Dataset):
+            _read(_dataset, obj, limit)
+        elif isinstance(obj, h5py.Group):
+            for key in _read(list, obj) or ():
+                child = _read(obj.__getitem__, key)
+                if child is not None:
+                    stack.append(child)
 
 
 def _bound_to_parent(cpu_seconds, parent):

@@ -167,3 +167,23 @@ def test_the_child_dies_with_its_parent(tmp_path):
     while children() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert children() == []
+
+
+@pytest.mark.parametrize("message, alloc", [
+    ("Unable to synchronously read attribute (memory allocation failed for attribute)", 1),
+    ("Can't read data (can't allocate space)", 1),
+    ("Unable to read data (no space available for allocation)", 1),
+    ("Unable to synchronously open object (bad object header version number)", 0),
+    ("Can't read data (wrong B-tree signature)", 0)])
+def test_libhdf5_allocation_failures_count_as_memory(message, alloc):
+    """In the child (under its memory limit) libhdf5 reports a failed allocation as an
+    ordinary read error; the parent, without that limit, could take gigabytes before
+    failing: such an error refuses the file.  Other read errors are the parent's to
+    report (None)."""
+    def fail():
+        raise OSError(message)
+    if alloc:
+        with pytest.raises(MemoryError):
+            h5_probe._read(fail)
+    else:
+        assert h5_probe._read(fail) is None
