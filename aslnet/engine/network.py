@@ -15,8 +15,6 @@ so a fused conv + batch-norm group refolds only when its own weights moved:
 after a training step of the tutorial's 23-layer tail, the frozen trunk's
 groups keep their folded, reordered weights.
 """
-import threading
-
 import numpy as np
 
 from .. import _core, backend
@@ -37,13 +35,7 @@ __all__ = ["CoreNetwork", "check_graph", "merge_source"]
 # results are those of the whole-batch network (each image is computed by
 # the same kernels in the same order).  Not under mixed_bfloat16 (half the
 # bytes; measured no faster).
-#
-# With T > 1 threads, the per-image part runs T images at once, each in its
-# own copy of that network on one thread (Python threads; the C core releases
-# the GIL): a per-image convolution is too small to share between threads
-# without the team's barriers and imbalance costing more than it gains.
 MICRO_BYTES = 512 << 10
-PARALLEL_IMAGES = True
 
 
 def _read(layer, reads):
@@ -122,7 +114,7 @@ class CoreNetwork:
                 self.net.bind_param(holders[0], j, var._value.reshape(info["shape"]))
         self._seen = {l.name: _versions(l) for l in self.layers if l.weights}
         self._flags = self._dtype = self._threads = self._int8 = None
-        self._split, self._early = None, []    # the per-image networks
+        self._split = self._early = None
         self._scanned = None     # backend._latest_version when the weights were last compared
         self._split_known = False
         self.input_size = None   # (h, w) of the images the features in hand come from
@@ -165,12 +157,11 @@ class CoreNetwork:
         return self._holder[layer.name]
 
     # -- keeping the C network in step ------------------------------------
-    def sync(self, compute_dtype, int8_ranges=None, threads=None):
+    def sync(self, compute_dtype, int8_ranges=None):
         """Send what changed since the last call: trainable flags, the layers
         whose weights changed (their fused groups refold), the compute dtype
-        and the thread count (``threads``, else aslnet's setting).
-        ``int8_ranges``: a quantized model's calibrated ranges
-        (``Net.ranges``): the network then computes in int8."""
+        and the thread count.  ``int8_ranges``: a quantized model's calibrated
+        ranges (``Net.ranges``): the network then computes in int8."""
         flags = tuple(layer.trainable for layer in self.layers)
         if flags != self._flags:
             for layer, flag in zip(self.layers, flags):
@@ -194,10 +185,9 @@ class CoreNetwork:
         if compute_dtype != self._dtype:
             self.net.set_compute_dtype(compute_dtype)
             self._dtype = compute_dtype
-        threads = threads or backend._num_threads
-        if threads != self._threads:
-            self.net.set_num_threads(threads)
-            self._threads = threads
+        if backend._num_threads != self._threads:
+            self.net.set_num_threads(backend._num_threads)
+            self._threads = backend._num_threads
 
     def _trained(self, start):
         """After a training step from core op ``start``: the weights of the
@@ -290,9 +280,9 @@ class CoreNetwork:
             return self.forward(x, training=False, start=0, stop=stop)
         self.input_size = tuple(x.shape[1:3])
         k = min(split, end)
-        workers = min(backend._num_threads, len(x)) if PARALLEL_IMAGES else 1
-        nets = self.early_networks(split, compute_dtype, max(workers, 1))
-        h = _per_image(nets, x, k)
+        early = self.early_network(split, compute_dtype)
+        h = np.concatenate([early.net.forward(x[i:i + 1], training=False, stop=k)
+                            for i in range(len(x))])
         return h if k == end else self.net.forward(h, training=False, start=k, stop=stop)
 
     def micro_split(self):
@@ -315,17 +305,14 @@ class CoreNetwork:
             self._split, self._split_known = split, True
         return self._split
 
-    def early_networks(self, split, compute_dtype, count):
-        """``count`` C networks of the layers before core op ``split``: one
-        on all threads, or ``count`` > 1 on one thread each."""
-        layers = [l for l in self.layers if self.first_op(l) < split]
-        while len(self._early) < count:
-            self._early.append(CoreNetwork(self.input_shape, layers, reads=self.reads,
-                                           inference=self.inference))
-        nets = self._early[:count]
-        for net in nets:
-            net.sync(compute_dtype, threads=1 if count > 1 else None)
-        return nets
+    def early_network(self, split, compute_dtype):
+        """The second C network: the layers before core op ``split``."""
+        if self._early is None:
+            layers = [l for l in self.layers if self.first_op(l) < split]
+            self._early = CoreNetwork(self.input_shape, layers, reads=self.reads,
+                                      inference=self.inference)
+        self._early.sync(compute_dtype)
+        return self._early
 
     # -- optimizer -----------------------------------------------------------
     def set_optimizer(self, optimizer, reset=False):
@@ -337,36 +324,14 @@ class CoreNetwork:
         """{layer name: folds} of the fused groups of this network and of its
         per-image network (for tests and benchmarks)."""
         counts = {}
-        for net in (self, *self._early):
-            for layer in net.layers:
-                for i in net.index[layer.name]:
-                    n = net.net.fold_count(i)
-                    if n:
-                        counts[layer.name] = counts.get(layer.name, 0) + n
+        for net in (self, self._early):
+            if net is not None:
+                for layer in net.layers:
+                    for i in net.index[layer.name]:
+                        n = net.net.fold_count(i)
+                        if n:
+                            counts[layer.name] = counts.get(layer.name, 0) + n
         return counts
-
-
-def _per_image(nets, x, stop):
-    """The outputs of core op ``stop - 1`` for the images ``x``, one image at
-    a time, image i on ``nets[i % len(nets)]`` (each in its own thread)."""
-    out, errors = [None] * len(x), []
-
-    def work(j):
-        try:
-            for i in range(j, len(x), len(nets)):
-                out[i] = nets[j].net.forward(x[i:i + 1], training=False, stop=stop)
-        except BaseException as e:          # re-raised in the caller's thread
-            errors.append(e)
-    threads = [threading.Thread(target=work, args=(j,), daemon=True)
-               for j in range(1, len(nets))]
-    for t in threads:
-        t.start()
-    work(0)
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return np.concatenate(out)
 
 
 def _versions(layer):

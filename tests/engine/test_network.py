@@ -27,7 +27,7 @@ def test_batched_inference_splits_and_changes_no_result():
     split_out = model.predict(x, batch_size=6, verbose=0)
     split = model._net.micro_split()
     assert split == model._net.first_op(model.layers[7])     # after conv_dw's ReLU
-    assert model._net._early
+    assert model._net._early is not None
     whole = _whole_batch(model, lambda: model.predict(x, batch_size=6, verbose=0))
     np.testing.assert_array_equal(split_out, whole)
     assert _whole_batch(model, lambda: model._net.micro_split()) is None
@@ -92,8 +92,7 @@ def test_inference_after_a_training_step_refolds_only_the_groups_that_moved():
     w = model.layers[1].get_weights()
     model.layers[1].set_weights(w)                                       # set from Python
     model.predict(x, batch_size=4, verbose=0)
-    # once in each per-image network (one per thread)
-    assert model._net.fold_counts()[conv1] == after[conv1] + len(model._net._early)
+    assert model._net.fold_counts()[conv1] == after[conv1] + 1
     assert model._net.fold_counts()[dw] == after[dw]
 
 
@@ -129,28 +128,3 @@ def test_the_split_follows_the_last_large_output_outside_residual_spans(
     assert model._net.micro_split() == model._net.first_op(model.layers[names.index(last) + 1])
     np.testing.assert_array_equal(split_out, _whole_batch(model, lambda: model.predict(
         x, batch_size=5, verbose=0)))
-
-
-@pytest.mark.parametrize("n", [2, 5])
-def test_per_image_networks_on_threads_change_no_result(n, monkeypatch):
-    """With 2 threads the per-image part runs two images at once, each in its own
-    network on one thread: the same outputs, in order, as one network on both threads
-    and as the whole batch."""
-    from aslnet import backend
-    from aslnet.engine import network
-    x = np.random.default_rng(7).normal(size=(n, 96, 96, 3)).astype(np.float32)
-    model = wide_model()
-    before = backend.get_num_threads()
-    aslnet.set_num_threads(2)
-    try:
-        parallel = model.predict(x, batch_size=n, verbose=0)
-        assert len(model._net._early) == 2
-        assert [e._threads for e in model._net._early] == [1, 1]
-        monkeypatch.setattr(network, "PARALLEL_IMAGES", False)
-        one = model.predict(x, batch_size=n, verbose=0)
-        assert model._net._early[0]._threads == 2
-    finally:
-        aslnet.set_num_threads(before)
-    np.testing.assert_array_equal(parallel, one)
-    np.testing.assert_array_equal(parallel, _whole_batch(
-        model, lambda: model.predict(x, batch_size=n, verbose=0)))
