@@ -3,6 +3,7 @@ description, the FLOP counts and the phase arithmetic, the report.
 
     python -m pytest -q benchmarks/tests
 """
+import argparse
 import json
 import os
 import shutil
@@ -156,9 +157,18 @@ def test_results_name_comes_from_the_machine():
 
 
 def test_old_results_still_render():
+    """Every committed benchmarks.run result (those with a "meta" record; scaling.py's
+    tables are another format) renders, with the parts it holds."""
     for path in RESULTS.glob("*.json"):
-        text = report.markdown(json.loads(path.read_text()))
-        assert "## Inference" in text
+        res = json.loads(path.read_text())
+        if "meta" not in res:
+            continue
+        text = report.markdown(res)
+        assert text.startswith("# aslnet benchmarks")
+        inference = res.get("inference") or any(m.get("inference")
+                                                for m in res.get("models", {}).values())
+        assert ("## Inference" in text) == bool(inference), path.name
+        assert ("## aslnet utilisation" in text) == bool(res.get("utilisation")), path.name
 
 
 # --- issue 13 item 6: MobileNetV2 and other input sizes -------------------------------
@@ -318,3 +328,16 @@ def test_roofline_per_layer_type_from_profile_lines():
 def test_bandwidth_is_measured():
     bw = bandwidth.measure([1], mb=8, runs=2)
     assert set(bw) == {"1"} and bw["1"] > 0
+
+
+def test_scaling_table_marks_skipped_threads_and_memory_per_image():
+    from benchmarks import scaling
+    args = argparse.Namespace(arch="mobilenet", size=224, threads="1,32", batches="1,3",
+                              reps=2)
+    fig = {"median": 100.0, "min": 90.0, "max": 110.0}
+    res = {"1": {"1": {"ips": fig, "rss_added_mb": 40.0, "rss_model_mb": 100.0},
+                 "3": {"ips": fig, "rss_added_mb": 46.0, "rss_model_mb": 100.0}}}
+    text = scaling.markdown(args, res, {"model": "CPU", "logical_cpus": 2}, [32])
+    assert "not measured: 32 threads" in text
+    assert "| 1 | 100.0 (90.0–110.0) | 10.00 | 40 | — |" in text
+    assert "| 3 | 100.0 (90.0–110.0) | 10.00 | 46 | 3.00 |" in text
