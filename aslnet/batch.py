@@ -318,13 +318,14 @@ def predict_files(model_path, paths_or_glob, output, client=None, features=False
             if verbose:
                 from distributed import progress
                 progress(futures, notebook=False)
-            from distributed import wait
-            wait(futures)
             for i, f in zip(todo, futures):
-                if f.status == "finished":
+                # result() waits, also for a partition whose finished result was lost
+                # with a killed worker and is being recomputed (after a wait() it
+                # would be neither finished nor failed: status "lost", no exception)
+                try:
                     errors += f.result()[1]
-                else:
-                    failed.append((i, f.exception()))
+                except Exception as e:        # its error, or KilledWorker past retries
+                    failed.append((i, e))
             client.cancel(futures)     # release them before the cluster closes
             for p in os.listdir(output):   # left by workers killed while writing
                 if p.startswith("part-") and p.endswith(".tmp"):
