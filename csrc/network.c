@@ -828,9 +828,9 @@ static void record_range(asl_net *net, int k, const float *x, size_t count)
     float lo = net->range[2 * k], hi = net->range[2 * k + 1];
 #pragma omp parallel for simd reduction(min : lo) reduction(max : hi) \
     schedule(static) if (nn >= (1 << 16))
-    for (long long i = 0; i < nn; i++) {
-        lo = fminf(lo, x[i]);
-        hi = fmaxf(hi, x[i]);
+    for (long long i = 0; i < nn; i++) {   /* NaN is skipped, as by fminf/fmaxf */
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
     }
     net->range[2 * k] = lo;
     net->range[2 * k + 1] = hi;

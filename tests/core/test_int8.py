@@ -141,6 +141,29 @@ def test_one_group_is_the_int8_arithmetic(shape, pad, kind, cfg, act, signed):
     assert np.array_equal(net.forward(x), y32)      # back to float32, bit for bit
 
 
+def test_input_quantization_rounds_ties_to_even_and_saturates():
+    """The core's quantization of a float32 input (quantize.c's quantize_input) is
+    round-half-to-even then saturate, as the emulation's np.rint and clip: every input lies
+    exactly halfway between two integers of the scale (sx = 1/4, a power of two, so x / sx
+    is exact), and a second image at three times the calibrated range saturates.  u8 (a
+    non-negative input): oneDNN keeps u8 weights exact, so one flipped tie (a whole LSB
+    times a weight) stands far above RTOL."""
+    layers = [("depthwise_conv2d", dict(kernel_size=1, use_bias=True)),
+              ("batch_normalization", {})]
+    shape = (4, 4, 8)
+    net, params, _ = _net(layers, shape, 7)
+    k = np.arange(int(np.prod(shape))) % U8_MAX
+    x = ((k + 0.5) * 0.25).astype(np.float32).reshape(1, *shape)
+    x.flat[-1] = U8_MAX * 0.25                      # the range's top: sx = 1/4 exactly
+    net.calibrate(x, reset=True)
+    assert net.ranges()[0, 1] == U8_MAX * 0.25
+    net.set_compute_dtype("int8")
+    xs = np.concatenate([x, 3 * x])
+    y8 = net.forward(xs)
+    want, _ = _emulate(layers, params, net.ranges(), xs)
+    assert np.abs(y8 - want).max() <= RTOL * np.abs(want).max()
+
+
 def _vnni_slack(adjust):
     """The scale_adjust bound where oneDNN may use it (no VNNI), else 0."""
     return 0.0 if _core.int8_vnni() else adjust
