@@ -9,6 +9,13 @@
  *   fp32_avx2    vfmadd (ymm, 8 float lanes, FMA3): 2 FLOP per lane
  *   bf16_avx512  vdpbf16ps (zmm, AVX512_BF16): per float lane 2 bf16 products summed into
  *                the float accumulator: 4 FLOP per lane (oneDNN and vendors count so)
+ *   bf16_amx     tdpbf16ps (AMX tiles, AMX_BF16): a 16x16 float tile += a 16x32 by a 32x16
+ *                bf16 tile, 2 * 16 * 16 * 32 FLOP; four accumulator tiles fed by two A and
+ *                two B tiles, as oneDNN's AMX kernels block them.  Where the CPU has AMX,
+ *                oneDNN runs bf16 (and int8) convolutions on it, so this, not vdpbf16ps, is
+ *                the bf16 ceiling.  Linux grants the tile state on request
+ *                (arch_prctl ARCH_REQ_XCOMP_PERM); where it refuses, the kernel is skipped
+ *                and the output says why.
  *
  * Each kernel keeps ACC independent accumulators (a = a * m + c, or a += x.y): enough
  * chains to cover the FMA latency (4-6 cycles) times the number of FMA ports (2), so the
@@ -27,14 +34,16 @@
  *
  * Run by benchmarks/peak.py (compiled there with the system cc).
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE   /* syscall (arch_prctl for AMX), and POSIX */
 #include <immintrin.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ACC 16          /* accumulators: zmm kernels (32 registers) */
 #define ACC_YMM 12      /* accumulators: ymm kernel (16 registers, 2 for the operands) */
@@ -112,6 +121,64 @@ static float bf16_avx512(long iters)
 #undef STEP
 #undef SUM
 }
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(SYS_arch_prctl)
+#define HAVE_AMX 1
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+typedef struct {
+    unsigned char palette_id, start_row, reserved[14];
+    unsigned short colsb[16];
+    unsigned char rows[16];
+} tile_config;
+
+/* 0, or the errno of the refused request for the AMX tile state */
+static int amx_permit(void)
+{
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 ? 0 : errno;
+}
+
+__attribute__((target("amx-tile,amx-bf16")))
+static float bf16_amx(long iters)
+{
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; t++) {        /* every tile 16 rows of 64 bytes */
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    _Alignas(64) unsigned short a[512], b[512];
+    _Alignas(64) float c[256];
+    for (int i = 0; i < 512; i++) {
+        a[i] = 0x3f80;                     /* bf16 1.0 */
+        b[i] = 0x3380;                     /* bf16 2^-24 */
+    }
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, a, 64);
+    _tile_loadd(5, a, 64);
+    _tile_loadd(6, b, 64);
+    _tile_loadd(7, b, 64);
+    for (long i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    float s = 0.0f;
+    _tile_stored(0, c, 64);
+    for (int i = 0; i < 256; i++) s += c[i];
+    _tile_stored(3, c, 64);
+    for (int i = 0; i < 256; i++) s += c[i];
+    _tile_release();
+    return s;
+}
+#endif
 
 typedef struct {
     const char *name;
@@ -248,11 +315,24 @@ int main(int argc, char **argv)
          __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")},
         {"bf16_avx512", bf16_avx512, ACC * 16 * 4.0,
          __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16")},
+#ifdef HAVE_AMX
+        {"bf16_amx", bf16_amx, 4 * 2.0 * 16 * 16 * 32, __builtin_cpu_supports("amx-bf16")},
+#endif
     };
     const int nk = (int)(sizeof kernels / sizeof kernels[0]);
     float sink = 0.0f;
     timing t;
-    printf("{\"threads\": %ld, \"kernels\": {", threads);
+    printf("{\"threads\": %ld, ", threads);
+#ifdef HAVE_AMX
+    if (kernels[nk - 1].supported) {
+        int e = amx_permit();
+        if (e) {
+            kernels[nk - 1].supported = 0;
+            printf("\"amx\": \"the kernel refused the AMX tile state: %s\", ", strerror(e));
+        }
+    }
+#endif
+    printf("\"kernels\": {");
     int first = 1;
     for (int k = 0; k < nk; k++) {
         if (!kernels[k].supported)

@@ -142,6 +142,9 @@ def peaks(m):
     return pk["fp32"].get(n), pk["bf16"].get(n)
 
 
+_BF16_KERNEL = {"bf16_amx": "AMX tdpbf16ps", "bf16_avx512": "AVX512_BF16 vdpbf16ps"}
+
+
 def _pct(gflops, peak):
     return "n/a (peak not measured)" if not peak else f"{gflops / peak:.0%}"
 
@@ -174,8 +177,11 @@ def machine_lines(m):
             f"{pk[kind][t]:.0f}" for t in sorted(pk[kind], key=int, reverse=True))
         threads = " / ".join(sorted(pk["fp32"], key=int, reverse=True))
         L.append(f"- measured peak at {threads} thread(s): FP32 {fig('fp32')} GFLOP/s, "
-                 + (f"bf16 {fig('bf16')} GFLOP/s" if pk["bf16"] else "bf16: the CPU has no "
-                    "AVX512_BF16") + f" ({pk['method']}); every percentage of peak below is "
+                 + (f"bf16 {fig('bf16')} GFLOP/s "
+                    f"({_BF16_KERNEL.get(pk.get('bf16_kernel'), 'vdpbf16ps')})"
+                    if pk["bf16"] else "bf16: the CPU has no AVX512_BF16")
+                 + (f"; AMX not measured: {pk['amx']}" if pk.get("amx") else "")
+                 + f" ({pk['method']}); every percentage of peak below is "
                  f"of the FP32 figure at {n} threads unless it says bf16"
                  + (f"; {pk['note']}" if pk.get("note") else ""))
         avx2 = pk["by_threads"].get(str(n), {}).get("fp32_avx2")

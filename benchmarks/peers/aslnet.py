@@ -5,6 +5,7 @@
 """
 import json
 import os
+import re
 import sys
 import time
 
@@ -29,8 +30,8 @@ def onednn_info():
     import ctypes
     import aslnet  # noqa: F401  (loads the extension, and with it libdnnl)
     with open("/proc/self/maps") as f:
-        paths = sorted({line.split()[-1] for line in f
-                        if os.path.basename(line.split()[-1]).startswith("libdnnl.so")})
+        paths = sorted({line.split()[-1] for line in f   # a wheel's: libdnnl-<hash>.so.3
+                        if re.match(r"libdnnl[-.]", os.path.basename(line.split()[-1]))})
     if len(paths) != 1:
         return {"error": f"expected one libdnnl in this process, found {paths or 'none'}"}
     lib = ctypes.CDLL(paths[0])   # already loaded: the same handle

@@ -39,6 +39,10 @@ def test_peak_kernels_match_the_cpu_flags():
     assert ("fp32_avx512" in kernels) == ("avx512f" in flags)
     assert ("fp32_avx2" in kernels) == ({"avx2", "fma"} <= flags)
     assert ("bf16_avx512" in kernels) == ({"avx512f", "avx512_bf16"} <= flags)
+    # AMX: where the CPU has it, unless Linux refused the tile state (then said so)
+    assert ("bf16_amx" in kernels) == ("amx_bf16" in flags and "amx" not in res)
+    if "bf16_amx" in kernels:   # 16x32x16 products per instruction: far above vdpbf16ps
+        assert res["bf16_kernel"] == "bf16_amx"
     for k in kernels.values():
         assert k["peak"] > 0 and k["wall"] <= 1.1 * k["peak"]
     if "bf16_avx512" in kernels:   # 4 FLOP per lane and instruction against FMA's 2
