@@ -73,11 +73,9 @@ def list_files(paths_or_glob):
 
 
 def _sha256(path):
-    h = hashlib.sha256()
+    from .saving.file_io import sha256_stream
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return sha256_stream(f)[1].hex()
 
 
 def _check_manifest(output, manifest):

@@ -121,8 +121,10 @@ def _remove_stale_temps(d, base):
 # ---------------------------------------------------------------------------
 # Integrity header (aslnet-native files)
 # ---------------------------------------------------------------------------
-def _payload_digest(fh, start):
-    """(length, sha256) of the bytes of ``fh`` from ``start`` on."""
+def sha256_stream(fh, start=0):
+    """(length, sha256 digest) of the bytes of the binary file ``fh`` from ``start`` on,
+    read in 1 MiB chunks: the one digest of files in aslnet (integrity headers, the h5
+    probe's memory, batch jobs' input manifests)."""
     h, n = hashlib.sha256(), 0
     fh.seek(start)
     while True:
@@ -133,9 +135,10 @@ def _payload_digest(fh, start):
         n += len(chunk)
 
 
+
 def _write_integrity_header(path):
     with open(path, "r+b") as fh:
-        n, digest = _payload_digest(fh, _USERBLOCK)
+        n, digest = sha256_stream(fh, _USERBLOCK)
         fh.seek(0)
         fh.write(_HEADER.pack(_MAGIC, n, digest))
 
@@ -148,7 +151,7 @@ def _check_integrity_header(path, what):
         if len(head) < _HEADER.size or not head.startswith(_MAGIC):
             return False
         _, n, digest = _HEADER.unpack(head)
-        got_n, got_digest = _payload_digest(fh, _USERBLOCK)
+        got_n, got_digest = sha256_stream(fh, _USERBLOCK)
     if got_n != n:
         raise ModelFileError(f"{what} file {path} is truncated or extended: {got_n} bytes of "
                              f"data after the header, {n} when saved")

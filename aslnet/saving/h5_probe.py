@@ -46,14 +46,11 @@ def size_limit(nbytes):
 
 
 def _digest(path, data):
-    h = hashlib.sha256()
     if data is not None:
-        h.update(data)
-    else:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.digest()
+        return hashlib.sha256(data).digest()
+    from .file_io import sha256_stream
+    with open(path, "rb") as fh:
+        return sha256_stream(fh)[1]
 
 
 def check(where, path=None, data=None):
