@@ -35,7 +35,27 @@ __all__ = ["CoreNetwork", "check_graph", "merge_source"]
 # results are those of the whole-batch network (each image is computed by
 # the same kernels in the same order).  Not under mixed_bfloat16 (half the
 # bytes; measured no faster).
+#
+# "One image" holds for few threads.  With more, one image's layers are too
+# little work for every thread (and each run is a Python call, a fork-join per
+# layer): `micro_batch` gives the images per run by thread count, measured on
+# a 16-core Xeon (AVX-512, b32, img/s of v1 / v2 224; .dev experiment in the
+# session 12 note): 4 threads 1 image 410/496, 4 images 429/570, whole batch
+# 433/515; 8 threads 1 image 546/718, 4 images 577/853, whole 623/879; 16
+# threads 1 image 779/833, 8 images 801/1065, whole 944/1158.  At 2 threads
+# (AVX2 EPYC) 1 and 2 images are equal (v2 207/205), the whole batch slower
+# (v2 177).
 MICRO_BYTES = 512 << 10
+WHOLE_BATCH_FROM_THREADS = 8
+
+
+def micro_batch(threads):
+    """Images per run of the early (per-image) layers at ``threads``
+    threads: 1 up to 2 threads, one per thread below
+    WHOLE_BATCH_FROM_THREADS, from there None (no split: the whole batch)."""
+    if threads >= WHOLE_BATCH_FROM_THREADS:
+        return None
+    return 1 if threads <= 2 else threads
 
 
 def _read(layer, reads):
@@ -272,17 +292,18 @@ class CoreNetwork:
 
     def inference_forward(self, x, compute_dtype, stop=-1):
         """``forward(x, training=False, stop=stop)``, the layers before the
-        per-image split run one image at a time."""
+        per-image split run ``micro_batch(threads)`` images at a time."""
         split = self.micro_split()
         end = self.net.num_layers if stop < 0 else stop
-        if split is None or len(x) < 2 or compute_dtype != "float32" or \
+        m = micro_batch(backend.get_num_threads())
+        if split is None or m is None or len(x) <= m or compute_dtype != "float32" or \
                 self._dtype == "int8":
             return self.forward(x, training=False, start=0, stop=stop)
         self.input_size = tuple(x.shape[1:3])
         k = min(split, end)
         early = self.early_network(split, compute_dtype)
-        h = np.concatenate([early.net.forward(x[i:i + 1], training=False, stop=k)
-                            for i in range(len(x))])
+        h = np.concatenate([early.net.forward(x[i:i + m], training=False, stop=k)
+                            for i in range(0, len(x), m)])
         return h if k == end else self.net.forward(h, training=False, start=k, stop=stop)
 
     def micro_split(self):

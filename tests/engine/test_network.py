@@ -21,7 +21,9 @@ def test_set_weights_after_predict_is_seen_by_the_core():
     assert not np.allclose(model.predict(x, verbose=0), before)
 
 
-def test_batched_inference_splits_and_changes_no_result():
+def test_batched_inference_splits_and_changes_no_result(monkeypatch):
+    from aslnet import backend
+    monkeypatch.setattr(backend, "_num_threads", 2)    # (from 8 threads: no split)
     x = np.random.default_rng(2).normal(size=(6, 96, 96, 3)).astype(np.float32)
     model = wide_model()
     split_out = model.predict(x, batch_size=6, verbose=0)
@@ -128,3 +130,37 @@ def test_the_split_follows_the_last_large_output_outside_residual_spans(
     assert model._net.micro_split() == model._net.first_op(model.layers[names.index(last) + 1])
     np.testing.assert_array_equal(split_out, _whole_batch(model, lambda: model.predict(
         x, batch_size=5, verbose=0)))
+
+
+@pytest.mark.parametrize("threads, runs", [(1, [1] * 6), (2, [1] * 6), (4, [4, 2]),
+                                           (16, [])])
+def test_the_early_layers_run_micro_batches_by_thread_count(monkeypatch, threads, runs):
+    """One image per run up to 2 threads, one per thread below 8 threads, from 8 threads no
+    per-image part (the whole batch): the early network's batch sizes say so, and the
+    result is the whole-batch network's."""
+    from aslnet import backend
+    from aslnet.engine import network
+    x = np.random.default_rng(7).normal(size=(6, 96, 96, 3)).astype(np.float32)
+    model = wide_model()
+    seen = []
+    real = network.CoreNetwork.early_network
+
+    def spy(self, split, dtype):
+        early = real(self, split, dtype)
+        fwd = early.net.forward
+
+        class Net:   # the C network, its batch sizes recorded
+            def __getattr__(self, name):
+                return getattr(early.net, name)
+
+            def forward(self, xb, **kw):
+                seen.append(len(xb))
+                return fwd(xb, **kw)
+        view = type("Early", (), {"net": Net()})()
+        return view
+    monkeypatch.setattr(network.CoreNetwork, "early_network", spy)
+    monkeypatch.setattr(backend, "_num_threads", threads)
+    out = model.predict(x, batch_size=6, verbose=0)
+    assert seen == runs
+    np.testing.assert_array_equal(out, _whole_batch(model, lambda: model.predict(
+        x, batch_size=6, verbose=0)))
