@@ -219,7 +219,7 @@ void asl_wmem_destroy(asl_wmem *w)
 
 /* C = alpha op(A) op(B) + beta C, row-major, on OpenBLAS.
  *
- * OpenBLAS runs single-threaded (apply_threads in network.c sets its thread
+ * OpenBLAS runs single-threaded (net_apply_threads in net_exec.c sets its thread
  * count to 1): its own pthread pool spins for a while after each call, and
  * beside the OpenMP team that runs oneDNN it oversubscribed the cores (a
  * 1x1280x1000 head at batch 1 cost MobileNetV2 two thirds of its pass).  A

@@ -30,7 +30,7 @@
  *   destroy  free priv entirely (after release).
  *
  * A net of any input size (h and/or w of -1) runs init once per input size
- * on a copy of the layer (see network.c, size states): init must compute
+ * on a copy of the layer (see net_sizes.c, size states): init must compute
  * out, priv and parameters from l->in alone, and declare the same
  * parameters for every size (else the layer needs a fixed-size input).
  */

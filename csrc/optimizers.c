@@ -2,7 +2,7 @@
  * optimizers.c - Keras 3's optimizer updates (keras/src/optimizers/):
  * SGD, Adam (AdamW: Adam with weight decay; amsgrad), RMSprop, Adagrad and
  * Nadam, with Keras's weight decay and gradient clipping.  The executor
- * (network.c, asl_net_apply_gradients) owns the slots and the iteration
+ * (net_train.c, asl_net_apply_gradients) owns the slots and the iteration
  * count; this file only computes.  Every loop is elementwise (and the
  * norms for clipping one-threaded), so results do not depend on the number
  * of threads.
