@@ -35,7 +35,7 @@ __all__ = [
     "WeightsNotFoundError", "WeightsIntegrityError", "weights_cache_dir", "resolve_weights_dir",
     "mobilenet_v1_weights", "imagenet_head", "imagenet_labels", "folded_bn", "bn_from_stats",
     "V2_FILE", "V2_WEIGHT_FILES", "mobilenet_v2_weights", "mobilenet_v2_head",
-    "SYNSETS_FILE", "CLASS_INDEX_FILES", "imagenet_synsets",
+    "SYNSETS_FILE", "CLASS_INDEX_FILES", "imagenet_synsets", "imagenet_output_ranges",
 ]
 
 log = logging.getLogger(__name__)
@@ -402,19 +402,20 @@ def mobilenet_v2_weights(path_dir: str | os.PathLike | None = None, *,
         missing = [name for name in bn_layer_names() if name not in bn_init]
         if missing:
             raise ValueError(f"bn_init lacks statistics for {missing}")
-    weights, _ = _read_v2(resolve_weights_dir(path_dir, files=V2_WEIGHT_FILES), bn_init)
+    weights, _, _ = _read_v2(resolve_weights_dir(path_dir, files=V2_WEIGHT_FILES), bn_init)
     return weights
 
 
 def mobilenet_v2_head(path_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """MobileNet v2's 1001-class classifier as a Dense layer (class 0 = background):
     kernel (1280, 1001), bias (1001,)."""
-    _, head = _read_v2(resolve_weights_dir(path_dir, files=V2_WEIGHT_FILES), "folded")
+    _, head, _ = _read_v2(resolve_weights_dir(path_dir, files=V2_WEIGHT_FILES), "folded")
     return head
 
 
-def _read_v2(folder: Path, bn_init) -> tuple[dict[str, list[np.ndarray]], tuple]:
-    """Walk the TFLite graph along Keras's layer table; (Keras weights, 1001-class head)."""
+def _read_v2(folder: Path, bn_init) -> tuple[dict[str, list[np.ndarray]], tuple, dict]:
+    """Walk the TFLite graph along Keras's layer table; (Keras weights, 1001-class head,
+    the quantized output ranges of the layers whose output a TFLite tensor holds)."""
     from .applications._mobilenet_v2_spec import layer_table
     model = read_tflite(folder / V2_FILE)
 
@@ -492,7 +493,51 @@ def _read_v2(folder: Path, bn_init) -> tuple[dict[str, list[np.ndarray]], tuple]
     rest = [op.opcode for _, op in ops]
     if rest != ["RESHAPE", "SOFTMAX"]:
         raise fail(f"the graph ends with {rest} after the classifier, expected RESHAPE, SOFTMAX")
-    return weights, head
+    # a conv's TFLite output is after its fused batch norm and ReLU6: it is the output of
+    # the ReLU, or of the batch norm where no ReLU follows (a projection)
+    ends = {spec.name for k, spec in enumerate(table) if spec.kind in ("ReLU", "Add") or (
+        spec.kind == "BatchNormalization" and (k + 1 == len(table) or table[k + 1].kind != "ReLU"))}
+    ranges = {name: _range(model, tensor_of[name]) for name in ends}
+    ranges[None] = _range(model, model.inputs[0])
+    return weights, head, ranges
+
+
+def _range(model: TFLiteModel, index: int) -> tuple[float, float]:
+    """The real values a per-tensor quantized uint8/int8 tensor spans: scale * (q - zero_point)
+    at the type's two ends."""
+    t = model.tensors[index]
+    q = t.quantization
+    limits = {"UINT8": (0, 255), "INT8": (-128, 127)}.get(t.dtype)
+    if q is None or q.axis is not None or limits is None:
+        raise _structure_error(model, f"tensor {t.name!r} ({t.dtype}) is not quantized per "
+                                      "tensor to 8 bits")
+    scale, zero = float(q.scale[0]), float(q.zero_point[0]) if q.zero_point.size else 0.0
+    return scale * (limits[0] - zero), scale * (limits[1] - zero)
+
+
+def imagenet_output_ranges(arch: str, path_dir: str | os.PathLike | None = None
+                           ) -> dict[str | None, tuple[float, float]]:
+    """The activation ranges the ImageNet TFLite file of ``arch`` ('mobilenet' or
+    'mobilenet_v2') was quantized with (its training learned them): Keras layer name ->
+    (min, max) of that layer's output, for the layers whose output is a tensor of the file
+    (each ReLU6, MobileNetV2's projections and adds); key None: the model's input.
+    ``model.quantize("int8")`` of an ImageNet model uses them where no calibration data is
+    given."""
+    if arch == "mobilenet_v2":
+        return _read_v2(resolve_weights_dir(path_dir, files=V2_WEIGHT_FILES), "folded")[2]
+    if arch != "mobilenet":
+        raise ValueError(f"arch must be 'mobilenet' or 'mobilenet_v2', got {arch!r}")
+    model = read_tflite(resolve_weights_dir(path_dir) / EMBEDDING_FILE)
+    if len(model.operators) != 2 + 2 * len(BLOCK_STRIDES):
+        raise _structure_error(model, f"{len(model.operators)} operators")
+    names = ["conv1_relu"] + [f"conv_{kind}_{k}_relu" for k in range(1, len(BLOCK_STRIDES) + 1)
+                              for kind in ("dw", "pw")]
+    ranges: dict[str | None, tuple[float, float]] = {None: _range(model, model.inputs[0])}
+    for op, name in zip(model.operators, names):
+        if op.options.get("fused_activation") != "RELU6":
+            raise _structure_error(model, f"{op.opcode} before {name} has options {op.options}")
+        ranges[name] = _range(model, op.outputs[0])
+    return ranges
 
 
 def imagenet_synsets(path_dir: str | os.PathLike | None = None) -> list[str]:

@@ -9,7 +9,8 @@ LABELS = {"aslnet": "aslnet", "aslnet_bf16": "aslnet mixed_bfloat16 (not float32
           "keras_bf16": "Keras 3 mixed_bfloat16 (not float32)",
           "keras": "Keras 3 (TensorFlow)", "torch": "PyTorch",
           "torch_cl": "PyTorch channels_last", "onnxruntime": "ONNX Runtime",
-          "litert": "LiteRT (XNNPACK)"}
+          "litert": "LiteRT (XNNPACK)",
+          "litert_int8": "LiteRT int8 (the shared quantized TFLite file; v1: its trunk file)"}
 FIT_PEERS = ("aslnet", "aslnet_bf16", "keras")
 FLOAT32 = ("aslnet", "keras", "torch", "torch_cl", "onnxruntime", "litert")   # the targets' peers
 
@@ -206,10 +207,16 @@ def model_lines(res, key, arch, size, sub, fp32_peak, bf16_peak):
               "| max abs diff vs aslnet |", "|---|---|---|---|---|---|"]
         for p, r in inf.items():
             ag = r.get("agreement") or {}
-            L.append(f"| {LABELS[p]} | {_fig(r['b1'])} | {_fig(r['b32'])} | "
+            b32 = _fig(r['b32']) + (" (32 calls of batch 1)" if r.get("b32_as") else "")
+            L.append(f"| {LABELS[p]} | {_fig(r['b1'])} | {b32} | "
                      f"{r['b1']['first_call_s']:.2f} / {r['b32']['first_call_s']:.2f} | "
                      f"{ag.get('top1_equal', '—') if p != 'aslnet' else 'ref.'} | "
                      f"{'%.2e' % ag['max_abs_diff'] if 'max_abs_diff' in ag else '—'} |")
+        q8, lq = inf.get("aslnet_int8"), inf.get("litert_int8")
+        if q8 and lq:
+            L += ["", "aslnet int8 against LiteRT on the quantized file (target 2×): " + ", ".join(
+                f"batch {b[1:]} {q8[b]['median'] / lq[b]['median']:.2f}×" for b in ("b1", "b32"))
+                + "."]
         a, n = inf.get("aslnet"), macs(res, key)
         if a and n:
             gf = lambda r: r["median"] * 2 * n / 1e9   # noqa: E731

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("inference", "train", "utilisation", "e2e", "phases")
 DEFAULT_PARTS = ("inference", "train", "utilisation", "e2e")   # phases: when named
 PEERS = ("aslnet", "aslnet_bf16", "aslnet_int8", "keras", "keras_bf16", "torch", "onnxruntime",
-         "litert")
+         "litert", "litert_int8")
 TRAIN_PEERS = ("aslnet", "aslnet_bf16", "keras", "keras_bf16", "torch")
 
 
@@ -179,6 +179,8 @@ def run_inference(args, run, res):
             os.remove(os.path.join(run.work, f))
     out = {}
     for peer in peers:
+        if peer == "litert_int8" and run.size != common.DEFAULT_SIZE:
+            continue   # the shared quantized files are 224x224
         if peer in ("onnxruntime", "litert"):
             src = {"onnxruntime": "mobilenet.onnx", "litert": "mobilenet.tflite"}[peer]
             if not os.path.exists(os.path.join(run.work, src)):

@@ -130,3 +130,16 @@ def warn_224_weights(rows, cols, sizes, stacklevel=2):
         warnings.warn("`input_shape` is undefined or non-square, or `rows` is not in "
                       f"{list(sizes)}. Weights for input shape (224, 224) will be loaded as "
                       "the default.", stacklevel=stacklevel + 1)
+
+
+def set_imagenet_weights(model, arch, named, weights_dir=None):
+    """Set the ImageNet weights ``named`` (layer name -> weight list) on ``model``, and
+    remember where they came from: ``model.quantize("int8")`` without calibration data then
+    uses the activation ranges of the TFLite file (``pretrained.imagenet_output_ranges``)
+    while the weights are these (``trainers.quantize``)."""
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(named[layer.name])
+    model._imagenet_source = (arch, weights_dir, {
+        layer.name: tuple(v._version for v in layer.weights)
+        for layer in model.layers if layer.weights})

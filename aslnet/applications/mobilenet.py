@@ -15,7 +15,7 @@ from ..models import Model
 from ..utils import get_source_inputs
 from .imagenet_utils import decode_predictions  # noqa: F401  (Keras's, one home)
 from .imagenet_utils import default_size as _default_size
-from .imagenet_utils import obtain_input_shape, warn_224_weights
+from .imagenet_utils import obtain_input_shape, set_imagenet_weights, warn_224_weights
 from .imagenet_utils import preprocess_input as _preprocess_input
 from .mobilenet_v2 import check_classifier_activation, check_weights_arg
 
@@ -122,10 +122,7 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3,
     model = Model(get_source_inputs(img_input), x, name=f"mobilenet_{alpha:0.2f}_{rows}")
     model.min_input_size = (32, 32)       # Keras's minimum (the C network refuses less)
     if weights == "imagenet":
-        named = pretrained.mobilenet_v1_weights(weights_dir)
-        for layer in model.layers:
-            if layer.weights:
-                layer.set_weights(named[layer.name])
+        set_imagenet_weights(model, "mobilenet", pretrained.mobilenet_v1_weights(weights_dir), weights_dir)
     elif weights is not None:
         model.load_weights(weights)
     return model

@@ -18,7 +18,7 @@ from ..utils import get_source_inputs
 from . import _mobilenet_v2_spec as spec
 from .imagenet_utils import decode_predictions
 from .imagenet_utils import default_size as _default_size
-from .imagenet_utils import obtain_input_shape, warn_224_weights
+from .imagenet_utils import obtain_input_shape, set_imagenet_weights, warn_224_weights
 from .imagenet_utils import preprocess_input as _preprocess_input
 
 __all__ = ["MobileNetV2", "preprocess_input", "decode_predictions"]
@@ -115,10 +115,7 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
                   name=name or f"mobilenetv2_{float(alpha):0.2f}_{rows}")
     model.min_input_size = (32, 32)       # Keras's minimum (the C network refuses less)
     if weights == "imagenet":
-        named = pretrained.mobilenet_v2_weights(weights_dir)
-        for layer in model.layers:
-            if layer.weights:
-                layer.set_weights(named[layer.name])
+        set_imagenet_weights(model, "mobilenet_v2", pretrained.mobilenet_v2_weights(weights_dir), weights_dir)
     elif weights is not None:
         model.load_weights(weights)
     return model

@@ -17,6 +17,12 @@ Keras 3 quantizes activations dynamically, per batch, and needs no data; aslnet 
 scales (a dynamic scale would cost a float32 pass per batch) and so requires
 ``calibration_data``: a few hundred representative inputs, e.g. training images.
 
+The ImageNet models.  ``MobileNet``/``MobileNetV2(weights="imagenet")`` come from TFLite
+files quantized by their training (quantization-aware: each ReLU6, projection and add
+output has a learned uint8 range).  Their ``quantize("int8")`` needs no calibration data:
+it takes those ranges (``pretrained.imagenet_output_ranges``) while the weights are the
+loaded ones, and refuses once they changed (train, then calibrate on data).
+
 A quantized model predicts and evaluates in int8; it does not train (``fit`` raises: train
 the float32 model, then quantize).  ``save`` keeps it: the float32 weights as always, plus
 the mode and the calibrated ranges (``state``; an h5 attribute, a member of the .keras
@@ -41,11 +47,17 @@ def quantize(model, mode, calibration_data=None, batch_size=None, steps=None):
         raise ValueError(f"Invalid quantization mode {mode!r}{known}: aslnet supports "
                          f"model.quantize('int8', calibration_data=x)")
     if calibration_data is None:
-        raise ValueError(
-            "model.quantize('int8') needs calibration_data: aslnet quantizes activations "
-            "with static per-tensor scales measured on sample inputs (Keras 3 quantizes "
-            "them per batch).  Pass calibration_data=x, e.g. a few hundred training "
-            "images, preprocessed as for predict")
+        ranges = imagenet_ranges(model)
+        if ranges is None:
+            raise ValueError(
+                "model.quantize('int8') needs calibration_data: aslnet quantizes activations "
+                "with static per-tensor scales measured on sample inputs (Keras 3 quantizes "
+                "them per batch).  Pass calibration_data=x, e.g. a few hundred training "
+                "images, preprocessed as for predict (only aslnet.applications' ImageNet "
+                "models, unchanged, need none: their TFLite files carry the ranges)")
+        model._int8_ranges, model._quantization_mode = ranges, mode
+        model._core()
+        return
     network = model._core()
     x = model._single_input(calibration_data)
     n_steps = data.num_steps(x, batch_size, steps)
@@ -65,6 +77,36 @@ def quantize(model, mode, calibration_data=None, batch_size=None, steps=None):
     model._core()   # the network computes in int8 from now on
 
 
+def imagenet_ranges(model):
+    """The ranges of an aslnet.applications ImageNet model from its TFLite file
+    (``pretrained.imagenet_output_ranges``: the ones its quantization-aware training
+    learned), one row per core layer input; NaN rows (no TFLite tensor there, e.g. inside
+    a fused group, or the float32 classifier) make a group that would read them run in
+    float32.  None for other models; ValueError where the weights changed since loading."""
+    source = getattr(model, "_imagenet_source", None)
+    if source is None:
+        return None
+    from .. import pretrained
+    arch, weights_dir, versions = source
+    changed = [layer.name for layer in model.layers if layer.weights and
+               tuple(v._version for v in layer.weights) != versions.get(layer.name)]
+    if changed:
+        raise ValueError(
+            f"model.quantize('int8') without calibration_data uses the activation ranges of "
+            f"the ImageNet TFLite file, which do not hold once the weights change: those of "
+            f"{', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} changed since "
+            "loading.  Pass calibration_data=x (a few hundred inputs, preprocessed as for "
+            "predict)")
+    known = pretrained.imagenet_output_ranges(arch, weights_dir)
+    network = model._core()
+    ranges = np.full((network.net.num_layers + 1, 2), np.nan, np.float32)
+    ranges[0] = known[None]
+    for name, r in known.items():
+        if name in network.index:
+            ranges[network.index[name][-1] + 1] = r
+    return ranges
+
+
 def state(model):
     """What ``save`` keeps of a quantized model (a JSON string), or None."""
     mode = getattr(model, "_quantization_mode", None)
@@ -82,7 +124,7 @@ def restore(model, text, where):
         mode, ranges = saved["mode"], np.asarray(saved["ranges"], np.float32)
     except (ValueError, TypeError, KeyError) as e:
         raise ModelFileError(f"{where}: unreadable quantization state ({e})") from e
-    if mode not in MODES or ranges.ndim != 2 or not np.all(np.isfinite(ranges)):
+    if mode not in MODES or ranges.ndim != 2 or np.any(np.isinf(ranges)):   # NaN: no range
         raise ModelFileError(f"{where}: quantization state of mode {mode!r} with "
                              f"{ranges.size} ranges is not one aslnet wrote")
     model._int8_ranges, model._quantization_mode = ranges, mode

@@ -417,8 +417,10 @@ class Trainer(Keras2Aliases):
     def quantize(self, mode, calibration_data=None, batch_size=None, steps=None):
         """Keras 3's ``model.quantize("int8")``, in place: the convolutions then predict
         in int8 (per-channel int8 weights, per-tensor activation scales calibrated on
-        ``calibration_data``, which aslnet requires; see aslnet.trainers.quantize).
-        A quantized model does not train or save."""
+        ``calibration_data``, which aslnet requires but for an unchanged ImageNet model of
+        aslnet.applications, whose TFLite file's ranges it uses; see
+        aslnet.trainers.quantize).  A quantized model does not train; it saves and loads
+        quantized."""
         with self._lock:
             quantize_mod.quantize(self, mode, calibration_data, batch_size, steps)
 

@@ -115,8 +115,8 @@ def _tutorial_model(args, with_head=True):
 def inference(args):
     model = _imagenet_model(args)
     x = common.inputs(args.work)
-    if QUANTIZE:
-        model.quantize(QUANTIZE, calibration_data=x)
+    if QUANTIZE:   # the ImageNet model: on the activation ranges of its TFLite file
+        model.quantize(QUANTIZE)
     res = common.batch_throughputs(args, model.predict_on_batch, x)
     np.save(os.path.join(args.work, f"{NAME}-outputs.npy"), model.predict_on_batch(x))
     common.write_result(args, NAME, res)

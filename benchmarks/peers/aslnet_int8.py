@@ -1,6 +1,6 @@
-"""aslnet after ``model.quantize("int8", calibration_data=...)`` (int8 convolutions,
-calibrated on the benchmark's own 32 images): the aslnet peer's inference task, reported
-as its own row; the project's targets compare float32 only.
+"""aslnet after ``model.quantize("int8")`` (int8 convolutions on the activation ranges of
+the ImageNet TFLite file, as LiteRT runs it: ``litert_int8``): the aslnet peer's inference
+task, reported as its own row; the project's targets compare float32 only.
 
     python -m benchmarks.peers.aslnet_int8 inference --work DIR ...
 """

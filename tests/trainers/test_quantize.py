@@ -140,7 +140,8 @@ IMAGES = ["cat", "bird", "grace_hopper", "parrot"]
 
 
 @pytest.mark.slow
-def test_mobilenet_v1_int8_groups_are_the_emulation(shared_weights_dir):
+@pytest.mark.parametrize("ranges", ["calibrated", "tflite"])
+def test_mobilenet_v1_int8_groups_are_the_emulation(shared_weights_dir, ranges):
     """Each of MobileNet v1's 27 int8 groups (the shared ImageNet weights, calibrated on
     the reference photos) is the NumPy emulation's (tests/reference/int8.py) on the
     integers the core fed it: the core's float output of the group before (a forward
@@ -148,14 +149,15 @@ def test_mobilenet_v1_int8_groups_are_the_emulation(shared_weights_dir):
     tests/core/test_int8.py: float32 rescaling (RTOL) plus two flipped LSBs of the input.
     (A whole-network comparison cannot be tight: each flip shifts up to 1024 values of
     the next layer by a fraction of an LSB, some of which flip in turn, and over 27
-    layers the two runs drift apart by ~1e-2 of the embedding.)"""
+    layers the two runs drift apart by ~1e-2 of the embedding.)  ``tflite``: quantized
+    without calibration data, on the ranges of the TFLite file."""
     from aslnet.applications.mobilenet import MobileNet
     from aslnet.pretrained import mobilenet_v1_weights
     from tests.reference import int8 as q8
     ref = shared_weights_dir / "reference"
     x = np.stack([np.load(ref / f"{s}.input.npy") for s in IMAGES[:2]]).astype(np.float32)
     mobile = MobileNet(weights_dir=shared_weights_dir)
-    mobile.quantize("int8", calibration_data=x)
+    mobile.quantize("int8", **({"calibration_data": x} if ranges == "calibrated" else {}))
     net = mobile._core()
     weights = mobilenet_v1_weights(shared_weights_dir)
     vnni, u8_max = _core.int8_vnni(), 255 if _core.int8_vnni() else 127
@@ -212,3 +214,76 @@ def test_mobilenet_v2_int8_keeps_the_top1(shared_weights_dir):
     p8 = model.predict(x, verbose=0)
     assert 1e-3 < _rel(p8, p32)
     np.testing.assert_array_equal(p8.argmax(1), p32.argmax(1))
+
+
+def _group_rows(model):
+    """Range rows read at each fused group's input and output: (first op of the conv, or
+    of the ZeroPadding2D before it; the op after its BatchNormalization, or after the ReLU
+    that follows)."""
+    net, layers = model._core(), model.layers
+    rows = []
+    for k, layer in enumerate(layers):
+        if type(layer).__name__ not in ("Conv2D", "DepthwiseConv2D") or \
+                type(layers[k + 1]).__name__ != "BatchNormalization":
+            continue
+        first = layers[k - 1] if type(layers[k - 1]).__name__ == "ZeroPadding2D" else layer
+        last = layers[k + 2] if type(layers[k + 2]).__name__ == "ReLU" else layers[k + 1]
+        rows += [net.index[first.name][0], net.index[last.name][-1] + 1]
+    return rows
+
+
+@pytest.mark.parametrize("arch", ["mobilenet", "mobilenet_v2"])
+def test_imagenet_models_quantize_on_their_tflite_ranges(shared_weights_dir, arch):
+    """An ImageNet model of aslnet.applications quantizes without calibration data: the
+    input row is the TFLite input's uint8 range (scale 1/128, zero point 128: [-1,
+    127/128]), each ReLU6 output's is [0, 255 x its scale] = [0, 6] to the file's rounding,
+    every fused group's input and output has a range (so every group runs int8), the rest
+    are NaN; the reference photos keep their float32 top-1 class; and a save/load round trip
+    keeps those ranges, NaN included."""
+    from aslnet.applications import MobileNet, MobileNetV2
+    ctor = {"mobilenet": MobileNet, "mobilenet_v2": MobileNetV2}[arch]
+    ref = shared_weights_dir / "reference"
+    x = np.stack([np.load(ref / f"{s}.input.npy") for s in IMAGES]).astype(np.float32)
+    model = ctor(weights_dir=shared_weights_dir)
+    p32 = model.predict(x, verbose=0)
+    model.quantize("int8")
+    r, net = model._int8_ranges, model._core()
+    np.testing.assert_array_equal(r[0], [-1.0, 127 / 128])
+    relus = [l.name for l in model.layers if type(l).__name__ == "ReLU"]
+    assert len(relus) >= 27
+    for name in relus:
+        lo, hi = r[net.index[name][-1] + 1]
+        assert lo == 0 and abs(hi - 6) < 1e-3, name
+    rows = _group_rows(model)
+    assert len(rows) >= 2 * 27 and np.all(np.isfinite(r[rows]))
+    assert np.isnan(r).any()                       # e.g. inside the groups
+    p8 = model.predict(x, verbose=0)
+    assert 1e-3 < _rel(p8, p32)
+    np.testing.assert_array_equal(p8.argmax(1), p32.argmax(1))
+
+
+def test_tflite_ranges_round_trip_through_save(shared_weights_dir, tmp_path):
+    from aslnet.applications import MobileNetV2
+    model = MobileNetV2(weights_dir=shared_weights_dir, include_top=False, pooling="avg",
+                        input_shape=(96, 96, 3))
+    model.quantize("int8")
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 96, 96, 3)).astype(np.float32)
+    model.save(tmp_path / "q.keras")
+    back = aslnet.models.load_model(tmp_path / "q.keras")
+    np.testing.assert_array_equal(back._int8_ranges, model._int8_ranges)   # NaN == NaN here
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_tflite_ranges_are_refused_once_the_weights_change(shared_weights_dir):
+    """After set_weights (or training) the file's ranges no longer describe the network:
+    ValueError naming the layer and the way out (calibration_data), which then works."""
+    from aslnet.applications import MobileNet
+    model = MobileNet(weights_dir=shared_weights_dir, include_top=False, pooling="avg",
+                      input_shape=(128, 128, 3))
+    layer = model.get_layer("conv_pw_3")
+    layer.set_weights([w * 1.5 for w in layer.get_weights()])
+    with pytest.raises(ValueError, match="conv_pw_3 changed since loading.*calibration_data"):
+        model.quantize("int8")
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 128, 128, 3)).astype(np.float32)
+    model.quantize("int8", calibration_data=x)
+    assert np.all(np.isfinite(model._int8_ranges))
