@@ -73,7 +73,7 @@ def list_files(paths_or_glob):
 
 
 def _sha256(path):
-    from .saving.file_io import sha256_stream
+    from .utils.file_digest import sha256_stream
     with open(path, "rb") as f:
         return sha256_stream(f)[1].hex()
 

@@ -17,6 +17,7 @@ import time
 import h5py
 
 from . import h5_probe
+from ..utils.file_digest import sha256_stream
 
 KERAS_H5_SUFFIXES = (".h5", ".hdf5", ".keras")   # tf.keras 2.x's _is_hdf5_filepath
 # aslnet-native files: the HDF5 user block (bytes HDF5 leaves to applications
@@ -121,20 +122,6 @@ def _remove_stale_temps(d, base):
 # ---------------------------------------------------------------------------
 # Integrity header (aslnet-native files)
 # ---------------------------------------------------------------------------
-def sha256_stream(fh, start=0):
-    """(length, sha256 digest) of the bytes of the binary file ``fh`` from ``start`` on,
-    read in 1 MiB chunks: the one digest of files in aslnet (integrity headers, the h5
-    probe's memory, batch jobs' input manifests)."""
-    h, n = hashlib.sha256(), 0
-    fh.seek(start)
-    while True:
-        chunk = fh.read(1 << 20)
-        if not chunk:
-            return n, h.digest()
-        h.update(chunk)
-        n += len(chunk)
-
-
 
 def _write_integrity_header(path):
     with open(path, "r+b") as fh:

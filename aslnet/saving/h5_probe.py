@@ -48,7 +48,7 @@ def size_limit(nbytes):
 def _digest(path, data):
     if data is not None:
         return hashlib.sha256(data).digest()
-    from .file_io import sha256_stream
+    from ..utils.file_digest import sha256_stream
     with open(path, "rb") as fh:
         return sha256_stream(fh)[1]
 
