@@ -141,6 +141,37 @@ def test_one_group_is_the_int8_arithmetic(shape, pad, kind, cfg, act, signed):
     assert np.array_equal(net.forward(x), y32)      # back to float32, bit for bit
 
 
+@pytest.mark.parametrize("kind, cfg", [
+    ("conv2d", dict(filters=6, kernel_size=3, padding="same")),
+    ("depthwise_conv2d", dict(kernel_size=3, padding="same")),
+])
+def test_weights_already_on_a_grid_stay_on_it(kind, cfg):
+    """A kernel whose folded weights lie on a grid coarser than max|w| / 127 (a TFLite
+    file's uint8 weights: integers up to 90 times a step, times the batch norm's scale per
+    channel) is quantized onto that grid exactly, not rounded a second time: the twin's
+    dequantized weights are the folded ones to float32 rounding, the core computes what
+    the twin does, and the old rule (max|w| / 127) would have moved them by up to half a
+    step."""
+    layers = [(kind, dict(cfg, use_bias=False)), ("batch_normalization", {}),
+              ("activation", dict(activation="relu6"))]
+    net, params, rng = _net(layers, (6, 6, 4), 11)
+    w = (rng.integers(-90, 91, params[0, 0].shape) * 0.0125).astype(np.float32)
+    w.reshape(-1, w.shape[-1] if kind == "conv2d" else w.shape[2])[0] = 90 * 0.0125
+    net.set_param(0, 0, w)
+    params[0, 0] = w
+    folded, b = fold(w, *[params[1, j] for j in range(4)], bias=None)
+    wq, sw = q8.quantize_weights(folded, len(b))
+    flat = folded.reshape(-1, len(b))
+    assert np.abs(wq.reshape(flat.shape) * sw - flat).max() <= 1e-6 * np.abs(flat).max()
+    old = np.abs(flat).max(0) / np.float32(127)
+    assert np.abs(np.rint(flat / old) * old - flat).max() > 0.2 * old.max()
+    x = np.abs(rng.normal(0, 1, (2, 6, 6, 4))).astype(np.float32)
+    net.calibrate(x, reset=True)
+    net.set_compute_dtype("int8")
+    want, _ = _emulate(layers, params, net.ranges(), x)
+    assert np.abs(net.forward(x) - want).max() <= RTOL * np.abs(want).max()
+
+
 def test_input_quantization_rounds_ties_to_even_and_saturates():
     """The core's quantization of a float32 input (quantize.c's quantize_input) is
     round-half-to-even then saturate, as the emulation's np.rint and clip: every input lies

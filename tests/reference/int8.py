@@ -42,14 +42,36 @@ def quantize(x, t: str, s) -> np.ndarray:
     return np.clip(q, *LIMITS[t]).astype(np.float64)
 
 
+QW_EXACT = 1e-9
+
+
 def quantize_weights(w, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-output-channel symmetric int8 of a Keras kernel: (wq as float64, sw float32).
     The output channel is the innermost index of the flattened kernel (``channels`` of
-    them: a depthwise kernel's (in, multiplier) pair, ``in * multiplier``)."""
+    them: a depthwise kernel's (in, multiplier) pair, ``in * multiplier``).  The step:
+    max|w| / k, k = 127 unless a coarser k (126 down to 64) has less than half the squared
+    rounding error of the best so far; an exact fit (<= QW_EXACT max|w|^2 per weight)
+    stops the search (csrc/quantize.c)."""
     w = np.asarray(w, np.float32)
     flat = w.reshape(-1, channels or w.shape[-1])
     m = np.abs(flat).max(axis=0)
-    sw = np.where(m > 0, m / np.float32(127), np.float32(1)).astype(np.float32)
+    pos = m > 0
+    exact = QW_EXACT * m.astype(np.float64) ** 2 * flat.shape[0]
+
+    def err(step):
+        t = np.clip(flat / step, -127, 127)
+        return ((flat.astype(np.float64) - np.rint(t).astype(np.float64)
+                 * step.astype(np.float64)) ** 2).sum(axis=0)
+
+    best = np.where(pos, m / np.float32(127), np.float32(1)).astype(np.float32)
+    best_e = err(best)
+    for k in range(126, 63, -1):
+        step = np.where(pos, m / np.float32(k), np.float32(1)).astype(np.float32)
+        e = err(step)
+        better = pos & (best_e > exact) & (e < 0.5 * best_e)
+        best = np.where(better, step, best)
+        best_e = np.where(better, e, best_e)
+    sw = best.astype(np.float32)
     wq = np.clip(np.rint(flat / sw), -127, 127).astype(np.float64)
     return wq.reshape(w.shape), sw
 
