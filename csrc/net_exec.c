@@ -333,6 +333,18 @@ static asl_status int8_group(asl_net *net, int i, int hi, int stop, int keep,
     return ASL_OK;
 }
 
+/* Layers [i, hi] ran as one group: all but its last output are skipped (the
+ * last too unless kept); each counts as called once. */
+static void mark_group(asl_net *net, int i, int hi, int keep)
+{
+    for (int k = i; k <= hi; k++) {
+        net->layers[k].fused = k < hi || !keep;
+        net->layers[k].in_group = k == hi && keep;
+        net->layers[k].calls_fwd++;
+        if (net->layers[k].fused) net->fused_hi = k;
+    }
+}
+
 /* Run layers [start, stop) on x (the input of layer start); the output
  * stays in layer stop-1's buffer.  Fused groups count a forward call for
  * each of their layers (layer_calls).  In bfloat16 mode, a fused group
@@ -399,12 +411,7 @@ asl_status net_run_forward(asl_net *net, const float *x, int n, int training,
             ASL_TRY(out_buf(net, last, keep, cur));
             ASL_TRY(int8_group(net, i, hi, stop, keep, &cur_q, &ran));
             if (ran) {
-                for (int k = i; k <= hi; k++) {
-                    net->layers[k].fused = k < hi || !keep;
-                    net->layers[k].in_group = k == hi && keep;
-                    net->layers[k].calls_fwd++;
-                    if (net->layers[k].fused) net->fused_hi = k;
-                }
+                mark_group(net, i, hi, keep);
                 i = hi;
             }
         }
@@ -424,12 +431,7 @@ asl_status net_run_forward(asl_net *net, const float *x, int n, int training,
             ASL_TRY(out_buf(net, last, keep, cur));
             ASL_TRY(asl_fused_forward(c, l, hi - i + 1, cur_bf16, y_bf16, &ran));
             if (ran) {
-                for (int k = i; k <= hi; k++) {
-                    net->layers[k].fused = k < hi || !keep;
-                    net->layers[k].in_group = k == hi && keep;
-                    net->layers[k].calls_fwd++;
-                    if (net->layers[k].fused) net->fused_hi = k;
-                }
+                mark_group(net, i, hi, keep);
                 i = hi;
                 cur_bf16 = y_bf16;
             }

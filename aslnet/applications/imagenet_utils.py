@@ -137,9 +137,10 @@ def set_imagenet_weights(model, arch, named, weights_dir=None):
     remember where they came from: ``model.quantize("int8")`` without calibration data then
     uses the activation ranges of the TFLite file (``pretrained.imagenet_output_ranges``)
     while the weights are these (``trainers.quantize``)."""
+    from ..engine.network import _versions
     for layer in model.layers:
         if layer.weights:
             layer.set_weights(named[layer.name])
     model._imagenet_source = (arch, weights_dir, {
-        layer.name: tuple(v._version for v in layer.weights)
+        layer.name: _versions(layer)
         for layer in model.layers if layer.weights})

@@ -87,9 +87,10 @@ def imagenet_ranges(model):
     if source is None:
         return None
     from .. import pretrained
+    from ..engine.network import _versions
     arch, weights_dir, versions = source
     changed = [layer.name for layer in model.layers if layer.weights and
-               tuple(v._version for v in layer.weights) != versions.get(layer.name)]
+               _versions(layer) != versions.get(layer.name)]
     if changed:
         raise ValueError(
             f"model.quantize('int8') without calibration_data uses the activation ranges of "
