@@ -179,8 +179,11 @@ def test_mobilenet_v1_int8_groups_are_the_emulation(shared_weights_dir, ranges):
 def test_mobilenet_v1_int8_keeps_the_top1(shared_weights_dir):
     """MobileNet v1 (the shared ImageNet weights) calibrated on the four reference photos:
     the top-1 classes are float32's and the reference's, and int8 moves the pooled
-    embedding from float32 by more than 3e-2 of its largest value (measured 9e-2..1.7e-1
-    with VNNI, 1.1e-1..2.2e-1 without: so a float run cannot pass) and by less than 0.3."""
+    embedding from float32 by less than 0.3 of its largest value and by more than 3e-3:
+    a float32 run differs by ~1e-6, while rounding one u8 tensor to 255 steps alone moves
+    values by up to half a step, 2e-3 of its range, and int8 rounds 27 of them (measured
+    with the weight-grid rule of 62f8bcc: down to 2.3e-2 with VNNI, 7.3e-2..1.9e-1
+    without)."""
     from aslnet.applications.mobilenet import MobileNet
     ref = shared_weights_dir / "reference"
     x = np.stack([np.load(ref / f"{s}.input.npy") for s in IMAGES]).astype(np.float32)
@@ -192,7 +195,7 @@ def test_mobilenet_v1_int8_keeps_the_top1(shared_weights_dir):
     mobile.quantize("int8", calibration_data=x)
     e8 = emb.predict(x, verbose=0).reshape(len(IMAGES), -1)
     for g, f in zip(e8, e32):
-        assert 3e-2 < _rel(g, f) < 0.3
+        assert 3e-3 < _rel(g, f) < 0.3
     top5 = json.loads((ref / "top5.json").read_text())
     p8 = mobile.predict(x, verbose=0)
     names = ["cat.bmp", "bird.bmp", "grace_hopper.bmp", "parrot.jpg"]
