@@ -12,7 +12,13 @@ The model is the tutorial's, trained by the CLI on a split it writes::
 
 Calibration: the first ``--calibration`` training images of each class (20: 200 images).
 A group is kept in float32 by giving it no calibrated range (the C core then runs it in
-float32: csrc/network.c ``qparams``).
+float32: csrc/net_exec.c ``qparams``).
+
+The peer: with TensorFlow and LiteRT installed, the same model file loaded by Keras,
+quantized by TensorFlow Lite's converter (full-integer post-training quantization, per-channel
+weights, the same calibration images as the representative dataset) and run by LiteRT: its
+top-1 agreement with the same float32 predictions is the bar an int8 of this model reaches
+elsewhere.
 """
 import argparse
 import glob
@@ -74,6 +80,12 @@ def measure(model_path, split, per_class=20):
                           ("pointwise groups in float32", [n for n in names if "pw" in n]),
                           ("last 8 groups in float32", names[-8:])):
         variants[label] = run(chosen)[1]
+    peer = tflite_ptq(model_path, xt, xc)
+    if peer is not None:
+        variants["TFLite full-int8 PTQ, run by LiteRT (peer)"] = {
+            "float32 groups": "—", "agreement": float(np.mean(peer.argmax(1) == p32.argmax(1))),
+            "accuracy int8": float(np.mean(peer.argmax(1) == yt)),
+            "max |dp|": float(np.abs(peer - p32).max())}
     top2 = np.sort(p32, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
     flips = p8.argmax(1) != p32.argmax(1)
@@ -82,6 +94,32 @@ def measure(model_path, split, per_class=20):
     return {"test images": len(xt), "calibration images": len(xc),
             "accuracy float32": float(np.mean(p32.argmax(1) == yt)), "variants": variants,
             "flip margins": sorted(float(m) for m in margin[flips]), "by margin": by_margin}
+
+
+def tflite_ptq(model_path, xt, xc):
+    """LiteRT's predictions of ``xt`` by the model file quantized by TensorFlow Lite's
+    converter (full integer, ``xc`` as the representative dataset); None without
+    TensorFlow or LiteRT."""
+    try:
+        import keras
+        import tensorflow as tf
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return None
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras.models.load_model(model_path,
+                                                                           compile=False))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([xc[i:i + 1]] for i in range(len(xc)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    it = Interpreter(model_content=conv.convert(), num_threads=os.cpu_count())
+    it.allocate_tensors()
+    src, dst = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    out = []
+    for k in range(len(xt)):
+        it.set_tensor(src, xt[k:k + 1].astype(np.float32))
+        it.invoke()
+        out.append(it.get_tensor(dst)[0].copy())
+    return np.array(out)
 
 
 def markdown(r, title):
