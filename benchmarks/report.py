@@ -283,7 +283,9 @@ def markdown(res):
     for key, arch, size, sub in ms:
         L += model_lines(res, key, arch, size, sub, fp32_peak, bf16_peak)
     L += phase_lines(res.get("phases"), fp32_peak)
-    L += utilisation_lines(res.get("utilisation"), m.get("bandwidth"), m.get("threads"))
+    for key, arch, size, sub in ms or [(None, None, None, res)]:
+        L += utilisation_lines(sub.get("utilisation"), m.get("bandwidth"), m.get("threads"),
+                               common.model_label(arch, size) if len(ms) > 1 else None)
     v1 = common.model_key(common.DEFAULT_ARCH, common.DEFAULT_SIZE) in [k for k, *_ in ms]
     if v1 or not ms:
         L += ["## Targets" + ("" if len(ms) <= 1 else
@@ -323,13 +325,15 @@ def _fmt(v, spec):
     return "—" if v is None else format(v, spec)
 
 
-def utilisation_lines(ut, bandwidth, threads):
+def utilisation_lines(ut, bandwidth, threads, label=None):
     """Per layer type: time, GFLOP/s against the peak, and the roofline (GB/s moved,
-    FLOP per byte, the bound from the measured peak and bandwidth)."""
+    FLOP per byte, the bound from the measured peak and bandwidth); ``label``: the model's,
+    when the run has several."""
     if not ut:
         return []
     bw = (bandwidth or {}).get(str(threads))
-    L = ["## aslnet utilisation per layer type (oneDNN verbose profile_exec)", "",
+    L = ["## aslnet utilisation per layer type (oneDNN verbose profile_exec)"
+         + (f": {label}" if label else ""), "",
          "Roofline: each layer type's compulsory traffic (every convolution's source, "
          "weights and destination moved once), its FLOP per byte and the bound "
          "min(FP32 peak, FLOP/byte x memory bandwidth); "

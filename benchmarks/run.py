@@ -86,12 +86,14 @@ def parse_args(argv=None):
 
 def applies(args, part, arch, size):
     """Whether ``part`` runs for the model (arch, size): inference for every one; train and
-    e2e (e2e: of --e2e-arch) at the train size; utilisation and phases (aslnet's own
-    parts, whose parsers and arithmetic are v1's) for MobileNet v1 at 224."""
+    e2e (e2e: of --e2e-arch) and utilisation (aslnet's per-layer-type profile) at the
+    train size; phases (whose arithmetic is v1's) for MobileNet v1 at 224."""
     if part == "inference":
         return True
-    if part in ("train", "e2e"):
-        return size == args.train_size and (part == "train" or arch in args.e2e_archs)
+    if part in ("train", "utilisation"):
+        return size == args.train_size
+    if part == "e2e":
+        return size == args.train_size and arch in args.e2e_archs
     return (arch, size) == (common.DEFAULT_ARCH, common.DEFAULT_SIZE)
 
 
@@ -352,9 +354,8 @@ def main(argv=None):
         save()
     if not prepared:
         return 1
-    for part in ("utilisation", "phases"):
-        if part in args.parts and not any(applies(args, part, *m) for m in args.models):
-            run.errors[part] = "exit -: runs for MobileNet v1 224 only, not in --arch/--size"
+    if "phases" in args.parts and not any(applies(args, "phases", *m) for m in args.models):
+        run.errors["phases"] = "exit -: runs for MobileNet v1 224 only, not in --arch/--size"
     text = save()
     print("\n" + text + f"\nwritten: {base()}.md, {base()}.json")
     return 0

@@ -193,7 +193,9 @@ def test_arch_and_size_lists():
     assert [m for m in a.models if applies(a, "train", *m)] == [("mobilenet", 224),
                                                                 ("mobilenet_v2", 224)]
     assert [m for m in a.models if applies(a, "e2e", *m)] == [("mobilenet_v2", 224)]
-    assert [m for m in a.models if applies(a, "utilisation", *m)] == [("mobilenet", 224)]
+    assert [m for m in a.models if applies(a, "utilisation", *m)] == [("mobilenet", 224),
+                                                                      ("mobilenet_v2", 224)]
+    assert [m for m in a.models if applies(a, "phases", *m)] == [("mobilenet", 224)]
     assert all(applies(a, "inference", *m) for m in a.models)
     b = parse_args(["--arch", "mobilenet_v2", "--size", "160,128"])
     assert b.train_size == 160 and b.e2e_archs == ["mobilenet_v2"]
