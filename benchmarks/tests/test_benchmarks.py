@@ -172,7 +172,9 @@ def test_old_results_still_render():
         inference = res.get("inference") or any(m.get("inference")
                                                 for m in res.get("models", {}).values())
         assert ("## Inference" in text) == bool(inference), path.name
-        assert ("## aslnet utilisation" in text) == bool(res.get("utilisation")), path.name
+        profiled = res.get("utilisation") or any(m.get("utilisation")
+                                                 for m in res.get("models", {}).values())
+        assert ("## aslnet utilisation" in text) == bool(profiled), path.name
 
 
 # --- issue 13 item 6: MobileNetV2 and other input sizes -------------------------------
