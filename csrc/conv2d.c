@@ -20,7 +20,13 @@
  * weights layout (dnnl_format_tag_any), fed from the Keras-layout parameter
  * through asl_wmem (reordered only when l->weights_version changes).  The
  * weights gradient is computed in the layout the backward-weights primitive
- * wants and reordered into the Keras-layout l->p[0].grad.
+ * wants and reordered into the Keras-layout l->p[0].grad -- but for a 1x1
+ * Conv2D with stride 1, no padding and at least 128 input and output
+ * channels in float32, whose Keras kernel (1, 1, cin, filters) is the
+ * matrix dW = X^T dZ over all n*h*w pixels: that is one asl_sgemm straight
+ * into l->p[0].grad.  Measured on an AVX2 EPYC, 2 threads, batch 10
+ * (MobileNet's trainable tail): 1.3x oneDNN's backward-weights kernel and
+ * its reorder at 512-1024 channels, level at 128, slower at 32 -> 64.
  *
  * The layer's own activation (Keras `activation=`) is applied in place on y
  * after the convolution, and differentiated into a scratch buffer `dz`
@@ -596,6 +602,30 @@ static asl_status conv_forward(asl_layer *l, asl_ctx *c, int training)
     return ASL_OK;
 }
 
+/* Is the weights gradient one matrix product (see the top)? */
+#define ASL_DW_SGEMM_MIN 128   /* channels in and out */
+static int dw_is_sgemm(const asl_layer *l, const conv_priv *p)
+{
+    return !p->depthwise && !p->bf16 && l->d.kernel[0] == 1 && l->d.kernel[1] == 1 &&
+           l->d.strides[0] == 1 && l->d.strides[1] == 1 &&
+           !(p->pad_t | p->pad_b | p->pad_l | p->pad_r) &&
+           l->in[2] >= ASL_DW_SGEMM_MIN && l->out[2] >= ASL_DW_SGEMM_MIN;
+}
+
+/* dW = X^T dZ (cin x filters, Keras layout) and db = the column sums of dZ,
+ * over the m = n*h*w pixels of a 1x1 stride-1 convolution. */
+static void dw_sgemm(asl_layer *l, const float *dz)
+{
+    const int m = l->n * l->in[0] * l->in[1], ic = l->in[2], oc = l->out[2];
+    asl_sgemm(1, 0, ic, oc, m, 1.0f, l->x, ic, dz, oc, 0.0f, l->p[0].grad, oc);
+    if (l->d.use_bias) {
+        float *db = l->p[1].grad;
+        memset(db, 0, (size_t)oc * sizeof(float));
+        for (int r = 0; r < m; r++)
+            for (int o = 0; o < oc; o++) db[o] += dz[(size_t)r * oc + o];
+    }
+}
+
 static asl_status conv_backward(asl_layer *l, asl_ctx *c, int training)
 {
     conv_priv *p = l->priv;
@@ -632,7 +662,9 @@ static asl_status conv_backward(asl_layer *l, asl_ctx *c, int training)
         ASL_TRY(asl_mem_bind(c, p->dd_m, dz));
     }
 
-    if (l->trainable) {
+    if (l->trainable && dw_is_sgemm(l, p)) {
+        dw_sgemm(l, dz);
+    } else if (l->trainable) {
         dnnl_memory_t dw = p->dw_m ? p->dw_m : p->dw_user;
         if (p->bf16 && !p->xb)
             return asl_fail(c, ASL_ERR_STATE, "%s: backward without a bfloat16 "

@@ -137,6 +137,25 @@ def test_geometry(geom, padding, depthwise):
         _close(net.grad(0, 1), dbr)
 
 
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("cin, filters", [(128, 130), (16, 8)], ids=["sgemm", "onednn"])
+def test_pointwise_weights_gradient(cin, filters, padding):
+    """A 1x1 stride-1 Conv2D's weights gradient: one sgemm X^T dZ from 128 channels in
+    and out (conv2d.c), oneDNN's kernel below; both against the float64 reference."""
+    rng = np.random.default_rng(cin)
+    net = _conv_net((3, 5, cin), False, (1, 1), (1, 1), padding, filters=filters)
+    k, b = _randomize(net, rng)
+    for n in (1, 4):
+        x = rng.standard_normal((n, 3, 5, cin)).astype(np.float32)
+        y = net.forward(x, training=True)
+        dz = rng.standard_normal(y.shape).astype(np.float32)
+        _, dxr, dkr, dbr = conv_ref(x, k, b, (1, 1), padding, dz, False)
+        dx = net.backward(dz, need_dx=True)
+        _close(dx, dxr)
+        _close(net.grad(0, 0), dkr)
+        _close(net.grad(0, 1), dbr)
+
+
 def test_invalid_descriptions():
     net = _core.Net((5, 5, 2))
     with pytest.raises(ValueError, match="smaller than kernel"):
