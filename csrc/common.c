@@ -266,6 +266,15 @@ void asl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
     sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
 }
 
+void asl_col_sums(const float *a, int rows, int cols, float *out)
+{
+    memset(out, 0, (size_t)cols * sizeof(float));
+    for (int i = 0; i < rows; i++) {
+        const float *row = a + (size_t)i * cols;
+        for (int j = 0; j < cols; j++) out[j] += row[j];
+    }
+}
+
 asl_status asl_param_declare(asl_ctx *c, asl_layer *l, int j,
                              const char *name, int is_weight, int ndim,
                              const int *dims)

@@ -470,10 +470,22 @@ done:
 }
 
 
-/* Backward-data and backward-weights primitives, hinted by the forward. */
+/* Is the weights gradient one matrix product (see the top)? */
+#define ASL_DW_SGEMM_MIN 128   /* channels in and out */
+static int dw_is_sgemm(const asl_layer *l, const conv_priv *p)
+{
+    return !p->depthwise && !p->bf16 && l->d.kernel[0] == 1 && l->d.kernel[1] == 1 &&
+           l->d.strides[0] == 1 && l->d.strides[1] == 1 &&
+           !(p->pad_t | p->pad_b | p->pad_l | p->pad_r) &&
+           l->in[2] >= ASL_DW_SGEMM_MIN && l->out[2] >= ASL_DW_SGEMM_MIN;
+}
+
+/* Backward-data and backward-weights primitives, hinted by the forward (no
+ * backward-weights primitive where one sgemm computes that gradient). */
 static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
 {
     conv_priv *p = l->priv;
+    const int dw_sgemm_only = dw_is_sgemm(l, p);
     asl_status st = ASL_OK;
     conv_mds m;
     const_dnnl_memory_desc_t md, fwd_wmd;
@@ -486,12 +498,13 @@ static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
     sd = dnnl_convolution_backward_data_primitive_desc_create(
         &p->bwdd_pd, c->engine, dnnl_convolution_direct, m.src, m.w_c, m.dst_c,
         m.strides, m.dilates, m.pad_l, m.pad_r, p->fwd_pd, c->attr);
-    sw = dnnl_convolution_backward_weights_primitive_desc_create(
-        &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src_c, m.w_any,
-        m.bias, m.dst_c, m.strides, m.dilates, m.pad_l, m.pad_r, p->fwd_pd,
-        c->attr);
+    sw = dw_sgemm_only ? dnnl_success :
+         dnnl_convolution_backward_weights_primitive_desc_create(
+             &p->bwdw_pd, c->engine, dnnl_convolution_direct, m.src_c, m.w_any,
+             m.bias, m.dst_c, m.strides, m.dilates, m.pad_l, m.pad_r, p->fwd_pd,
+             c->attr);
     if (sd != dnnl_success) p->bwdd_pd = NULL;
-    if (sw != dnnl_success) p->bwdw_pd = NULL;
+    if (sw != dnnl_success || dw_sgemm_only) p->bwdw_pd = NULL;
     if (p->bf16 && (!p->bwdd_pd || !p->bwdw_pd || asl_pd_is_ref(p->bwdd_pd) ||
                     asl_pd_is_ref(p->bwdw_pd))) {
         /* float32 from now on (this step's forward was bfloat16) */
@@ -526,6 +539,11 @@ static asl_status conv_plan_bwd(asl_layer *l, asl_ctx *c)
         st = asl_wmem_init(c, &p->w_bwdd, m.w_user, md, 0);
         if (st != ASL_OK) goto done;
         p->w_bwdd_ok = 1;
+    }
+
+    if (dw_sgemm_only) {
+        p->bwd_ok = 1;
+        goto done;
     }
 
     /* backward weights (+ bias) */
@@ -602,28 +620,13 @@ static asl_status conv_forward(asl_layer *l, asl_ctx *c, int training)
     return ASL_OK;
 }
 
-/* Is the weights gradient one matrix product (see the top)? */
-#define ASL_DW_SGEMM_MIN 128   /* channels in and out */
-static int dw_is_sgemm(const asl_layer *l, const conv_priv *p)
-{
-    return !p->depthwise && !p->bf16 && l->d.kernel[0] == 1 && l->d.kernel[1] == 1 &&
-           l->d.strides[0] == 1 && l->d.strides[1] == 1 &&
-           !(p->pad_t | p->pad_b | p->pad_l | p->pad_r) &&
-           l->in[2] >= ASL_DW_SGEMM_MIN && l->out[2] >= ASL_DW_SGEMM_MIN;
-}
-
 /* dW = X^T dZ (cin x filters, Keras layout) and db = the column sums of dZ,
  * over the m = n*h*w pixels of a 1x1 stride-1 convolution. */
 static void dw_sgemm(asl_layer *l, const float *dz)
 {
     const int m = l->n * l->in[0] * l->in[1], ic = l->in[2], oc = l->out[2];
     asl_sgemm(1, 0, ic, oc, m, 1.0f, l->x, ic, dz, oc, 0.0f, l->p[0].grad, oc);
-    if (l->d.use_bias) {
-        float *db = l->p[1].grad;
-        memset(db, 0, (size_t)oc * sizeof(float));
-        for (int r = 0; r < m; r++)
-            for (int o = 0; o < oc; o++) db[o] += dz[(size_t)r * oc + o];
-    }
+    if (l->d.use_bias) asl_col_sums(dz, m, oc, l->p[1].grad);
 }
 
 static asl_status conv_backward(asl_layer *l, asl_ctx *c, int training)

@@ -159,14 +159,7 @@ static asl_status dense_backward(asl_layer *l, asl_ctx *c, int training)
         /* dW[k, u] = x^T[k, n] dz[n, u] */
         asl_sgemm(1, 0, k, u, n, 1.0f, l->x, k, dz, u, 0.0f, l->p[0].grad,
                   u);
-        if (l->d.use_bias) {
-            float *db = l->p[1].grad;
-            memset(db, 0, (size_t)u * sizeof(float));
-            for (int i = 0; i < n; i++) {
-                const float *row = dz + (size_t)i * u;
-                for (int j = 0; j < u; j++) db[j] += row[j];
-            }
-        }
+        if (l->d.use_bias) asl_col_sums(dz, n, u, l->p[1].grad);
     }
     if (l->dx) {
         /* dx[n, k] = dz[n, u] W^T[u, k] */

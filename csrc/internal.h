@@ -252,6 +252,8 @@ int asl_pd_is_ref(const_dnnl_primitive_desc_t pd);
 void asl_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta,
                float *cm, int ldc);
+/* out[j] = sum over the rows of a[rows][cols] (a bias gradient). */
+void asl_col_sums(const float *a, int rows, int cols, float *out);
 
 /* Dilation rate of a conv along axis k (0: height, 1: width); 0 means 1. */
 static inline int asl_dilation(const asl_layer_desc *d, int k)
